@@ -1,0 +1,3 @@
+//! Ingest: receiving webhooks, checking them, and handing them to the store.
+
+pub mod signature;

@@ -1,0 +1,3 @@
+//! tradehook: a resilient webhook gateway for trading systems.
+
+pub mod ingest;
