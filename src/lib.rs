@@ -1,3 +1,14 @@
 //! tradehook: a resilient webhook gateway for trading systems.
+//!
+//! `ingest` (HTTP, guards, signature schemes) → `store` (append + group commit) → `api`
+//! (management, status, health). The binary in `main.rs` is a thin shell over `cli`.
 
+pub mod api;
+pub mod audit;
+pub mod cli;
+pub mod config;
+pub mod error;
 pub mod ingest;
+pub mod metrics;
+pub mod server;
+pub mod store;

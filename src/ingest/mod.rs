@@ -1,3 +1,259 @@
 //! Ingest: receiving webhooks, checking them, and handing them to the store.
+//!
+//! The request path is: find the source (404) → client address and allow-list (403) → rate
+//! limits (429) → read the body within its size (413) and time (408) → signature (401) → JSON
+//! (400) → event id → durable append (200 accepted/duplicate, or 503). Every refusal is counted
+//! and recorded in the audit log; nothing is answered 2xx before the store has committed it.
 
+pub mod event_id;
+pub mod guard;
 pub mod signature;
+pub mod source;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{post, MethodRouter};
+use bytes::Bytes;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+
+use crate::error::ApiError;
+use crate::server::AppState;
+use crate::store::{now_ms, Appended, NewEvent};
+use signature::{Inbound, Verified};
+use source::Source;
+
+/// Name of the source served on `POST /webhook`.
+pub const DEFAULT_SOURCE: &str = "default";
+
+/// The routes that receive webhooks.
+pub fn router() -> axum::Router<Arc<AppState>> {
+    axum::Router::new()
+        .route("/webhook", receive_route(receive_default))
+        .route("/webhooks/{source}", receive_route(receive_named))
+}
+
+fn receive_route<H, T>(handler: H) -> MethodRouter<Arc<AppState>>
+where
+    H: axum::handler::Handler<T, Arc<AppState>>,
+    T: 'static,
+{
+    post(handler).fallback(|| async {
+        let mut response = ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "webhooks are received with POST",
+        )
+        .into_response();
+        response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+        response
+    })
+}
+
+async fn receive_default(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    receive(state, DEFAULT_SOURCE.to_string(), peer, query, headers, body).await
+}
+
+async fn receive_named(
+    State(state): State<Arc<AppState>>,
+    Path(source): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    receive(state, source, peer, query, headers, body).await
+}
+
+/// One webhook, from request to answer; records metrics for whatever the outcome.
+async fn receive(
+    state: Arc<AppState>,
+    source_name: String,
+    peer: SocketAddr,
+    query: Option<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let Some(source) = state.sources.get(&source_name).cloned() else {
+        metrics::counter!("tradehook_requests_total", "source" => "unknown", "status" => "404").increment(1);
+        return ApiError::not_found(format!("no source named `{}`", truncate(&source_name, 64)))
+            .into_response();
+    };
+    let client = guard::client_ip(peer.ip(), &headers, &state.config.server.trusted_proxies);
+    let outcome = check_and_store(&state, &source, client, query.as_deref(), &headers, body).await;
+    let status = match &outcome {
+        Ok(_) => StatusCode::OK,
+        Err(rejection) => rejection.error.status,
+    };
+    metrics::counter!("tradehook_requests_total", "source" => source.name.clone(), "status" => status.as_str().to_owned())
+        .increment(1);
+    match outcome {
+        Ok(appended) => {
+            metrics::histogram!("tradehook_ack_seconds", "source" => source.name.clone())
+                .record(started.elapsed().as_secs_f64());
+            accepted_response(&appended)
+        }
+        Err(Rejection { error, body }) => {
+            if matches!(error.status.as_u16(), 400 | 401 | 403 | 408 | 413 | 429) {
+                if error.status == StatusCode::UNAUTHORIZED {
+                    metrics::counter!("tradehook_signature_failures_total", "source" => source.name.clone())
+                        .increment(1);
+                }
+                let reason = &error.reason;
+                state.audit.record(
+                    client.to_string(),
+                    &source.name,
+                    error.status.as_u16(),
+                    reason,
+                    &body,
+                    &source.secrets,
+                );
+                tracing::debug!(source = %source.name, %client, status = error.status.as_u16(), %reason, "webhook refused");
+            }
+            error.into_response()
+        }
+    }
+}
+
+/// A refusal and what of the body was read, for the audit log.
+struct Rejection {
+    error: ApiError,
+    body: Bytes,
+}
+
+impl From<ApiError> for Rejection {
+    fn from(error: ApiError) -> Self {
+        Rejection { error, body: Bytes::new() }
+    }
+}
+
+async fn check_and_store(
+    state: &AppState,
+    source: &Source,
+    client: std::net::IpAddr,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Appended, Rejection> {
+    if !source.allow_ips.is_empty() && !guard::ip_in(&source.allow_ips, client) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "ip_not_allowed",
+            format!("{client} is not allowed to send to this source"),
+        )
+        .into());
+    }
+    if let Some(limiter) = &state.ip_limiter {
+        limiter.check(client).map_err(|wait| rate_limited("this client", wait))?;
+    }
+    if let Some(limiter) = &source.limiter {
+        limiter.check().map_err(|wait| rate_limited("this source", wait))?;
+    }
+    let raw = read_body(state, source, headers, body).await?;
+    let now = now_ms();
+    let verified =
+        source.verifier.verify(&Inbound { headers, query, body: &raw }, now / 1000).map_err(|e| {
+            Rejection { error: ApiError::unauthorized("invalid_signature", e.to_string()), body: raw.clone() }
+        })?;
+    let body = match verified {
+        Verified::Intact => raw.clone(),
+        Verified::Redacted(stripped) => Bytes::from(stripped),
+    };
+    let json = guard::parse_json(&body).map_err(|e| Rejection {
+        error: ApiError::bad_request("invalid_json", e.to_string()),
+        body: body.clone(),
+    })?;
+    // The raw bytes identify a TradingView retry even when the token was stripped from them.
+    let (event_key, _) = event_id::event_id(headers, Some(&json), &source.id_fields, &raw);
+    let event = NewEvent {
+        source: source.name.clone(),
+        event_key,
+        event_type: event_type(&json),
+        headers: source::headers_for_storage(headers, &source.secrets),
+        body,
+        client_ip: client.to_string(),
+        received_at: now,
+    };
+    state.store.append(event).await.map_err(|e| Rejection::from(ApiError::from(e)))
+}
+
+/// Reads the whole body within the source's size limit and the server's body timeout.
+async fn read_body(
+    state: &AppState,
+    source: &Source,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Bytes, Rejection> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("body is over this source's limit of {} bytes", source.max_body),
+        )
+    };
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > source.max_body) {
+        return Err(too_large().into());
+    }
+    let limit = usize::try_from(source.max_body).unwrap_or(usize::MAX);
+    match tokio::time::timeout(state.config.server.body_timeout, Limited::new(body, limit).collect()).await {
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!("body not received within {:?}", state.config.server.body_timeout),
+        )
+        .into()),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large().into()),
+        Ok(Err(e)) => {
+            Err(ApiError::bad_request("body_unreadable", format!("could not read the body: {e}")).into())
+        }
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
+}
+
+fn rate_limited(who: &str, wait: u64) -> Rejection {
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        format!("too many requests from {who}; retry in {wait} s"),
+    )
+    .retry_after(wait)
+    .into()
+}
+
+/// The payload's `event` (seed 001) or `type` field, when it is a string.
+fn event_type(json: &serde_json::Value) -> Option<String> {
+    ["event", "type"]
+        .iter()
+        .find_map(|key| json.get(key).and_then(|v| v.as_str()))
+        .map(|s| truncate(s, 100).to_string())
+}
+
+fn truncate(text: &str, max: usize) -> &str {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
+}
+
+fn accepted_response(appended: &Appended) -> Response {
+    let (status, id) = match appended {
+        Appended::Accepted(id) => ("accepted", id),
+        Appended::Duplicate(id) => ("duplicate", id),
+    };
+    let body = serde_json::json!({ "status": status, "id": id }).to_string();
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
+}

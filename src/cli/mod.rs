@@ -1,0 +1,104 @@
+//! The command line: a thin shell over the library, one file per command.
+//!
+//! Errors reach the user as one line on stderr and a non-zero exit.
+
+mod bench;
+mod config_check;
+pub mod samples;
+mod send;
+mod serve;
+mod sign;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, LogFormat};
+
+/// tradehook: a resilient webhook gateway for trading systems.
+#[derive(Debug, Parser)]
+#[command(name = "tradehook", version, about)]
+pub struct Cli {
+    /// Configuration file (TOML); without one, the embedded defaults are used.
+    #[arg(long, short, global = true, env = "TRADEHOOK_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway.
+    Serve,
+    /// Sign and POST a sample or given event to a running gateway, like the seeds' curl tests.
+    Send(send::SendArgs),
+    /// Print the signature headers for a body, ready for curl.
+    Sign(sign::SignArgs),
+    /// Configuration commands.
+    Config {
+        /// What to do with the configuration.
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Load-test a receiver with unique signed events and report latency and throughput.
+    Bench(bench::BenchArgs),
+}
+
+/// `tradehook config …`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Validate the configuration and print a summary (secrets hidden).
+    Check,
+}
+
+/// Parses arguments, runs the command, and turns any error into one line and exit code 1.
+pub fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn one_line(error: &anyhow::Error) -> String {
+    let text = error.chain().map(|e| e.to_string()).collect::<Vec<_>>().join(": ");
+    text.replace('\n', " ")
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve => serve::run(load(&cli.config)?).await,
+        Command::Send(args) => send::run(args, cli.config.as_deref()).await,
+        Command::Sign(args) => sign::run(args),
+        Command::Config { action: ConfigAction::Check } => config_check::run(cli.config.as_deref()),
+        Command::Bench(args) => bench::run(args).await,
+    }
+}
+
+fn load(path: &Option<PathBuf>) -> anyhow::Result<Config> {
+    Ok(Config::load(path.as_deref())?)
+}
+
+/// Sets up logging to stderr as the configuration says; `RUST_LOG` overrides the level.
+pub fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match config.log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}

@@ -1,0 +1,134 @@
+//! `tradehook send`: sign and POST one event, print the answer and the latency.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use super::samples;
+use crate::config::Config;
+use crate::ingest::signature::{self, Scheme, SignContext};
+use crate::ingest::DEFAULT_SOURCE;
+use crate::server::DEFAULT_SECRET_FILE;
+
+/// Arguments of `send`.
+#[derive(Debug, clap::Args)]
+pub struct SendArgs {
+    /// Sample event type to send (e.g. order.created, position.updated, tradingview; `list` shows all).
+    #[arg(default_value = "order.created")]
+    pub event: String,
+    /// Send this file's bytes instead of a sample.
+    #[arg(long, conflicts_with = "event")]
+    pub file: Option<PathBuf>,
+    /// Target URL; default: the configured listen address and source.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Source name (used for the default URL and to find its secret in the configuration).
+    #[arg(long, default_value = DEFAULT_SOURCE)]
+    pub source: String,
+    /// Signature scheme; default: the source's, else hmac-sha256.
+    #[arg(long)]
+    pub scheme: Option<Scheme>,
+    /// Signing secret; default: TRADEHOOK_SECRET, the source's first secret, or the generated one.
+    #[arg(long, env = "TRADEHOOK_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
+    /// Event id for the sample (same id twice shows de-duplication); default: random.
+    #[arg(long)]
+    pub id: Option<String>,
+    /// For the token scheme: put the token in this JSON field instead of the query.
+    #[arg(long)]
+    pub token_field: Option<String>,
+}
+
+/// Builds, signs, sends and reports.
+pub async fn run(args: SendArgs, config_path: Option<&Path>) -> anyhow::Result<()> {
+    if args.event == "list" {
+        println!("{}", samples::EVENT_TYPES.join("\n"));
+        return Ok(());
+    }
+    let config = Config::load(config_path)?;
+    let source = config.sources.iter().find(|s| s.name == args.source);
+    let scheme = args.scheme.or(source.map(|s| s.signature)).unwrap_or_default();
+    let url = args.url.clone().unwrap_or_else(|| default_url(&config, &args.source));
+    let body = match &args.file {
+        Some(path) => std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
+        None => {
+            let id = args
+                .id
+                .clone()
+                .unwrap_or_else(|| format!("evt-{}", ulid::Ulid::new().to_string().to_lowercase()));
+            let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            let event = samples::sample(&args.event, &id, &now).with_context(|| {
+                format!("no sample for `{}`; one of: {}", args.event, samples::EVENT_TYPES.join(", "))
+            })?;
+            serde_json::to_vec(&event)?
+        }
+    };
+    let secret = match scheme {
+        Scheme::None => String::new(),
+        _ => resolve_secret(&args, source.and_then(|s| s.secrets.first()), &config)?,
+    };
+    let context = SignContext {
+        timestamp: chrono::Utc::now().timestamp(),
+        message_id: format!("msg_{}", ulid::Ulid::new()),
+        token_field: args.token_field.clone(),
+    };
+    let signed = signature::sign(scheme, &secret, &body, &context)?;
+    let url = match &signed.query {
+        Some(query) if url.contains('?') => format!("{url}&{query}"),
+        Some(query) => format!("{url}?{query}"),
+        None => url,
+    };
+    let mut request = http::Request::post(&url).header(http::header::CONTENT_TYPE, "application/json");
+    for (name, value) in &signed.headers {
+        request = request.header(name.as_str(), value.as_str());
+    }
+    let request = request.body(Full::new(Bytes::from(signed.body))).context("cannot build the request")?;
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let started = Instant::now();
+    let response = client.request(request).await.with_context(|| format!("cannot reach {url}"))?;
+    let status = response.status();
+    let answer = response.into_body().collect().await.context("cannot read the answer")?.to_bytes();
+    let elapsed = started.elapsed();
+    println!(
+        "{} {} in {:.2} ms",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        elapsed.as_secs_f64() * 1000.0
+    );
+    println!("{}", String::from_utf8_lossy(&answer));
+    if !status.is_success() {
+        anyhow::bail!("the gateway answered {status}");
+    }
+    Ok(())
+}
+
+fn default_url(config: &Config, source: &str) -> String {
+    let listen = &config.server.listen;
+    if source == DEFAULT_SOURCE {
+        format!("http://{listen}/webhook")
+    } else {
+        format!("http://{listen}/webhooks/{source}")
+    }
+}
+
+fn resolve_secret(args: &SendArgs, configured: Option<&String>, config: &Config) -> anyhow::Result<String> {
+    if let Some(secret) = args.secret.as_ref().filter(|s| !s.is_empty()) {
+        return Ok(secret.clone());
+    }
+    if let Some(secret) = configured {
+        return Ok(secret.clone());
+    }
+    let path = config.data_dir().join(DEFAULT_SECRET_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => Ok(text.trim().to_string()),
+        _ => anyhow::bail!(
+            "no secret: pass --secret, set TRADEHOOK_SECRET, or run `tradehook serve` once to generate {}",
+            path.display()
+        ),
+    }
+}

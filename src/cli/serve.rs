@@ -1,0 +1,63 @@
+//! `tradehook serve`: run the gateway until SIGINT/SIGTERM.
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::ingest::DEFAULT_SOURCE;
+use crate::server::{self, AppState, Setup};
+
+/// Prepares the zero-config parts, opens the store, binds, prints how to send a first event,
+/// and serves.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    super::init_logging(&config);
+    let setup = Setup::prepare(config)?;
+    let store = server::open_store(&setup.config)?;
+    let state = Arc::new(AppState::new(&setup, store)?);
+    let listen = &setup.config.server.listen;
+    let listener =
+        TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    let address = listener.local_addr()?;
+    print_banner(&setup, address);
+    let shutdown = CancellationToken::new();
+    server::cancel_on_signals(shutdown.clone());
+    tracing::info!(%address, store = state.store.kind(), sources = state.sources.len(), "tradehook is listening");
+    server::run(listener, state, shutdown).await?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// What a new user needs to see: where it listens, which sources, where the generated secrets
+/// are, and a command to paste. A secret is printed only on the start that generated it.
+fn print_banner(setup: &Setup, address: std::net::SocketAddr) {
+    let config = &setup.config;
+    println!("tradehook {} listening on http://{address}", env!("CARGO_PKG_VERSION"));
+    for source in &config.sources {
+        let path = if source.name == DEFAULT_SOURCE {
+            "/webhook (and /webhooks/default)".to_string()
+        } else {
+            format!("/webhooks/{}", source.name)
+        };
+        println!("  source {:<12} POST {path}  signature {}", source.name, source.signature);
+    }
+    for secret in &setup.local_secrets {
+        if secret.created {
+            let value = std::fs::read_to_string(&secret.path).unwrap_or_default();
+            println!("  generated {}: {} (saved in {})", secret.purpose, value.trim(), secret.path.display());
+        } else {
+            println!("  {} is in {}", secret.purpose, secret.path.display());
+        }
+    }
+    if config.sources.iter().any(|s| s.name == DEFAULT_SOURCE) {
+        let config_flag =
+            std::env::var("TRADEHOOK_CONFIG").map(|p| format!(" --config {p}")).unwrap_or_default();
+        println!(
+            "send a first event:\n  tradehook{config_flag} send order.created --url http://{address}/webhook"
+        );
+    }
+    if !address.ip().is_loopback() {
+        println!("warning: plain HTTP on a non-loopback address; put TLS in front or configure [server.tls]");
+    }
+}

@@ -1,0 +1,659 @@
+//! Configuration: built-in defaults, then the TOML file, then `TRADEHOOK_*` environment variables.
+//!
+//! Everything is read and validated once at start-up; a bad value stops the process with one line
+//! naming the key and the problem. Nested keys are set from the environment with `__` between the
+//! parts: `TRADEHOOK_SERVER__LISTEN=0.0.0.0:8080`, `TRADEHOOK_STORE__URL=sqlite://x.db`.
+//! `TRADEHOOK_SECRET` is not a key: it is the secret of the zero-config `default` source.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format as _, Serialized, Toml};
+use figment::Figment;
+use ipnet::IpNet;
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::ingest::signature::Scheme;
+
+/// The whole configuration of one gateway process.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Listening socket, proxies, request limits.
+    pub server: ServerConfig,
+    /// Where events are stored.
+    pub store: StoreConfig,
+    /// The management API.
+    pub api: ApiConfig,
+    /// Webhook sources; when empty, the zero-config `default` source is used.
+    #[serde(rename = "source")]
+    pub sources: Vec<SourceConfig>,
+    /// Routes from events to actions.
+    #[serde(rename = "route")]
+    pub routes: Vec<RouteConfig>,
+    /// Retry schedule for actions and deliveries.
+    pub retry: RetryConfig,
+    /// Outbound delivery settings.
+    pub delivery: DeliveryConfig,
+    /// Where operational alerts go.
+    pub alerts: AlertsConfig,
+    /// Log output.
+    pub log: LogConfig,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Socket address to listen on.
+    pub listen: String,
+    /// CIDRs whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// How long a client may take to send the whole body before it gets 408.
+    #[serde(with = "humantime_serde_compat")]
+    pub body_timeout: Duration,
+    /// Per client IP rate limit across all sources; absent = none.
+    pub ip_rate_limit: Option<RateLimit>,
+    /// Most client IPs whose rate-limit state is remembered at once (memory bound).
+    pub max_tracked_ips: usize,
+    /// Rejected requests kept in the audit log (oldest dropped first).
+    pub audit_log_size: usize,
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `sqlite://path/to/file.db` (default) or `postgres://…`.
+    pub url: String,
+    /// How long events are kept; de-duplication holds for this long.
+    #[serde(with = "humantime_serde_compat")]
+    pub retention: Duration,
+    /// Pending (not yet processed) events above which ingest answers 503.
+    pub max_backlog: u64,
+    /// Age of the oldest pending event above which `/readyz` fails.
+    #[serde(with = "humantime_serde_compat")]
+    pub max_pending_age: Duration,
+    /// Most events committed in one transaction.
+    pub max_batch: usize,
+    /// Requests waiting for the writer above which ingest answers 503.
+    pub queue_capacity: usize,
+}
+
+/// `[api]`.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Bearer token for `/api/v1`; generated and saved in the data directory when absent.
+    pub admin_token: Option<String>,
+    /// API keys for seed 001 request signing.
+    pub keys: Vec<ApiKey>,
+}
+
+/// One API key and its signing secret.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKey {
+    /// The public key id sent in `X-API-Key`.
+    pub key: String,
+    /// The secret that signs requests; never logged.
+    pub secret: String,
+}
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKey").field("key", &self.key).field("secret", &"<redacted>").finish()
+    }
+}
+
+/// Payload formats a source can carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// The canonical events of seed 001.
+    #[default]
+    Vibetrading,
+    /// TradingView alert JSON.
+    Tradingview,
+    /// Any JSON.
+    Generic,
+}
+
+/// `[[source]]`: one sender of webhooks.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// Path segment: `POST /webhooks/{name}`.
+    pub name: String,
+    /// Payload format.
+    #[serde(default)]
+    pub format: Format,
+    /// Signature scheme.
+    #[serde(default)]
+    pub signature: Scheme,
+    /// Secrets; any one that matches passes (key rotation).
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    /// Required for `signature = "none"`.
+    #[serde(default)]
+    pub allow_unsigned: bool,
+    /// Client CIDRs allowed to send; empty = any. `tradingview` expands to TradingView's addresses.
+    #[serde(default)]
+    pub allow_ips: Vec<String>,
+    /// Per-source rate limit; absent = none.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+    /// Largest accepted body.
+    #[serde(default = "default_max_body", deserialize_with = "de_size", serialize_with = "ser_size")]
+    pub max_body: u64,
+    /// Timestamp tolerance for schemes that sign a timestamp.
+    #[serde(default = "default_tolerance", with = "humantime_serde_compat")]
+    pub tolerance: Duration,
+    /// JSON pointers tried for the event id after the headers (default `/id`, then `/eventId`).
+    #[serde(default = "default_id_fields")]
+    pub id_fields: Vec<String>,
+    /// JSON field holding the token for `signature = "token"`.
+    #[serde(default = "default_token_field")]
+    pub token_field: String,
+}
+
+impl std::fmt::Debug for SourceConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceConfig")
+            .field("name", &self.name)
+            .field("format", &self.format)
+            .field("signature", &self.signature)
+            .field("secrets", &format_args!("<{} redacted>", self.secrets.len()))
+            .field("allow_ips", &self.allow_ips)
+            .field("rate_limit", &self.rate_limit)
+            .field("max_body", &self.max_body)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SourceConfig {
+    /// A source with every default and the given name, scheme and secrets.
+    pub fn new(name: &str, signature: Scheme, secrets: Vec<String>) -> Self {
+        SourceConfig {
+            name: name.to_string(),
+            format: Format::default(),
+            signature,
+            secrets,
+            allow_unsigned: false,
+            allow_ips: Vec::new(),
+            rate_limit: None,
+            max_body: default_max_body(),
+            tolerance: default_tolerance(),
+            id_fields: default_id_fields(),
+            token_field: default_token_field(),
+        }
+    }
+}
+
+/// A token bucket: sustained rate and burst size.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Sustained requests per second.
+    pub per_second: u32,
+    /// Requests allowed at once above the sustained rate.
+    pub burst: u32,
+}
+
+/// `[[route]]`: which events go to which actions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Event types or globs (`order.*`, `*`).
+    pub events: Vec<String>,
+    /// Only events from these sources; empty = any.
+    #[serde(default)]
+    pub sources: Vec<String>,
+    /// Actions: `forward:<subscription>`, `nats:<subject>`, `exec:<command>`, or a strategy action.
+    pub actions: Vec<String>,
+}
+
+/// `[retry]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Delay before each retry; after the last, the dead-letter queue.
+    #[serde(with = "humantime_serde_compat::list")]
+    pub delays: Vec<Duration>,
+}
+
+/// `[delivery]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// Timeout of one delivery attempt.
+    #[serde(with = "humantime_serde_compat")]
+    pub timeout: Duration,
+    /// Continuous failure after which a subscription is disabled.
+    #[serde(with = "humantime_serde_compat")]
+    pub disable_after: Duration,
+    /// Allow loopback/private targets (local development).
+    pub allow_private_targets: bool,
+}
+
+/// `[alerts]`.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// URL that receives alert POSTs; absent = alerts only in the API and logs.
+    pub url: Option<String>,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// tracing filter, e.g. `info` or `tradehook=debug`; `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8080".into(),
+            trusted_proxies: Vec::new(),
+            body_timeout: Duration::from_secs(10),
+            ip_rate_limit: None,
+            max_tracked_ips: 100_000,
+            audit_log_size: 1000,
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            url: "sqlite://data/tradehook.db".into(),
+            retention: Duration::from_secs(30 * 24 * 3600),
+            max_backlog: 1_000_000,
+            max_pending_age: Duration::from_secs(300),
+            max_batch: 1024,
+            queue_capacity: 16_384,
+        }
+    }
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        let secs = [1, 5, 30, 120, 600];
+        RetryConfig { delays: secs.into_iter().map(Duration::from_secs).collect() }
+    }
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            timeout: Duration::from_secs(30),
+            disable_after: Duration::from_secs(5 * 24 * 3600),
+            allow_private_targets: false,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { format: LogFormat::Text, level: "info".into() }
+    }
+}
+
+fn default_max_body() -> u64 {
+    256 * 1024
+}
+fn default_tolerance() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_id_fields() -> Vec<String> {
+    vec!["/id".into(), "/eventId".into()]
+}
+fn default_token_field() -> String {
+    "passphrase".into()
+}
+
+fn de_size<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Bytes(u64),
+        Text(String),
+    }
+    match Size::deserialize(deserializer)? {
+        Size::Bytes(n) => Ok(n),
+        Size::Text(text) => text
+            .trim()
+            .parse::<bytesize::ByteSize>()
+            .map(|size| size.as_u64())
+            .map_err(|e| serde::de::Error::custom(format!("`{text}` is not a size like \"256KiB\": {e}"))),
+    }
+}
+
+fn ser_size<S: serde::Serializer>(size: &u64, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_u64(*size)
+}
+
+/// Durations written as `"30s"`, `"5m"`, `"30d"` (humantime), or as a number of seconds.
+mod humantime_serde_compat {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Seconds(u64),
+        Text(String),
+    }
+
+    fn parse(raw: Raw) -> Result<Duration, String> {
+        match raw {
+            Raw::Seconds(secs) => Ok(Duration::from_secs(secs)),
+            Raw::Text(text) => humantime::parse_duration(text.trim())
+                .map_err(|e| format!("`{text}` is not a duration like \"30s\" or \"5m\": {e}")),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        parse(Raw::deserialize(deserializer)?).map_err(serde::de::Error::custom)
+    }
+
+    pub fn serialize<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&humantime::format_duration(*duration).to_string())
+    }
+
+    /// The same, for lists of durations.
+    pub mod list {
+        use super::*;
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Duration>, D::Error> {
+            Vec::<Raw>::deserialize(deserializer)?
+                .into_iter()
+                .map(|raw| parse(raw).map_err(serde::de::Error::custom))
+                .collect()
+        }
+
+        pub fn serialize<S: Serializer>(delays: &[Duration], serializer: S) -> Result<S::Ok, S::Error> {
+            serializer.collect_seq(delays.iter().map(|d| humantime::format_duration(*d).to_string()))
+        }
+    }
+}
+
+/// A configuration that cannot be used; the message names the key and the problem.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Loads defaults, then `file` (when given), then `TRADEHOOK_*` variables, and validates.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError(format!("config file {} does not exist", path.display())));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let figment = figment.merge(Env::prefixed("TRADEHOOK_").ignore(&["SECRET", "CONFIG"]).split("__"));
+        let config: Config = figment.extract().map_err(|e| ConfigError(one_line(&e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what types cannot: addresses, URLs, names, secrets, limits.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |key: &str, problem: String| Err(ConfigError(format!("`{key}`: {problem}")));
+        if self.server.listen.parse::<SocketAddr>().is_err() {
+            return fail(
+                "server.listen",
+                format!("`{}` is not an address like 127.0.0.1:8080", self.server.listen),
+            );
+        }
+        if let Err(problem) = self.store_location() {
+            return fail("store.url", problem);
+        }
+        if self.store.max_batch == 0 || self.store.queue_capacity == 0 {
+            return fail("store.max_batch", "max_batch and queue_capacity must be at least 1".into());
+        }
+        if self.retry.delays.is_empty() {
+            return fail("retry.delays", "needs at least one delay".into());
+        }
+        if matches!(&self.api.admin_token, Some(token) if token.len() < 16) {
+            return fail("api.admin_token", "must be at least 16 characters".into());
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, source) in self.sources.iter().enumerate() {
+            let key = format!("source[{i}]");
+            if source.name.is_empty()
+                || !source.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return fail(
+                    &format!("{key}.name"),
+                    format!("`{}` must be letters, digits, - or _", source.name),
+                );
+            }
+            if !names.insert(source.name.as_str()) {
+                return fail(&format!("{key}.name"), format!("source `{}` is defined twice", source.name));
+            }
+            if let Err(problem) = crate::ingest::guard::parse_allow_list(&source.allow_ips) {
+                return fail(&format!("{key}.allow_ips"), problem);
+            }
+            if source.signature == Scheme::None && (!source.allow_unsigned || source.allow_ips.is_empty()) {
+                return fail(
+                    &format!("{key}.signature"),
+                    "`none` needs allow_unsigned = true and a non-empty allow_ips".into(),
+                );
+            }
+            if let Some(limit) = source.rate_limit {
+                if limit.per_second == 0 || limit.burst == 0 {
+                    return fail(
+                        &format!("{key}.rate_limit"),
+                        "per_second and burst must be at least 1".into(),
+                    );
+                }
+            }
+            if source.max_body == 0 {
+                return fail(&format!("{key}.max_body"), "must be at least 1 byte".into());
+            }
+            if let Some(bad) = source.id_fields.iter().find(|p| !p.starts_with('/')) {
+                return fail(&format!("{key}.id_fields"), format!("`{bad}` is not a JSON pointer like /id"));
+            }
+            let options = crate::ingest::signature::VerifyOptions {
+                tolerance: source.tolerance,
+                token_field: source.token_field.clone(),
+            };
+            if let Err(e) =
+                crate::ingest::signature::Verifier::new(source.signature, &source.secrets, options)
+            {
+                return fail(&format!("{key}.secrets"), e.to_string());
+            }
+        }
+        for (i, route) in self.routes.iter().enumerate() {
+            if route.events.is_empty() {
+                return fail(&format!("route[{i}].events"), "needs at least one event type or glob".into());
+            }
+            for action in &route.actions {
+                let known = ["forward:", "nats:", "exec:"].iter().any(|p| action.starts_with(p))
+                    || ["bracket_on_fill", "signal_to_order", "margin_guard"].contains(&action.as_str());
+                if !known {
+                    return fail(
+                        &format!("route[{i}].actions"),
+                        format!("`{action}` is not forward:<subscription>, nats:<subject>, exec:<command>, bracket_on_fill, signal_to_order or margin_guard"),
+                    );
+                }
+            }
+        }
+        if let Some(limit) = self.server.ip_rate_limit {
+            if limit.per_second == 0 || limit.burst == 0 {
+                return fail("server.ip_rate_limit", "per_second and burst must be at least 1".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Where the store lives, parsed from `store.url`.
+    pub fn store_location(&self) -> Result<StoreLocation, String> {
+        let url = self.store.url.trim();
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err("sqlite:// needs a file path, e.g. sqlite://data/tradehook.db".into());
+            }
+            Ok(StoreLocation::Sqlite(PathBuf::from(path)))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(StoreLocation::Postgres(url.to_string()))
+        } else {
+            Err(format!("`{url}` must start with sqlite:// or postgres://"))
+        }
+    }
+
+    /// The directory for the database and generated secrets.
+    pub fn data_dir(&self) -> PathBuf {
+        match self.store_location() {
+            Ok(StoreLocation::Sqlite(path)) => {
+                path.parent().filter(|p| !p.as_os_str().is_empty()).map(Path::to_path_buf).unwrap_or_default()
+            }
+            _ => PathBuf::from("data"),
+        }
+    }
+}
+
+/// A parsed `store.url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// An SQLite database file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL connection string.
+    Postgres(String),
+}
+
+/// figment errors can span lines and list several problems; keep the first on one line.
+fn one_line(error: &figment::Error) -> String {
+    let first = error.clone().into_iter().next().unwrap_or_else(|| error.clone());
+    let key = first.path.join(".");
+    let problem = first.kind.to_string();
+    let place = first.metadata.as_ref().map(|m| format!(" (from {})", m.name)).unwrap_or_default();
+    if key.is_empty() {
+        format!("{problem}{place}")
+    } else {
+        format!("`{key}`: {problem}{place}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_toml(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(Some(&path))
+    }
+
+    #[test]
+    fn defaults_are_valid_and_match_the_spec() {
+        let config = Config::default();
+        config.validate().unwrap();
+        assert_eq!(config.server.listen, "127.0.0.1:8080");
+        assert_eq!(config.store.retention, Duration::from_secs(30 * 86400));
+        assert_eq!(config.retry.delays.len(), 5);
+        assert_eq!(config.data_dir(), PathBuf::from("data"));
+    }
+
+    #[test]
+    fn file_values_are_parsed_with_units() {
+        let config = load_toml(
+            r#"
+            [store]
+            retention = "7d"
+            [[source]]
+            name = "vibe"
+            secrets = ["a", "b"]
+            max_body = "1KiB"
+            rate_limit = { per_second = 10, burst = 20 }
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.store.retention, Duration::from_secs(7 * 86400));
+        assert_eq!(config.sources[0].max_body, 1024);
+        assert_eq!(config.sources[0].signature, Scheme::HmacSha256);
+        assert_eq!(config.sources[0].rate_limit, Some(RateLimit { per_second: 10, burst: 20 }));
+    }
+
+    #[test]
+    fn unknown_key_is_named_in_the_error() {
+        let err = load_toml("[server]\nlisten_on = \"x\"\n").unwrap_err().to_string();
+        assert!(err.contains("listen_on"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+    }
+
+    #[test]
+    fn bad_listen_address_is_named() {
+        let err = load_toml("[server]\nlisten = \"nowhere\"\n").unwrap_err().to_string();
+        assert!(err.contains("server.listen"), "{err}");
+    }
+
+    #[test]
+    fn bad_duration_is_named() {
+        let err = load_toml("[store]\nretention = \"forever\"\n").unwrap_err().to_string();
+        assert!(err.contains("store.retention") && err.contains("forever"), "{err}");
+    }
+
+    #[test]
+    fn unsigned_source_needs_allow_list() {
+        let err = load_toml("[[source]]\nname = \"x\"\nsignature = \"none\"\nallow_unsigned = true\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("source[0].signature"), "{err}");
+    }
+
+    #[test]
+    fn signed_source_needs_a_secret() {
+        let err = load_toml("[[source]]\nname = \"x\"\n").unwrap_err().to_string();
+        assert!(err.contains("source[0].secrets"), "{err}");
+    }
+
+    #[test]
+    fn bad_cidr_is_named() {
+        let err = load_toml("[[source]]\nname = \"x\"\nsecrets = [\"s\"]\nallow_ips = [\"10.0.0.0/99\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("source[0].allow_ips"), "{err}");
+    }
+
+    #[test]
+    fn missing_file_is_reported() {
+        let err = Config::load(Some(Path::new("/nonexistent/tradehook.toml"))).unwrap_err().to_string();
+        assert!(err.contains("does not exist"), "{err}");
+    }
+
+    #[test]
+    fn example_config_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tradehook.example.toml");
+        Config::load(Some(&path)).unwrap();
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let source = SourceConfig::new("x", Scheme::HmacSha256, vec!["hunter2-secret".into()]);
+        let key = ApiKey { key: "ak".into(), secret: "api-hunter2".into() };
+        let text = format!("{source:?} {key:?}");
+        assert!(!text.contains("hunter2"), "{text}");
+    }
+}

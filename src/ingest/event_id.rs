@@ -1,0 +1,134 @@
+//! The event id: the key that de-duplicates an event within its source.
+//!
+//! First that applies (SPEC §1): the `webhook-id` header, the `X-Event-Id` header, the source's
+//! configured JSON fields (default `/id`, then `/eventId`), otherwise the SHA-256 of the raw body —
+//! TradingView resends a failed alert byte for byte, so the body hash catches its retries.
+
+use http::HeaderMap;
+use sha2::{Digest, Sha256};
+
+/// Longest event id kept; longer ids from senders are hashed so the key stays bounded.
+pub const MAX_EVENT_ID_LEN: usize = 200;
+
+/// Where the event id came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdOrigin {
+    /// `webhook-id` / `svix-id` header.
+    WebhookIdHeader,
+    /// `X-Event-Id` header.
+    EventIdHeader,
+    /// A JSON field of the body.
+    BodyField,
+    /// SHA-256 of the raw body.
+    BodyHash,
+}
+
+/// Derives the de-duplication key of an event.
+pub fn event_id(
+    headers: &HeaderMap,
+    json: Option<&serde_json::Value>,
+    id_fields: &[String],
+    raw: &[u8],
+) -> (String, IdOrigin) {
+    let header =
+        |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty());
+    if let Some(id) = header("webhook-id").or_else(|| header("svix-id")) {
+        return (bounded(id), IdOrigin::WebhookIdHeader);
+    }
+    if let Some(id) = header("x-event-id") {
+        return (bounded(id), IdOrigin::EventIdHeader);
+    }
+    if let Some(json) = json {
+        for pointer in id_fields {
+            match json.pointer(pointer) {
+                Some(serde_json::Value::String(s)) if !s.trim().is_empty() => {
+                    return (bounded(s.trim()), IdOrigin::BodyField)
+                }
+                Some(serde_json::Value::Number(n)) => return (n.to_string(), IdOrigin::BodyField),
+                _ => {}
+            }
+        }
+    }
+    (format!("sha256:{}", hex::encode(Sha256::digest(raw))), IdOrigin::BodyHash)
+}
+
+fn bounded(id: &str) -> String {
+    if id.len() <= MAX_EVENT_ID_LEN {
+        id.to_string()
+    } else {
+        format!("sha256:{}", hex::encode(Sha256::digest(id.as_bytes())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn fields() -> Vec<String> {
+        vec!["/id".into(), "/eventId".into()]
+    }
+
+    #[test]
+    fn webhook_id_header_wins_over_everything() {
+        let mut headers = HeaderMap::new();
+        headers.insert("webhook-id", "msg_1".parse().unwrap());
+        headers.insert("x-event-id", "evt_2".parse().unwrap());
+        let body = json!({"id": "body_3"});
+        assert_eq!(
+            event_id(&headers, Some(&body), &fields(), b"{}"),
+            ("msg_1".into(), IdOrigin::WebhookIdHeader)
+        );
+    }
+
+    #[test]
+    fn svix_id_header_counts_as_webhook_id() {
+        let mut headers = HeaderMap::new();
+        headers.insert("svix-id", "msg_9".parse().unwrap());
+        assert_eq!(event_id(&headers, None, &fields(), b"{}").0, "msg_9");
+    }
+
+    #[test]
+    fn x_event_id_header_before_body_fields() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-event-id", "evt_2".parse().unwrap());
+        let body = json!({"id": "body_3"});
+        assert_eq!(event_id(&headers, Some(&body), &fields(), b"{}").1, IdOrigin::EventIdHeader);
+    }
+
+    #[test]
+    fn body_fields_tried_in_order() {
+        let headers = HeaderMap::new();
+        let body = json!({"eventId": "e1"});
+        assert_eq!(event_id(&headers, Some(&body), &fields(), b"{}").0, "e1");
+        let body = json!({"id": 42, "eventId": "e1"});
+        assert_eq!(event_id(&headers, Some(&body), &fields(), b"{}").0, "42");
+        let nested = vec!["/data/orderId".to_string()];
+        let body = json!({"data": {"orderId": "o-1"}});
+        assert_eq!(event_id(&headers, Some(&body), &nested, b"{}").0, "o-1");
+    }
+
+    #[test]
+    fn body_hash_when_nothing_else_identical_bytes_same_id() {
+        let headers = HeaderMap::new();
+        let body = json!({"ticker": "BTCUSD"});
+        let (a, origin) = event_id(&headers, Some(&body), &fields(), br#"{"ticker":"BTCUSD"}"#);
+        let (b, _) = event_id(&headers, Some(&body), &fields(), br#"{"ticker":"BTCUSD"}"#);
+        let (c, _) = event_id(&headers, Some(&body), &fields(), br#"{"ticker": "BTCUSD"}"#);
+        assert_eq!(origin, IdOrigin::BodyHash);
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert!(a.starts_with("sha256:") && a.len() == 7 + 64);
+    }
+
+    #[test]
+    fn empty_or_huge_ids_are_not_used_verbatim() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-event-id", "   ".parse().unwrap());
+        assert_eq!(event_id(&headers, None, &fields(), b"x").1, IdOrigin::BodyHash);
+        let huge = "a".repeat(1000);
+        let body = json!({ "id": huge });
+        let (id, _) = event_id(&HeaderMap::new(), Some(&body), &fields(), b"{}");
+        assert!(id.len() <= MAX_EVENT_ID_LEN);
+    }
+}

@@ -1,0 +1,348 @@
+//! Guards that run before an event is stored: who is the client, may it send, is it sending too
+//! fast, and is the body sane JSON.
+//!
+//! They are cheap and reject early, so a flood of bad requests costs little and never reaches the
+//! store. Rate-limit state per client IP is bounded: idle entries are dropped periodically and the
+//! whole table is reset if an address-spraying flood fills it.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use http::HeaderMap;
+use ipnet::IpNet;
+
+use crate::config::RateLimit;
+
+/// TradingView's published webhook sender addresses (allow-list preset `tradingview`).
+pub const TRADINGVIEW_IPS: [&str; 4] = ["52.89.214.238", "34.212.75.30", "54.218.53.128", "52.32.178.7"];
+
+/// Deepest JSON nesting accepted (SPEC §1).
+pub const MAX_JSON_DEPTH: usize = 64;
+
+/// Parses an allow-list: CIDRs, bare addresses, or the preset `tradingview`.
+pub fn parse_allow_list(entries: &[String]) -> Result<Vec<IpNet>, String> {
+    let mut nets = Vec::new();
+    for entry in entries {
+        let entry = entry.trim();
+        if entry.eq_ignore_ascii_case("tradingview") {
+            nets.extend(TRADINGVIEW_IPS.iter().filter_map(|ip| ip.parse::<IpAddr>().ok()).map(IpNet::from));
+        } else if let Ok(net) = entry.parse::<IpNet>() {
+            nets.push(net);
+        } else if let Ok(ip) = entry.parse::<IpAddr>() {
+            nets.push(IpNet::from(ip));
+        } else {
+            return Err(format!("`{entry}` is not a CIDR (like 10.0.0.0/8), an address, or `tradingview`"));
+        }
+    }
+    Ok(nets)
+}
+
+/// Whether `ip` is in any of `nets`; IPv4-mapped IPv6 addresses match their IPv4 form.
+pub fn ip_in(nets: &[IpNet], ip: IpAddr) -> bool {
+    let ip = canonical(ip);
+    nets.iter().any(|net| net.contains(&ip))
+}
+
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+/// The client's address: the peer, or — only when the peer is a trusted proxy — the nearest
+/// untrusted address in `X-Forwarded-For`, read from the right (entries on the left are
+/// whatever the client chose to write).
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted_proxies: &[IpNet]) -> IpAddr {
+    let peer = canonical(peer);
+    if trusted_proxies.is_empty() || !ip_in(trusted_proxies, peer) {
+        return peer;
+    }
+    let mut client = peer;
+    let hops = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    for hop in hops.iter().rev() {
+        match hop.parse::<IpAddr>() {
+            Ok(ip) => {
+                client = canonical(ip);
+                if !ip_in(trusted_proxies, client) {
+                    break;
+                }
+            }
+            // A garbled entry ends the trustworthy part of the chain.
+            Err(_) => break,
+        }
+    }
+    client
+}
+
+fn quota(limit: RateLimit) -> Quota {
+    let per_second = NonZeroU32::new(limit.per_second).unwrap_or(NonZeroU32::MIN);
+    let burst = NonZeroU32::new(limit.burst).unwrap_or(per_second);
+    Quota::per_second(per_second).allow_burst(burst)
+}
+
+/// Seconds a limited client should wait, rounded up, at least 1.
+fn retry_after(wait: Duration) -> u64 {
+    u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).div_ceil(1000).max(1)
+}
+
+/// A rate limit shared by all clients of one source.
+pub struct SourceLimiter(DefaultDirectRateLimiter);
+
+impl SourceLimiter {
+    /// A limiter for `limit`.
+    pub fn new(limit: RateLimit) -> Self {
+        SourceLimiter(RateLimiter::direct(quota(limit)))
+    }
+
+    /// `Err(seconds to wait)` when over the limit.
+    pub fn check(&self) -> Result<(), u64> {
+        self.0
+            .check()
+            .map_err(|not_until| retry_after(not_until.wait_time_from(DefaultClock::default().now())))
+    }
+}
+
+/// A rate limit per client IP (IPv6 keyed by its /64, which one host usually owns), with a bound
+/// on how many addresses are remembered.
+pub struct IpLimiter {
+    quota: Quota,
+    max_keys: usize,
+    limiter: RwLock<Arc<DefaultKeyedRateLimiter<IpAddr>>>,
+}
+
+impl IpLimiter {
+    /// A limiter for `limit` remembering at most `max_keys` addresses.
+    pub fn new(limit: RateLimit, max_keys: usize) -> Self {
+        let quota = quota(limit);
+        IpLimiter {
+            quota,
+            max_keys: max_keys.max(1),
+            limiter: RwLock::new(Arc::new(RateLimiter::keyed(quota))),
+        }
+    }
+
+    fn current(&self) -> Arc<DefaultKeyedRateLimiter<IpAddr>> {
+        match self.limiter.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// `Err(seconds to wait)` when `ip` is over the limit.
+    pub fn check(&self, ip: IpAddr) -> Result<(), u64> {
+        let key = match canonical(ip) {
+            IpAddr::V6(v6) => {
+                let segments = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(
+                    segments[0],
+                    segments[1],
+                    segments[2],
+                    segments[3],
+                    0,
+                    0,
+                    0,
+                    0,
+                ))
+            }
+            v4 => v4,
+        };
+        let limiter = self.current();
+        if limiter.len() >= self.max_keys {
+            self.prune();
+        }
+        self.current()
+            .check_key(&key)
+            .map_err(|not_until| retry_after(not_until.wait_time_from(DefaultClock::default().now())))
+    }
+
+    /// Forgets idle addresses; if the table is still full (a spraying flood), starts afresh.
+    pub fn prune(&self) {
+        let limiter = self.current();
+        limiter.retain_recent();
+        limiter.shrink_to_fit();
+        if limiter.len() >= self.max_keys {
+            let fresh = Arc::new(RateLimiter::keyed(self.quota));
+            match self.limiter.write() {
+                Ok(mut guard) => *guard = fresh,
+                Err(poisoned) => *poisoned.into_inner() = fresh,
+            }
+        }
+    }
+
+    /// Addresses currently remembered.
+    pub fn tracked(&self) -> usize {
+        self.current().len()
+    }
+}
+
+/// Why a body is not acceptable JSON.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JsonError {
+    /// Objects/arrays nested deeper than [`MAX_JSON_DEPTH`].
+    #[error("JSON nesting deeper than {MAX_JSON_DEPTH}")]
+    TooDeep,
+    /// Not JSON at all.
+    #[error("body is not valid JSON: {0}")]
+    Invalid(String),
+}
+
+/// Parses a body as JSON after checking its nesting depth without recursion, so a hostile
+/// `[[[[…` cannot exhaust the stack.
+pub fn parse_json(body: &[u8]) -> Result<serde_json::Value, JsonError> {
+    if nesting_depth(body) > MAX_JSON_DEPTH {
+        return Err(JsonError::TooDeep);
+    }
+    serde_json::from_slice(body).map_err(|e| JsonError::Invalid(e.to_string()))
+}
+
+/// The deepest nesting of `{`/`[` outside strings.
+fn nesting_depth(body: &[u8]) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &byte in body {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(xff: &str) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        map.insert("x-forwarded-for", xff.parse().unwrap());
+        map
+    }
+
+    #[test]
+    fn allow_list_accepts_cidrs_addresses_and_the_tradingview_preset() {
+        let nets =
+            parse_allow_list(&["10.0.0.0/8".into(), "192.0.2.7".into(), "tradingview".into()]).unwrap();
+        assert!(ip_in(&nets, "10.1.2.3".parse().unwrap()));
+        assert!(ip_in(&nets, "192.0.2.7".parse().unwrap()));
+        assert!(ip_in(&nets, "52.89.214.238".parse().unwrap()));
+        assert!(!ip_in(&nets, "192.0.2.8".parse().unwrap()));
+    }
+
+    #[test]
+    fn allow_list_rejects_garbage() {
+        assert!(parse_allow_list(&["10.0.0.0/40".into()]).is_err());
+        assert!(parse_allow_list(&["example.com".into()]).is_err());
+    }
+
+    #[test]
+    fn ipv4_mapped_ipv6_matches_ipv4_rules() {
+        let nets = parse_allow_list(&["127.0.0.0/8".into()]).unwrap();
+        assert!(ip_in(&nets, "::ffff:127.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn forwarded_for_ignored_from_untrusted_peer() {
+        let peer: IpAddr = "203.0.113.9".parse().unwrap();
+        let trusted = parse_allow_list(&["10.0.0.0/8".into()]).unwrap();
+        assert_eq!(client_ip(peer, &headers("1.2.3.4"), &trusted), peer);
+        assert_eq!(client_ip(peer, &headers("1.2.3.4"), &[]), peer);
+    }
+
+    #[test]
+    fn forwarded_for_believed_from_trusted_proxy_rightmost_untrusted_wins() {
+        let peer: IpAddr = "10.0.0.2".parse().unwrap();
+        let trusted = parse_allow_list(&["10.0.0.0/8".into()]).unwrap();
+        let ip = client_ip(peer, &headers("6.6.6.6, 198.51.100.4, 10.0.0.1"), &trusted);
+        assert_eq!(ip, "198.51.100.4".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn garbled_forwarded_for_stops_at_last_good_hop() {
+        let peer: IpAddr = "10.0.0.2".parse().unwrap();
+        let trusted = parse_allow_list(&["10.0.0.0/8".into()]).unwrap();
+        assert_eq!(client_ip(peer, &headers("nonsense"), &trusted), peer);
+    }
+
+    #[test]
+    fn source_limiter_allows_burst_then_limits_with_retry_after() {
+        let limiter = SourceLimiter::new(RateLimit { per_second: 1, burst: 3 });
+        for _ in 0..3 {
+            assert!(limiter.check().is_ok());
+        }
+        let wait = limiter.check().unwrap_err();
+        assert!(wait >= 1, "{wait}");
+    }
+
+    #[test]
+    fn ip_limiter_is_per_address() {
+        let limiter = IpLimiter::new(RateLimit { per_second: 1, burst: 1 }, 100);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        assert!(limiter.check(a).is_ok());
+        assert!(limiter.check(a).is_err());
+        assert!(limiter.check(b).is_ok());
+    }
+
+    #[test]
+    fn ip_limiter_memory_stays_bounded_under_address_spraying() {
+        let limiter = IpLimiter::new(RateLimit { per_second: 1, burst: 5 }, 1000);
+        for i in 0..20_000u32 {
+            let ip = IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            let _ = limiter.check(ip);
+            assert!(limiter.tracked() <= 1000);
+        }
+    }
+
+    #[test]
+    fn ipv6_hosts_in_one_slash_64_share_a_bucket() {
+        let limiter = IpLimiter::new(RateLimit { per_second: 1, burst: 1 }, 100);
+        assert!(limiter.check("2001:db8::1".parse().unwrap()).is_ok());
+        assert!(limiter.check("2001:db8::2".parse().unwrap()).is_err());
+    }
+
+    #[test]
+    fn depth_limit_rejects_deep_nesting_without_recursion() {
+        let deep = "[".repeat(100_000);
+        assert_eq!(parse_json(deep.as_bytes()), Err(JsonError::TooDeep));
+        let ok = format!("{}{}", "[".repeat(64), "]".repeat(64));
+        assert!(parse_json(ok.as_bytes()).is_ok());
+        let over = format!("{}{}", "[".repeat(65), "]".repeat(65));
+        assert_eq!(parse_json(over.as_bytes()), Err(JsonError::TooDeep));
+    }
+
+    #[test]
+    fn brackets_inside_strings_do_not_count() {
+        let body = format!(r#"{{"a":"{}\"{}"}}"#, "[".repeat(100), "{".repeat(100));
+        assert!(parse_json(body.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn invalid_json_is_reported() {
+        assert!(matches!(parse_json(b"{nope"), Err(JsonError::Invalid(_))));
+        assert!(matches!(parse_json(b""), Err(JsonError::Invalid(_))));
+    }
+}

@@ -1,0 +1,89 @@
+//! A source at run time: its configuration compiled into what the request path needs — the
+//! verifier with decoded secrets, the parsed allow-list and its rate limiter.
+
+use ipnet::IpNet;
+
+use super::guard::{self, SourceLimiter};
+use super::signature::{SecretError, Verifier, VerifyOptions};
+use crate::config::{Format, SourceConfig};
+
+/// One configured sender of webhooks, ready to check requests.
+pub struct Source {
+    /// Name, as in `POST /webhooks/{name}`.
+    pub name: String,
+    /// Payload format.
+    pub format: Format,
+    /// Signature check with decoded secrets.
+    pub verifier: Verifier,
+    /// Allowed client networks; empty = any.
+    pub allow_ips: Vec<IpNet>,
+    /// Rate limit for the whole source.
+    pub limiter: Option<SourceLimiter>,
+    /// Largest body accepted.
+    pub max_body: u64,
+    /// JSON pointers tried for the event id.
+    pub id_fields: Vec<String>,
+    /// Secrets, kept only to mask them wherever request data is recorded.
+    pub secrets: Vec<String>,
+}
+
+impl Source {
+    /// Compiles a source from configuration (already validated, so errors here are unexpected).
+    pub fn from_config(config: &SourceConfig) -> Result<Source, String> {
+        let options = VerifyOptions { tolerance: config.tolerance, token_field: config.token_field.clone() };
+        let verifier = Verifier::new(config.signature, &config.secrets, options)
+            .map_err(|e: SecretError| format!("source `{}`: {e}", config.name))?;
+        Ok(Source {
+            name: config.name.clone(),
+            format: config.format,
+            verifier,
+            allow_ips: guard::parse_allow_list(&config.allow_ips)?,
+            limiter: config.rate_limit.map(SourceLimiter::new),
+            max_body: config.max_body,
+            id_fields: config.id_fields.clone(),
+            secrets: config.secrets.clone(),
+        })
+    }
+}
+
+/// Headers never stored: they carry credentials, not information about the event.
+const CREDENTIAL_HEADERS: [&str; 5] =
+    ["authorization", "proxy-authorization", "cookie", "x-api-key", "set-cookie"];
+
+/// The request headers as a JSON object, minus credentials and any header whose value contains
+/// one of the source's secrets.
+pub fn headers_for_storage(headers: &http::HeaderMap, secrets: &[String]) -> String {
+    let mut map = serde_json::Map::new();
+    for name in headers.keys() {
+        if CREDENTIAL_HEADERS.contains(&name.as_str()) {
+            continue;
+        }
+        let values: Vec<&str> = headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).collect();
+        let value = values.join(", ");
+        if secrets.iter().any(|secret| !secret.is_empty() && value.contains(secret.as_str())) {
+            continue;
+        }
+        map.insert(name.as_str().to_string(), serde_json::Value::String(value));
+    }
+    serde_json::Value::Object(map).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_headers_drop_credentials_and_secrets() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("content-type", "application/json".parse().unwrap());
+        headers.insert("authorization", "Bearer abc".parse().unwrap());
+        headers.insert("x-passphrase", "tv-secret".parse().unwrap());
+        headers.insert("x-webhook-signature", "deadbeef".parse().unwrap());
+        let stored = headers_for_storage(&headers, &["tv-secret".into()]);
+        let json: serde_json::Value = serde_json::from_str(&stored).unwrap();
+        assert_eq!(json["content-type"], "application/json");
+        assert_eq!(json["x-webhook-signature"], "deadbeef");
+        assert!(json.get("authorization").is_none());
+        assert!(!stored.contains("tv-secret"));
+    }
+}

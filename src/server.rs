@@ -1,0 +1,239 @@
+//! The gateway process: shared state, the router, and the serve loop with graceful shutdown.
+//!
+//! `run` takes a bound listener so integration tests boot the real server on port 0. One
+//! cancellation token drives shutdown: stop accepting, finish in-flight requests, let the store
+//! commit what is queued, return.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::audit::AuditLog;
+use crate::config::{Config, SourceConfig, StoreLocation};
+use crate::error::ApiError;
+use crate::ingest::guard::IpLimiter;
+use crate::ingest::signature::Scheme;
+use crate::ingest::source::Source;
+use crate::ingest::DEFAULT_SOURCE;
+use crate::store::sqlite::{SqliteOptions, SqliteStore};
+use crate::store::SharedStore;
+
+/// Everything a request handler may need, shared by all of them.
+pub struct AppState {
+    /// The validated configuration (with the zero-config source filled in).
+    pub config: Arc<Config>,
+    /// Sources by name.
+    pub sources: HashMap<String, Arc<Source>>,
+    /// The store of record.
+    pub store: SharedStore,
+    /// Recent rejected requests.
+    pub audit: AuditLog,
+    /// Per client IP rate limit, when configured.
+    pub ip_limiter: Option<IpLimiter>,
+    /// Bearer token of the management API.
+    pub admin_token: String,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+    /// When the process started.
+    pub started: Instant,
+}
+
+/// A secret that start-up generated (or read from the data directory) rather than configuration.
+#[derive(Debug, Clone)]
+pub struct LocalSecret {
+    /// What it is for.
+    pub purpose: &'static str,
+    /// Where it is kept.
+    pub path: std::path::PathBuf,
+    /// Created by this start (print it once) rather than read back.
+    pub created: bool,
+}
+
+/// Configuration completed for running: the default source and admin token filled in.
+pub struct Setup {
+    /// Configuration with sources and admin token present.
+    pub config: Config,
+    /// Secrets kept in the data directory.
+    pub local_secrets: Vec<LocalSecret>,
+}
+
+/// File names of generated secrets inside the data directory.
+pub const DEFAULT_SECRET_FILE: &str = "default-source.secret";
+/// File name of the generated admin token inside the data directory.
+pub const ADMIN_TOKEN_FILE: &str = "admin-token";
+
+/// Reads a secret file, or creates it (mode 0600) with a new random value.
+fn read_or_create_secret(path: &Path) -> anyhow::Result<(String, bool)> {
+    if let Ok(text) = std::fs::read_to_string(path) {
+        let text = text.trim().to_string();
+        if !text.is_empty() {
+            return Ok((text, false));
+        }
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", dir.display()))?;
+    }
+    let value = hex::encode(rand::random::<[u8; 24]>());
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    std::io::Write::write_all(&mut file, format!("{value}\n").as_bytes())?;
+    file.sync_all()?;
+    Ok((value, true))
+}
+
+impl Setup {
+    /// Fills in the zero-config parts: the `default` source when no source is configured
+    /// (secret from `TRADEHOOK_SECRET`, else generated once into the data directory) and the
+    /// admin token when none is configured.
+    pub fn prepare(mut config: Config) -> anyhow::Result<Setup> {
+        let data_dir = config.data_dir();
+        let mut local_secrets = Vec::new();
+        if config.sources.is_empty() {
+            let secret = match std::env::var("TRADEHOOK_SECRET").ok().filter(|s| !s.trim().is_empty()) {
+                Some(secret) => secret.trim().to_string(),
+                None => {
+                    let path = data_dir.join(DEFAULT_SECRET_FILE);
+                    let (secret, created) = read_or_create_secret(&path)?;
+                    local_secrets.push(LocalSecret { purpose: "secret of source `default`", path, created });
+                    secret
+                }
+            };
+            config.sources.push(SourceConfig::new(DEFAULT_SOURCE, Scheme::HmacSha256, vec![secret]));
+        }
+        if config.api.admin_token.is_none() {
+            let path = data_dir.join(ADMIN_TOKEN_FILE);
+            let (token, created) = read_or_create_secret(&path)?;
+            local_secrets.push(LocalSecret { purpose: "admin token of /api/v1", path, created });
+            config.api.admin_token = Some(token);
+        }
+        config.validate()?;
+        Ok(Setup { config, local_secrets })
+    }
+}
+
+/// Opens the configured store.
+pub fn open_store(config: &Config) -> anyhow::Result<SharedStore> {
+    match config.store_location().map_err(|e| anyhow::anyhow!("store.url: {e}"))? {
+        StoreLocation::Sqlite(path) => {
+            let options = SqliteOptions {
+                max_batch: config.store.max_batch,
+                queue_capacity: config.store.queue_capacity,
+                max_backlog: config.store.max_backlog,
+                max_page_count: None,
+            };
+            Ok(Arc::new(SqliteStore::open(&path, options)?))
+        }
+        StoreLocation::Postgres(_) => {
+            anyhow::bail!("store.url: PostgreSQL is not supported yet in this version; use sqlite://")
+        }
+    }
+}
+
+impl AppState {
+    /// Builds the shared state from a prepared setup and an open store.
+    pub fn new(setup: &Setup, store: SharedStore) -> anyhow::Result<AppState> {
+        let config = &setup.config;
+        let mut sources = HashMap::new();
+        for source in &config.sources {
+            sources.insert(
+                source.name.clone(),
+                Arc::new(Source::from_config(source).map_err(anyhow::Error::msg)?),
+            );
+        }
+        for source in config.sources.iter().filter(|s| s.signature == Scheme::None) {
+            tracing::warn!(source = %source.name, "source accepts unsigned webhooks (allow-list only)");
+        }
+        Ok(AppState {
+            config: Arc::new(config.clone()),
+            sources,
+            store,
+            audit: AuditLog::new(config.server.audit_log_size),
+            ip_limiter: config
+                .server
+                .ip_rate_limit
+                .map(|limit| IpLimiter::new(limit, config.server.max_tracked_ips)),
+            admin_token: config.api.admin_token.clone().unwrap_or_default(),
+            metrics: crate::metrics::install(),
+            started: Instant::now(),
+        })
+    }
+}
+
+/// The whole HTTP surface.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .merge(crate::ingest::router())
+        .merge(crate::api::router(state.clone()))
+        .fallback(|| async { ApiError::not_found("no such route").into_response() })
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log")
+                .into_response()
+        }))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` is cancelled, then drains requests and closes the store.
+pub async fn run(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let pruner = state.ip_limiter.is_some().then(|| {
+        let state = state.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tick.tick() => if let Some(limiter) = &state.ip_limiter { limiter.prune() },
+                }
+            }
+        })
+    });
+    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let stop = shutdown.clone();
+    axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await?;
+    if let Some(pruner) = pruner {
+        pruner.abort();
+    }
+    state.store.close().await;
+    Ok(())
+}
+
+/// Cancels `token` on SIGINT or SIGTERM.
+pub fn cancel_on_signals(token: CancellationToken) {
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term => {}
+        }
+        tracing::info!("shutting down: no new requests; finishing in-flight work");
+        token.cancel();
+    });
+}

@@ -1,0 +1,157 @@
+//! The store of record: every acknowledged event lives here before anyone is told "accepted".
+//!
+//! One trait, [`Store`], with an embedded SQLite implementation (the default) and room for a
+//! PostgreSQL one (several nodes on one database). The contract every implementation keeps:
+//! `append` returns only after the event is durably committed (fsync'ed), concurrent appends may
+//! share one commit (group commit), and an event id already stored for the same source is a
+//! duplicate answered with the id of the first.
+
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde::Serialize;
+
+/// An event as ingest hands it to the store.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// Source name.
+    pub source: String,
+    /// De-duplication key within the source (SPEC §1 event id).
+    pub event_key: String,
+    /// `event` field of the payload, when there is one.
+    pub event_type: Option<String>,
+    /// Raw body (with a `token` field removed for the token scheme).
+    pub body: Bytes,
+    /// Request headers minus secrets, as a JSON object.
+    pub headers: String,
+    /// Client address as decided by the guards.
+    pub client_ip: String,
+    /// When the request arrived, unix milliseconds.
+    pub received_at: i64,
+}
+
+/// What `append` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Appended {
+    /// Newly stored and committed.
+    Accepted(String),
+    /// The source already had this event id; the id is the first event's.
+    Duplicate(String),
+}
+
+/// A stored event as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredEvent {
+    /// Public id (`evt_…`), the one the ingest answer gave.
+    pub id: String,
+    /// Arrival order across the whole store.
+    pub seq: i64,
+    /// Source name.
+    pub source: String,
+    /// De-duplication key within the source.
+    pub event_key: String,
+    /// Payload `event` field.
+    pub event_type: Option<String>,
+    /// Arrival time, RFC 3339.
+    pub received_at: String,
+    /// Client address.
+    pub client_ip: String,
+    /// Headers minus secrets.
+    pub headers: serde_json::Value,
+    /// The payload: JSON when it parses, else a UTF-8 (lossy) string.
+    pub payload: serde_json::Value,
+    /// When processing finished, RFC 3339; `None` while pending.
+    pub processed_at: Option<String>,
+}
+
+/// Which events to list.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    /// Only this source.
+    pub source: Option<String>,
+    /// Only this event type.
+    pub event_type: Option<String>,
+    /// Received at or after, unix ms.
+    pub since: Option<i64>,
+    /// Received before, unix ms.
+    pub until: Option<i64>,
+    /// Only events with `seq` below this (paging backwards).
+    pub before_seq: Option<i64>,
+    /// Only events with `seq` above this (tailing).
+    pub after_seq: Option<i64>,
+    /// At most this many.
+    pub limit: u32,
+}
+
+/// Counts the status endpoint and readiness need.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoreStats {
+    /// Events stored.
+    pub events: u64,
+    /// Events not yet processed.
+    pub backlog: u64,
+    /// Age of the oldest unprocessed event, seconds.
+    pub oldest_pending_age_seconds: Option<f64>,
+    /// Events processed.
+    pub processed: u64,
+}
+
+/// Why the store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot take writes now (disk full, I/O error, database down): answer 503.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Too much is waiting (writer queue full or backlog over its limit): answer 503.
+    #[error("store is saturated: {0}")]
+    Saturated(String),
+    /// Anything else; a bug or corruption.
+    #[error("store error: {0}")]
+    Internal(String),
+}
+
+/// The store of record. See the module documentation for the durability contract.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Stores an event durably, or finds it already stored. Returns only after commit.
+    async fn append(&self, event: NewEvent) -> Result<Appended, StoreError>;
+    /// One event by public id.
+    async fn event(&self, id: &str) -> Result<Option<StoredEvent>, StoreError>;
+    /// Events matching `filter`, newest first.
+    async fn events(&self, filter: EventFilter) -> Result<Vec<StoredEvent>, StoreError>;
+    /// Counts for status and readiness.
+    async fn stats(&self) -> Result<StoreStats, StoreError>;
+    /// Proves the store can commit a write now (readiness).
+    async fn check_writable(&self) -> Result<(), StoreError>;
+    /// Unprocessed events, from memory (cheap enough for every request).
+    fn backlog(&self) -> u64;
+    /// A short name for status output, e.g. `sqlite`.
+    fn kind(&self) -> &'static str;
+    /// Waits for queued writes to commit and stops accepting new ones.
+    async fn close(&self);
+}
+
+/// A shared handle to the store.
+pub type SharedStore = Arc<dyn Store>;
+
+/// Milliseconds since the unix epoch, now.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// RFC 3339 text of a unix-ms time.
+pub fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+/// A new public event id: `evt_` + a ULID (time-ordered, unique without coordination).
+pub fn new_event_id() -> String {
+    format!("evt_{}", ulid::Ulid::new())
+}
