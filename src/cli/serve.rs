@@ -31,7 +31,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
 /// What a new user needs to see: where it listens, which sources, where the generated secrets
 /// are, and a command to paste. A secret is printed only on the start that generated it.
+/// Write errors are ignored: a closed stdout must not stop the gateway.
 fn print_banner(setup: &Setup, address: std::net::SocketAddr) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    macro_rules! println {
+        ($($arg:tt)*) => { let _ = writeln!(out, $($arg)*); };
+    }
     let config = &setup.config;
     println!("tradehook {} listening on http://{address}", env!("CARGO_PKG_VERSION"));
     for source in &config.sources {
@@ -60,4 +66,5 @@ fn print_banner(setup: &Setup, address: std::net::SocketAddr) {
     if !address.ip().is_loopback() {
         println!("warning: plain HTTP on a non-loopback address; put TLS in front or configure [server.tls]");
     }
+    let _ = out.flush();
 }

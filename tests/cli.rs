@@ -1,0 +1,184 @@
+//! The command line as a user runs it: zero-config serve, send, sign, config check, and clean
+//! shutdown on SIGTERM.
+
+mod common;
+
+use std::io::BufRead;
+use std::process::{Command, Stdio};
+
+use common::*;
+
+fn tradehook(dir: &std::path::Path) -> Command {
+    let mut command = Command::new(binary());
+    command.current_dir(dir).env_remove("TRADEHOOK_SECRET").env_remove("TRADEHOOK_CONFIG");
+    command
+}
+
+#[test]
+fn config_check_accepts_the_example_file() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tradehook.example.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let output = tradehook(dir.path()).args(["config", "check", "--config"]).arg(&example).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("configuration ok"));
+    assert!(!stdout.contains("s3cret"), "secrets are not printed: {stdout}");
+}
+
+#[test]
+fn bad_environment_override_stops_with_one_line_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = tradehook(dir.path())
+        .args(["config", "check"])
+        .env("TRADEHOOK_SERVER__LISTEN", "nowhere")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("server.listen"), "{stderr}");
+}
+
+#[test]
+fn serve_refuses_invalid_file_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bad.toml"), "[store]\nretention = \"soon\"\n").unwrap();
+    let output = tradehook(dir.path()).args(["serve", "--config", "bad.toml"]).output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("store.retention"), "{stderr}");
+}
+
+#[test]
+fn zero_config_serve_generates_a_secret_once_and_send_uses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = tradehook(dir.path())
+        .arg("serve")
+        .env("TRADEHOOK_SERVER__LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut banner = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let done = line.contains("tradehook send");
+        banner.push(line);
+        if done {
+            break;
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    let banner = banner.join("\n");
+    let secret = std::fs::read_to_string(dir.path().join("data/default-source.secret")).unwrap();
+    assert!(banner.contains(secret.trim()), "the generated secret is shown once: {banner}");
+    assert!(dir.path().join("data/tradehook.db").exists());
+    let url = banner.split("--url ").nth(1).unwrap().trim().to_string();
+
+    let send = tradehook(dir.path()).args(["send", "order.created", "--url", &url]).output().unwrap();
+    assert!(send.status.success(), "{}", String::from_utf8_lossy(&send.stderr));
+    let stdout = String::from_utf8_lossy(&send.stdout);
+    assert!(stdout.starts_with("200 OK in "), "{stdout}");
+    assert!(stdout.contains("\"accepted\""), "{stdout}");
+
+    let twice = |id: &str| {
+        tradehook(dir.path()).args(["send", "position.updated", "--id", id, "--url", &url]).output().unwrap()
+    };
+    assert!(String::from_utf8_lossy(&twice("same").stdout).contains("accepted"));
+    assert!(String::from_utf8_lossy(&twice("same").stdout).contains("duplicate"));
+
+    let wrong = tradehook(dir.path()).args(["send", "--secret", "wrong", "--url", &url]).output().unwrap();
+    assert!(!wrong.status.success());
+    assert!(String::from_utf8_lossy(&wrong.stdout).starts_with("401"));
+
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "SIGTERM exits 0: {status:?}");
+
+    // A second start reuses the saved secret and does not print it again.
+    let mut again = tradehook(dir.path())
+        .arg("serve")
+        .env("TRADEHOOK_SERVER__LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(again.stdout.take().unwrap()).lines();
+    let mut second = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let done = line.contains("tradehook send");
+        second.push(line);
+        if done {
+            break;
+        }
+    }
+    let second = second.join("\n");
+    assert!(!second.contains(secret.trim()), "{second}");
+    assert!(second.contains("default-source.secret"), "{second}");
+    let _ = again.kill();
+    let _ = again.wait();
+}
+
+#[test]
+fn send_lists_samples_and_rejects_unknown_types_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = tradehook(dir.path()).args(["send", "list"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&list.stdout).contains("account.margin_call"));
+    let bad = tradehook(dir.path()).args(["send", "order.exploded", "--secret", "x"]).output().unwrap();
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("order.exploded"));
+}
+
+#[test]
+fn sign_prints_the_seed_001_signature_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = tradehook(dir.path())
+        .args(["sign", "--body", "Hello, World!", "--secret", "It's a Secret to Everybody"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "X-Webhook-Signature: 757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+    );
+}
+
+#[test]
+fn graceful_shutdown_keeps_every_acked_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::start(dir.path());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let addr = server.addr;
+    let ids: Vec<String> = runtime.block_on(async move {
+        let url = format!("http://{addr}/webhook");
+        let mut ids = Vec::new();
+        for i in 0..20 {
+            let body = order_event(&format!("g{i}"));
+            let answer = post_signed(
+                &url,
+                tradehook::ingest::signature::Scheme::HmacSha256,
+                SECRET,
+                body.as_bytes(),
+                &[],
+            )
+            .await;
+            ids.push(answer.json["id"].as_str().unwrap().to_string());
+        }
+        ids
+    });
+    assert!(server.terminate().success());
+    let server = ServerProcess::start(dir.path());
+    let addr = server.addr;
+    runtime.block_on(async move {
+        let auth = format!("Bearer {ADMIN_TOKEN}");
+        for id in ids {
+            let url = format!("http://{addr}/api/v1/events/{id}");
+            let answer = request(http::Method::GET, &url, &[("authorization", &auth)], Vec::new()).await;
+            assert_eq!(answer.status, http::StatusCode::OK);
+        }
+    });
+}

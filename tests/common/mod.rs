@@ -1,0 +1,226 @@
+//! Test support: boot the real gateway (in-process on port 0, or as a child process) and talk
+//! HTTP to it.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tokio_util::sync::CancellationToken;
+use tradehook::config::{Config, SourceConfig};
+use tradehook::ingest::signature::{self, Scheme, SignContext};
+use tradehook::server::{self, AppState, Setup};
+
+/// The admin token every test server uses.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+/// The secret of the test `default` source.
+pub const SECRET: &str = "test-secret";
+
+/// A gateway running inside the test process.
+pub struct TestServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its data directory (deleted on drop).
+    pub dir: tempfile::TempDir,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// A configuration for tests: SQLite in `dir`, one `default` hmac-sha256 source.
+pub fn test_config(dir: &Path) -> Config {
+    let mut config = Config::default();
+    config.store.url = format!("sqlite://{}", dir.join("tradehook.db").display());
+    config.server.listen = "127.0.0.1:0".into();
+    config.api.admin_token = Some(ADMIN_TOKEN.into());
+    config.sources = vec![SourceConfig::new("default", Scheme::HmacSha256, vec![SECRET.into()])];
+    config
+}
+
+impl TestServer {
+    /// Starts a server with the default test configuration.
+    pub async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts a server after `adjust` changes the test configuration.
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = test_config(dir.path());
+        adjust(&mut config);
+        config.validate().unwrap();
+        let setup = Setup::prepare(config).unwrap();
+        let store = server::open_store(&setup.config).unwrap();
+        let state = Arc::new(AppState::new(&setup, store).unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(server::run(listener, state, shutdown.clone()));
+        TestServer { addr, dir, shutdown, task: Some(task) }
+    }
+
+    /// `http://addr{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Stops it gracefully and waits.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// An HTTP answer with its JSON body (or `Null`).
+#[derive(Debug)]
+pub struct Answer {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Body as JSON, `Null` when it is not JSON.
+    pub json: serde_json::Value,
+    /// Raw body.
+    pub text: String,
+}
+
+/// Sends one request.
+pub async fn request(method: Method, url: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Answer {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut builder = http::Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let response = client.request(builder.body(Full::new(Bytes::from(body))).unwrap()).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    Answer { status, headers, json: serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null), text }
+}
+
+/// GET with the admin token.
+pub async fn admin_get(server: &TestServer, path: &str) -> Answer {
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    request(Method::GET, &server.url(path), &[("authorization", &auth)], Vec::new()).await
+}
+
+/// POSTs `body` to `path`, signed with `scheme` and `secret`.
+pub async fn post_signed(
+    url: &str,
+    scheme: Scheme,
+    secret: &str,
+    body: &[u8],
+    extra: &[(&str, &str)],
+) -> Answer {
+    let context = SignContext {
+        timestamp: chrono::Utc::now().timestamp(),
+        message_id: format!("msg_{}", ulid::Ulid::new()),
+        token_field: None,
+    };
+    let signed = signature::sign(scheme, secret, body, &context).unwrap();
+    let url = match &signed.query {
+        Some(query) => format!("{url}?{query}"),
+        None => url.to_string(),
+    };
+    let mut headers: Vec<(&str, &str)> =
+        signed.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    headers.push(("content-type", "application/json"));
+    headers.extend_from_slice(extra);
+    request(Method::POST, &url, &headers, signed.body.clone()).await
+}
+
+/// POSTs to the default source with the test secret.
+pub async fn post_event(server: &TestServer, body: &str) -> Answer {
+    post_signed(&server.url("/webhook"), Scheme::HmacSha256, SECRET, body.as_bytes(), &[]).await
+}
+
+/// A seed-001 style event with this id.
+pub fn order_event(id: &str) -> String {
+    format!(
+        r#"{{"id":"{id}","event":"order.updated","timestamp":"2024-01-15T10:30:01Z","data":{{"orderId":"o-{id}","status":"filled","filledQuantity":0.1,"averagePrice":49850.25}}}}"#
+    )
+}
+
+/// The `tradehook` binary of this build.
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_tradehook"))
+}
+
+/// A `tradehook serve` child process on a port the OS picks.
+pub struct ServerProcess {
+    /// The child.
+    pub child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+impl ServerProcess {
+    /// Starts `tradehook serve` with its store in `dir` and waits for its banner.
+    pub fn start(dir: &Path) -> ServerProcess {
+        use std::io::BufRead;
+        let mut child = Command::new(binary())
+            .arg("serve")
+            .env("TRADEHOOK_STORE__URL", format!("sqlite://{}", dir.join("tradehook.db").display()))
+            .env("TRADEHOOK_SERVER__LISTEN", "127.0.0.1:0")
+            .env("TRADEHOOK_SECRET", SECRET)
+            .env("TRADEHOOK_API__ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut reader = std::io::BufReader::new(stdout);
+        let mut first = String::new();
+        reader.read_line(&mut first).unwrap();
+        // Keep draining so the server never writes into a closed pipe.
+        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+        let addr = first
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no address in banner: {first:?}"));
+        ServerProcess { child, addr }
+    }
+
+    /// SIGKILL, no chance to clean up.
+    pub fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM and wait for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        for _ in 0..100 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.kill9();
+        panic!("server did not stop within 10 s of SIGTERM");
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
