@@ -3,7 +3,9 @@
 
 use http::HeaderName;
 
-use super::{any_key_signed, decode_hex_tag, header, hex_tag, HmacSha256, Inbound, SignatureError, Signed, Verified};
+use super::{
+    any_key_signed, decode_hex_tag, header, hex_tag, HmacSha256, Inbound, SignatureError, Signed, Verified,
+};
 
 /// The header that carries the signature.
 static SIGNATURE: HeaderName = HeaderName::from_static("x-hub-signature-256");
@@ -66,10 +68,7 @@ mod tests {
     fn missing_header_is_missing() {
         let v = verifier(Scheme::Github, &[SECRET]);
         let h = headers(&[("X-Webhook-Signature", SIG)]);
-        assert_eq!(
-            check(&v, &h, None, BODY, 0),
-            Err(SignatureError::Missing("X-Hub-Signature-256 header"))
-        );
+        assert_eq!(check(&v, &h, None, BODY, 0), Err(SignatureError::Missing("X-Hub-Signature-256 header")));
     }
 
     #[test]

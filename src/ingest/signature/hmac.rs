@@ -6,7 +6,9 @@
 
 use http::HeaderName;
 
-use super::{any_key_signed, decode_hex_tag, header, hex_tag, HmacSha256, Inbound, SignatureError, Signed, Verified};
+use super::{
+    any_key_signed, decode_hex_tag, header, hex_tag, HmacSha256, Inbound, SignatureError, Signed, Verified,
+};
 
 /// The header that carries the signature.
 static SIGNATURE: HeaderName = HeaderName::from_static("x-webhook-signature");

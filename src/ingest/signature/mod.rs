@@ -275,12 +275,7 @@ pub struct Signed {
 }
 
 /// Signs a body the way `scheme` expects, for `tradehook send`, `sign` and `bench`.
-pub fn sign(
-    scheme: Scheme,
-    secret: &str,
-    body: &[u8],
-    context: &SignContext,
-) -> Result<Signed, SecretError> {
+pub fn sign(scheme: Scheme, secret: &str, body: &[u8], context: &SignContext) -> Result<Signed, SecretError> {
     if scheme != Scheme::None && secret.is_empty() {
         return Err(invalid(scheme, 1, "the secret is empty"));
     }
@@ -305,8 +300,7 @@ fn header<'a>(
     names: &[&HeaderName],
     label: &'static str,
 ) -> Result<&'a str, SignatureError> {
-    let value =
-        names.iter().find_map(|name| headers.get(*name)).ok_or(SignatureError::Missing(label))?;
+    let value = names.iter().find_map(|name| headers.get(*name)).ok_or(SignatureError::Missing(label))?;
     value.to_str().map(str::trim).map_err(|_| SignatureError::Malformed(label))
 }
 

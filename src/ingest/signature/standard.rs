@@ -60,10 +60,14 @@ enum Secret {
 /// Decodes a secret by its prefix. The error is a reason that never quotes the secret.
 fn decode_secret(secret: &str) -> Result<Secret, &'static str> {
     if let Some(rest) = secret.strip_prefix("whpk_") {
-        return decode_32(rest).map(Secret::Public).ok_or("`whpk_` must be followed by the base64 of 32 bytes");
+        return decode_32(rest)
+            .map(Secret::Public)
+            .ok_or("`whpk_` must be followed by the base64 of 32 bytes");
     }
     if let Some(rest) = secret.strip_prefix("whsk_") {
-        return decode_32(rest).map(Secret::Signing).ok_or("`whsk_` must be followed by the base64 of 32 bytes");
+        return decode_32(rest)
+            .map(Secret::Signing)
+            .ok_or("`whsk_` must be followed by the base64 of 32 bytes");
     }
     // The reference libraries accept the key without its prefix as well.
     let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
@@ -154,7 +158,8 @@ pub(super) fn verify(
         let matched = match key {
             Key::Hmac(key) => {
                 let computed = tag(key, &parts);
-                entries(signatures).any(|entry| matches!(entry, Entry::V1(expected) if tags_equal(&computed, &expected)))
+                entries(signatures)
+                    .any(|entry| matches!(entry, Entry::V1(expected) if tags_equal(&computed, &expected)))
             }
             Key::Ed25519(public) => entries(signatures).any(|entry| match entry {
                 Entry::V1a(signature) => {
@@ -211,7 +216,9 @@ mod tests {
     use ed25519_dalek::SigningKey;
 
     use super::super::tests::{check, headers, verifier};
-    use super::super::{sign, Scheme, SecretError, SignContext, SignatureError, Verified, Verifier, VerifyOptions};
+    use super::super::{
+        sign, Scheme, SecretError, SignContext, SignatureError, Verified, Verifier, VerifyOptions,
+    };
     use super::BASE64;
 
     // The published example of the Standard Webhooks specification.
@@ -222,7 +229,11 @@ mod tests {
     const SIG: &str = "v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw=";
 
     fn spec_headers(signature: &str) -> http::HeaderMap {
-        headers(&[("webhook-id", ID), ("webhook-timestamp", &TS.to_string()), ("webhook-signature", signature)])
+        headers(&[
+            ("webhook-id", ID),
+            ("webhook-timestamp", &TS.to_string()),
+            ("webhook-signature", signature),
+        ])
     }
 
     fn ed25519_pair(seed: u8) -> (String, String) {
@@ -392,7 +403,8 @@ mod tests {
         ];
         for secret in cases {
             let secrets = vec![SECRET.to_owned(), secret.to_owned()];
-            let error = Verifier::new(Scheme::StandardWebhooks, &secrets, VerifyOptions::default()).unwrap_err();
+            let error =
+                Verifier::new(Scheme::StandardWebhooks, &secrets, VerifyOptions::default()).unwrap_err();
             assert!(
                 matches!(error, SecretError::Invalid { scheme: Scheme::StandardWebhooks, index: 2, .. }),
                 "{secret}: {error:?}"

@@ -32,8 +32,9 @@ pub(super) fn verify(
     tolerance: Duration,
 ) -> Result<Verified, SignatureError> {
     let value = header(request.headers, &[&SIGNATURE], LABEL)?;
-    let timestamp =
-        items(value).find_map(|(key, value)| (key == "t").then_some(value)).ok_or(SignatureError::Malformed(LABEL))?;
+    let timestamp = items(value)
+        .find_map(|(key, value)| (key == "t").then_some(value))
+        .ok_or(SignatureError::Malformed(LABEL))?;
     if !items(value).any(|(key, _)| key == "v1") {
         return Err(SignatureError::Malformed(LABEL));
     }
@@ -57,7 +58,11 @@ pub(super) fn verify(
 pub(super) fn sign(secret: &str, body: &[u8], timestamp: i64) -> Signed {
     let t = timestamp.to_string();
     let v1 = hex_tag(secret, &[t.as_bytes(), b".", body]);
-    Signed { headers: vec![("Stripe-Signature".into(), format!("t={t},v1={v1}"))], query: None, body: body.to_vec() }
+    Signed {
+        headers: vec![("Stripe-Signature".into(), format!("t={t},v1={v1}"))],
+        query: None,
+        body: body.to_vec(),
+    }
 }
 
 #[cfg(test)]
@@ -146,9 +151,13 @@ mod tests {
     fn garbage_header_is_malformed() {
         let v = verifier(Scheme::Stripe, &[SECRET]);
         let sig = v1(SECRET, NOW, BODY);
-        for garbage in
-            ["garbage".to_owned(), format!("v1={sig}"), format!("t={NOW}"), format!("t=soon,v1={sig}"), String::new()]
-        {
+        for garbage in [
+            "garbage".to_owned(),
+            format!("v1={sig}"),
+            format!("t={NOW}"),
+            format!("t=soon,v1={sig}"),
+            String::new(),
+        ] {
             let h = headers(&[("Stripe-Signature", &garbage)]);
             assert_eq!(
                 check(&v, &h, None, BODY, NOW),

@@ -5,10 +5,18 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::{sign, Inbound, Scheme, SecretError, SignContext, SignatureError, Verified, Verifier, VerifyOptions};
+use super::{
+    sign, Inbound, Scheme, SecretError, SignContext, SignatureError, Verified, Verifier, VerifyOptions,
+};
 
-const ALL: [Scheme; 6] =
-    [Scheme::HmacSha256, Scheme::Github, Scheme::Stripe, Scheme::StandardWebhooks, Scheme::Token, Scheme::None];
+const ALL: [Scheme; 6] = [
+    Scheme::HmacSha256,
+    Scheme::Github,
+    Scheme::Stripe,
+    Scheme::StandardWebhooks,
+    Scheme::Token,
+    Scheme::None,
+];
 
 /// A header map from (name, value) pairs.
 pub(super) fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
@@ -60,7 +68,8 @@ fn sign_then_verify_round_trips_for_every_scheme() {
             let secret = secret_for(scheme);
             let signed = sign(scheme, secret, body, &context).unwrap();
             let v = verifier(scheme, &[secret]);
-            let result = check(&v, &headers_of(&signed.headers), signed.query.as_deref(), &signed.body, NOW + 5);
+            let result =
+                check(&v, &headers_of(&signed.headers), signed.query.as_deref(), &signed.body, NOW + 5);
             let expected =
                 if signed.body == body { Verified::Intact } else { Verified::Redacted(body.to_vec()) };
             assert_eq!(result, Ok(expected), "{scheme} with token field {:?}", context.token_field);
@@ -70,7 +79,8 @@ fn sign_then_verify_round_trips_for_every_scheme() {
 
 #[test]
 fn signing_a_token_into_a_non_object_body_is_refused() {
-    let context = SignContext { timestamp: 0, message_id: String::new(), token_field: Some("passphrase".into()) };
+    let context =
+        SignContext { timestamp: 0, message_id: String::new(), token_field: Some("passphrase".into()) };
     assert_eq!(
         sign(Scheme::Token, "s3cret", b"[1,2]", &context),
         Err(SecretError::Body { scheme: Scheme::Token, reason: "the body is not a JSON object" })
@@ -134,8 +144,22 @@ fn scheme_names_round_trip_through_from_str_and_serde() {
 /// pieces of real signature syntax so the parsers get past their first checks.
 fn random_value(rng: &mut StdRng) -> HeaderValue {
     const PIECES: [&str; 16] = [
-        "t=", "v1=", "v1,", "v1a,", "sha256=", ",", " ", "=", "1700000000", "abc", "0123456789abcdef",
-        "tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw=", "%", "\u{e9}", "-", "99999999999999999999",
+        "t=",
+        "v1=",
+        "v1,",
+        "v1a,",
+        "sha256=",
+        ",",
+        " ",
+        "=",
+        "1700000000",
+        "abc",
+        "0123456789abcdef",
+        "tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw=",
+        "%",
+        "\u{e9}",
+        "-",
+        "99999999999999999999",
     ];
     loop {
         let bytes: Vec<u8> = if rng.random_bool(0.5) {
@@ -158,10 +182,18 @@ fn random_text(rng: &mut StdRng) -> String {
 #[test]
 fn random_headers_and_bodies_never_panic() {
     let mut rng = StdRng::seed_from_u64(0x7261_6e64);
-    let verifiers: Vec<Verifier> = ALL.iter().map(|&scheme| verifier(scheme, &[secret_for(scheme)])).collect();
+    let verifiers: Vec<Verifier> =
+        ALL.iter().map(|&scheme| verifier(scheme, &[secret_for(scheme)])).collect();
     let names = [
-        "x-webhook-signature", "x-hub-signature-256", "stripe-signature", "webhook-id", "webhook-timestamp",
-        "webhook-signature", "svix-id", "svix-timestamp", "svix-signature",
+        "x-webhook-signature",
+        "x-hub-signature-256",
+        "stripe-signature",
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+        "svix-id",
+        "svix-timestamp",
+        "svix-signature",
     ];
     for round in 0..400 {
         let mut map = HeaderMap::new();
