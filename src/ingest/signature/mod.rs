@@ -4,12 +4,27 @@
 //! one of several secrets so keys can be rotated. Schemes that carry a timestamp reject it outside
 //! a tolerance (past and future) to stop replays. This module does no I/O: it takes headers, the
 //! query string and the body, and says yes or why not.
+//!
+//! This file holds the public interface and the pieces every scheme shares (header lookup,
+//! timestamp tolerance, pre-keyed HMACs); each scheme lives in its own file. Secrets are decoded
+//! and HMAC keys absorbed once in [`Verifier::new`], so a request only pays for hashing its own
+//! content.
+
+mod github;
+mod hmac;
+mod standard;
+mod stripe;
+mod token;
+
+#[cfg(test)]
+mod tests;
 
 use std::time::Duration;
 
-use hmac::{Hmac, Mac};
-use http::HeaderMap;
+use ::hmac::{Hmac, Mac};
+use http::{HeaderMap, HeaderName};
 use sha2::Sha256;
+use subtle::ConstantTimeEq;
 
 /// HMAC-SHA256, the primitive behind every shared-secret scheme.
 pub(crate) type HmacSha256 = Hmac<Sha256>;
@@ -146,22 +161,49 @@ pub enum SecretError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The body cannot carry what the scheme must add to it (`sign` only).
+    #[error("cannot sign this body with {scheme}: {reason}")]
+    Body {
+        /// Which scheme.
+        scheme: Scheme,
+        /// What is wrong with the body.
+        reason: &'static str,
+    },
 }
 
 /// Checks requests for one source: a scheme and its secrets, decoded once at start-up.
 #[derive(Clone)]
 pub struct Verifier {
     scheme: Scheme,
-    secrets: Vec<Vec<u8>>,
+    keys: Keys,
+    secret_count: usize,
     options: VerifyOptions,
+}
+
+/// The secrets of one source in the form its scheme verifies with.
+#[derive(Clone)]
+enum Keys {
+    /// `hmac-sha256`: one pre-keyed HMAC per secret.
+    HmacSha256(Vec<HmacSha256>),
+    /// `github`: one pre-keyed HMAC per secret.
+    Github(Vec<HmacSha256>),
+    /// `stripe`: one pre-keyed HMAC per secret (the whole `whsec_…` string is the key).
+    Stripe(Vec<HmacSha256>),
+    /// `standard-webhooks`: HMAC keys (`whsec_`) and Ed25519 public keys (`whpk_`), mixed.
+    StandardWebhooks(Vec<standard::Key>),
+    /// `token`: digests of the accepted tokens.
+    Token(token::Tokens),
+    /// `none`: nothing to check.
+    None,
 }
 
 impl std::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never print secrets.
+        // Never print secrets, nor anything derived from them.
         f.debug_struct("Verifier")
             .field("scheme", &self.scheme)
-            .field("secrets", &self.secrets.len())
+            .field("secrets", &self.secret_count)
+            .field("options", &self.options)
             .finish()
     }
 }
@@ -169,11 +211,25 @@ impl std::fmt::Debug for Verifier {
 impl Verifier {
     /// Builds a verifier, decoding each secret as its scheme requires.
     pub fn new(scheme: Scheme, secrets: &[String], options: VerifyOptions) -> Result<Self, SecretError> {
-        if scheme != Scheme::None && secrets.is_empty() {
-            return Err(SecretError::NoSecret(scheme));
+        if scheme != Scheme::None {
+            if secrets.is_empty() {
+                return Err(SecretError::NoSecret(scheme));
+            }
+            // An empty secret would let anyone sign; it is always a configuration mistake.
+            if let Some(index) = secrets.iter().position(|s| s.is_empty()) {
+                return Err(invalid(scheme, index + 1, "the secret is empty"));
+            }
         }
-        let secrets = secrets.iter().map(|s| s.as_bytes().to_vec()).collect();
-        Ok(Verifier { scheme, secrets, options })
+        let shared = || secrets.iter().map(|s| keyed(s.as_bytes())).collect::<Vec<_>>();
+        let keys = match scheme {
+            Scheme::HmacSha256 => Keys::HmacSha256(shared()),
+            Scheme::Github => Keys::Github(shared()),
+            Scheme::Stripe => Keys::Stripe(shared()),
+            Scheme::StandardWebhooks => Keys::StandardWebhooks(standard::decode_keys(secrets)?),
+            Scheme::Token => Keys::Token(token::Tokens::new(secrets)),
+            Scheme::None => Keys::None,
+        };
+        Ok(Verifier { scheme, keys, secret_count: secrets.len(), options })
     }
 
     /// The scheme this verifier checks.
@@ -182,29 +238,15 @@ impl Verifier {
     }
 
     /// Verifies one request; `now` is the current unix time in seconds.
-    pub fn verify(&self, request: &Inbound<'_>, _now: i64) -> Result<Verified, SignatureError> {
-        match self.scheme {
-            Scheme::None => Ok(Verified::Intact),
-            Scheme::HmacSha256 => {
-                let value = request
-                    .headers
-                    .get("x-webhook-signature")
-                    .ok_or(SignatureError::Missing("X-Webhook-Signature header"))?;
-                let value =
-                    value.to_str().map_err(|_| SignatureError::Malformed("X-Webhook-Signature header"))?;
-                let hex_sig = value.strip_prefix("sha256=").unwrap_or(value);
-                let sig = hex::decode(hex_sig.trim())
-                    .map_err(|_| SignatureError::Malformed("X-Webhook-Signature header"))?;
-                for secret in &self.secrets {
-                    let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes any key length");
-                    mac.update(request.body);
-                    if mac.verify_slice(&sig).is_ok() {
-                        return Ok(Verified::Intact);
-                    }
-                }
-                Err(SignatureError::Mismatch)
-            }
-            _ => Err(SignatureError::Mismatch),
+    pub fn verify(&self, request: &Inbound<'_>, now: i64) -> Result<Verified, SignatureError> {
+        let tolerance = self.options.tolerance;
+        match &self.keys {
+            Keys::HmacSha256(keys) => hmac::verify(keys, request),
+            Keys::Github(keys) => github::verify(keys, request),
+            Keys::Stripe(keys) => stripe::verify(keys, request, now, tolerance),
+            Keys::StandardWebhooks(keys) => standard::verify(keys, request, now, tolerance),
+            Keys::Token(tokens) => tokens.verify(request, &self.options.token_field),
+            Keys::None => Ok(Verified::Intact),
         }
     }
 }
@@ -233,24 +275,94 @@ pub struct Signed {
 }
 
 /// Signs a body the way `scheme` expects, for `tradehook send`, `sign` and `bench`.
-pub fn sign(
-    scheme: Scheme,
-    secret: &str,
-    body: &[u8],
-    _context: &SignContext,
-) -> Result<Signed, SecretError> {
-    match scheme {
-        Scheme::HmacSha256 => {
-            let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
-            mac.update(body);
-            let sig = hex::encode(mac.finalize().into_bytes());
-            Ok(Signed {
-                headers: vec![("X-Webhook-Signature".into(), sig)],
-                query: None,
-                body: body.to_vec(),
-            })
-        }
-        Scheme::None => Ok(Signed { headers: vec![], query: None, body: body.to_vec() }),
-        other => Err(SecretError::Invalid { scheme: other, index: 1, reason: "not implemented yet".into() }),
+pub fn sign(scheme: Scheme, secret: &str, body: &[u8], context: &SignContext) -> Result<Signed, SecretError> {
+    if scheme != Scheme::None && secret.is_empty() {
+        return Err(invalid(scheme, 1, "the secret is empty"));
     }
+    match scheme {
+        Scheme::HmacSha256 => Ok(hmac::sign(secret, body)),
+        Scheme::Github => Ok(github::sign(secret, body)),
+        Scheme::Stripe => Ok(stripe::sign(secret, body, context.timestamp)),
+        Scheme::StandardWebhooks => standard::sign(secret, body, context),
+        Scheme::Token => token::sign(secret, body, context),
+        Scheme::None => Ok(Signed { headers: vec![], query: None, body: body.to_vec() }),
+    }
+}
+
+/// A [`SecretError::Invalid`] for the secret at `index` (1-based); `reason` must not quote it.
+fn invalid(scheme: Scheme, index: usize, reason: &str) -> SecretError {
+    SecretError::Invalid { scheme, index, reason: reason.to_owned() }
+}
+
+/// The trimmed value of the first of `names` present; `label` names it in errors.
+fn header<'a>(
+    headers: &'a HeaderMap,
+    names: &[&HeaderName],
+    label: &'static str,
+) -> Result<&'a str, SignatureError> {
+    let value = names.iter().find_map(|name| headers.get(*name)).ok_or(SignatureError::Missing(label))?;
+    value.to_str().map(str::trim).map_err(|_| SignatureError::Malformed(label))
+}
+
+/// Parses a unix timestamp and rejects it when further than `tolerance` from `now` either way.
+fn check_timestamp(
+    raw: &str,
+    now: i64,
+    tolerance: Duration,
+    label: &'static str,
+) -> Result<(), SignatureError> {
+    // Digits only: `i64::from_str` would also take a sign, which no sender writes.
+    if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(SignatureError::Malformed(label));
+    }
+    let signed_at: i64 = raw.parse().map_err(|_| SignatureError::Malformed(label))?;
+    let age_secs = signed_at.saturating_sub(now);
+    let tolerance_secs = tolerance.as_secs();
+    if age_secs.unsigned_abs() > tolerance_secs {
+        return Err(SignatureError::Stale { age_secs, tolerance_secs });
+    }
+    Ok(())
+}
+
+/// An HMAC that has already absorbed `secret`; clone it per request instead of re-keying.
+fn keyed(secret: &[u8]) -> HmacSha256 {
+    HmacSha256::new_from_slice(secret).expect("HMAC accepts keys of any length")
+}
+
+/// The HMAC-SHA256 tag of the concatenated `parts`.
+fn tag(key: &HmacSha256, parts: &[&[u8]]) -> [u8; 32] {
+    let mut mac = key.clone();
+    for part in parts {
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().into()
+}
+
+/// Whether any key's HMAC of the concatenated `parts` equals `expected`, each compared in
+/// constant time.
+fn any_key_signed(keys: &[HmacSha256], parts: &[&[u8]], expected: &[u8; 32]) -> bool {
+    keys.iter().any(|key| {
+        let mut mac = key.clone();
+        for part in parts {
+            mac.update(part);
+        }
+        mac.verify_slice(expected).is_ok()
+    })
+}
+
+/// Constant-time equality of two HMAC tags.
+fn tags_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.ct_eq(b).into()
+}
+
+/// Decodes a hex HMAC-SHA256 tag (either case) on the stack; any other length is malformed.
+fn decode_hex_tag(hex_tag: &str, label: &'static str) -> Result<[u8; 32], SignatureError> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(hex_tag, &mut out).map_err(|_| SignatureError::Malformed(label))?;
+    Ok(out)
+}
+
+/// The hex HMAC-SHA256 of the concatenated `parts`, keyed with `secret`'s UTF-8 bytes.
+fn hex_tag(secret: &str, parts: &[&[u8]]) -> String {
+    hex::encode(tag(&keyed(secret.as_bytes()), parts))
 }

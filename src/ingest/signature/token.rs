@@ -1,0 +1,261 @@
+//! `token`: a shared token for senders that cannot sign, above all TradingView alerts.
+//!
+//! The token arrives in the query (`?token=…`, percent-decoded) or in a top-level JSON string field
+//! (default `passphrase`). A token is a password travelling with the payload, so it must not be
+//! stored: when the body carries the field, verification hands back the body without it, with the
+//! other keys in their original order. Tokens are compared as SHA-256 digests in constant time,
+//! which also hides their length.
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use subtle::{Choice, ConstantTimeEq};
+
+use super::{Inbound, Scheme, SecretError, SignContext, SignatureError, Signed, Verified};
+
+/// The query parameter that carries the token.
+const QUERY_PARAMETER: &str = "token";
+/// How errors name the token when neither place has it.
+const MISSING: &str = "token (`token` query parameter or JSON field)";
+/// How errors name a token field that is not a string.
+const NOT_A_STRING: &str = "token field (expected a JSON string)";
+
+/// The accepted tokens of one source, kept only as digests.
+#[derive(Clone)]
+pub(super) struct Tokens {
+    digests: Vec<[u8; 32]>,
+}
+
+impl Tokens {
+    /// Digests the configured tokens.
+    pub(super) fn new(secrets: &[String]) -> Self {
+        Tokens { digests: secrets.iter().map(|secret| digest(secret.as_bytes())).collect() }
+    }
+
+    /// Whether `candidate` is one of the tokens; every digest is compared, in constant time.
+    fn accepts(&self, candidate: &[u8]) -> bool {
+        let candidate = digest(candidate);
+        let found =
+            self.digests.iter().fold(Choice::from(0), |found, digest| found | digest.ct_eq(&candidate));
+        found.into()
+    }
+
+    /// Checks the token from the query or the body field `field`, and removes the field from the body.
+    pub(super) fn verify(&self, request: &Inbound<'_>, field: &str) -> Result<Verified, SignatureError> {
+        if let Some(token) = request.query.and_then(query_token) {
+            // A wrong query token is not rescued by the body: two tokens that disagree mean a
+            // misconfigured or probing sender, and guessing twice per request helps only the latter.
+            if !self.accepts(&token) {
+                return Err(SignatureError::Mismatch);
+            }
+            // The query is not stored, but a copy of the token in the body would be.
+            return Ok(match strip_field(request.body, field) {
+                Some((object, _)) => Verified::Redacted(serialize(&object)?),
+                None => Verified::Intact,
+            });
+        }
+        let (object, value) = strip_field(request.body, field).ok_or(SignatureError::Missing(MISSING))?;
+        let Value::String(token) = value else {
+            return Err(SignatureError::Malformed(NOT_A_STRING));
+        };
+        if !self.accepts(token.as_bytes()) {
+            return Err(SignatureError::Mismatch);
+        }
+        Ok(Verified::Redacted(serialize(&object)?))
+    }
+}
+
+/// SHA-256 of a token.
+fn digest(token: &[u8]) -> [u8; 32] {
+    Sha256::digest(token).into()
+}
+
+/// Parses `body` as a JSON object and takes `field` out of it, keeping the other keys in order.
+/// `None` when the body is not a JSON object or has no such field.
+fn strip_field(body: &[u8], field: &str) -> Option<(Map<String, Value>, Value)> {
+    // Most bodies never mention the field; skip parsing them. A backslash could hide the name
+    // behind a JSON escape, so such bodies are always parsed.
+    if !contains(body, field.as_bytes()) && !body.contains(&b'\\') {
+        return None;
+    }
+    let mut object: Map<String, Value> = serde_json::from_slice(body).ok()?;
+    let value = object.shift_remove(field)?;
+    Some((object, value))
+}
+
+/// Whether `needle` occurs in `haystack`.
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || haystack.windows(needle.len()).any(|window| window == needle)
+}
+
+/// Serializes the redacted body.
+fn serialize(object: &Map<String, Value>) -> Result<Vec<u8>, SignatureError> {
+    // A map of strings to values always serializes; the error arm only avoids a panic path.
+    serde_json::to_vec(object).map_err(|_| SignatureError::Malformed("JSON body"))
+}
+
+/// The percent-decoded value of the first `token` parameter of a query string.
+fn query_token(query: &str) -> Option<Vec<u8>> {
+    query.split('&').find_map(|pair| {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (percent_decode(name) == QUERY_PARAMETER.as_bytes()).then(|| percent_decode(value))
+    })
+}
+
+/// Decodes `application/x-www-form-urlencoded` text: `+` is a space, `%XX` a byte; a `%` not
+/// followed by two hex digits is kept as it is, as browsers do.
+fn percent_decode(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&byte) = bytes.get(i) {
+        let escaped = match byte {
+            b'%' => bytes.get(i + 1..i + 3).and_then(|hex| {
+                let mut decoded = [0u8; 1];
+                hex::decode_to_slice(hex, &mut decoded).ok().map(|()| decoded[0])
+            }),
+            _ => None,
+        };
+        match escaped {
+            Some(decoded) => {
+                out.push(decoded);
+                i += 3;
+            }
+            None => {
+                out.push(if byte == b'+' { b' ' } else { byte });
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// Adds the token to the query, or to the JSON object body when `context.token_field` is set.
+pub(super) fn sign(secret: &str, body: &[u8], context: &SignContext) -> Result<Signed, SecretError> {
+    let Some(field) = &context.token_field else {
+        let query = format!("{QUERY_PARAMETER}={}", percent_encode(secret));
+        return Ok(Signed { headers: vec![], query: Some(query), body: body.to_vec() });
+    };
+    let not_an_object = SecretError::Body { scheme: Scheme::Token, reason: "the body is not a JSON object" };
+    let mut object: Map<String, Value> = serde_json::from_slice(body).map_err(|_| not_an_object.clone())?;
+    object.insert(field.clone(), Value::String(secret.to_owned()));
+    let body = serde_json::to_vec(&object).map_err(|_| not_an_object)?;
+    Ok(Signed { headers: vec![], query: None, body })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{check, headers, verifier};
+    use super::super::{Scheme, SignatureError, Verified, Verifier, VerifyOptions};
+    use super::{percent_decode, percent_encode};
+
+    const TOKEN: &str = "my pass&phrase";
+
+    fn redacted(text: &str) -> Result<Verified, SignatureError> {
+        Ok(Verified::Redacted(text.as_bytes().to_vec()))
+    }
+
+    #[test]
+    fn token_in_query_passes_and_body_stays_intact() {
+        let v = verifier(Scheme::Token, &[TOKEN]);
+        let body = br#"{"ticker":"BTCUSDT","action":"buy"}"#;
+        let query = Some("source=tv&token=my+pass%26phrase");
+        assert_eq!(check(&v, &headers(&[]), query, body, 0), Ok(Verified::Intact));
+    }
+
+    #[test]
+    fn token_in_query_passes_for_a_plain_text_body() {
+        let v = verifier(Scheme::Token, &[TOKEN]);
+        let query = Some("token=my%20pass%26phrase");
+        assert_eq!(check(&v, &headers(&[]), query, b"BTCUSDT crossed 70000", 0), Ok(Verified::Intact));
+    }
+
+    #[test]
+    fn token_in_json_field_is_removed_and_key_order_kept() {
+        let v = verifier(Scheme::Token, &[TOKEN]);
+        let body = br#"{"zeta":1,"passphrase":"my pass&phrase","alpha":{"b":2,"a":1},"mid":[3,"x"]}"#;
+        assert_eq!(
+            check(&v, &headers(&[]), None, body, 0),
+            redacted(r#"{"zeta":1,"alpha":{"b":2,"a":1},"mid":[3,"x"]}"#)
+        );
+    }
+
+    #[test]
+    fn token_in_query_also_removes_the_field_from_the_body() {
+        let v = verifier(Scheme::Token, &[TOKEN]);
+        let body = br#"{"b":1,"passphrase":"my pass&phrase","a":2}"#;
+        let query = Some("token=my+pass%26phrase");
+        assert_eq!(check(&v, &headers(&[]), query, body, 0), redacted(r#"{"b":1,"a":2}"#));
+    }
+
+    #[test]
+    fn configured_token_field_is_used() {
+        let options = VerifyOptions { token_field: "secret".into(), ..VerifyOptions::default() };
+        let v = Verifier::new(Scheme::Token, &[TOKEN.to_owned()], options).unwrap();
+        let body = br#"{"secret":"my pass&phrase","passphrase":"kept"}"#;
+        assert_eq!(check(&v, &headers(&[]), None, body, 0), redacted(r#"{"passphrase":"kept"}"#));
+    }
+
+    #[test]
+    fn escaped_field_name_is_still_found_and_removed() {
+        let v = verifier(Scheme::Token, &[TOKEN]);
+        let body = br#"{"a":1,"pass\u0070hrase":"my pass&phrase"}"#;
+        assert_eq!(check(&v, &headers(&[]), None, body, 0), redacted(r#"{"a":1}"#));
+    }
+
+    #[test]
+    fn wrong_token_fails() {
+        let v = verifier(Scheme::Token, &[TOKEN]);
+        assert_eq!(check(&v, &headers(&[]), Some("token=guess"), b"{}", 0), Err(SignatureError::Mismatch));
+        let body = br#"{"passphrase":"my pass&phrase "}"#;
+        assert_eq!(check(&v, &headers(&[]), None, body, 0), Err(SignatureError::Mismatch));
+    }
+
+    #[test]
+    fn second_token_passes_during_rotation() {
+        let v = verifier(Scheme::Token, &["new-token", TOKEN]);
+        assert_eq!(check(&v, &headers(&[]), Some("token=my+pass%26phrase"), b"{}", 0), Ok(Verified::Intact));
+    }
+
+    #[test]
+    fn no_token_anywhere_is_missing() {
+        let v = verifier(Scheme::Token, &[TOKEN]);
+        let missing = Err(SignatureError::Missing("token (`token` query parameter or JSON field)"));
+        assert_eq!(check(&v, &headers(&[]), Some("tok=x"), br#"{"a":1}"#, 0), missing);
+        assert_eq!(check(&v, &headers(&[]), None, b"passphrase: not json", 0), missing);
+        assert_eq!(check(&v, &headers(&[]), None, br#"["passphrase"]"#, 0), missing);
+    }
+
+    #[test]
+    fn non_string_token_field_is_malformed() {
+        let v = verifier(Scheme::Token, &[TOKEN]);
+        assert_eq!(
+            check(&v, &headers(&[]), None, br#"{"passphrase":42}"#, 0),
+            Err(SignatureError::Malformed("token field (expected a JSON string)"))
+        );
+    }
+
+    #[test]
+    fn percent_decoding_keeps_broken_escapes() {
+        assert_eq!(percent_decode("a%2Fb%zz%4"), b"a/b%zz%4");
+        assert_eq!(percent_decode("%E2%82%AC+x"), "€ x".as_bytes());
+    }
+
+    #[test]
+    fn percent_encoding_round_trips() {
+        let text = "a b&c=d/é~_.-%+";
+        assert_eq!(percent_decode(&percent_encode(text)), text.as_bytes());
+    }
+}
