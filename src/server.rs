@@ -146,6 +146,8 @@ impl AppState {
     /// Builds the shared state from a prepared setup and an open store.
     pub fn new(setup: &Setup, store: SharedStore) -> anyhow::Result<AppState> {
         let config = &setup.config;
+        // Install the recorder first: sources register their metric handles with it.
+        let metrics = crate::metrics::install();
         let mut sources = HashMap::new();
         for source in &config.sources {
             sources.insert(
@@ -166,7 +168,7 @@ impl AppState {
                 .ip_rate_limit
                 .map(|limit| IpLimiter::new(limit, config.server.max_tracked_ips)),
             admin_token: config.api.admin_token.clone().unwrap_or_default(),
-            metrics: crate::metrics::install(),
+            metrics,
             started: Instant::now(),
         })
     }

@@ -93,19 +93,16 @@ async fn receive(
     };
     let client = guard::client_ip(peer.ip(), &headers, &state.config.server.trusted_proxies);
     let outcome = check_and_store(&state, &source, client, query.as_deref(), &headers, body).await;
-    let status = match &outcome {
-        Ok(_) => StatusCode::OK,
-        Err(rejection) => rejection.error.status,
-    };
-    metrics::counter!("tradehook_requests_total", "source" => source.name.clone(), "status" => status.as_str().to_owned())
-        .increment(1);
     match outcome {
         Ok(appended) => {
-            metrics::histogram!("tradehook_ack_seconds", "source" => source.name.clone())
-                .record(started.elapsed().as_secs_f64());
+            source.metrics.ok.increment(1);
+            source.metrics.ack_seconds.record(started.elapsed().as_secs_f64());
             accepted_response(&appended)
         }
         Err(Rejection { error, body }) => {
+            let status = error.status.as_str().to_owned();
+            metrics::counter!("tradehook_requests_total", "source" => source.name.clone(), "status" => status)
+                .increment(1);
             if matches!(error.status.as_u16(), 400 | 401 | 403 | 408 | 413 | 429) {
                 if error.status == StatusCode::UNAUTHORIZED {
                     metrics::counter!("tradehook_signature_failures_total", "source" => source.name.clone())

@@ -25,6 +25,25 @@ pub struct Source {
     pub id_fields: Vec<String>,
     /// Secrets, kept only to mask them wherever request data is recorded.
     pub secrets: Vec<String>,
+    /// Metric handles of the success path, resolved once instead of per request.
+    pub metrics: SourceMetrics,
+}
+
+/// Pre-registered metrics of one source's success path.
+pub struct SourceMetrics {
+    /// `tradehook_requests_total{source, status="200"}`.
+    pub ok: metrics::Counter,
+    /// `tradehook_ack_seconds{source}`: arrival to durable answer.
+    pub ack_seconds: metrics::Histogram,
+}
+
+impl SourceMetrics {
+    fn new(source: &str) -> Self {
+        SourceMetrics {
+            ok: metrics::counter!("tradehook_requests_total", "source" => source.to_owned(), "status" => "200"),
+            ack_seconds: metrics::histogram!("tradehook_ack_seconds", "source" => source.to_owned()),
+        }
+    }
 }
 
 impl Source {
@@ -42,6 +61,7 @@ impl Source {
             max_body: config.max_body,
             id_fields: config.id_fields.clone(),
             secrets: config.secrets.clone(),
+            metrics: SourceMetrics::new(&config.name),
         })
     }
 }
