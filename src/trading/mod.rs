@@ -26,6 +26,8 @@ pub mod tradingview;
 
 #[cfg(test)]
 mod order_independence;
+#[cfg(test)]
+mod seed001;
 
 pub use alert::{Alert, AlertKind};
 pub use balance::{Balance, BalanceKey, LedgerEntry};
