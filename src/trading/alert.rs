@@ -44,7 +44,12 @@ pub struct Alert {
 
 impl Alert {
     /// Builds an alert.
-    pub fn new(kind: AlertKind, subject: impl Into<String>, message: impl Into<String>, at: DateTime<Utc>) -> Self {
+    pub fn new(
+        kind: AlertKind,
+        subject: impl Into<String>,
+        message: impl Into<String>,
+        at: DateTime<Utc>,
+    ) -> Self {
         Alert { kind, subject: subject.into(), message: message.into(), at }
     }
 }

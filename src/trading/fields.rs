@@ -130,8 +130,11 @@ impl<'a> Fields<'a> {
 pub(crate) fn parse_time(field: &str, value: &Value) -> Result<DateTime<Utc>, SchemaError> {
     let bad = || SchemaError::BadTimestamp { field: field.to_owned(), value: value_text(value) };
     let epoch = |n: i64| {
-        let parsed =
-            if n.abs() < 100_000_000_000 { Utc.timestamp_opt(n, 0).single() } else { Utc.timestamp_millis_opt(n).single() };
+        let parsed = if n.abs() < 100_000_000_000 {
+            Utc.timestamp_opt(n, 0).single()
+        } else {
+            Utc.timestamp_millis_opt(n).single()
+        };
         parsed.ok_or_else(bad)
     };
     match value {

@@ -121,13 +121,17 @@ fn increment_price(lo_cum: Decimal, lo_avg: Decimal, hi_cum: Decimal, hi_avg: De
 /// The highest snapshot is the venue's latest word and is always kept; walking down, a snapshot
 /// is kept only if the increment from it to the kept snapshot above has a positive price. The
 /// result depends only on the set of snapshots, never on the order they arrived in.
-pub(crate) fn cumulative_executions(snapshots: &BTreeMap<Decimal, Snapshot>) -> (Vec<Execution>, Vec<Decimal>) {
+pub(crate) fn cumulative_executions(
+    snapshots: &BTreeMap<Decimal, Snapshot>,
+) -> (Vec<Execution>, Vec<Decimal>) {
     let mut kept: Vec<(Decimal, &Snapshot)> = Vec::new();
     let mut skipped = Vec::new();
     for (cum, snap) in snapshots.iter().rev() {
         let consistent = match kept.last() {
             None => true,
-            Some((hi_cum, hi)) => increment_price(*cum, snap.average_price, *hi_cum, hi.average_price).is_some(),
+            Some((hi_cum, hi)) => {
+                increment_price(*cum, snap.average_price, *hi_cum, hi.average_price).is_some()
+            }
         };
         if consistent {
             kept.push((*cum, snap));
@@ -178,7 +182,10 @@ mod tests {
         let (execs, skipped) = cumulative_executions(&snaps(&[("0.04", "100", 1), ("0.1", "106", 2)]));
         assert!(skipped.is_empty());
         let got: Vec<_> = execs.iter().map(|e| (e.key.as_str(), e.quantity, e.price, e.at)).collect();
-        assert_eq!(got, vec![("cum:0.04", d("0.04"), d("100"), t(1)), ("cum:0.1", d("0.06"), d("110"), t(2))]);
+        assert_eq!(
+            got,
+            vec![("cum:0.04", d("0.04"), d("100"), t(1)), ("cum:0.1", d("0.06"), d("110"), t(2))]
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! in [`Touched`] and stores the returned [`Alert`]s. The resulting orders and positions are the
 //! same whatever order the events arrive in and however often they are repeated.
 //!
-//! - `event`: the canonical event types and the seed-001 parser; `tradingview`: alert mapping.
+//! - `event`: the canonical event types; `parse`: the seed-001 parser; `tradingview`: alert mapping.
 //! - `order` + `fill`: the order state machine and fill identity.
 //! - `position`: net positions folded from fills, annotated by venue snapshots.
 //! - `balance`: balance snapshots and the deposit/withdrawal ledger.
@@ -19,6 +19,7 @@ pub mod event;
 mod fields;
 pub mod fill;
 pub mod order;
+mod parse;
 pub mod position;
 pub mod signal;
 pub mod state;
@@ -31,9 +32,10 @@ mod seed001;
 
 pub use alert::{Alert, AlertKind};
 pub use balance::{Balance, BalanceKey, LedgerEntry};
-pub use event::{parse_event, CanonicalEvent, EventKind, SchemaError, Stamp};
+pub use event::{CanonicalEvent, EventKind, SchemaError, Stamp};
 pub use fill::Fill;
 pub use order::{Order, OrderStatus, Side};
+pub use parse::parse_event;
 pub use position::{Position, PositionKey, PositionSide, PositionView};
 pub use signal::{Signal, SignalAction};
 pub use state::{Applied, Touched, TradingState};

@@ -313,7 +313,12 @@ impl Order {
     }
 
     /// Records an execution by trade id (rules 4 and 5).
-    fn record_trade(&mut self, trade: &TradeReport, sequence: Option<u64>, at: DateTime<Utc>) -> Option<Alert> {
+    fn record_trade(
+        &mut self,
+        trade: &TradeReport,
+        sequence: Option<u64>,
+        at: DateTime<Utc>,
+    ) -> Option<Alert> {
         match self.trades.get_mut(&trade.trade_id) {
             None => {
                 let recorded = Trade {
@@ -342,14 +347,20 @@ impl Order {
     }
 
     /// Records a cumulative snapshot (rules 3 and 4).
-    fn record_snapshot(&mut self, cum: Decimal, average: Option<Decimal>, at: DateTime<Utc>) -> Option<Alert> {
+    fn record_snapshot(
+        &mut self,
+        cum: Decimal,
+        average: Option<Decimal>,
+        at: DateTime<Utc>,
+    ) -> Option<Alert> {
         if cum.is_zero() {
             return None;
         }
         self.reported_filled = self.reported_filled.max(cum);
         let Some(average_price) = average.filter(|a| *a > Decimal::ZERO) else {
-            let message =
-                format!("cumulative fill {cum} has no positive averagePrice; counted as filled but not priced");
+            let message = format!(
+                "cumulative fill {cum} has no positive averagePrice; counted as filled but not priced"
+            );
             return Some(self.alert(AlertKind::DataQuality, message, at));
         };
         match self.snapshots.get_mut(&cum) {
@@ -403,7 +414,8 @@ impl Order {
             div(notional, executed)
         };
         let quantity = self.quantity.filter(|q| *q > Decimal::ZERO);
-        self.overfill_quantity = quantity.filter(|q| self.filled_quantity > *q).map(|q| sub(self.filled_quantity, q));
+        self.overfill_quantity =
+            quantity.filter(|q| self.filled_quantity > *q).map(|q| sub(self.filled_quantity, q));
         let progress = match quantity {
             _ if self.filled_quantity.is_zero() => Progress::None,
             Some(q) if self.filled_quantity >= q => Progress::Complete,

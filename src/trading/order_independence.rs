@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
-use super::event::parse_event;
+use super::parse_event;
 use super::state::TradingState;
 
 /// One generated order.
@@ -85,7 +85,11 @@ fn events(plans: &[OrderPlan], symbols: usize) -> Vec<Value> {
             out.push(envelope("order.updated", sec, data));
         }
         if cancel_at == Some(plan.pieces.len()) {
-            out.push(envelope("order.cancelled", plan.start + 1 + plan.pieces.len() as u32, json!({"orderId": id})));
+            out.push(envelope(
+                "order.cancelled",
+                plan.start + 1 + plan.pieces.len() as u32,
+                json!({"orderId": id}),
+            ));
         }
     }
     out

@@ -141,7 +141,11 @@ impl Position {
     }
 
     /// The position these fills make, folded in canonical order.
-    pub fn from_fills(account: Option<String>, symbol: impl Into<String>, fills: impl IntoIterator<Item = Fill>) -> Self {
+    pub fn from_fills(
+        account: Option<String>,
+        symbol: impl Into<String>,
+        fills: impl IntoIterator<Item = Fill>,
+    ) -> Self {
         let mut position = Position::new(&PositionKey { account, symbol: symbol.into() });
         position.fills = fills.into_iter().collect();
         position.fills.sort_by(Fill::canonical_cmp);
@@ -206,8 +210,11 @@ impl Position {
             self.average_price = div(cost, add(held, added)).unwrap_or(fill.price);
         } else {
             let closed = qty.abs().min(net.abs());
-            let per_unit =
-                if net > Decimal::ZERO { sub(fill.price, self.average_price) } else { sub(self.average_price, fill.price) };
+            let per_unit = if net > Decimal::ZERO {
+                sub(fill.price, self.average_price)
+            } else {
+                sub(self.average_price, fill.price)
+            };
             self.realized_pnl = add(self.realized_pnl, mul(closed, per_unit));
             let after = add(net, qty);
             if after.is_zero() {

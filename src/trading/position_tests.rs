@@ -65,7 +65,11 @@ fn buys_add_and_sells_subtract() {
 fn average_entry_changes_only_on_increasing_fills() {
     let p = position(vec![fill(1, Side::Buy, "1", "100"), fill(2, Side::Buy, "1", "110")]);
     assert_eq!(p.average_price, d("105"));
-    let p = position(vec![fill(1, Side::Buy, "1", "100"), fill(2, Side::Buy, "1", "110"), fill(3, Side::Sell, "1", "200")]);
+    let p = position(vec![
+        fill(1, Side::Buy, "1", "100"),
+        fill(2, Side::Buy, "1", "110"),
+        fill(3, Side::Sell, "1", "200"),
+    ]);
     assert_eq!(p.average_price, d("105"), "a reducing fill leaves the entry price alone");
 }
 
@@ -101,7 +105,11 @@ fn fill_crossing_zero_closes_and_reopens_at_the_fill_price() {
 
 #[test]
 fn position_is_a_function_of_the_fill_set_not_arrival_order() {
-    let fills = vec![fill(1, Side::Buy, "1", "100"), fill(2, Side::Sell, "3", "120"), fill(3, Side::Buy, "1.5", "90")];
+    let fills = vec![
+        fill(1, Side::Buy, "1", "100"),
+        fill(2, Side::Sell, "3", "120"),
+        fill(3, Side::Buy, "1.5", "90"),
+    ];
     let mut incremental = Position::new(&PositionKey { account: None, symbol: "BTC/USD".into() });
     for f in fills.iter().rev() {
         incremental.replace_order_fills(&f.order_id, vec![f.clone()]);
@@ -143,15 +151,20 @@ fn margin_call_newer_than_snapshot_supplies_margin_ratio() {
         liquidation_price: Some(d("80")),
     };
     assert!(p.apply_margin(&call, stamp(6, "m")));
-    assert_eq!((p.margin_ratio(), p.mark_price(), p.liquidation_price()), (Some(d("0.9")), Some(d("110")), Some(d("80"))));
+    assert_eq!(
+        (p.margin_ratio(), p.mark_price(), p.liquidation_price()),
+        (Some(d("0.9")), Some(d("110")), Some(d("80")))
+    );
 }
 
 #[test]
 fn venue_quantity_disagreeing_with_fills_raises_position_mismatch() {
     let mut p = position(vec![fill(1, Side::Buy, "1", "100")]);
-    let (_, alert) = p.apply_venue(&snapshot(PositionPhase::Updated, Some(PositionSide::Long), Some("1")), stamp(2, "a"));
+    let (_, alert) =
+        p.apply_venue(&snapshot(PositionPhase::Updated, Some(PositionSide::Long), Some("1")), stamp(2, "a"));
     assert_eq!(alert, None);
-    let (_, alert) = p.apply_venue(&snapshot(PositionPhase::Updated, Some(PositionSide::Short), Some("1")), stamp(3, "b"));
+    let (_, alert) =
+        p.apply_venue(&snapshot(PositionPhase::Updated, Some(PositionSide::Short), Some("1")), stamp(3, "b"));
     assert_eq!(alert.map(|a| a.kind), Some(AlertKind::PositionMismatch));
     let (_, alert) = p.apply_venue(&snapshot(PositionPhase::Closed, None, Some("1")), stamp(4, "c"));
     assert_eq!(alert.map(|a| a.kind), Some(AlertKind::PositionMismatch), "closed means flat at the venue");
@@ -160,7 +173,8 @@ fn venue_quantity_disagreeing_with_fills_raises_position_mismatch() {
 #[test]
 fn position_without_fills_is_not_reconciled() {
     let mut p = Position::new(&PositionKey { account: None, symbol: "BTC/USD".into() });
-    let (taken, alert) = p.apply_venue(&snapshot(PositionPhase::Opened, Some(PositionSide::Long), Some("1")), stamp(1, "a"));
+    let (taken, alert) =
+        p.apply_venue(&snapshot(PositionPhase::Opened, Some(PositionSide::Long), Some("1")), stamp(1, "a"));
     assert!(taken);
     assert_eq!(alert, None);
 }

@@ -137,14 +137,20 @@ impl TradingState {
             EventKind::MarginCall(call) => {
                 let key = PositionKey { account: call.account.clone(), symbol: call.symbol.clone() };
                 let position = self.positions.entry(key.clone()).or_insert_with(|| Position::new(&key));
-                let duplicate = position.margin.as_ref().is_some_and(|m| m.stamp == event.stamp() && m.event == *call);
+                let duplicate =
+                    position.margin.as_ref().is_some_and(|m| m.stamp == event.stamp() && m.event == *call);
                 if position.apply_margin(call, event.stamp()) {
                     applied.touched.positions.insert(key);
                 }
                 if !duplicate {
                     let ratio = call.margin_ratio.map_or_else(|| "unknown".to_owned(), |r| r.to_string());
                     let message = format!("margin call on {}: margin ratio {ratio}", call.symbol);
-                    applied.alerts.push(Alert::new(AlertKind::Margin, call.symbol.clone(), message, event.at));
+                    applied.alerts.push(Alert::new(
+                        AlertKind::Margin,
+                        call.symbol.clone(),
+                        message,
+                        event.at,
+                    ));
                 }
             }
             EventKind::Balance(snapshot) => {
@@ -263,13 +269,15 @@ impl TradingState {
             let rebuilt = Position::from_fills(key.account.clone(), key.symbol.clone(), fills);
             if rebuilt.fills != position.fills {
                 (position.fills, position.net_quantity) = (rebuilt.fills, rebuilt.net_quantity);
-                (position.average_price, position.realized_pnl) = (rebuilt.average_price, rebuilt.realized_pnl);
+                (position.average_price, position.realized_pnl) =
+                    (rebuilt.average_price, rebuilt.realized_pnl);
                 position.commission = rebuilt.commission;
                 changed.insert(key.clone());
             }
         }
         for (key, fills) in by_key.into_iter().filter(|(_, f)| !f.is_empty()) {
-            self.positions.insert(key.clone(), Position::from_fills(key.account.clone(), key.symbol.clone(), fills));
+            self.positions
+                .insert(key.clone(), Position::from_fills(key.account.clone(), key.symbol.clone(), fills));
             changed.insert(key);
         }
         changed

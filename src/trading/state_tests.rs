@@ -6,8 +6,8 @@ use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
 use super::*;
-use crate::trading::event::parse_event;
 use crate::trading::order::OrderStatus;
+use crate::trading::parse_event;
 use crate::trading::position::PositionSide;
 use crate::trading::seed001;
 
@@ -52,12 +52,21 @@ fn seed_order_lifecycle_builds_order_and_position() {
     state.apply(&seed(seed001::ORDER_CANCELLED));
 
     let order = &state.orders["12345678-1234-1234-1234-123456789012"];
-    assert_eq!((order.status, order.filled_quantity, order.average_price), (OrderStatus::Filled, d("0.1"), Some(d("49850.25"))));
+    assert_eq!(
+        (order.status, order.filled_quantity, order.average_price),
+        (OrderStatus::Filled, d("0.1"), Some(d("49850.25")))
+    );
     let view = state.positions[&btc()].view();
-    assert_eq!((view.side, view.net_quantity, view.average_price), (PositionSide::Long, d("0.1"), d("49850.25")));
+    assert_eq!(
+        (view.side, view.net_quantity, view.average_price),
+        (PositionSide::Long, d("0.1"), d("49850.25"))
+    );
     state.apply(&seed(seed001::POSITION_UPDATED));
     let view = state.positions[&btc()].view();
-    assert_eq!((view.mark_price, view.margin_ratio, view.unrealized_pnl), (Some(d("50000")), Some(d("0.1")), Some(d("150.75"))));
+    assert_eq!(
+        (view.mark_price, view.margin_ratio, view.unrealized_pnl),
+        (Some(d("50000")), Some(d("0.1")), Some(d("150.75")))
+    );
 }
 
 #[test]
@@ -83,10 +92,18 @@ fn fill_before_order_affects_the_position_once_the_order_is_known() {
 #[test]
 fn fills_move_when_the_orders_account_becomes_known() {
     let mut state = TradingState::new();
-    state.apply(&ev("order.updated", "2024-01-15T10:30:01Z", None,
-        json!({"orderId": "o", "symbol": "ETH", "side": "buy", "filledQuantity": 1, "averagePrice": 10})));
-    let applied = state.apply(&ev("order.created", "2024-01-15T10:30:00Z", None,
-        json!({"orderId": "o", "account": "main", "symbol": "ETH", "side": "buy", "quantity": 1})));
+    state.apply(&ev(
+        "order.updated",
+        "2024-01-15T10:30:01Z",
+        None,
+        json!({"orderId": "o", "symbol": "ETH", "side": "buy", "filledQuantity": 1, "averagePrice": 10}),
+    ));
+    let applied = state.apply(&ev(
+        "order.created",
+        "2024-01-15T10:30:00Z",
+        None,
+        json!({"orderId": "o", "account": "main", "symbol": "ETH", "side": "buy", "quantity": 1}),
+    ));
     let main = PositionKey { account: Some("main".into()), symbol: "ETH".into() };
     let none = PositionKey { account: None, symbol: "ETH".into() };
     assert_eq!(applied.touched.positions, [main.clone(), none.clone()].into());
@@ -96,8 +113,18 @@ fn fills_move_when_the_orders_account_becomes_known() {
 #[test]
 fn balance_snapshot_newest_by_event_time_wins() {
     let mut state = TradingState::new();
-    let newer = ev("account.balance_updated", "2024-01-15T10:31:00Z", None, json!({"asset": "USD", "available": 90, "locked": 10}));
-    let older = ev("account.balance_updated", "2024-01-15T10:30:00Z", None, json!({"asset": "USD", "available": 50, "total": 50}));
+    let newer = ev(
+        "account.balance_updated",
+        "2024-01-15T10:31:00Z",
+        None,
+        json!({"asset": "USD", "available": 90, "locked": 10}),
+    );
+    let older = ev(
+        "account.balance_updated",
+        "2024-01-15T10:30:00Z",
+        None,
+        json!({"asset": "USD", "available": 50, "total": 50}),
+    );
     assert_eq!(state.apply(&newer).touched.balances, [usd()].into());
     assert!(state.apply(&older).touched.is_empty());
     let b = &state.balances[&usd()];
@@ -106,8 +133,10 @@ fn balance_snapshot_newest_by_event_time_wins() {
 
 #[test]
 fn balance_snapshot_tie_is_broken_by_event_id() {
-    let a = ev("account.balance_updated", "2024-01-15T10:30:00Z", Some("a"), json!({"asset": "USD", "total": 1}));
-    let b = ev("account.balance_updated", "2024-01-15T10:30:00Z", Some("b"), json!({"asset": "USD", "total": 2}));
+    let a =
+        ev("account.balance_updated", "2024-01-15T10:30:00Z", Some("a"), json!({"asset": "USD", "total": 1}));
+    let b =
+        ev("account.balance_updated", "2024-01-15T10:30:00Z", Some("b"), json!({"asset": "USD", "total": 2}));
     let (mut one, mut two) = (TradingState::new(), TradingState::new());
     one.apply(&a);
     one.apply(&b);
@@ -132,8 +161,12 @@ fn ledger_entries_are_deduplicated_by_transaction_id() {
 fn ledger_repeat_with_different_amount_keeps_first_and_alerts() {
     let mut state = TradingState::new();
     state.apply(&seed(seed001::ACCOUNT_DEPOSIT_RECEIVED));
-    let conflicting = ev("account.deposit_received", "2024-01-15T09:00:05Z", None,
-        json!({"transactionId": "tx_123456789", "asset": "USD", "amount": 2000}));
+    let conflicting = ev(
+        "account.deposit_received",
+        "2024-01-15T09:00:05Z",
+        None,
+        json!({"transactionId": "tx_123456789", "asset": "USD", "amount": 2000}),
+    );
     let applied = state.apply(&conflicting);
     assert_eq!(kinds(&applied), vec![AlertKind::ConflictingDuplicate]);
     assert_eq!(state.ledger["tx_123456789"].amount, d("1000"));
@@ -142,8 +175,13 @@ fn ledger_repeat_with_different_amount_keeps_first_and_alerts() {
 #[test]
 fn margin_call_raises_margin_alert_and_sets_position_margin_fields() {
     let mut state = TradingState::new();
-    let call = ev("account.margin_call", "2024-01-15T11:00:00Z", Some("m1"), json!({"symbol": "BTC/USD",
-        "marginRatio": 0.85, "maintenanceMargin": 500, "markPrice": 45000, "liquidationPrice": 44000}));
+    let call = ev(
+        "account.margin_call",
+        "2024-01-15T11:00:00Z",
+        Some("m1"),
+        json!({"symbol": "BTC/USD",
+        "marginRatio": 0.85, "maintenanceMargin": 500, "markPrice": 45000, "liquidationPrice": 44000}),
+    );
     let applied = state.apply(&call);
     assert_eq!(kinds(&applied), vec![AlertKind::Margin]);
     assert_eq!(applied.touched.positions, [btc()].into());
@@ -185,7 +223,12 @@ fn test_event_changes_nothing() {
 #[test]
 fn state_round_trips_through_json_and_rebuilds_positions() {
     let mut state = TradingState::new();
-    for payload in [seed001::ORDER_CREATED, seed001::ORDER_UPDATED, seed001::POSITION_UPDATED, seed001::ACCOUNT_BALANCE_UPDATED] {
+    for payload in [
+        seed001::ORDER_CREATED,
+        seed001::ORDER_UPDATED,
+        seed001::POSITION_UPDATED,
+        seed001::ACCOUNT_BALANCE_UPDATED,
+    ] {
         state.apply(&seed(payload));
     }
     let back: TradingState = serde_json::from_str(&serde_json::to_string(&state).unwrap()).unwrap();

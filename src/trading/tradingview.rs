@@ -95,7 +95,11 @@ pub fn parse_tradingview(
     received_at: DateTime<Utc>,
 ) -> Result<CanonicalEvent, SchemaError> {
     if !json.is_object() {
-        return Err(SchemaError::WrongType { field: "alert".into(), expected: "an object", found: kind_of(json) });
+        return Err(SchemaError::WrongType {
+            field: "alert".into(),
+            expected: "an object",
+            found: kind_of(json),
+        });
     }
     let missing = |list: &[String]| SchemaError::Missing { field: list.join(" or ") };
     let (_, symbol) = text(json, &mapping.symbol)?.ok_or_else(|| missing(&mapping.symbol))?;
@@ -183,7 +187,8 @@ mod tests {
     fn alert_without_symbol_or_with_unknown_action_is_a_schema_error() {
         let err = parse_tradingview(&json!({"action": "buy"}), &TradingViewMapping::default(), received());
         assert!(matches!(err, Err(SchemaError::Missing { ref field }) if field.contains("/ticker")));
-        let err = parse_tradingview(&json!({"ticker": "X", "action": "moon"}), &Default::default(), received());
+        let err =
+            parse_tradingview(&json!({"ticker": "X", "action": "moon"}), &Default::default(), received());
         assert!(matches!(err, Err(SchemaError::UnknownValue { .. })));
     }
 }

@@ -2,7 +2,8 @@
 
 use std::str::FromStr;
 
-use chrono::TimeZone;
+use chrono::{DateTime, TimeZone, Utc};
+use rust_decimal::Decimal;
 use serde_json::json;
 
 use super::*;
@@ -39,8 +40,14 @@ fn seed_order_created_parses_with_exact_decimals() {
     assert_eq!((event.event_type(), event.at, event.id.as_deref()), ("order.created", at(10, 30, 0), None));
     assert_eq!(o.order_id, "12345678-1234-1234-1234-123456789012");
     assert_eq!(o.client_order_id.as_deref(), Some("unique_order_id"));
-    assert_eq!((o.symbol.as_deref(), o.side, o.order_type.as_deref()), (Some("BTC/USD"), Some(Side::Buy), Some("market")));
-    assert_eq!((o.quantity, o.price, o.status), (Some(d("0.1")), Some(Decimal::ZERO), Some(OrderStatus::Pending)));
+    assert_eq!(
+        (o.symbol.as_deref(), o.side, o.order_type.as_deref()),
+        (Some("BTC/USD"), Some(Side::Buy), Some("market"))
+    );
+    assert_eq!(
+        (o.quantity, o.price, o.status),
+        (Some(d("0.1")), Some(Decimal::ZERO), Some(OrderStatus::Pending))
+    );
     assert_eq!(o.created_at, Some(at(10, 30, 0)));
 }
 
@@ -65,12 +72,21 @@ fn seed_order_cancelled_parses_with_reason() {
 fn seed_position_events_parse_as_venue_snapshots() {
     let opened = seed(seed001::POSITION_OPENED);
     let EventKind::Position(p) = &opened.kind else { panic!("{opened:?}") };
-    assert_eq!((p.phase, p.symbol.as_str(), p.side), (PositionPhase::Opened, "BTC/USD", Some(PositionSide::Long)));
-    assert_eq!((p.quantity, p.average_price, p.margin_used), (Some(d("0.1")), Some(d("49850.25")), Some(d("4985.03"))));
+    assert_eq!(
+        (p.phase, p.symbol.as_str(), p.side),
+        (PositionPhase::Opened, "BTC/USD", Some(PositionSide::Long))
+    );
+    assert_eq!(
+        (p.quantity, p.average_price, p.margin_used),
+        (Some(d("0.1")), Some(d("49850.25")), Some(d("4985.03")))
+    );
 
     let updated = seed(seed001::POSITION_UPDATED);
     let EventKind::Position(p) = &updated.kind else { panic!("{updated:?}") };
-    assert_eq!((p.unrealized_pnl, p.mark_price, p.margin_ratio), (Some(d("150.75")), Some(d("50000")), Some(d("0.1"))));
+    assert_eq!(
+        (p.unrealized_pnl, p.mark_price, p.margin_ratio),
+        (Some(d("150.75")), Some(d("50000")), Some(d("0.1")))
+    );
 
     let closed = seed(seed001::POSITION_CLOSED);
     let EventKind::Position(p) = &closed.kind else { panic!("{closed:?}") };
@@ -82,12 +98,18 @@ fn seed_position_events_parse_as_venue_snapshots() {
 fn seed_account_events_parse() {
     let balance = seed(seed001::ACCOUNT_BALANCE_UPDATED);
     let EventKind::Balance(b) = &balance.kind else { panic!("{balance:?}") };
-    assert_eq!((b.asset.as_str(), b.available, b.locked, b.total), ("USD", Some(d("9500")), Some(d("500")), Some(d("10000"))));
+    assert_eq!(
+        (b.asset.as_str(), b.available, b.locked, b.total),
+        ("USD", Some(d("9500")), Some(d("500")), Some(d("10000")))
+    );
     assert_eq!((b.change, b.reason.as_deref()), (Some(d("-500")), Some("order_execution")));
 
     let deposit = seed(seed001::ACCOUNT_DEPOSIT_RECEIVED);
     let EventKind::Ledger(l) = &deposit.kind else { panic!("{deposit:?}") };
-    assert_eq!((l.kind, l.transaction_id.as_str(), l.amount), (LedgerKind::Deposit, "tx_123456789", d("1000")));
+    assert_eq!(
+        (l.kind, l.transaction_id.as_str(), l.amount),
+        (LedgerKind::Deposit, "tx_123456789", d("1000"))
+    );
 
     let withdrawal = seed(seed001::ACCOUNT_WITHDRAWAL_PROCESSED);
     let EventKind::Ledger(l) = &withdrawal.kind else { panic!("{withdrawal:?}") };
@@ -133,7 +155,11 @@ fn exchange_fields_on_order_events_parse_from_strings() {
 
 #[test]
 fn status_aliases_are_accepted() {
-    for (raw, want) in [("NEW", OrderStatus::Open), ("canceled", OrderStatus::Cancelled), ("partially-filled", OrderStatus::PartiallyFilled)] {
+    for (raw, want) in [
+        ("NEW", OrderStatus::Open),
+        ("canceled", OrderStatus::Cancelled),
+        ("partially-filled", OrderStatus::PartiallyFilled),
+    ] {
         let event = parse_event(&json!({"event": "order.updated", "timestamp": "2024-01-15T10:30:00Z",
                                         "data": {"orderId": "o", "status": raw}}))
         .unwrap();
@@ -151,7 +177,9 @@ fn missing_envelope_timestamp_falls_back_to_data_times() {
 
 #[test]
 fn schema_error_missing_order_id() {
-    let e = err(json!({"event": "order.updated", "timestamp": "2024-01-15T10:30:00Z", "data": {"status": "open"}}));
+    let e = err(
+        json!({"event": "order.updated", "timestamp": "2024-01-15T10:30:00Z", "data": {"status": "open"}}),
+    );
     assert_eq!(e, SchemaError::Missing { field: "data.orderId".into() });
     assert_eq!(e.to_string(), "missing required field `data.orderId`");
 }
@@ -203,9 +231,13 @@ fn schema_error_missing_event_or_data() {
 
 #[test]
 fn schema_error_missing_symbol_on_position_and_asset_on_account() {
-    let e = err(json!({"event": "position.updated", "timestamp": "2024-01-15T10:30:00Z", "data": {"quantity": 1}}));
+    let e = err(
+        json!({"event": "position.updated", "timestamp": "2024-01-15T10:30:00Z", "data": {"quantity": 1}}),
+    );
     assert_eq!(e, SchemaError::Missing { field: "data.symbol".into() });
-    let e = err(json!({"event": "account.balance_updated", "timestamp": "2024-01-15T10:30:00Z", "data": {"total": 1}}));
+    let e = err(
+        json!({"event": "account.balance_updated", "timestamp": "2024-01-15T10:30:00Z", "data": {"total": 1}}),
+    );
     assert_eq!(e, SchemaError::Missing { field: "data.asset".into() });
     let e = err(json!({"event": "account.deposit_received", "timestamp": "2024-01-15T10:30:00Z",
                        "data": {"transactionId": "t", "amount": 1}}));
