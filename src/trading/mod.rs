@@ -12,6 +12,8 @@
 //! - `balance`: balance snapshots and the deposit/withdrawal ledger.
 //! - `state`: the aggregate and its `apply`.
 
+#![warn(missing_docs)]
+
 pub mod alert;
 pub mod balance;
 mod decimal;

@@ -272,3 +272,17 @@ fn order_round_trips_through_json() {
     let back: Order = serde_json::from_value(json).unwrap();
     assert_eq!(back, order);
 }
+
+#[test]
+fn duplicate_reported_at_different_times_keeps_the_earliest_whatever_the_arrival_order() {
+    let (a, _) = run(&[created(0), trade(5, "t1", "0.5", "100"), trade(2, "t1", "0.5", "100")]);
+    let (b, _) = run(&[created(0), trade(2, "t1", "0.5", "100"), trade(5, "t1", "0.5", "100")]);
+    assert_eq!(a.trades, b.trades);
+    assert_eq!(a.fills()[0].at, b.fills()[0].at);
+    let (c, _) = run(&[
+        created(0),
+        cum(5, "partially_filled", "0.5", "100"),
+        cum(2, "partially_filled", "0.5", "100"),
+    ]);
+    assert_eq!(c.fills()[0].at.format("%S").to_string(), "02");
+}
