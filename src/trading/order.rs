@@ -1,0 +1,435 @@
+//! Orders and their state machine (TRADING.md, Orders, rules 1–8).
+//!
+//! An order keeps the *facts* the venue reported — the strongest status reported so far, the set
+//! of trades by id, the set of cumulative snapshots — and derives status, filled quantity,
+//! average price and overfill from them. Every fact merges as a join (max, set union, earliest
+//! terminal), so the derived order is the same whatever order events arrive in, and applying an
+//! event twice changes nothing. The exceptions are conflicting duplicates (same trade id or
+//! cumulative quantity with different values), where the first arrival wins and an alert is raised.
+//!
+//! Sources that send both trade ids and cumulative snapshots for one order: the fills come from
+//! the trades (they carry exact prices and commissions); snapshots then only raise the filled
+//! quantity if they report more than the trades add up to.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use super::alert::{Alert, AlertKind};
+use super::decimal::{add, div, mul, sub};
+use super::event::{OrderAction, OrderEvent, TradeReport};
+use super::fill::{cumulative_executions, trade_executions, Execution, Fill, Snapshot, Trade};
+
+/// Order status, ordered along the lifecycle: pending < open < partially_filled < terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    /// Sent, not yet acknowledged by the venue.
+    Pending,
+    /// Working on the book.
+    Open,
+    /// Some quantity filled, the rest working.
+    PartiallyFilled,
+    /// Fully filled (terminal).
+    Filled,
+    /// Cancelled (terminal; later fills still count).
+    Cancelled,
+    /// Rejected by the venue (terminal).
+    Rejected,
+    /// Expired (terminal; later fills still count).
+    Expired,
+}
+
+impl OrderStatus {
+    /// Parses a status, accepting venue spellings (`NEW`, `canceled`, `partially-filled`, …).
+    pub fn parse(raw: &str) -> Option<Self> {
+        let norm = raw.trim().to_ascii_lowercase().replace(['-', ' '], "_");
+        Some(match norm.as_str() {
+            "pending" | "pending_new" => Self::Pending,
+            "open" | "new" | "accepted" | "active" | "working" => Self::Open,
+            "partially_filled" | "partial_fill" | "partial" | "partiallyfilled" => Self::PartiallyFilled,
+            "filled" | "fill" => Self::Filled,
+            "cancelled" | "canceled" => Self::Cancelled,
+            "rejected" => Self::Rejected,
+            "expired" | "expired_in_match" => Self::Expired,
+            _ => return None,
+        })
+    }
+
+    /// Whether nothing but fills can follow this status.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Filled | Self::Cancelled | Self::Rejected | Self::Expired)
+    }
+}
+
+/// Buy or sell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    /// Buy: adds to a position.
+    Buy,
+    /// Sell: subtracts from a position.
+    Sell,
+}
+
+impl Side {
+    /// Parses `buy`/`sell`, case-insensitively.
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "buy" | "b" => Some(Self::Buy),
+            "sell" | "s" => Some(Self::Sell),
+            _ => None,
+        }
+    }
+}
+
+/// How much of the order has executed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Progress {
+    /// Nothing filled.
+    None,
+    /// Some filled, less than the quantity (or the quantity is unknown).
+    Partial,
+    /// At least the quantity filled.
+    Complete,
+}
+
+/// An order as far as the venue's events have told us.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Order {
+    /// The venue's order id.
+    pub order_id: String,
+    /// The client's own id.
+    pub client_order_id: Option<String>,
+    /// Account, when the source has several.
+    pub account: Option<String>,
+    /// Instrument; `None` until an event says (fill before order).
+    pub symbol: Option<String>,
+    /// Buy or sell; `None` until an event says.
+    pub side: Option<Side>,
+    /// `market`, `limit`, … as sent.
+    #[serde(rename = "type")]
+    pub order_type: Option<String>,
+    /// Ordered quantity; `None` until an event says.
+    pub quantity: Option<Decimal>,
+    /// Limit price.
+    pub price: Option<Decimal>,
+    /// Current status, derived from the reported status and the fills.
+    pub status: OrderStatus,
+    /// Total filled (never decreases).
+    pub filled_quantity: Decimal,
+    /// Σ(price·qty)/Σqty of the fills; `None` before any priced fill.
+    pub average_price: Option<Decimal>,
+    /// How much was filled beyond the quantity.
+    pub overfill_quantity: Option<Decimal>,
+    /// When the venue created the order.
+    pub created_at: Option<DateTime<Utc>>,
+    /// Latest event time seen for this order.
+    pub updated_at: DateTime<Utc>,
+    /// Whether the order can only reduce a position.
+    pub reduce_only: bool,
+    /// Why the order exists when not by the client, e.g. `liquidation`.
+    pub origin: Option<String>,
+    /// Cancel or reject reason.
+    pub reason: Option<String>,
+    /// The strongest status the venue reported (the lattice value, before fills are considered).
+    pub reported_status: OrderStatus,
+    /// Event time of the terminal status in `reported_status`.
+    pub terminal_at: Option<DateTime<Utc>>,
+    /// The highest cumulative filled quantity reported, priced or not.
+    pub reported_filled: Decimal,
+    /// Executions by trade id.
+    pub trades: BTreeMap<String, Trade>,
+    /// Distinct cumulative snapshots by cumulative quantity.
+    pub snapshots: BTreeMap<Decimal, Snapshot>,
+}
+
+/// Folds one reported status into the strongest reported so far: the order lifecycle as one
+/// `match` on (current, reported).
+fn merge_reported(
+    (current, current_at): (OrderStatus, Option<DateTime<Utc>>),
+    (reported, at): (OrderStatus, DateTime<Utc>),
+) -> (OrderStatus, Option<DateTime<Utc>>) {
+    use OrderStatus::*;
+    match (current, reported) {
+        // Filled is final: a cancel, reject or expiry after it is ignored. Keep the earliest time.
+        (Filled, Filled) => (Filled, current_at.map(|t| t.min(at)).or(Some(at))),
+        (Filled, _) => (current, current_at),
+        // A venue saying `filled` outranks any other ending: fills cannot be undone.
+        (_, Filled) => (Filled, Some(at)),
+        // Two different endings: the one that happened first (by event time) stands; ties go to
+        // the lower-ranked status so the outcome never depends on arrival order.
+        (c, r) if c.is_terminal() && r.is_terminal() => match current_at {
+            Some(c_at) if (c_at, c) <= (at, r) => (current, current_at),
+            _ => (reported, Some(at)),
+        },
+        // Rule 1: nothing but fills changes a terminal order.
+        (c, _) if c.is_terminal() => (current, current_at),
+        (_, r) if r.is_terminal() => (reported, Some(at)),
+        // Working statuses only move forward: a late `pending`/`open` changes nothing.
+        (c, r) => (c.max(r), None),
+    }
+}
+
+/// The status shown: the reported lattice value combined with how much actually executed.
+fn effective_status(reported: OrderStatus, progress: Progress) -> OrderStatus {
+    match (reported, progress) {
+        // Rules 6 and 7: fully (or over-) filled is `filled`, even after a cancel or expiry.
+        (_, Progress::Complete) => OrderStatus::Filled,
+        // Rule 6: fills after a cancel count but keep the terminal status.
+        (r, _) if r.is_terminal() => r,
+        (_, Progress::Partial) => OrderStatus::PartiallyFilled,
+        (r, Progress::None) => r,
+    }
+}
+
+impl Order {
+    /// A new order known only by id, first heard of at `at`.
+    pub fn new(order_id: impl Into<String>, at: DateTime<Utc>) -> Self {
+        Order {
+            order_id: order_id.into(),
+            client_order_id: None,
+            account: None,
+            symbol: None,
+            side: None,
+            order_type: None,
+            quantity: None,
+            price: None,
+            status: OrderStatus::Pending,
+            filled_quantity: Decimal::ZERO,
+            average_price: None,
+            overfill_quantity: None,
+            created_at: None,
+            updated_at: at,
+            reduce_only: false,
+            origin: None,
+            reason: None,
+            reported_status: OrderStatus::Pending,
+            terminal_at: None,
+            reported_filled: Decimal::ZERO,
+            trades: BTreeMap::new(),
+            snapshots: BTreeMap::new(),
+        }
+    }
+
+    /// Whether symbol, side and quantity are all known, so fills can be attributed and checked.
+    pub fn is_known(&self) -> bool {
+        self.symbol.is_some() && self.side.is_some() && self.quantity.is_some()
+    }
+
+    /// Applies one order event timed `at`; returns the alerts it raises.
+    pub fn apply(&mut self, event: &OrderEvent, at: DateTime<Utc>) -> Vec<Alert> {
+        let mut alerts = Vec::new();
+        let had_fills = self.filled_quantity > Decimal::ZERO;
+        let skipped_before = self.skipped_snapshots();
+        let overfill_before = self.overfill_quantity.unwrap_or_default();
+
+        self.merge_description(event, at);
+        if let Some(status) = event.status {
+            (self.reported_status, self.terminal_at) =
+                merge_reported((self.reported_status, self.terminal_at), (status, at));
+        }
+        if let Some(trade) = &event.trade {
+            alerts.extend(self.record_trade(trade, event.sequence, at));
+        }
+        if let Some(cum) = event.filled_quantity {
+            alerts.extend(self.record_snapshot(cum, event.average_price, at));
+        }
+        self.refresh();
+
+        if !had_fills && self.filled_quantity > Decimal::ZERO && !self.is_known() {
+            alerts.push(self.alert(
+                AlertKind::FillBeforeOrder,
+                "fill received before the order was known; symbol, side or quantity still missing, \
+                 the fill affects positions once they arrive",
+                at,
+            ));
+        }
+        for cum in self.skipped_snapshots().into_iter().filter(|c| !skipped_before.contains(c)) {
+            let message = format!(
+                "cumulative fill {cum} is inconsistent with the higher cumulative fills (its increment would \
+                 have a non-positive price); left out of the fill split"
+            );
+            alerts.push(self.alert(AlertKind::DataQuality, message, at));
+        }
+        if let Some(over) = self.overfill_quantity.filter(|o| *o > overfill_before) {
+            let message = format!(
+                "filled {} of {} ordered: overfilled by {over}; the fills count",
+                self.filled_quantity,
+                self.quantity.unwrap_or_default()
+            );
+            alerts.push(self.alert(AlertKind::Overfill, message, at));
+        }
+        alerts
+    }
+
+    /// The fills of this order, deterministic, once symbol and side are known (empty before):
+    /// from trades when the source has trade ids, otherwise derived from cumulative snapshots.
+    pub fn fills(&self) -> Vec<Fill> {
+        let (Some(symbol), Some(side)) = (&self.symbol, self.side) else {
+            return Vec::new();
+        };
+        self.executions()
+            .into_iter()
+            .map(|e| Fill {
+                order_id: self.order_id.clone(),
+                symbol: symbol.clone(),
+                side,
+                quantity: e.quantity,
+                price: e.price,
+                commission: e.commission,
+                at: e.at,
+                key: e.key,
+            })
+            .collect()
+    }
+
+    /// Fills in descriptive fields still unknown; known values are never overwritten (rule 2).
+    fn merge_description(&mut self, event: &OrderEvent, at: DateTime<Utc>) {
+        fn fill_in<T: Clone>(slot: &mut Option<T>, value: &Option<T>) {
+            if slot.is_none() {
+                slot.clone_from(value);
+            }
+        }
+        fill_in(&mut self.client_order_id, &event.client_order_id);
+        fill_in(&mut self.account, &event.account);
+        fill_in(&mut self.symbol, &event.symbol);
+        fill_in(&mut self.side, &event.side);
+        fill_in(&mut self.order_type, &event.order_type);
+        fill_in(&mut self.quantity, &event.quantity);
+        fill_in(&mut self.price, &event.price);
+        fill_in(&mut self.origin, &event.origin);
+        fill_in(&mut self.reason, &event.reason);
+        self.reduce_only |= event.reduce_only.unwrap_or(false);
+        let created = event.created_at.or((event.action == OrderAction::Created).then_some(at));
+        self.created_at = match (self.created_at, created) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.updated_at = self.updated_at.max(at);
+    }
+
+    /// Records an execution by trade id (rules 4 and 5).
+    fn record_trade(
+        &mut self,
+        trade: &TradeReport,
+        sequence: Option<u64>,
+        at: DateTime<Utc>,
+    ) -> Option<Alert> {
+        match self.trades.get_mut(&trade.trade_id) {
+            None => {
+                let recorded = Trade {
+                    quantity: trade.quantity,
+                    price: trade.price,
+                    commission: trade.commission,
+                    at,
+                    sequence,
+                };
+                self.trades.insert(trade.trade_id.clone(), recorded);
+                None
+            }
+            // A plain duplicate: keep the earliest report time so arrival order does not matter.
+            Some(known) if known.quantity == trade.quantity && known.price == trade.price => {
+                known.at = known.at.min(at);
+                None
+            }
+            Some(known) => {
+                let message = format!(
+                    "trade {} reported again as {} @ {} after {} @ {}; kept the first",
+                    trade.trade_id, trade.quantity, trade.price, known.quantity, known.price
+                );
+                Some(self.alert(AlertKind::ConflictingDuplicate, message, at))
+            }
+        }
+    }
+
+    /// Records a cumulative snapshot (rules 3 and 4).
+    fn record_snapshot(
+        &mut self,
+        cum: Decimal,
+        average: Option<Decimal>,
+        at: DateTime<Utc>,
+    ) -> Option<Alert> {
+        if cum.is_zero() {
+            return None;
+        }
+        self.reported_filled = self.reported_filled.max(cum);
+        let Some(average_price) = average.filter(|a| *a > Decimal::ZERO) else {
+            let message = format!(
+                "cumulative fill {cum} has no positive averagePrice; counted as filled but not priced"
+            );
+            return Some(self.alert(AlertKind::DataQuality, message, at));
+        };
+        match self.snapshots.get_mut(&cum) {
+            None => {
+                self.snapshots.insert(cum, Snapshot { average_price, at });
+                None
+            }
+            Some(known) if known.average_price == average_price => {
+                known.at = known.at.min(at);
+                None
+            }
+            Some(known) => {
+                let message = format!(
+                    "cumulative fill {cum} reported again at average {average_price} after {}; kept the first",
+                    known.average_price
+                );
+                Some(self.alert(AlertKind::ConflictingDuplicate, message, at))
+            }
+        }
+    }
+
+    /// Executions from trades when there are any, else from cumulative snapshots.
+    fn executions(&self) -> Vec<Execution> {
+        if self.trades.is_empty() {
+            cumulative_executions(&self.snapshots).0
+        } else {
+            trade_executions(&self.trades)
+        }
+    }
+
+    /// Cumulative quantities left out of the fill split (only relevant without trades).
+    fn skipped_snapshots(&self) -> Vec<Decimal> {
+        if self.trades.is_empty() {
+            cumulative_executions(&self.snapshots).1
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Re-derives filled quantity, average price (rule 8), overfill (rule 7) and status.
+    fn refresh(&mut self) {
+        let executions = self.executions();
+        let executed = executions.iter().fold(Decimal::ZERO, |sum, e| add(sum, e.quantity));
+        self.filled_quantity = executed.max(self.reported_filled);
+        self.average_price = if self.trades.is_empty() {
+            // Σ(price·qty)/Σqty over the derived increments telescopes to the top snapshot's
+            // average; take it directly so it prints exactly as the venue sent it.
+            self.snapshots.values().next_back().map(|s| s.average_price)
+        } else {
+            let notional = executions.iter().fold(Decimal::ZERO, |sum, e| add(sum, mul(e.price, e.quantity)));
+            div(notional, executed)
+        };
+        let quantity = self.quantity.filter(|q| *q > Decimal::ZERO);
+        self.overfill_quantity =
+            quantity.filter(|q| self.filled_quantity > *q).map(|q| sub(self.filled_quantity, q));
+        let progress = match quantity {
+            _ if self.filled_quantity.is_zero() => Progress::None,
+            Some(q) if self.filled_quantity >= q => Progress::Complete,
+            _ => Progress::Partial,
+        };
+        self.status = effective_status(self.reported_status, progress);
+    }
+
+    /// An alert about this order.
+    fn alert(&self, kind: AlertKind, message: impl Into<String>, at: DateTime<Utc>) -> Alert {
+        Alert::new(kind, self.order_id.clone(), message, at)
+    }
+}
+
+#[cfg(test)]
+#[path = "order_tests.rs"]
+mod tests;

@@ -1,0 +1,288 @@
+//! Order state machine tests, one or more per TRADING.md order rule.
+
+use std::str::FromStr;
+
+use serde_json::{json, Value};
+
+use super::*;
+use crate::trading::event::EventKind;
+use crate::trading::parse_event;
+
+fn d(s: &str) -> Decimal {
+    Decimal::from_str(s).unwrap()
+}
+
+/// Parses an order event of `kind` at second `sec` with `data` (orderId `o1` added).
+fn ev(kind: &str, sec: u32, mut data: Value) -> (OrderEvent, DateTime<Utc>) {
+    data["orderId"] = json!("o1");
+    let event = parse_event(
+        &json!({"event": kind, "timestamp": format!("2024-01-15T10:30:{sec:02}Z"), "data": data}),
+    )
+    .unwrap();
+    match event.kind {
+        EventKind::Order(o) => (o, event.at),
+        other => panic!("not an order: {other:?}"),
+    }
+}
+
+fn created(sec: u32) -> (OrderEvent, DateTime<Utc>) {
+    ev(
+        "order.created",
+        sec,
+        json!({"symbol": "BTC/USD", "side": "buy", "type": "limit", "quantity": 1, "price": 100}),
+    )
+}
+
+fn cum(sec: u32, status: &str, filled: &str, avg: &str) -> (OrderEvent, DateTime<Utc>) {
+    ev("order.updated", sec, json!({"status": status, "filledQuantity": filled, "averagePrice": avg}))
+}
+
+fn trade(sec: u32, id: &str, qty: &str, price: &str) -> (OrderEvent, DateTime<Utc>) {
+    ev(
+        "order.updated",
+        sec,
+        json!({"tradeId": id, "lastQuantity": qty, "lastPrice": price, "commission": "0.01"}),
+    )
+}
+
+/// Applies events in order to a fresh order; returns it and all alerts.
+fn run(events: &[(OrderEvent, DateTime<Utc>)]) -> (Order, Vec<Alert>) {
+    let mut order = Order::new("o1", events[0].1);
+    let alerts = events.iter().flat_map(|(e, at)| order.apply(e, *at)).collect();
+    (order, alerts)
+}
+
+fn kinds(alerts: &[Alert]) -> Vec<AlertKind> {
+    alerts.iter().map(|a| a.kind).collect()
+}
+
+#[test]
+fn rule1_late_open_after_fills_does_not_regress() {
+    let (order, _) = run(&[
+        created(0),
+        cum(2, "partially_filled", "0.4", "100"),
+        ev("order.updated", 1, json!({"status": "open"})),
+    ]);
+    assert_eq!(order.status, OrderStatus::PartiallyFilled);
+}
+
+#[test]
+fn rule1_non_fill_status_after_terminal_changes_nothing() {
+    let (order, _) = run(&[
+        created(0),
+        ev("order.cancelled", 3, json!({})),
+        ev("order.updated", 4, json!({"status": "open"})),
+    ]);
+    assert_eq!(order.status, OrderStatus::Cancelled);
+    let (order, _) = run(&[
+        created(0),
+        ev("order.updated", 3, json!({"status": "rejected"})),
+        ev("order.updated", 4, json!({"status": "pending"})),
+    ]);
+    assert_eq!(order.status, OrderStatus::Rejected);
+}
+
+#[test]
+fn rule1_two_different_endings_keep_the_earlier_whatever_the_arrival_order() {
+    let cancel = ev("order.cancelled", 3, json!({}));
+    let expire = ev("order.updated", 5, json!({"status": "expired"}));
+    let (a, _) = run(&[created(0), cancel.clone(), expire.clone()]);
+    let (b, _) = run(&[created(0), expire, cancel]);
+    assert_eq!((a.status, b.status), (OrderStatus::Cancelled, OrderStatus::Cancelled));
+}
+
+#[test]
+fn rule2_fill_before_order_creates_it_and_created_fills_in_missing_fields_only() {
+    let early = ev(
+        "order.updated",
+        1,
+        json!({"status": "partially_filled", "filledQuantity": "0.5", "averagePrice": "101", "type": "market"}),
+    );
+    let mut order = Order::new("o1", early.1);
+    let alerts = order.apply(&early.0, early.1);
+    assert_eq!(kinds(&alerts), vec![AlertKind::FillBeforeOrder]);
+    assert_eq!((order.symbol.as_deref(), order.side, order.quantity), (None, None, None));
+    assert_eq!(order.filled_quantity, d("0.5"));
+    assert!(order.fills().is_empty(), "fills need symbol and side to affect positions");
+
+    let (c, at) = created(0);
+    assert!(order.apply(&c, at).is_empty());
+    assert_eq!(
+        (order.symbol.as_deref(), order.side, order.quantity),
+        (Some("BTC/USD"), Some(Side::Buy), Some(d("1")))
+    );
+    assert_eq!(order.order_type.as_deref(), Some("market"), "known fields are never overwritten");
+    assert_eq!(order.status, OrderStatus::PartiallyFilled);
+    assert_eq!(order.created_at, Some(at));
+    assert_eq!(order.fills().len(), 1);
+}
+
+#[test]
+fn rule2_exchange_update_carrying_the_description_is_not_fill_before_order() {
+    let full = ev(
+        "order.updated",
+        1,
+        json!({"symbol": "BTC/USD", "side": "sell", "quantity": 1, "status": "filled",
+                                              "filledQuantity": 1, "averagePrice": 100}),
+    );
+    let (order, alerts) = run(&[full]);
+    assert!(alerts.is_empty(), "{alerts:?}");
+    assert_eq!(order.status, OrderStatus::Filled);
+}
+
+#[test]
+fn rule3_stale_lower_cumulative_does_not_decrease_filled_quantity() {
+    let (order, _) = run(&[
+        created(0),
+        cum(2, "partially_filled", "0.6", "100"),
+        cum(1, "partially_filled", "0.3", "100"),
+    ]);
+    assert_eq!((order.filled_quantity, order.status), (d("0.6"), OrderStatus::PartiallyFilled));
+}
+
+#[test]
+fn rule3_late_lower_snapshot_refines_the_split_not_the_total() {
+    let (in_order, _) =
+        run(&[created(0), cum(1, "partially_filled", "0.4", "100"), cum(2, "filled", "1", "106")]);
+    let (late, _) =
+        run(&[created(0), cum(2, "filled", "1", "106"), cum(1, "partially_filled", "0.4", "100")]);
+    assert_eq!(in_order, late);
+    let fills: Vec<_> = late.fills().iter().map(|f| (f.quantity, f.price)).collect();
+    assert_eq!(fills, vec![(d("0.4"), d("100")), (d("0.6"), d("110"))]);
+    assert_eq!(late.average_price, Some(d("106")));
+}
+
+#[test]
+fn rule4_duplicate_cumulative_and_duplicate_trade_apply_once() {
+    let (order, alerts) = run(&[
+        created(0),
+        cum(1, "partially_filled", "0.5", "100"),
+        cum(1, "partially_filled", "0.5", "100"),
+    ]);
+    assert!(alerts.is_empty());
+    assert_eq!((order.fills().len(), order.filled_quantity), (1, d("0.5")));
+
+    let (order, alerts) = run(&[created(0), trade(1, "t1", "0.5", "100"), trade(1, "t1", "0.5", "100")]);
+    assert!(alerts.is_empty());
+    assert_eq!((order.fills().len(), order.filled_quantity), (1, d("0.5")));
+    assert_eq!(order.fills()[0].key, "t1");
+}
+
+#[test]
+fn rule4_increment_is_priced_from_the_cumulative_averages() {
+    let (order, _) =
+        run(&[created(0), cum(1, "partially_filled", "0.25", "100"), cum(2, "filled", "1", "103")]);
+    let fills = order.fills();
+    // (103·1 − 100·0.25) / 0.75 = 104
+    assert_eq!((fills[1].quantity, fills[1].price, fills[1].key.as_str()), (d("0.75"), d("104"), "cum:1"));
+}
+
+#[test]
+fn rule5_same_trade_id_with_different_values_keeps_first_and_alerts() {
+    let (order, alerts) = run(&[created(0), trade(1, "t1", "0.5", "100"), trade(2, "t1", "0.6", "100")]);
+    assert_eq!(kinds(&alerts), vec![AlertKind::ConflictingDuplicate]);
+    assert_eq!((order.filled_quantity, order.fills()[0].quantity), (d("0.5"), d("0.5")));
+}
+
+#[test]
+fn rule5_same_cumulative_with_different_average_keeps_first_and_alerts() {
+    let (order, alerts) = run(&[
+        created(0),
+        cum(1, "partially_filled", "0.5", "100"),
+        cum(2, "partially_filled", "0.5", "101"),
+    ]);
+    assert_eq!(kinds(&alerts), vec![AlertKind::ConflictingDuplicate]);
+    assert_eq!(order.average_price, Some(d("100")));
+}
+
+#[test]
+fn rule6_partial_fill_after_cancel_counts_and_keeps_cancelled() {
+    let (order, _) = run(&[created(0), ev("order.cancelled", 2, json!({})), trade(3, "t1", "0.4", "100")]);
+    assert_eq!((order.status, order.filled_quantity), (OrderStatus::Cancelled, d("0.4")));
+}
+
+#[test]
+fn rule6_full_fill_after_cancel_becomes_filled() {
+    let (order, _) = run(&[created(0), ev("order.cancelled", 2, json!({})), cum(1, "filled", "1", "100")]);
+    assert_eq!(order.status, OrderStatus::Filled);
+    let (order, _) =
+        run(&[created(0), ev("order.updated", 2, json!({"status": "expired"})), trade(3, "t1", "1", "99")]);
+    assert_eq!(order.status, OrderStatus::Filled);
+}
+
+#[test]
+fn rule6_cancel_after_filled_is_ignored() {
+    let (order, _) = run(&[created(0), cum(1, "filled", "1", "100"), ev("order.cancelled", 2, json!({}))]);
+    assert_eq!(order.status, OrderStatus::Filled);
+    let (order, _) = run(&[
+        created(0),
+        ev("order.updated", 1, json!({"status": "filled"})),
+        ev("order.cancelled", 2, json!({})),
+    ]);
+    assert_eq!(order.status, OrderStatus::Filled);
+}
+
+#[test]
+fn rule7_overfill_counts_records_quantity_and_alerts() {
+    let (order, alerts) = run(&[created(0), trade(1, "t1", "0.7", "100"), trade(2, "t2", "0.5", "100")]);
+    assert_eq!(
+        (order.status, order.filled_quantity, order.overfill_quantity),
+        (OrderStatus::Filled, d("1.2"), Some(d("0.2")))
+    );
+    assert_eq!(kinds(&alerts), vec![AlertKind::Overfill]);
+}
+
+#[test]
+fn rule8_average_price_is_notional_over_quantity_in_decimals() {
+    let (a, _) = run(&[created(0), trade(1, "t1", "0.1", "100.1"), trade(2, "t2", "0.2", "100.4")]);
+    let (b, _) = run(&[created(0), trade(2, "t2", "0.2", "100.4"), trade(1, "t1", "0.1", "100.1")]);
+    assert_eq!(a.average_price, Some(d("100.3")));
+    assert_eq!(a, b);
+}
+
+#[test]
+fn trades_are_preferred_over_cumulative_snapshots_when_both_are_sent() {
+    let both = ev(
+        "order.updated",
+        1,
+        json!({"tradeId": "t1", "lastQuantity": "0.3", "lastPrice": "100",
+                                              "filledQuantity": "0.3", "averagePrice": "100"}),
+    );
+    let (order, _) = run(&[created(0), both, cum(2, "partially_filled", "0.5", "100")]);
+    assert_eq!(order.fills().iter().map(|f| f.key.clone()).collect::<Vec<_>>(), vec!["t1"]);
+    assert_eq!(order.filled_quantity, d("0.5"), "a higher cumulative still raises the filled quantity");
+}
+
+#[test]
+fn inconsistent_cumulative_snapshot_is_left_out_and_alerted() {
+    let (order, alerts) =
+        run(&[created(0), cum(2, "filled", "1", "100"), cum(1, "partially_filled", "0.5", "300")]);
+    assert_eq!(kinds(&alerts), vec![AlertKind::DataQuality]);
+    assert_eq!(order.fills().len(), 1);
+    assert_eq!(order.filled_quantity, d("1"));
+}
+
+#[test]
+fn order_round_trips_through_json() {
+    let (order, _) =
+        run(&[created(0), cum(1, "partially_filled", "0.25", "100"), trade(2, "t9", "0.1", "99")]);
+    let json = serde_json::to_value(&order).unwrap();
+    assert_eq!(json["type"], "limit");
+    assert_eq!(json["snapshots"]["0.25"]["averagePrice"], "100");
+    let back: Order = serde_json::from_value(json).unwrap();
+    assert_eq!(back, order);
+}
+
+#[test]
+fn duplicate_reported_at_different_times_keeps_the_earliest_whatever_the_arrival_order() {
+    let (a, _) = run(&[created(0), trade(5, "t1", "0.5", "100"), trade(2, "t1", "0.5", "100")]);
+    let (b, _) = run(&[created(0), trade(2, "t1", "0.5", "100"), trade(5, "t1", "0.5", "100")]);
+    assert_eq!(a.trades, b.trades);
+    assert_eq!(a.fills()[0].at, b.fills()[0].at);
+    let (c, _) = run(&[
+        created(0),
+        cum(5, "partially_filled", "0.5", "100"),
+        cum(2, "partially_filled", "0.5", "100"),
+    ]);
+    assert_eq!(c.fills()[0].at.format("%S").to_string(), "02");
+}

@@ -1,0 +1,333 @@
+//! Net positions per (account, symbol): derived from fills, annotated by venue snapshots.
+//!
+//! A position is a pure function of the *set* of its fills, folded in canonical order (fill
+//! time, then order id, then fill key), so it comes out the same whatever order the fills
+//! arrived in. When a new fill sorts after all known ones the fold continues from where it was;
+//! otherwise it is recomputed from the start, which gives the same result by construction.
+//!
+//! Venue snapshots (`position.*`, `account.margin_call`) never move the fill-derived quantity;
+//! they supply mark price, unrealized PnL, margin ratio and liquidation price (newest event wins)
+//! and are compared with the fills to raise reconciliation alerts.
+
+use serde::{Deserialize, Serialize};
+
+use rust_decimal::Decimal;
+
+use super::alert::{Alert, AlertKind};
+use super::decimal::{add, div, mul, sub};
+use super::event::{MarginCallEvent, PositionEvent, PositionPhase, Stamp};
+use super::fill::Fill;
+
+/// Direction of a position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PositionSide {
+    /// Net bought.
+    Long,
+    /// Net sold.
+    Short,
+    /// No position.
+    Flat,
+}
+
+impl PositionSide {
+    /// Parses `long`/`short`/`flat` (`buy`/`sell` accepted), case-insensitively.
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "long" | "buy" => Some(Self::Long),
+            "short" | "sell" => Some(Self::Short),
+            "flat" | "none" => Some(Self::Flat),
+            _ => None,
+        }
+    }
+}
+
+/// Identity of a position: account (absent when the source has none) and symbol.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PositionKey {
+    /// Account; events without one share the `None` account.
+    pub account: Option<String>,
+    /// Instrument.
+    pub symbol: String,
+}
+
+/// The venue's latest `position.*` snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VenueSnapshot {
+    /// Time and id of the event: the newest wins.
+    pub stamp: Stamp,
+    /// The snapshot as sent.
+    pub event: PositionEvent,
+}
+
+/// The venue's latest `account.margin_call` for this position.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MarginSnapshot {
+    /// Time and id of the event: the newest wins.
+    pub stamp: Stamp,
+    /// The margin call as sent.
+    pub event: MarginCallEvent,
+}
+
+/// A position and the fills it is computed from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Position {
+    /// Account, when the source has several.
+    pub account: Option<String>,
+    /// Instrument.
+    pub symbol: String,
+    /// Signed quantity: positive long, negative short.
+    pub net_quantity: Decimal,
+    /// Average entry price of the open quantity (zero when flat).
+    pub average_price: Decimal,
+    /// Realized PnL, net of all commissions paid.
+    pub realized_pnl: Decimal,
+    /// Commissions paid (included in `realized_pnl`).
+    pub commission: Decimal,
+    /// Every fill of the position, in canonical order.
+    pub fills: Vec<Fill>,
+    /// The newest `position.*` snapshot.
+    pub venue: Option<VenueSnapshot>,
+    /// The newest margin call.
+    pub margin: Option<MarginSnapshot>,
+}
+
+/// A position as `GET /api/v1/positions` shows it (SPEC §10).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PositionView {
+    /// Account, when the source has several.
+    pub account: Option<String>,
+    /// Instrument.
+    pub symbol: String,
+    /// Long, short or flat.
+    pub side: PositionSide,
+    /// Absolute quantity.
+    pub quantity: Decimal,
+    /// Signed quantity.
+    pub net_quantity: Decimal,
+    /// Average entry price.
+    pub average_price: Decimal,
+    /// Realized PnL net of commissions.
+    pub realized_pnl: Decimal,
+    /// The venue's unrealized PnL, else computed from the mark price; `None` without either.
+    pub unrealized_pnl: Option<Decimal>,
+    /// Newest mark price from the venue.
+    pub mark_price: Option<Decimal>,
+    /// Newest margin ratio from the venue.
+    pub margin_ratio: Option<Decimal>,
+    /// Newest liquidation price from the venue.
+    pub liquidation_price: Option<Decimal>,
+}
+
+impl Position {
+    /// An empty (flat) position.
+    pub fn new(key: &PositionKey) -> Self {
+        Position {
+            account: key.account.clone(),
+            symbol: key.symbol.clone(),
+            net_quantity: Decimal::ZERO,
+            average_price: Decimal::ZERO,
+            realized_pnl: Decimal::ZERO,
+            commission: Decimal::ZERO,
+            fills: Vec::new(),
+            venue: None,
+            margin: None,
+        }
+    }
+
+    /// The position these fills make, folded in canonical order.
+    pub fn from_fills(
+        account: Option<String>,
+        symbol: impl Into<String>,
+        fills: impl IntoIterator<Item = Fill>,
+    ) -> Self {
+        let mut position = Position::new(&PositionKey { account, symbol: symbol.into() });
+        position.fills = fills.into_iter().collect();
+        position.fills.sort_by(Fill::canonical_cmp);
+        position.refold(0);
+        position
+    }
+
+    /// This position's key.
+    pub fn key(&self) -> PositionKey {
+        PositionKey { account: self.account.clone(), symbol: self.symbol.clone() }
+    }
+
+    /// Long, short or flat, from the fill-derived quantity.
+    pub fn side(&self) -> PositionSide {
+        match self.net_quantity {
+            q if q > Decimal::ZERO => PositionSide::Long,
+            q if q < Decimal::ZERO => PositionSide::Short,
+            _ => PositionSide::Flat,
+        }
+    }
+
+    /// Replaces the fills of one order (its fills are re-derived as a whole, since a late
+    /// cumulative snapshot can split an earlier fill); returns whether anything changed.
+    pub fn replace_order_fills(&mut self, order_id: &str, fills: Vec<Fill>) -> bool {
+        let mut next: Vec<Fill> = self.fills.iter().filter(|f| f.order_id != order_id).cloned().collect();
+        next.extend(fills);
+        next.sort_by(Fill::canonical_cmp);
+        if next == self.fills {
+            return false;
+        }
+        let from = if next.starts_with(&self.fills) { self.fills.len() } else { 0 };
+        self.fills = next;
+        self.refold(from);
+        true
+    }
+
+    /// Folds `fills[from..]` onto the accumulated state (from scratch when `from` is 0).
+    fn refold(&mut self, from: usize) {
+        if from == 0 {
+            self.net_quantity = Decimal::ZERO;
+            self.average_price = Decimal::ZERO;
+            self.realized_pnl = Decimal::ZERO;
+            self.commission = Decimal::ZERO;
+        }
+        for i in from..self.fills.len() {
+            let fill = self.fills[i].clone();
+            self.fold(&fill);
+        }
+    }
+
+    /// One step of the position fold (TRADING.md, Positions).
+    fn fold(&mut self, fill: &Fill) {
+        let qty = fill.signed_quantity();
+        let net = self.net_quantity;
+        self.commission = add(self.commission, fill.commission).normalize();
+        self.realized_pnl = sub(self.realized_pnl, fill.commission);
+        let increases = net.is_zero() || (net > Decimal::ZERO) == (qty > Decimal::ZERO);
+        if increases {
+            // Average entry moves only on fills that increase |position|.
+            let (held, added) = (net.abs(), qty.abs());
+            let cost = add(mul(self.average_price, held), mul(fill.price, added));
+            self.average_price = div(cost, add(held, added)).unwrap_or(fill.price);
+        } else {
+            let closed = qty.abs().min(net.abs());
+            let per_unit = if net > Decimal::ZERO {
+                sub(fill.price, self.average_price)
+            } else {
+                sub(self.average_price, fill.price)
+            };
+            self.realized_pnl = add(self.realized_pnl, mul(closed, per_unit));
+            let after = add(net, qty);
+            if after.is_zero() {
+                self.average_price = Decimal::ZERO;
+            } else if (after > Decimal::ZERO) != (net > Decimal::ZERO) {
+                // Crossed zero: the remainder opens a new position at the fill price.
+                self.average_price = fill.price;
+            }
+        }
+        self.net_quantity = add(net, qty).normalize();
+        self.realized_pnl = self.realized_pnl.normalize();
+        self.average_price = self.average_price.normalize();
+    }
+
+    /// Takes a `position.*` snapshot if it is the newest; returns whether it was taken and the
+    /// reconciliation alert, if the venue disagrees with the fills.
+    pub fn apply_venue(&mut self, event: &PositionEvent, stamp: Stamp) -> (bool, Option<Alert>) {
+        if self.venue.as_ref().is_some_and(|v| v.stamp >= stamp) {
+            return (false, None);
+        }
+        let at = stamp.at;
+        self.venue = Some(VenueSnapshot { stamp, event: event.clone() });
+        (true, self.reconcile(event, at))
+    }
+
+    /// Takes a margin call if it is the newest; returns whether it was taken.
+    pub fn apply_margin(&mut self, event: &MarginCallEvent, stamp: Stamp) -> bool {
+        if self.margin.as_ref().is_some_and(|m| m.stamp >= stamp) {
+            return false;
+        }
+        self.margin = Some(MarginSnapshot { stamp, event: event.clone() });
+        true
+    }
+
+    /// Compares the venue's quantity with the fill-derived one. Positions without fills are not
+    /// compared: the source evidently reports positions only, and there is nothing to reconcile.
+    fn reconcile(&self, event: &PositionEvent, at: chrono::DateTime<chrono::Utc>) -> Option<Alert> {
+        if self.fills.is_empty() {
+            return None;
+        }
+        let venue_quantity = match event.phase {
+            PositionPhase::Closed => Decimal::ZERO,
+            _ => event.quantity?,
+        };
+        let (venue, ours) = match event.side {
+            Some(PositionSide::Long) => (venue_quantity, self.net_quantity),
+            Some(PositionSide::Short) => (-venue_quantity, self.net_quantity),
+            Some(PositionSide::Flat) => (Decimal::ZERO, self.net_quantity),
+            None => (venue_quantity, self.net_quantity.abs()),
+        };
+        (venue != ours).then(|| {
+            let message = format!(
+                "venue reports {symbol} quantity {venue}, fills add up to {ours}; fills are kept, check for missed events",
+                symbol = self.symbol
+            );
+            Alert::new(AlertKind::PositionMismatch, self.symbol.clone(), message, at)
+        })
+    }
+
+    /// The newest value of a field the venue sends in position snapshots and margin calls.
+    fn newest<T: Copy>(
+        &self,
+        from_venue: impl Fn(&PositionEvent) -> Option<T>,
+        from_margin: impl Fn(&MarginCallEvent) -> Option<T>,
+    ) -> Option<T> {
+        let venue = self.venue.as_ref().and_then(|v| from_venue(&v.event).map(|x| (&v.stamp, x)));
+        let margin = self.margin.as_ref().and_then(|m| from_margin(&m.event).map(|x| (&m.stamp, x)));
+        match (venue, margin) {
+            (Some((vs, v)), Some((ms, m))) => Some(if ms > vs { m } else { v }),
+            (v, m) => v.or(m).map(|(_, x)| x),
+        }
+    }
+
+    /// Newest mark price.
+    pub fn mark_price(&self) -> Option<Decimal> {
+        self.newest(|v| v.mark_price, |m| m.mark_price)
+    }
+
+    /// Newest margin ratio.
+    pub fn margin_ratio(&self) -> Option<Decimal> {
+        self.newest(|v| v.margin_ratio, |m| m.margin_ratio)
+    }
+
+    /// Newest liquidation price.
+    pub fn liquidation_price(&self) -> Option<Decimal> {
+        self.newest(|v| v.liquidation_price, |m| m.liquidation_price)
+    }
+
+    /// The venue's unrealized PnL when it sent one, else (mark − entry)·net from the mark price.
+    pub fn unrealized_pnl(&self) -> Option<Decimal> {
+        self.venue.as_ref().and_then(|v| v.event.unrealized_pnl).or_else(|| {
+            self.mark_price().map(|mark| mul(sub(mark, self.average_price), self.net_quantity).normalize())
+        })
+    }
+
+    /// The SPEC §10 view of this position.
+    pub fn view(&self) -> PositionView {
+        PositionView {
+            account: self.account.clone(),
+            symbol: self.symbol.clone(),
+            side: self.side(),
+            quantity: self.net_quantity.abs(),
+            net_quantity: self.net_quantity,
+            average_price: self.average_price,
+            realized_pnl: self.realized_pnl,
+            unrealized_pnl: self.unrealized_pnl(),
+            mark_price: self.mark_price(),
+            margin_ratio: self.margin_ratio(),
+            liquidation_price: self.liquidation_price(),
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "position_tests.rs"]
+mod tests;

@@ -1,0 +1,239 @@
+//! Aggregate tests: seed-001 flows end to end, balances, ledger, alerts and `touched`.
+
+use std::str::FromStr;
+
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+
+use super::*;
+use crate::trading::order::OrderStatus;
+use crate::trading::parse_event;
+use crate::trading::position::PositionSide;
+use crate::trading::seed001;
+
+fn d(s: &str) -> Decimal {
+    Decimal::from_str(s).unwrap()
+}
+
+fn seed(payload: &str) -> CanonicalEvent {
+    parse_event(&serde_json::from_str(payload).unwrap()).unwrap()
+}
+
+fn ev(kind: &str, ts: &str, id: Option<&str>, data: Value) -> CanonicalEvent {
+    let mut json = json!({"event": kind, "timestamp": ts, "data": data});
+    if let Some(id) = id {
+        json["id"] = json!(id);
+    }
+    parse_event(&json).unwrap()
+}
+
+fn btc() -> PositionKey {
+    PositionKey { account: None, symbol: "BTC/USD".into() }
+}
+
+fn usd() -> BalanceKey {
+    BalanceKey { account: None, asset: "USD".into() }
+}
+
+fn kinds(applied: &Applied) -> Vec<AlertKind> {
+    applied.alerts.iter().map(|a| a.kind).collect()
+}
+
+#[test]
+fn seed_order_lifecycle_builds_order_and_position() {
+    let mut state = TradingState::new();
+    let a = state.apply(&seed(seed001::ORDER_CREATED));
+    assert_eq!(a.touched.orders.len(), 1);
+    assert!(a.touched.positions.is_empty(), "no fills yet, no position");
+    let a = state.apply(&seed(seed001::ORDER_UPDATED));
+    assert_eq!(a.touched.positions, [btc()].into());
+    let a = state.apply(&seed(seed001::POSITION_OPENED));
+    assert!(a.alerts.is_empty(), "venue agrees with fills: {:?}", a.alerts);
+    state.apply(&seed(seed001::ORDER_CANCELLED));
+
+    let order = &state.orders["12345678-1234-1234-1234-123456789012"];
+    assert_eq!(
+        (order.status, order.filled_quantity, order.average_price),
+        (OrderStatus::Filled, d("0.1"), Some(d("49850.25")))
+    );
+    let view = state.positions[&btc()].view();
+    assert_eq!(
+        (view.side, view.net_quantity, view.average_price),
+        (PositionSide::Long, d("0.1"), d("49850.25"))
+    );
+    state.apply(&seed(seed001::POSITION_UPDATED));
+    let view = state.positions[&btc()].view();
+    assert_eq!(
+        (view.mark_price, view.margin_ratio, view.unrealized_pnl),
+        (Some(d("50000")), Some(d("0.1")), Some(d("150.75")))
+    );
+}
+
+#[test]
+fn seed_position_closed_while_fills_say_long_raises_position_mismatch() {
+    let mut state = TradingState::new();
+    state.apply(&seed(seed001::ORDER_CREATED));
+    state.apply(&seed(seed001::ORDER_UPDATED));
+    let applied = state.apply(&seed(seed001::POSITION_CLOSED));
+    assert_eq!(kinds(&applied), vec![AlertKind::PositionMismatch]);
+}
+
+#[test]
+fn fill_before_order_affects_the_position_once_the_order_is_known() {
+    let mut state = TradingState::new();
+    let applied = state.apply(&seed(seed001::ORDER_UPDATED));
+    assert_eq!(kinds(&applied), vec![AlertKind::FillBeforeOrder]);
+    assert!(state.positions.is_empty());
+    let applied = state.apply(&seed(seed001::ORDER_CREATED));
+    assert_eq!(applied.touched.positions, [btc()].into());
+    assert_eq!(state.positions[&btc()].net_quantity, d("0.1"));
+}
+
+#[test]
+fn fills_move_when_the_orders_account_becomes_known() {
+    let mut state = TradingState::new();
+    state.apply(&ev(
+        "order.updated",
+        "2024-01-15T10:30:01Z",
+        None,
+        json!({"orderId": "o", "symbol": "ETH", "side": "buy", "filledQuantity": 1, "averagePrice": 10}),
+    ));
+    let applied = state.apply(&ev(
+        "order.created",
+        "2024-01-15T10:30:00Z",
+        None,
+        json!({"orderId": "o", "account": "main", "symbol": "ETH", "side": "buy", "quantity": 1}),
+    ));
+    let main = PositionKey { account: Some("main".into()), symbol: "ETH".into() };
+    let none = PositionKey { account: None, symbol: "ETH".into() };
+    assert_eq!(applied.touched.positions, [main.clone(), none.clone()].into());
+    assert_eq!((state.positions[&main].net_quantity, state.positions[&none].net_quantity), (d("1"), d("0")));
+}
+
+#[test]
+fn balance_snapshot_newest_by_event_time_wins() {
+    let mut state = TradingState::new();
+    let newer = ev(
+        "account.balance_updated",
+        "2024-01-15T10:31:00Z",
+        None,
+        json!({"asset": "USD", "available": 90, "locked": 10}),
+    );
+    let older = ev(
+        "account.balance_updated",
+        "2024-01-15T10:30:00Z",
+        None,
+        json!({"asset": "USD", "available": 50, "total": 50}),
+    );
+    assert_eq!(state.apply(&newer).touched.balances, [usd()].into());
+    assert!(state.apply(&older).touched.is_empty());
+    let b = &state.balances[&usd()];
+    assert_eq!((b.available, b.locked, b.total), (d("90"), d("10"), d("100")));
+}
+
+#[test]
+fn balance_snapshot_tie_is_broken_by_event_id() {
+    let a =
+        ev("account.balance_updated", "2024-01-15T10:30:00Z", Some("a"), json!({"asset": "USD", "total": 1}));
+    let b =
+        ev("account.balance_updated", "2024-01-15T10:30:00Z", Some("b"), json!({"asset": "USD", "total": 2}));
+    let (mut one, mut two) = (TradingState::new(), TradingState::new());
+    one.apply(&a);
+    one.apply(&b);
+    two.apply(&b);
+    two.apply(&a);
+    assert_eq!(one, two);
+    assert_eq!(one.balances[&usd()].total, d("2"));
+}
+
+#[test]
+fn ledger_entries_are_deduplicated_by_transaction_id() {
+    let mut state = TradingState::new();
+    let deposit = seed(seed001::ACCOUNT_DEPOSIT_RECEIVED);
+    assert_eq!(state.apply(&deposit).touched.ledger, ["tx_123456789".to_owned()].into());
+    let again = state.apply(&deposit);
+    assert!(again.touched.is_empty() && again.alerts.is_empty());
+    state.apply(&seed(seed001::ACCOUNT_WITHDRAWAL_PROCESSED));
+    assert_eq!(state.ledger.len(), 2);
+}
+
+#[test]
+fn ledger_repeat_with_different_amount_keeps_first_and_alerts() {
+    let mut state = TradingState::new();
+    state.apply(&seed(seed001::ACCOUNT_DEPOSIT_RECEIVED));
+    let conflicting = ev(
+        "account.deposit_received",
+        "2024-01-15T09:00:05Z",
+        None,
+        json!({"transactionId": "tx_123456789", "asset": "USD", "amount": 2000}),
+    );
+    let applied = state.apply(&conflicting);
+    assert_eq!(kinds(&applied), vec![AlertKind::ConflictingDuplicate]);
+    assert_eq!(state.ledger["tx_123456789"].amount, d("1000"));
+}
+
+#[test]
+fn margin_call_raises_margin_alert_and_sets_position_margin_fields() {
+    let mut state = TradingState::new();
+    let call = ev(
+        "account.margin_call",
+        "2024-01-15T11:00:00Z",
+        Some("m1"),
+        json!({"symbol": "BTC/USD",
+        "marginRatio": 0.85, "maintenanceMargin": 500, "markPrice": 45000, "liquidationPrice": 44000}),
+    );
+    let applied = state.apply(&call);
+    assert_eq!(kinds(&applied), vec![AlertKind::Margin]);
+    assert_eq!(applied.touched.positions, [btc()].into());
+    assert_eq!(state.positions[&btc()].view().margin_ratio, Some(d("0.85")));
+    assert!(state.apply(&call).alerts.is_empty(), "the same event again raises nothing");
+}
+
+#[test]
+fn system_alert_becomes_a_system_alert_about_its_symbols() {
+    let applied = TradingState::new().apply(&seed(seed001::SYSTEM_ALERT));
+    assert_eq!(kinds(&applied), vec![AlertKind::System]);
+    assert_eq!(applied.alerts[0].subject, "BTC/USD,ETH/USD");
+    assert!(applied.alerts[0].message.contains("High Market Volatility"));
+    assert!(applied.touched.is_empty());
+}
+
+#[test]
+fn signals_and_maintenance_windows_are_stored_once() {
+    let mut state = TradingState::new();
+    let signal = seed(seed001::SIGNAL_GENERATED);
+    assert_eq!(state.apply(&signal).touched.signals.len(), 1);
+    assert!(state.apply(&signal).touched.is_empty());
+    let maintenance = seed(seed001::SYSTEM_MAINTENANCE);
+    assert_eq!(state.apply(&maintenance).touched.maintenance.len(), 1);
+    assert!(state.apply(&maintenance).touched.is_empty());
+    let start = chrono::DateTime::parse_from_rfc3339("2024-01-15T21:00:00Z").unwrap().to_utc();
+    assert!(state.in_maintenance(start));
+    assert!(!state.in_maintenance(start + chrono::Duration::hours(2)));
+}
+
+#[test]
+fn test_event_changes_nothing() {
+    let mut state = TradingState::new();
+    let applied = state.apply(&seed(seed001::TEST));
+    assert_eq!(applied, Applied::default());
+    assert_eq!(state, TradingState::new());
+}
+
+#[test]
+fn state_round_trips_through_json_and_rebuilds_positions() {
+    let mut state = TradingState::new();
+    for payload in [
+        seed001::ORDER_CREATED,
+        seed001::ORDER_UPDATED,
+        seed001::POSITION_UPDATED,
+        seed001::ACCOUNT_BALANCE_UPDATED,
+    ] {
+        state.apply(&seed(payload));
+    }
+    let back: TradingState = serde_json::from_str(&serde_json::to_string(&state).unwrap()).unwrap();
+    assert_eq!(back, state);
+    let mut rebuilt = back.clone();
+    assert!(rebuilt.rebuild_positions().is_empty());
+    assert_eq!(rebuilt, state);
+}
