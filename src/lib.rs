@@ -1,3 +1,4 @@
 //! tradehook: a resilient webhook gateway for trading systems.
 
+pub mod bench;
 pub mod ingest;
