@@ -38,8 +38,7 @@ pub struct Stop {
     pub count: Option<u64>,
 }
 
-/// What every connection of a run shares.
-#[derive(Debug)]
+/// What every connection of a run shares (no `Debug`: it holds the secret).
 pub struct Plan {
     /// Where to send.
     pub target: Target,

@@ -3,8 +3,8 @@
 //!
 //! It speaks bare hyper HTTP/1.1 (keep-alive), reads the whole body, checks the seed-001
 //! `X-Webhook-Signature` (hex HMAC-SHA256 of the raw body, constant-time) and answers with a
-//! counter id. It stores nothing: `bench/run.sh` divides tradehook's figures by this server's to
-//! show what durability and processing cost.
+//! counter id; `GET /healthz` answers 200, like tradehook's. It stores nothing: `bench/run.sh`
+//! divides tradehook's figures by this server's to show what durability and processing cost.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -69,6 +69,10 @@ pub async fn serve_limit(listener: TcpListener, secret: String) -> std::io::Resu
 impl Limit {
     /// Answers one request: 200 with an id when the signature matches, else 401.
     async fn answer(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        // Same liveness probe as tradehook, so scripts can wait for either server the same way.
+        if request.method() == Method::GET && request.uri().path() == "/healthz" {
+            return json(StatusCode::OK, Bytes::from_static(b"{\"status\":\"ok\"}"));
+        }
         if request.method() != Method::POST {
             return json(StatusCode::METHOD_NOT_ALLOWED, Bytes::from_static(b"{\"error\":\"use POST\"}"));
         }

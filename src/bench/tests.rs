@@ -94,3 +94,16 @@ async fn bench_against_running_server() {
     println!("{}", report.render());
     println!("{}", report.to_json());
 }
+
+#[tokio::test]
+async fn limit_server_answers_healthz() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (url, server) = limit_server("s").await;
+    let addr = url.trim_start_matches("http://").trim_end_matches("/webhook").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    server.abort();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
