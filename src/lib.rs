@@ -1,10 +1,13 @@
 //! tradehook: a resilient webhook gateway for trading systems.
 //!
-//! `ingest` (HTTP, guards, signature schemes) → `store` (append + group commit) → `api`
-//! (management, status, health). The binary in `main.rs` is a thin shell over `cli`.
+//! `ingest` (HTTP, guards, signature schemes) → `store` (append + group commit) → `trading`
+//! (pure state machine: orders, fills, positions, balances) and `api` (management, status,
+//! health). `bench` is the load generator behind `tradehook bench`. The binary in `main.rs` is a
+//! thin shell over `cli`.
 
 pub mod api;
 pub mod audit;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod error;
