@@ -6,6 +6,7 @@
 //! share one commit (group commit), and an event id already stored for the same source is a
 //! duplicate answered with the id of the first.
 
+pub mod dedupe;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -149,9 +150,4 @@ pub fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
         .unwrap_or_default()
-}
-
-/// A new public event id: `evt_` + a ULID (time-ordered, unique without coordination).
-pub fn new_event_id() -> String {
-    format!("evt_{}", ulid::Ulid::new())
 }

@@ -1,0 +1,395 @@
+//! The embedded store: one SQLite file in WAL mode with `synchronous=FULL`.
+//!
+//! One writer thread (`writer.rs`) owns the write connection and group-commits: everything queued
+//! goes into one transaction and one fsync, and only then is anyone answered. A full queue
+//! answers 503 at once instead of letting latency grow. Reads use their own connection and never
+//! wait for the writer (WAL readers see the last commit). Checkpoints (copying the WAL into the
+//! database file) run on a third connection in their own thread, off the acknowledgement path.
+//! One process owns the file: a lock file next to it stops a second `serve` from opening it.
+
+mod writer;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{params_from_iter, Connection, OptionalExtension};
+use tokio::sync::{mpsc, oneshot};
+
+use super::dedupe::DedupeIndex;
+use super::{now_ms, rfc3339, Appended, EventFilter, NewEvent, Store, StoreError, StoreStats, StoredEvent};
+use writer::{Write, Writer};
+
+/// Schema versions, applied in order; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[r#"
+    CREATE TABLE events (
+        seq          INTEGER PRIMARY KEY AUTOINCREMENT, -- arrival order; public id is evt_<seq>
+        source       TEXT NOT NULL,
+        event_key    TEXT NOT NULL,            -- de-duplication key within the source
+        key_hash     INTEGER NOT NULL,         -- keyed hash of (source, event_key), see dedupe.rs
+        event_type   TEXT,
+        received_at  INTEGER NOT NULL,         -- unix ms
+        client_ip    TEXT NOT NULL,
+        headers      TEXT NOT NULL,            -- JSON object, secrets removed
+        body         BLOB NOT NULL,
+        processed_at INTEGER                   -- NULL = not yet processed
+    );
+    -- Narrow and append-only: rebuilds the in-memory de-duplication index at start.
+    CREATE INDEX events_key_hash ON events (seq, key_hash);
+    CREATE INDEX events_pending ON events (seq) WHERE processed_at IS NULL;
+    CREATE INDEX events_received ON events (received_at);
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"#];
+
+/// The public id of the event stored at `seq`.
+pub(crate) fn event_id(seq: i64) -> String {
+    format!("evt_{seq}")
+}
+
+/// The seq of a public id, if it is one.
+fn seq_of(id: &str) -> Option<i64> {
+    id.strip_prefix("evt_").and_then(|n| n.parse().ok()).filter(|n: &i64| *n > 0)
+}
+
+/// The SQLite store. See the module documentation.
+pub struct SqliteStore {
+    queue: mpsc::Sender<Write>,
+    reader: Arc<Mutex<Connection>>,
+    backlog: Arc<AtomicU64>,
+    max_backlog: u64,
+    path: PathBuf,
+    /// Held for the life of the store: the flock that keeps other processes out.
+    _lock: File,
+    /// Tells the checkpointer thread to stop.
+    stopping: Arc<AtomicBool>,
+}
+
+/// Tunables of the SQLite store.
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// Most events in one commit.
+    pub max_batch: usize,
+    /// Requests that may wait for the writer.
+    pub queue_capacity: usize,
+    /// Pending events above which appends are refused.
+    pub max_backlog: u64,
+    /// Caps the database size in pages (`PRAGMA max_page_count`); `None` = SQLite's default.
+    pub max_page_count: Option<u64>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let conn =
+        Connection::open(path).map_err(|e| unavailable(format!("cannot open {}: {e}", path.display())))?;
+    conn.pragma_update(None, "journal_mode", "WAL").map_err(unavailable)?;
+    // FULL: every commit fsyncs the WAL, so an acknowledged event survives power loss.
+    conn.pragma_update(None, "synchronous", "FULL").map_err(unavailable)?;
+    conn.pragma_update(None, "busy_timeout", 5000).map_err(unavailable)?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let done: usize = conn.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(unavailable)?;
+    for (version, sql) in MIGRATIONS.iter().enumerate().skip(done) {
+        let tx = conn.transaction().map_err(unavailable)?;
+        tx.execute_batch(sql).map_err(|e| StoreError::Internal(format!("migration {}: {e}", version + 1)))?;
+        tx.pragma_update(None, "user_version", version + 1).map_err(unavailable)?;
+        tx.commit().map_err(unavailable)?;
+    }
+    Ok(())
+}
+
+/// Takes an exclusive lock on `<db>.lock` so only one process uses the database: the
+/// de-duplication index lives in that process's memory.
+fn lock_database(path: &Path) -> Result<File, StoreError> {
+    let lock_path = path.with_extension("lock");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| unavailable(format!("cannot open {}: {e}", lock_path.display())))?;
+    file.try_lock().map_err(|_| {
+        StoreError::Unavailable(format!(
+            "{} is in use by another tradehook process; run one process per SQLite file (use PostgreSQL for several nodes)",
+            path.display()
+        ))
+    })?;
+    Ok(file)
+}
+
+/// The database's secret for keyed de-duplication hashes, created on first open.
+fn dedupe_key(conn: &Connection) -> Result<[u8; 32], StoreError> {
+    let stored: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'dedupe_key'", [], |row| row.get(0))
+        .optional()
+        .map_err(unavailable)?;
+    let text = match stored {
+        Some(text) => text,
+        None => {
+            let text = hex::encode(rand::random::<[u8; 32]>());
+            conn.execute("INSERT INTO meta (key, value) VALUES ('dedupe_key', ?1)", [&text])
+                .map_err(unavailable)?;
+            text
+        }
+    };
+    let bytes = hex::decode(&text).map_err(|e| StoreError::Internal(format!("corrupt dedupe_key: {e}")))?;
+    bytes.try_into().map_err(|_| StoreError::Internal("corrupt dedupe_key: wrong length".into()))
+}
+
+/// Loads every stored (key_hash, seq) into a new index, through the narrow covering index.
+fn load_dedupe(conn: &Connection) -> Result<DedupeIndex, StoreError> {
+    let mut index = DedupeIndex::new(dedupe_key(conn)?);
+    let mut statement =
+        conn.prepare("SELECT key_hash, seq FROM events INDEXED BY events_key_hash").map_err(unavailable)?;
+    let rows = statement
+        .query_map([], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)))
+        .map_err(unavailable)?;
+    for row in rows {
+        let (hash, seq) = row.map_err(unavailable)?;
+        index.insert(hash, seq);
+    }
+    Ok(index)
+}
+
+/// Copies the WAL into the database file whenever it has grown, on its own connection so the
+/// writer never waits for it. PASSIVE: never blocks the writer or readers.
+fn checkpoint_loop(conn: Connection, stopping: &AtomicBool) {
+    while !stopping.load(Ordering::Relaxed) {
+        thread::sleep(Duration::from_millis(200));
+        let result = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+        });
+        if let Err(error) = result {
+            tracing::warn!(%error, "WAL checkpoint failed; will retry");
+        }
+    }
+    // A last full checkpoint so the next start has a short WAL to read.
+    let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and starts the writer thread.
+    pub fn open(path: &Path, options: SqliteOptions) -> Result<SqliteStore, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| unavailable(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let lock = lock_database(path)?;
+        let mut conn = open_connection(path)?;
+        migrate(&mut conn)?;
+        if let Some(pages) = options.max_page_count {
+            conn.pragma_update(None, "max_page_count", pages).map_err(unavailable)?;
+        }
+        // The checkpointer thread does this work off the acknowledgement path.
+        conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(unavailable)?;
+        let dedupe = load_dedupe(&conn)?;
+        let reader = open_connection(path)?;
+        let pending: u64 = reader
+            .query_row("SELECT count(*) FROM events WHERE processed_at IS NULL", [], |row| row.get(0))
+            .map_err(unavailable)?;
+        let backlog = Arc::new(AtomicU64::new(pending));
+        let (queue, rx) = mpsc::channel(options.queue_capacity.max(1));
+        let writer_backlog = backlog.clone();
+        let writer = Writer { conn, dedupe, max_batch: options.max_batch.max(1) };
+        thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || writer::run(writer, rx, &writer_backlog))
+            .map_err(|e| StoreError::Internal(format!("cannot start the writer thread: {e}")))?;
+        let stopping = Arc::new(AtomicBool::new(false));
+        let checkpointer = open_connection(path)?;
+        let stop = stopping.clone();
+        thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || checkpoint_loop(checkpointer, &stop))
+            .map_err(|e| StoreError::Internal(format!("cannot start the checkpoint thread: {e}")))?;
+        Ok(SqliteStore {
+            queue,
+            reader: Arc::new(Mutex::new(reader)),
+            backlog,
+            max_backlog: options.max_backlog,
+            path: path.to_path_buf(),
+            _lock: lock,
+            stopping,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let reader = self.reader.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = reader.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            f(&conn).map_err(|e| StoreError::Internal(e.to_string()))
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("read task failed: {e}")))?
+    }
+
+    fn submit(&self, write: Write) -> Result<(), StoreError> {
+        self.queue.try_send(write).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => {
+                StoreError::Saturated("the write queue is full; retry shortly".into())
+            }
+            mpsc::error::TrySendError::Closed(_) => {
+                StoreError::Unavailable("the store is shutting down".into())
+            }
+        })
+    }
+}
+
+const EVENT_COLUMNS: &str =
+    "seq, seq, source, event_key, event_type, received_at, client_ip, headers, body, processed_at";
+
+fn event_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
+    let headers: String = row.get(7)?;
+    let body: Vec<u8> = row.get(8)?;
+    let payload = serde_json::from_slice(&body)
+        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&body).into_owned()));
+    Ok(StoredEvent {
+        id: event_id(row.get(0)?),
+        seq: row.get(1)?,
+        source: row.get(2)?,
+        event_key: row.get(3)?,
+        event_type: row.get(4)?,
+        received_at: rfc3339(row.get(5)?),
+        client_ip: row.get(6)?,
+        headers: serde_json::from_str(&headers).unwrap_or(serde_json::Value::Null),
+        payload,
+        processed_at: row.get::<_, Option<i64>>(9)?.map(rfc3339),
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn append(&self, event: NewEvent) -> Result<Appended, StoreError> {
+        if self.backlog.load(Ordering::Relaxed) >= self.max_backlog {
+            return Err(StoreError::Saturated(format!(
+                "{} events are waiting to be processed (limit {})",
+                self.backlog.load(Ordering::Relaxed),
+                self.max_backlog
+            )));
+        }
+        let (reply, answer) = oneshot::channel();
+        self.submit(Write::Append(event, reply))?;
+        answer.await.map_err(|_| StoreError::Unavailable("the writer stopped".into()))?
+    }
+
+    async fn event(&self, id: &str) -> Result<Option<StoredEvent>, StoreError> {
+        let Some(seq) = seq_of(id) else { return Ok(None) };
+        self.read(move |conn| {
+            conn.query_row(
+                &format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq = ?1"),
+                [seq],
+                event_from_row,
+            )
+            .optional()
+        })
+        .await
+    }
+
+    async fn events(&self, filter: EventFilter) -> Result<Vec<StoredEvent>, StoreError> {
+        self.read(move |conn| {
+            let mut clauses = Vec::new();
+            let mut values: Vec<rusqlite::types::Value> = Vec::new();
+            let mut add = |clause: &str, value: rusqlite::types::Value| {
+                values.push(value);
+                clauses.push(format!("{clause} ?{}", values.len()));
+            };
+            if let Some(source) = filter.source {
+                add("source =", source.into());
+            }
+            if let Some(kind) = filter.event_type {
+                add("event_type =", kind.into());
+            }
+            if let Some(since) = filter.since {
+                add("received_at >=", since.into());
+            }
+            if let Some(until) = filter.until {
+                add("received_at <", until.into());
+            }
+            if let Some(before) = filter.before_seq {
+                add("seq <", before.into());
+            }
+            if let Some(after) = filter.after_seq {
+                add("seq >", after.into());
+            }
+            let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events");
+            if !clauses.is_empty() {
+                sql.push_str(" WHERE ");
+                sql.push_str(&clauses.join(" AND "));
+            }
+            // Tailing reads forward from a point; everything else shows the newest first.
+            let order = if filter.after_seq.is_some() { "ASC" } else { "DESC" };
+            sql.push_str(&format!(" ORDER BY seq {order} LIMIT {}", filter.limit.clamp(1, 1000)));
+            let mut statement = conn.prepare(&sql)?;
+            let rows = statement.query_map(params_from_iter(values), event_from_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        let now = now_ms();
+        self.read(move |conn| {
+            let events: u64 = conn.query_row("SELECT count(*) FROM events", [], |row| row.get(0))?;
+            let backlog: u64 =
+                conn.query_row("SELECT count(*) FROM events WHERE processed_at IS NULL", [], |row| {
+                    row.get(0)
+                })?;
+            let oldest: Option<i64> = conn
+                .query_row(
+                    "SELECT received_at FROM events WHERE processed_at IS NULL ORDER BY seq LIMIT 1",
+                    [],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            Ok(StoreStats {
+                events,
+                backlog,
+                oldest_pending_age_seconds: oldest.map(|at| (now - at).max(0) as f64 / 1000.0),
+                processed: events - backlog,
+            })
+        })
+        .await
+    }
+
+    async fn check_writable(&self) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(Write::Probe(reply))?;
+        answer.await.map_err(|_| StoreError::Unavailable("the writer stopped".into()))?
+    }
+
+    fn backlog(&self) -> u64 {
+        self.backlog.load(Ordering::Relaxed)
+    }
+
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn close(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+        let (reply, done) = oneshot::channel();
+        // A full queue still drains: wait for room rather than drop the close request.
+        if self.queue.send(Write::Close(reply)).await.is_ok() {
+            let _ = done.await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,209 @@
+//! Tests of the SQLite store against real database files.
+
+use super::*;
+use bytes::Bytes;
+
+fn options() -> SqliteOptions {
+    SqliteOptions { max_batch: 64, queue_capacity: 1024, max_backlog: 1_000_000, max_page_count: None }
+}
+
+fn event(key: &str) -> NewEvent {
+    NewEvent {
+        source: "default".into(),
+        event_key: key.into(),
+        event_type: Some("order.updated".into()),
+        body: Bytes::from(format!(r#"{{"id":"{key}","event":"order.updated"}}"#)),
+        headers: r#"{"content-type":"application/json"}"#.into(),
+        client_ip: "127.0.0.1".into(),
+        received_at: now_ms(),
+    }
+}
+
+#[tokio::test]
+async fn append_then_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("t.db"), options()).unwrap();
+    let Appended::Accepted(id) = store.append(event("a")).await.unwrap() else { panic!("not accepted") };
+    assert!(id.starts_with("evt_"));
+    let stored = store.event(&id).await.unwrap().unwrap();
+    assert_eq!(stored.event_key, "a");
+    assert_eq!(stored.payload["event"], "order.updated");
+    assert_eq!(stored.processed_at, None);
+    assert_eq!(store.backlog(), 1);
+}
+
+#[tokio::test]
+async fn duplicate_answers_with_the_first_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("t.db"), options()).unwrap();
+    let first = store.append(event("a")).await.unwrap();
+    let again = store.append(event("a")).await.unwrap();
+    let (Appended::Accepted(a), Appended::Duplicate(b)) = (first, again) else { panic!("wrong outcomes") };
+    assert_eq!(a, b);
+    assert_eq!(store.backlog(), 1);
+}
+
+#[tokio::test]
+async fn same_key_in_one_batch_is_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("t.db"), options()).unwrap());
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.append(event("same")).await.unwrap() })
+        })
+        .collect();
+    let mut ids = std::collections::HashSet::new();
+    let mut accepted = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Appended::Accepted(id) => {
+                accepted += 1;
+                ids.insert(id);
+            }
+            Appended::Duplicate(id) => {
+                ids.insert(id);
+            }
+        }
+    }
+    assert_eq!(accepted, 1);
+    assert_eq!(ids.len(), 1);
+}
+
+#[tokio::test]
+async fn concurrent_appends_share_commits_and_all_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let store = Arc::new(SqliteStore::open(&path, options()).unwrap());
+    let tasks: Vec<_> = (0..500)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { store.append(event(&format!("k{i}"))).await.unwrap() })
+        })
+        .collect();
+    for task in tasks {
+        assert!(matches!(task.await.unwrap(), Appended::Accepted(_)));
+    }
+    store.close().await;
+    drop(store);
+    let reopened = SqliteStore::open(&path, options()).unwrap();
+    assert_eq!(reopened.backlog(), 500);
+    assert_eq!(reopened.stats().await.unwrap().events, 500);
+}
+
+#[tokio::test]
+async fn backlog_over_limit_is_refused_as_saturated() {
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        SqliteStore::open(&dir.path().join("t.db"), SqliteOptions { max_backlog: 2, ..options() }).unwrap();
+    store.append(event("a")).await.unwrap();
+    store.append(event("b")).await.unwrap();
+    assert!(matches!(store.append(event("c")).await, Err(StoreError::Saturated(_))));
+}
+
+#[tokio::test]
+async fn appends_after_close_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("t.db"), options()).unwrap();
+    store.close().await;
+    assert!(matches!(store.append(event("a")).await, Err(StoreError::Unavailable(_))));
+}
+
+#[tokio::test]
+async fn events_filter_by_source_type_and_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("t.db"), options()).unwrap();
+    for i in 0..5 {
+        store.append(event(&format!("k{i}"))).await.unwrap();
+    }
+    let mut other = event("x");
+    other.source = "tv".into();
+    other.event_type = None;
+    store.append(other).await.unwrap();
+    let all = store.events(EventFilter { limit: 100, ..Default::default() }).await.unwrap();
+    assert_eq!(all.len(), 6);
+    assert!(all[0].seq > all[1].seq, "newest first");
+    let tv = store.events(EventFilter { source: Some("tv".into()), limit: 100, ..Default::default() }).await;
+    assert_eq!(tv.unwrap().len(), 1);
+    let page = store
+        .events(EventFilter { before_seq: Some(all[1].seq), limit: 2, ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![all[2].seq, all[3].seq]);
+    let typed = store
+        .events(EventFilter { event_type: Some("order.updated".into()), limit: 100, ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(typed.len(), 5);
+}
+
+#[tokio::test]
+async fn probe_commits_when_writable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("t.db"), options()).unwrap();
+    store.check_writable().await.unwrap();
+}
+
+#[tokio::test]
+async fn full_database_answers_unavailable_then_recovers_for_small_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let store = SqliteStore::open(&path, SqliteOptions { max_page_count: Some(64), ..options() }).unwrap();
+    store.append(event("warm")).await.unwrap();
+    let mut big = event("big");
+    big.body = Bytes::from(vec![b'x'; 1 << 20]);
+    match store.append(big).await {
+        Err(StoreError::Unavailable(reason)) => assert!(reason.contains("full"), "{reason}"),
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    assert!(store.event("nope").await.unwrap().is_none());
+    // The failed batch was rolled back whole; the store still takes what fits.
+    assert!(matches!(store.append(event("small")).await, Ok(Appended::Accepted(_))));
+    assert_eq!(store.backlog(), 2);
+    // The rolled-back event's index entry was undone: the same event id is new, not a duplicate.
+    let mut again = event("big");
+    again.body = Bytes::from_static(b"{}");
+    assert!(matches!(store.append(again).await, Ok(Appended::Accepted(_))));
+}
+
+#[tokio::test]
+async fn duplicates_are_recognised_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let store = SqliteStore::open(&path, options()).unwrap();
+    let Appended::Accepted(first) = store.append(event("keep")).await.unwrap() else {
+        panic!("not accepted")
+    };
+    store.close().await;
+    drop(store);
+    let reopened = SqliteStore::open(&path, options()).unwrap();
+    assert_eq!(reopened.append(event("keep")).await.unwrap(), Appended::Duplicate(first));
+    let mut other_source = event("keep");
+    other_source.source = "tv".into();
+    assert!(matches!(reopened.append(other_source).await.unwrap(), Appended::Accepted(_)));
+}
+
+#[tokio::test]
+async fn a_second_process_cannot_open_the_same_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let _first = SqliteStore::open(&path, options()).unwrap();
+    match SqliteStore::open(&path, options()) {
+        Err(StoreError::Unavailable(reason)) => {
+            assert!(reason.contains("another tradehook process"), "{reason}")
+        }
+        Err(other) => panic!("wrong error: {other}"),
+        Ok(_) => panic!("opened a database that is in use"),
+    }
+}
+
+#[tokio::test]
+async fn ids_are_stable_and_unknown_ids_are_not_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("t.db"), options()).unwrap();
+    let Appended::Accepted(id) = store.append(event("a")).await.unwrap() else { panic!("not accepted") };
+    assert_eq!(store.event(&id).await.unwrap().unwrap().id, id);
+    for bad in ["evt_0", "evt_-1", "evt_x", "123", "", "evt_99999999999999999999"] {
+        assert!(store.event(bad).await.unwrap().is_none(), "{bad}");
+    }
+}
