@@ -32,6 +32,8 @@ pub struct Config {
     /// Routes from events to actions.
     #[serde(rename = "route")]
     pub routes: Vec<RouteConfig>,
+    /// The background worker that processes stored events.
+    pub worker: WorkerConfig,
     /// Retry schedule for actions and deliveries.
     pub retry: RetryConfig,
     /// Outbound delivery settings.
@@ -156,6 +158,13 @@ pub struct SourceConfig {
     /// JSON field holding the token for `signature = "token"`.
     #[serde(default = "default_token_field")]
     pub token_field: String,
+    /// JSON pointers tried for the ordering key before the canonical one (order id for order
+    /// events, symbol for position events, asset for account events).
+    #[serde(default)]
+    pub ordering_key: Vec<String>,
+    /// How TradingView alert fields map to a signal (`format = "tradingview"`).
+    #[serde(default)]
+    pub tradingview: Option<crate::trading::TradingViewMapping>,
 }
 
 impl std::fmt::Debug for SourceConfig {
@@ -187,6 +196,8 @@ impl SourceConfig {
             tolerance: default_tolerance(),
             id_fields: default_id_fields(),
             token_field: default_token_field(),
+            ordering_key: Vec::new(),
+            tradingview: None,
         }
     }
 }
@@ -212,6 +223,20 @@ pub struct RouteConfig {
     pub sources: Vec<String>,
     /// Actions: `forward:<subscription>`, `nats:<subject>`, `exec:<command>`, or a strategy action.
     pub actions: Vec<String>,
+}
+
+/// `[worker]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerConfig {
+    /// Process stored events in this process (false: ingest only, events wait in the store).
+    pub enabled: bool,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig { enabled: true }
+    }
 }
 
 /// `[retry]`.
@@ -470,6 +495,12 @@ impl Config {
             }
             if source.max_body == 0 {
                 return fail(&format!("{key}.max_body"), "must be at least 1 byte".into());
+            }
+            if let Some(bad) = source.ordering_key.iter().find(|p| !p.starts_with('/')) {
+                return fail(
+                    &format!("{key}.ordering_key"),
+                    format!("`{bad}` is not a JSON pointer like /data/orderId"),
+                );
             }
             if let Some(bad) = source.id_fields.iter().find(|p| !p.starts_with('/')) {
                 return fail(&format!("{key}.id_fields"), format!("`{bad}` is not a JSON pointer like /id"));

@@ -26,6 +26,9 @@ use crate::ingest::source::Source;
 use crate::ingest::DEFAULT_SOURCE;
 use crate::store::sqlite::{SqliteOptions, SqliteStore};
 use crate::store::SharedStore;
+use crate::worker::lag::LagTracker;
+use crate::worker::retry::RetryPolicy;
+use crate::worker::{apply::SourceRules, Worker};
 
 /// Everything a request handler may need, shared by all of them.
 pub struct AppState {
@@ -45,6 +48,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// When the process started.
     pub started: Instant,
+    /// Processing lag of the worker.
+    pub lag: Arc<LagTracker>,
 }
 
 /// A secret that start-up generated (or read from the data directory) rather than configuration.
@@ -170,6 +175,7 @@ impl AppState {
             admin_token: config.api.admin_token.clone().unwrap_or_default(),
             metrics,
             started: Instant::now(),
+            lag: Arc::new(LagTracker::new()),
         })
     }
 }
@@ -193,6 +199,20 @@ pub async fn run(
     state: Arc<AppState>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let worker_stop = CancellationToken::new();
+    let worker_task = if state.config.worker.enabled {
+        let worker = Worker::start(
+            state.store.clone(),
+            SourceRules::from_config(&state.config.sources),
+            RetryPolicy::new(state.config.retry.delays.clone()),
+            state.lag.clone(),
+        )
+        .await?;
+        Some(tokio::spawn(worker.run(worker_stop.clone())))
+    } else {
+        tracing::warn!("worker disabled ([worker] enabled = false): events are stored but not processed");
+        None
+    };
     let pruner = state.ip_limiter.is_some().then(|| {
         let state = state.clone();
         let stop = shutdown.clone();
@@ -211,6 +231,13 @@ pub async fn run(
     axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await?;
     if let Some(pruner) = pruner {
         pruner.abort();
+    }
+    worker_stop.cancel();
+    if let Some(Err(error)) = match worker_task {
+        Some(task) => Some(task.await),
+        None => None,
+    } {
+        tracing::error!(%error, "worker task failed");
     }
     state.store.close().await;
     Ok(())

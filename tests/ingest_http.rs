@@ -24,7 +24,7 @@ async fn accepted_event_is_stored_and_readable_by_its_id() {
     assert_eq!(stored.json["source"], "default");
     assert_eq!(stored.json["payload"]["data"]["orderId"], "o-e1");
     assert_eq!(stored.json["clientIp"], "127.0.0.1");
-    assert!(stored.json["processedAt"].is_null());
+
     server.stop().await;
 }
 
@@ -250,7 +250,11 @@ async fn client_ip_rate_limit_answers_429() {
 
 #[tokio::test]
 async fn backlog_over_its_limit_answers_503_with_retry_after() {
-    let server = TestServer::start_with(|c| c.store.max_backlog = 2).await;
+    let server = TestServer::start_with(|c| {
+        c.store.max_backlog = 2;
+        c.worker.enabled = false;
+    })
+    .await;
     assert_eq!(post_event(&server, &order_event("b1")).await.status, StatusCode::OK);
     assert_eq!(post_event(&server, &order_event("b2")).await.status, StatusCode::OK);
     let refused = post_event(&server, &order_event("b3")).await;
@@ -304,7 +308,7 @@ async fn events_can_be_filtered_and_paged() {
 
 #[tokio::test]
 async fn status_reports_backlog_and_store() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_with(|c| c.worker.enabled = false).await;
     post_event(&server, &order_event("s1")).await;
     let status = admin_get(&server, "/api/v1/status").await;
     assert_eq!(status.json["backlog"], 1);

@@ -35,7 +35,10 @@ pub struct ListQuery {
 
 /// The event routes.
 pub fn router() -> Router<Arc<AppState>> {
-    Router::new().route("/events", get(list)).route("/events/{id}", get(show))
+    Router::new()
+        .route("/events", get(list))
+        .route("/events/{id}", get(show))
+        .route("/events/{id}/replay", axum::routing::post(replay))
 }
 
 fn parse_time(name: &str, value: Option<String>) -> Result<Option<i64>, ApiError> {
@@ -81,4 +84,18 @@ async fn show(
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("no event with id `{id}`")))
+}
+
+/// Puts a stored event back in the processing queue. Applying an event is idempotent, so
+/// replaying one that was applied changes nothing; one that was set aside is tried again.
+async fn replay(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<(axum::http::StatusCode, Json<serde_json::Value>), ApiError> {
+    if state.store.event(&id).await?.is_none() {
+        return Err(ApiError::not_found(format!("no event with id `{id}`")));
+    }
+    let requeued = state.store.replay_event(&id).await?;
+    let body = serde_json::json!({ "eventId": id, "requeued": requeued });
+    Ok((axum::http::StatusCode::ACCEPTED, Json(body)))
 }

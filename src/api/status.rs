@@ -21,7 +21,9 @@ async fn status(State(state): State<Arc<AppState>>) -> Result<Json<serde_json::V
     let stats = state.store.stats().await?;
     Ok(Json(json!({
         "backlog": stats.backlog,
-        "dlq": 0,
+        "dlq": stats.dlq,
+        "lag": state.lag.summary(),
+        "worker": state.config.worker.enabled,
         "oldestPendingAgeSeconds": stats.oldest_pending_age_seconds,
         "processed": stats.processed,
         "events": stats.events,

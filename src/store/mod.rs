@@ -7,6 +7,7 @@
 //! duplicate answered with the id of the first.
 
 pub mod dedupe;
+pub mod processing;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -14,6 +15,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use serde::Serialize;
+
+pub use processing::{
+    DeadLetter, DeadLetterFilter, Deferral, EntityChange, EntityKind, NewAlert, NewDeadLetter, PendingEvent,
+    ProcessedBatch, Retry, StoredAlert,
+};
 
 /// An event as ingest hands it to the store.
 #[derive(Debug, Clone)]
@@ -100,6 +106,8 @@ pub struct StoreStats {
     pub oldest_pending_age_seconds: Option<f64>,
     /// Events processed.
     pub processed: u64,
+    /// Entries in the dead-letter queue.
+    pub dlq: u64,
 }
 
 /// Why the store could not do what was asked.
@@ -135,6 +143,42 @@ pub trait Store: Send + Sync + 'static {
     fn kind(&self) -> &'static str;
     /// Waits for queued writes to commit and stops accepting new ones.
     async fn close(&self);
+    /// Wakes whoever waits for new events (the worker) after a commit that stored some.
+    fn arrivals(&self) -> Arc<tokio::sync::Notify>;
+
+    /// Ordering keys of events waiting for a retry, with when that retry is due (unix ms).
+    async fn retrying(&self) -> Result<Vec<(String, i64)>, StoreError>;
+    /// Up to `limit` due, unprocessed events, in arrival order.
+    async fn pending(&self, limit: u32) -> Result<Vec<PendingEvent>, StoreError>;
+    /// Commits a processed batch in one transaction; returns how many events left the queue.
+    async fn commit_processed(&self, batch: ProcessedBatch) -> Result<u64, StoreError>;
+    /// Every stored trading-state entity as (kind, key, JSON document).
+    async fn all_entities(&self) -> Result<Vec<(String, String, String)>, StoreError>;
+    /// Entities of one kind in key order after `after`, at most `limit`: (key, document).
+    async fn entities(
+        &self,
+        kind: EntityKind,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<(String, String)>, StoreError>;
+    /// One entity's document.
+    async fn entity(&self, kind: EntityKind, key: &str) -> Result<Option<String>, StoreError>;
+    /// Alerts, newest first, older than the alert id `before` when given.
+    async fn alerts(&self, before: Option<i64>, limit: u32) -> Result<Vec<StoredAlert>, StoreError>;
+    /// Dead letters matching the filter, newest first.
+    async fn dead_letters(&self, filter: DeadLetterFilter) -> Result<Vec<DeadLetter>, StoreError>;
+    /// One dead letter by its `dlq_…` id.
+    async fn dead_letter(&self, id: &str) -> Result<Option<DeadLetter>, StoreError>;
+    /// Puts the events of these dead letters back in the queue; returns how many.
+    async fn replay_dead_letters(&self, ids: Vec<String>) -> Result<u64, StoreError>;
+    /// Removes a dead letter; whether it existed.
+    async fn discard_dead_letter(&self, id: &str) -> Result<bool, StoreError>;
+    /// Puts a stored event back in the queue; whether it was processed before.
+    async fn replay_event(&self, id: &str) -> Result<bool, StoreError>;
+    /// Events processed with outcome `applied` after `after_seq`, in arrival order.
+    async fn applied_events(&self, after_seq: i64, limit: u32) -> Result<Vec<PendingEvent>, StoreError>;
+    /// Replaces the whole trading state with these (kind, key, document) entities.
+    async fn replace_state(&self, entities: Vec<(EntityKind, String, String)>) -> Result<u64, StoreError>;
 }
 
 /// A shared handle to the store.

@@ -7,6 +7,7 @@
 //! database file) run on a third connection in their own thread, off the acknowledgement path.
 //! One process owns the file: a lock file next to it stops a second `serve` from opening it.
 
+mod processing;
 mod writer;
 
 use std::fs::File;
@@ -18,10 +19,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::{params_from_iter, Connection, OptionalExtension};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::dedupe::DedupeIndex;
-use super::{now_ms, rfc3339, Appended, EventFilter, NewEvent, Store, StoreError, StoreStats, StoredEvent};
+use super::{
+    now_ms, rfc3339, Appended, DeadLetter, DeadLetterFilter, EntityKind, EventFilter, NewEvent, PendingEvent,
+    ProcessedBatch, Store, StoreError, StoreStats, StoredAlert, StoredEvent,
+};
 use writer::{Write, Writer};
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how many ran.
@@ -36,13 +40,46 @@ const MIGRATIONS: &[&str] = &[r#"
         client_ip    TEXT NOT NULL,
         headers      TEXT NOT NULL,            -- JSON object, secrets removed
         body         BLOB NOT NULL,
-        processed_at INTEGER                   -- NULL = not yet processed
+        processed_at INTEGER,                  -- NULL = not yet processed
+        outcome      TEXT,                     -- applied, ignored, dead, … once processed
+        attempts     INTEGER NOT NULL DEFAULT 0,  -- failed processing attempts
+        next_attempt_at INTEGER,               -- unix ms; NULL = due now
+        ordering_key TEXT,                     -- set once known (a failure or a deferral)
+        history      TEXT                      -- JSON array of failed attempts
     );
     -- Narrow and append-only: rebuilds the in-memory de-duplication index at start.
     CREATE INDEX events_key_hash ON events (seq, key_hash);
     CREATE INDEX events_pending ON events (seq) WHERE processed_at IS NULL;
     CREATE INDEX events_received ON events (received_at);
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    -- Trading state: one JSON document per entity, written in the same transaction as the
+    -- "processed" marks of the events that changed it.
+    CREATE TABLE state (
+        kind TEXT NOT NULL,                    -- order, position, balance, ledger, signal, maintenance
+        key  TEXT NOT NULL,
+        doc  TEXT NOT NULL,
+        PRIMARY KEY (kind, key)
+    ) WITHOUT ROWID;
+    CREATE TABLE alerts (
+        id        INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind      TEXT NOT NULL,
+        subject   TEXT NOT NULL,
+        message   TEXT NOT NULL,
+        at        TEXT NOT NULL,               -- event time, RFC 3339
+        event_seq INTEGER
+    );
+    CREATE TABLE dead_letters (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_seq  INTEGER NOT NULL,
+        kind       TEXT NOT NULL,              -- event | delivery
+        webhook_id TEXT,
+        reason     TEXT NOT NULL,
+        attempts   INTEGER NOT NULL,
+        last_error TEXT NOT NULL,
+        history    TEXT NOT NULL,              -- JSON array of {at, error}
+        dead_at    INTEGER NOT NULL
+    );
+    CREATE INDEX dead_letters_event ON dead_letters (event_seq);
 "#];
 
 /// The public id of the event stored at `seq`.
@@ -66,6 +103,8 @@ pub struct SqliteStore {
     _lock: File,
     /// Tells the checkpointer thread to stop.
     stopping: Arc<AtomicBool>,
+    /// Notified after commits that stored new events.
+    arrivals: Arc<Notify>,
 }
 
 /// Tunables of the SQLite store.
@@ -198,7 +237,8 @@ impl SqliteStore {
         let backlog = Arc::new(AtomicU64::new(pending));
         let (queue, rx) = mpsc::channel(options.queue_capacity.max(1));
         let writer_backlog = backlog.clone();
-        let writer = Writer { conn, dedupe, max_batch: options.max_batch.max(1) };
+        let arrivals = Arc::new(Notify::new());
+        let writer = Writer { conn, dedupe, max_batch: options.max_batch.max(1), arrivals: arrivals.clone() };
         thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || writer::run(writer, rx, &writer_backlog))
@@ -218,6 +258,7 @@ impl SqliteStore {
             path: path.to_path_buf(),
             _lock: lock,
             stopping,
+            arrivals,
         })
     }
 
@@ -237,6 +278,17 @@ impl SqliteStore {
         })
         .await
         .map_err(|e| StoreError::Internal(format!("read task failed: {e}")))?
+    }
+
+    /// Runs `work` in the writer's transaction, waiting for room in the queue (processing and
+    /// admin writes are not refused under ingest load; they wait their turn).
+    async fn exec(&self, work: writer::ExecFn) -> Result<u64, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Write::Exec(work, reply))
+            .await
+            .map_err(|_| StoreError::Unavailable("the store is shutting down".into()))?;
+        answer.await.map_err(|_| StoreError::Unavailable("the writer stopped".into()))?
     }
 
     fn submit(&self, write: Write) -> Result<(), StoreError> {
@@ -362,6 +414,7 @@ impl Store for SqliteStore {
                 backlog,
                 oldest_pending_age_seconds: oldest.map(|at| (now - at).max(0) as f64 / 1000.0),
                 processed: events - backlog,
+                dlq: processing::dead_letter_count(conn)?,
             })
         })
         .await
@@ -387,6 +440,92 @@ impl Store for SqliteStore {
         // A full queue still drains: wait for room rather than drop the close request.
         if self.queue.send(Write::Close(reply)).await.is_ok() {
             let _ = done.await;
+        }
+    }
+
+    fn arrivals(&self) -> Arc<Notify> {
+        self.arrivals.clone()
+    }
+
+    async fn retrying(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        self.read(processing::retrying).await
+    }
+
+    async fn pending(&self, limit: u32) -> Result<Vec<PendingEvent>, StoreError> {
+        self.read(move |conn| processing::pending(conn, limit, now_ms())).await
+    }
+
+    async fn commit_processed(&self, batch: ProcessedBatch) -> Result<u64, StoreError> {
+        let done = self.exec(processing::commit_processed(batch)).await?;
+        self.backlog.fetch_sub(done.min(self.backlog.load(Ordering::Relaxed)), Ordering::Relaxed);
+        Ok(done)
+    }
+
+    async fn all_entities(&self) -> Result<Vec<(String, String, String)>, StoreError> {
+        self.read(processing::all_entities).await
+    }
+
+    async fn entities(
+        &self,
+        kind: EntityKind,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        self.read(move |conn| processing::entities(conn, kind, after.as_deref(), limit)).await
+    }
+
+    async fn entity(&self, kind: EntityKind, key: &str) -> Result<Option<String>, StoreError> {
+        let key = key.to_string();
+        self.read(move |conn| processing::entity(conn, kind, &key)).await
+    }
+
+    async fn alerts(&self, before: Option<i64>, limit: u32) -> Result<Vec<StoredAlert>, StoreError> {
+        self.read(move |conn| processing::alerts(conn, before, limit)).await
+    }
+
+    async fn dead_letters(&self, filter: DeadLetterFilter) -> Result<Vec<DeadLetter>, StoreError> {
+        self.read(move |conn| processing::dead_letters(conn, &filter)).await
+    }
+
+    async fn dead_letter(&self, id: &str) -> Result<Option<DeadLetter>, StoreError> {
+        let Some(id) = processing::dead_letter_seq(id) else { return Ok(None) };
+        self.read(move |conn| processing::dead_letter(conn, id)).await
+    }
+
+    async fn replay_dead_letters(&self, ids: Vec<String>) -> Result<u64, StoreError> {
+        let ids = ids.iter().filter_map(|id| processing::dead_letter_seq(id)).collect();
+        let replayed = self.exec(processing::replay_dead_letters(ids)).await?;
+        self.requeued(replayed);
+        Ok(replayed)
+    }
+
+    async fn discard_dead_letter(&self, id: &str) -> Result<bool, StoreError> {
+        let Some(id) = processing::dead_letter_seq(id) else { return Ok(false) };
+        Ok(self.exec(processing::discard_dead_letter(id)).await? > 0)
+    }
+
+    async fn replay_event(&self, id: &str) -> Result<bool, StoreError> {
+        let Some(seq) = seq_of(id) else { return Ok(false) };
+        let replayed = self.exec(processing::replay_event(seq)).await?;
+        self.requeued(replayed);
+        Ok(replayed > 0)
+    }
+
+    async fn applied_events(&self, after_seq: i64, limit: u32) -> Result<Vec<PendingEvent>, StoreError> {
+        self.read(move |conn| processing::applied_events(conn, after_seq, limit)).await
+    }
+
+    async fn replace_state(&self, entities: Vec<(EntityKind, String, String)>) -> Result<u64, StoreError> {
+        self.exec(processing::replace_state(entities)).await
+    }
+}
+
+impl SqliteStore {
+    /// Counts replayed events back into the backlog and wakes the worker.
+    fn requeued(&self, count: u64) {
+        if count > 0 {
+            self.backlog.fetch_add(count, Ordering::Relaxed);
+            self.arrivals.notify_one();
         }
     }
 }

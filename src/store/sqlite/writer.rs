@@ -21,8 +21,22 @@ pub(super) enum Write {
     Append(NewEvent, oneshot::Sender<Result<Appended, StoreError>>),
     /// Commit a tiny write to prove the database is writable.
     Probe(oneshot::Sender<Result<(), StoreError>>),
+    /// Run a statement group (processing results, DLQ changes) inside the batch's transaction,
+    /// in its own savepoint so its failure does not fail the appends beside it. Answered with
+    /// the closure's count after the commit.
+    Exec(ExecFn, oneshot::Sender<Result<u64, StoreError>>),
     /// Finish what is queued before this, then stop.
     Close(oneshot::Sender<()>),
+}
+
+/// Work run by the writer inside its transaction.
+pub(super) type ExecFn = Box<dyn FnOnce(&Connection) -> rusqlite::Result<u64> + Send>;
+
+/// What one write in a committed batch produced.
+enum Outcome {
+    Appended(Appended),
+    Executed(Result<u64, String>),
+    Nothing,
 }
 
 /// State the writer thread owns.
@@ -33,6 +47,8 @@ pub(super) struct Writer {
     pub dedupe: DedupeIndex,
     /// Most writes in one transaction.
     pub max_batch: usize,
+    /// Notified after a commit that stored new events.
+    pub arrivals: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// Runs until `Close` or every sender is gone.
@@ -63,6 +79,7 @@ fn refuse(write: Write) {
     match write {
         Write::Append(_, reply) => drop(reply.send(Err(closed()))),
         Write::Probe(reply) => drop(reply.send(Err(closed()))),
+        Write::Exec(_, reply) => drop(reply.send(Err(closed()))),
         Write::Close(reply) => drop(reply.send(())),
     }
 }
@@ -72,38 +89,49 @@ impl Writer {
     fn commit_batch(&mut self, batch: &mut Vec<Write>, backlog: &AtomicU64) -> Option<oneshot::Sender<()>> {
         let started = std::time::Instant::now();
         let mut added = Vec::new();
-        let result = self.insert_all(batch, &mut added).map_err(|error| error.to_string());
+        let result = self.run_all(batch, &mut added).map_err(|error| error.to_string());
         metrics::histogram!("tradehook_store_commit_seconds").record(started.elapsed().as_secs_f64());
-        let mut outcomes = match &result {
+        let mut outcomes = match result {
             Ok(outcomes) => {
-                let accepted = outcomes.iter().filter(|o| matches!(o, Appended::Accepted(_))).count();
+                let accepted =
+                    outcomes.iter().filter(|o| matches!(o, Outcome::Appended(Appended::Accepted(_)))).count();
                 backlog.fetch_add(accepted as u64, Ordering::Relaxed);
-                outcomes.clone().into_iter()
+                if accepted > 0 {
+                    self.arrivals.notify_one();
+                }
+                Ok(outcomes.into_iter())
             }
             Err(error) => {
                 tracing::error!(%error, writes = batch.len(), "commit failed; answering 503 to the whole batch");
                 for hash in added {
                     self.dedupe.remove(hash);
                 }
-                Vec::new().into_iter()
+                Err(error)
             }
         };
-        let failed = |message: &String| StoreError::Unavailable(message.clone());
+        let mut next = || match &mut outcomes {
+            Ok(outcomes) => Ok(outcomes.next().unwrap_or(Outcome::Nothing)),
+            Err(message) => Err(StoreError::Unavailable(message.clone())),
+        };
         let mut closing = None;
         let mut appends = 0u64;
         for write in batch.drain(..) {
+            let outcome = next();
             match write {
                 Write::Append(_, reply) => {
                     appends += 1;
-                    let outcome = match &result {
-                        Ok(_) => {
-                            outcomes.next().ok_or_else(|| StoreError::Internal("lost an outcome".into()))
-                        }
-                        Err(message) => Err(failed(message)),
-                    };
-                    let _ = reply.send(outcome);
+                    let _ = reply.send(outcome.and_then(|o| match o {
+                        Outcome::Appended(appended) => Ok(appended),
+                        _ => Err(StoreError::Internal("lost an outcome".into())),
+                    }));
                 }
-                Write::Probe(reply) => drop(reply.send(result.as_ref().map(|_| ()).map_err(failed))),
+                Write::Exec(_, reply) => {
+                    let _ = reply.send(outcome.and_then(|o| match o {
+                        Outcome::Executed(result) => result.map_err(StoreError::Internal),
+                        _ => Err(StoreError::Internal("lost an outcome".into())),
+                    }));
+                }
+                Write::Probe(reply) => drop(reply.send(outcome.map(|_| ()))),
                 Write::Close(reply) => closing = Some(reply),
             }
         }
@@ -113,9 +141,10 @@ impl Writer {
         closing
     }
 
-    /// Inserts every append of the batch in one transaction; all or nothing. Hashes added to the
-    /// index are pushed to `added` so a failed commit can undo them.
-    fn insert_all(&mut self, batch: &[Write], added: &mut Vec<i64>) -> rusqlite::Result<Vec<Appended>> {
+    /// Runs every write of the batch in one transaction and commits; all or nothing, except that
+    /// a failing `Exec` is rolled back to its savepoint alone. Hashes added to the index are
+    /// pushed to `added` so a failed commit can undo them.
+    fn run_all(&mut self, batch: &mut [Write], added: &mut Vec<i64>) -> rusqlite::Result<Vec<Outcome>> {
         let tx = self.conn.transaction()?;
         let mut outcomes = Vec::with_capacity(batch.len());
         {
@@ -123,12 +152,12 @@ impl Writer {
                 "INSERT INTO events (source, event_key, key_hash, event_type, received_at, client_ip, headers, body)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?;
-            for write in batch {
+            for write in batch.iter_mut() {
                 match write {
                     Write::Append(event, _) => {
                         let hash = self.dedupe.hash(&event.source, &event.event_key);
                         if let Some(seq) = find_stored(&tx, &self.dedupe, hash, event)? {
-                            outcomes.push(Appended::Duplicate(event_id(seq)));
+                            outcomes.push(Outcome::Appended(Appended::Duplicate(event_id(seq))));
                             continue;
                         }
                         insert.execute(params![
@@ -145,7 +174,22 @@ impl Writer {
                         if self.dedupe.insert(hash, seq) {
                             added.push(hash);
                         }
-                        outcomes.push(Appended::Accepted(event_id(seq)));
+                        outcomes.push(Outcome::Appended(Appended::Accepted(event_id(seq))));
+                    }
+                    Write::Exec(work, _) => {
+                        // Taken out of the request: it runs exactly once.
+                        let work = std::mem::replace(work, Box::new(|_| Ok(0)));
+                        tx.execute_batch("SAVEPOINT exec")?;
+                        match work(&tx) {
+                            Ok(count) => {
+                                tx.execute_batch("RELEASE exec")?;
+                                outcomes.push(Outcome::Executed(Ok(count)));
+                            }
+                            Err(error) => {
+                                tx.execute_batch("ROLLBACK TO exec; RELEASE exec")?;
+                                outcomes.push(Outcome::Executed(Err(error.to_string())));
+                            }
+                        }
                     }
                     Write::Probe(_) => {
                         tx.execute(
@@ -153,8 +197,9 @@ impl Writer {
                              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                             params![now_ms().to_string()],
                         )?;
+                        outcomes.push(Outcome::Nothing);
                     }
-                    Write::Close(_) => {}
+                    Write::Close(_) => outcomes.push(Outcome::Nothing),
                 }
             }
         }

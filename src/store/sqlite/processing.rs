@@ -1,0 +1,328 @@
+//! SQL for processing: reading due events, committing a processed batch, trading-state
+//! documents, alerts and the dead-letter queue.
+//!
+//! Writes are built here as closures that the writer thread runs inside its transaction, so a
+//! processed batch commits in one transaction (and may share its fsync with concurrent appends).
+
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
+
+use super::event_id;
+use super::writer::ExecFn;
+use crate::store::processing::{
+    DeadLetter, DeadLetterFilter, EntityKind, PendingEvent, ProcessedBatch, StoredAlert,
+};
+use crate::store::{now_ms, rfc3339};
+
+/// Up to `limit` unprocessed events that are due at `now`, in arrival order.
+pub(super) fn pending(conn: &Connection, limit: u32, now: i64) -> rusqlite::Result<Vec<PendingEvent>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT seq, source, body, received_at, attempts, coalesce(history, '[]') FROM events
+         WHERE processed_at IS NULL AND (next_attempt_at IS NULL OR next_attempt_at <= ?1)
+         ORDER BY seq LIMIT ?2",
+    )?;
+    let rows = statement.query_map(params![now, limit], |row| {
+        Ok(PendingEvent {
+            seq: row.get(0)?,
+            source: row.get(1)?,
+            body: bytes::Bytes::from(row.get::<_, Vec<u8>>(2)?),
+            received_at: row.get(3)?,
+            attempts: row.get(4)?,
+            history: row.get(5)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Ordering keys of events waiting for a retry, with when it is due.
+pub(super) fn retrying(conn: &Connection) -> rusqlite::Result<Vec<(String, i64)>> {
+    let mut statement = conn.prepare(
+        "SELECT ordering_key, max(next_attempt_at) FROM events
+         WHERE processed_at IS NULL AND attempts > 0 AND ordering_key IS NOT NULL GROUP BY ordering_key",
+    )?;
+    let rows =
+        statement.query_map([], |row| Ok((row.get(0)?, row.get::<_, Option<i64>>(1)?.unwrap_or(0))))?;
+    rows.collect()
+}
+
+/// The write of one processed batch; counts the events that left the pending set.
+pub(super) fn commit_processed(batch: ProcessedBatch) -> ExecFn {
+    Box::new(move |tx: &Connection| {
+        let now = now_ms();
+        let mut done = 0u64;
+        {
+            let mut mark = tx.prepare_cached(
+                "UPDATE events SET processed_at = ?2, outcome = ?3, next_attempt_at = NULL
+                 WHERE seq = ?1 AND processed_at IS NULL",
+            )?;
+            for (seq, outcome) in &batch.processed {
+                done += mark.execute(params![seq, now, outcome])? as u64;
+            }
+        }
+        for retry in &batch.retries {
+            tx.execute(
+                "UPDATE events SET attempts = ?2, next_attempt_at = ?3, ordering_key = ?4, history = ?5
+                 WHERE seq = ?1",
+                params![retry.seq, retry.attempts, retry.next_attempt_at, retry.ordering_key, retry.history],
+            )?;
+        }
+        for deferral in &batch.deferred {
+            tx.execute(
+                "UPDATE events SET next_attempt_at = ?2, ordering_key = ?3 WHERE seq = ?1",
+                params![deferral.seq, deferral.until, deferral.ordering_key],
+            )?;
+        }
+        for dead in &batch.dead {
+            let marked = tx.execute(
+                "UPDATE events SET processed_at = ?2, outcome = 'dead', attempts = ?3, next_attempt_at = NULL,
+                 history = ?4 WHERE seq = ?1 AND processed_at IS NULL",
+                params![dead.seq, now, dead.attempts, dead.history],
+            )?;
+            done += marked as u64;
+            tx.execute(
+                "INSERT INTO dead_letters (event_seq, kind, reason, attempts, last_error, history, dead_at)
+                 VALUES (?1, 'event', ?2, ?3, ?4, ?5, ?6)",
+                params![dead.seq, dead.reason, dead.attempts, dead.last_error, dead.history, now],
+            )?;
+            if let Some(key) = &dead.ordering_key {
+                // Events that waited behind this one go ahead now.
+                tx.execute(
+                    "UPDATE events SET next_attempt_at = NULL
+                     WHERE processed_at IS NULL AND ordering_key = ?1 AND attempts = 0",
+                    params![key],
+                )?;
+            }
+        }
+        {
+            let mut upsert = tx.prepare_cached(
+                "INSERT INTO state (kind, key, doc) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (kind, key) DO UPDATE SET doc = excluded.doc",
+            )?;
+            let mut delete = tx.prepare_cached("DELETE FROM state WHERE kind = ?1 AND key = ?2")?;
+            for change in &batch.entities {
+                match &change.doc {
+                    Some(doc) => upsert.execute(params![change.kind.as_str(), change.key, doc])?,
+                    None => delete.execute(params![change.kind.as_str(), change.key])?,
+                };
+            }
+        }
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO alerts (kind, subject, message, at, event_seq) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for alert in &batch.alerts {
+                insert.execute(params![
+                    alert.kind,
+                    alert.subject,
+                    alert.message,
+                    alert.at,
+                    alert.event_seq
+                ])?;
+            }
+        }
+        Ok(done)
+    })
+}
+
+/// Every stored entity: (kind, key, doc).
+pub(super) fn all_entities(conn: &Connection) -> rusqlite::Result<Vec<(String, String, String)>> {
+    let mut statement = conn.prepare("SELECT kind, key, doc FROM state")?;
+    let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+    rows.collect()
+}
+
+/// Entities of one kind in key order, after `after` (exclusive), at most `limit`.
+pub(super) fn entities(
+    conn: &Connection,
+    kind: EntityKind,
+    after: Option<&str>,
+    limit: u32,
+) -> rusqlite::Result<Vec<(String, String)>> {
+    let mut statement =
+        conn.prepare_cached("SELECT key, doc FROM state WHERE kind = ?1 AND key > ?2 ORDER BY key LIMIT ?3")?;
+    let rows = statement.query_map(params![kind.as_str(), after.unwrap_or(""), limit], |row| {
+        Ok((row.get(0)?, row.get(1)?))
+    })?;
+    rows.collect()
+}
+
+/// One entity's document.
+pub(super) fn entity(conn: &Connection, kind: EntityKind, key: &str) -> rusqlite::Result<Option<String>> {
+    conn.query_row("SELECT doc FROM state WHERE kind = ?1 AND key = ?2", params![kind.as_str(), key], |row| {
+        row.get(0)
+    })
+    .optional()
+}
+
+/// The newest alerts, newest first, optionally older than `before` (an alert id).
+pub(super) fn alerts(
+    conn: &Connection,
+    before: Option<i64>,
+    limit: u32,
+) -> rusqlite::Result<Vec<StoredAlert>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT id, kind, subject, message, at, event_seq FROM alerts WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
+    )?;
+    let rows = statement.query_map(params![before.unwrap_or(i64::MAX), limit], |row| {
+        Ok(StoredAlert {
+            id: row.get(0)?,
+            kind: row.get(1)?,
+            subject: row.get(2)?,
+            message: row.get(3)?,
+            at: row.get(4)?,
+            event_id: row.get::<_, Option<i64>>(5)?.map(event_id),
+        })
+    })?;
+    rows.collect()
+}
+
+const DEAD_LETTER_COLUMNS: &str =
+    "d.id, d.event_seq, d.kind, d.webhook_id, d.reason, d.attempts, d.last_error,
+     d.dead_at, e.source, e.event_type, d.history";
+
+fn dead_letter_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeadLetter> {
+    let history: String = row.get(10)?;
+    Ok(DeadLetter {
+        id: format!("dlq_{}", row.get::<_, i64>(0)?),
+        event_id: event_id(row.get(1)?),
+        kind: row.get(2)?,
+        webhook_id: row.get(3)?,
+        reason: row.get(4)?,
+        attempts: row.get(5)?,
+        last_error: row.get(6)?,
+        dead_at: rfc3339(row.get(7)?),
+        source: row.get::<_, Option<String>>(8)?.unwrap_or_default(),
+        event_type: row.get(9)?,
+        history: serde_json::from_str(&history).unwrap_or(serde_json::Value::Null),
+    })
+}
+
+/// The seq of a `dlq_<n>` id.
+pub(super) fn dead_letter_seq(id: &str) -> Option<i64> {
+    id.strip_prefix("dlq_").and_then(|n| n.parse().ok()).filter(|n: &i64| *n > 0)
+}
+
+/// Dead letters matching `filter`, newest first.
+pub(super) fn dead_letters(
+    conn: &Connection,
+    filter: &DeadLetterFilter,
+) -> rusqlite::Result<Vec<DeadLetter>> {
+    let (clauses, values) = dead_letter_where(filter);
+    let sql = format!(
+        "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters d LEFT JOIN events e ON e.seq = d.event_seq
+         {clauses} ORDER BY d.id DESC LIMIT {}",
+        filter.limit.clamp(1, 10_000)
+    );
+    let mut statement = conn.prepare(&sql)?;
+    let rows = statement.query_map(params_from_iter(values), dead_letter_from_row)?;
+    rows.collect()
+}
+
+fn dead_letter_where(filter: &DeadLetterFilter) -> (String, Vec<String>) {
+    let mut clauses = Vec::new();
+    let mut values = Vec::new();
+    let conditions = [
+        (&filter.source, "e.source = ?"),
+        (&filter.event_type, "e.event_type = ?"),
+        (&filter.kind, "d.kind = ?"),
+        (&filter.reason, "instr(d.reason, ?) > 0"),
+    ];
+    for (value, condition) in conditions {
+        if let Some(value) = value {
+            values.push(value.clone());
+            clauses.push(condition.replace('?', &format!("?{}", values.len())));
+        }
+    }
+    let text = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
+    (text, values)
+}
+
+/// One dead letter.
+pub(super) fn dead_letter(conn: &Connection, id: i64) -> rusqlite::Result<Option<DeadLetter>> {
+    conn.query_row(
+        &format!(
+            "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters d LEFT JOIN events e ON e.seq = d.event_seq WHERE d.id = ?1"
+        ),
+        [id],
+        dead_letter_from_row,
+    )
+    .optional()
+}
+
+/// Puts the events of these dead letters back in the queue and removes the entries; counts them.
+pub(super) fn replay_dead_letters(ids: Vec<i64>) -> ExecFn {
+    Box::new(move |tx: &Connection| {
+        let mut replayed = 0;
+        for id in ids {
+            let seq: Option<i64> = tx
+                .query_row("SELECT event_seq FROM dead_letters WHERE id = ?1", [id], |row| row.get(0))
+                .optional()?;
+            let Some(seq) = seq else { continue };
+            tx.execute("DELETE FROM dead_letters WHERE id = ?1", [id])?;
+            replayed += requeue(tx, seq)?;
+        }
+        Ok(replayed)
+    })
+}
+
+/// Removes a dead letter for good (its event stays stored, processed as `dead`).
+pub(super) fn discard_dead_letter(id: i64) -> ExecFn {
+    Box::new(move |tx: &Connection| Ok(tx.execute("DELETE FROM dead_letters WHERE id = ?1", [id])? as u64))
+}
+
+/// Puts one stored event back in the queue (processing is idempotent, so a processed event
+/// changes nothing when applied again); any dead letter of it goes.
+pub(super) fn replay_event(seq: i64) -> ExecFn {
+    Box::new(move |tx: &Connection| {
+        tx.execute("DELETE FROM dead_letters WHERE event_seq = ?1 AND kind = 'event'", [seq])?;
+        requeue(tx, seq)
+    })
+}
+
+fn requeue(tx: &Connection, seq: i64) -> rusqlite::Result<u64> {
+    let changed = tx.execute(
+        "UPDATE events SET processed_at = NULL, outcome = NULL, attempts = 0, next_attempt_at = NULL, history = NULL
+         WHERE seq = ?1 AND processed_at IS NOT NULL",
+        [seq],
+    )?;
+    Ok(changed as u64)
+}
+
+/// Replaces the whole trading state (for `rebuild-state`).
+pub(super) fn replace_state(entities: Vec<(EntityKind, String, String)>) -> ExecFn {
+    Box::new(move |tx: &Connection| {
+        tx.execute("DELETE FROM state", [])?;
+        let mut insert = tx.prepare_cached("INSERT INTO state (kind, key, doc) VALUES (?1, ?2, ?3)")?;
+        for (kind, key, doc) in &entities {
+            insert.execute(params![kind.as_str(), key, doc])?;
+        }
+        Ok(entities.len() as u64)
+    })
+}
+
+/// Events processed with outcome `applied`, in arrival order, after `after_seq`, at most `limit`.
+pub(super) fn applied_events(
+    conn: &Connection,
+    after_seq: i64,
+    limit: u32,
+) -> rusqlite::Result<Vec<PendingEvent>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT seq, source, body, received_at, attempts, '[]' FROM events
+         WHERE seq > ?1 AND outcome = 'applied' ORDER BY seq LIMIT ?2",
+    )?;
+    let rows = statement.query_map(params![after_seq, limit], |row| {
+        Ok(PendingEvent {
+            seq: row.get(0)?,
+            source: row.get(1)?,
+            body: bytes::Bytes::from(row.get::<_, Vec<u8>>(2)?),
+            received_at: row.get(3)?,
+            attempts: row.get(4)?,
+            history: row.get(5)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Number of dead letters.
+pub(super) fn dead_letter_count(conn: &Connection) -> rusqlite::Result<u64> {
+    conn.query_row("SELECT count(*) FROM dead_letters", [], |row| row.get(0))
+}

@@ -1,0 +1,204 @@
+//! One stored event through the pure core: parse by the source's format, compute its ordering
+//! key, apply it to the trading state, and say which entities changed.
+//!
+//! No I/O here. A schema error is final (the event is set aside, state untouched); only a panic
+//! inside the core is treated as retriable, since it may be a bug fixed by a later release.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::config::{Format, SourceConfig};
+use crate::store::{EntityChange, EntityKind, NewAlert, PendingEvent};
+use crate::trading::{
+    parse_event, parse_tradingview, Applied, CanonicalEvent, TradingState, TradingViewMapping,
+};
+
+/// How one source's events are read.
+#[derive(Debug, Clone)]
+pub struct SourceRules {
+    /// Payload format.
+    pub format: Format,
+    /// TradingView field mapping.
+    pub tradingview: TradingViewMapping,
+    /// JSON pointers tried for the ordering key before the canonical one.
+    pub ordering_key: Vec<String>,
+}
+
+impl SourceRules {
+    /// Rules for every configured source, by name.
+    pub fn from_config(sources: &[SourceConfig]) -> HashMap<String, SourceRules> {
+        sources
+            .iter()
+            .map(|s| {
+                let rules = SourceRules {
+                    format: s.format,
+                    tradingview: s.tradingview.clone().unwrap_or_default(),
+                    ordering_key: s.ordering_key.clone(),
+                };
+                (s.name.clone(), rules)
+            })
+            .collect()
+    }
+}
+
+/// What reading an event gave.
+#[derive(Debug)]
+pub enum Parsed {
+    /// A canonical event for the trading state, with its ordering key.
+    Trading(Box<CanonicalEvent>, Option<String>),
+    /// Valid, but nothing for the trading state (a `generic` source), with its ordering key.
+    Passive(Option<String>),
+}
+
+/// Parses a stored event according to its source's rules; `Err` is a schema error (final).
+pub fn parse(rules: Option<&SourceRules>, event: &PendingEvent) -> Result<Parsed, String> {
+    let Some(rules) = rules else {
+        return Err(format!("source `{}` is not configured any more; replay it once it is", event.source));
+    };
+    let json: Value = serde_json::from_slice(&event.body).map_err(|e| format!("body is not JSON: {e}"))?;
+    let custom_key = rules.ordering_key.iter().find_map(|pointer| json.pointer(pointer).and_then(key_text));
+    match rules.format {
+        Format::Generic => Ok(Parsed::Passive(custom_key)),
+        Format::Vibetrading => {
+            let canonical = parse_event(&json).map_err(|e| e.to_string())?;
+            let key = custom_key.or_else(|| canonical.ordering_key().map(str::to_owned));
+            Ok(Parsed::Trading(Box::new(canonical), key))
+        }
+        Format::Tradingview => {
+            let received = DateTime::<Utc>::from_timestamp_millis(event.received_at).unwrap_or_default();
+            let canonical =
+                parse_tradingview(&json, &rules.tradingview, received).map_err(|e| e.to_string())?;
+            let key = custom_key.or_else(|| canonical.ordering_key().map(str::to_owned));
+            Ok(Parsed::Trading(Box::new(canonical), key))
+        }
+    }
+}
+
+fn key_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// The key of a position or balance entity in the `state` table: `symbol|account`.
+fn keyed(name: &str, account: &Option<String>) -> String {
+    format!("{name}|{}", account.as_deref().unwrap_or(""))
+}
+
+/// The documents of the entities `applied` touched, read from `state` after the change.
+pub fn changes(state: &TradingState, applied: &Applied) -> Result<Vec<EntityChange>, serde_json::Error> {
+    let touched = &applied.touched;
+    let mut out = Vec::new();
+    let doc = |value: Option<String>| value;
+    for id in &touched.orders {
+        let value = state.orders.get(id).map(serde_json::to_string).transpose()?;
+        out.push(EntityChange { kind: EntityKind::Order, key: id.clone(), doc: doc(value) });
+    }
+    for key in &touched.positions {
+        let value = state.positions.get(key).map(serde_json::to_string).transpose()?;
+        out.push(EntityChange {
+            kind: EntityKind::Position,
+            key: keyed(&key.symbol, &key.account),
+            doc: value,
+        });
+    }
+    for key in &touched.balances {
+        let value = state.balances.get(key).map(serde_json::to_string).transpose()?;
+        out.push(EntityChange {
+            kind: EntityKind::Balance,
+            key: keyed(&key.asset, &key.account),
+            doc: value,
+        });
+    }
+    for id in &touched.ledger {
+        let value = state.ledger.get(id).map(serde_json::to_string).transpose()?;
+        out.push(EntityChange { kind: EntityKind::Ledger, key: id.clone(), doc: value });
+    }
+    for key in &touched.signals {
+        let value = state.signals.get(key).map(serde_json::to_string).transpose()?;
+        out.push(EntityChange { kind: EntityKind::Signal, key: key.clone(), doc: value });
+    }
+    for key in &touched.maintenance {
+        let value = state.maintenance.get(key).map(serde_json::to_string).transpose()?;
+        out.push(EntityChange { kind: EntityKind::Maintenance, key: key.clone(), doc: value });
+    }
+    Ok(out)
+}
+
+/// The alerts of `applied` as rows to store.
+pub fn alerts(applied: &Applied, seq: i64) -> Vec<NewAlert> {
+    applied
+        .alerts
+        .iter()
+        .map(|alert| NewAlert {
+            kind: serde_json::to_value(alert.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_else(|| "data_quality".into()),
+            subject: alert.subject.clone(),
+            message: alert.message.clone(),
+            at: alert.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            event_seq: Some(seq),
+        })
+        .collect()
+}
+
+/// Rebuilds a trading state from stored entity documents (what the worker loads at start).
+pub fn load_state(entities: Vec<(String, String, String)>) -> Result<TradingState, String> {
+    let mut state = TradingState::new();
+    for (kind, key, doc) in entities {
+        let bad = |e: serde_json::Error| format!("stored {kind} `{key}` is unreadable: {e}");
+        match kind.as_str() {
+            "order" => {
+                let order: crate::trading::Order = serde_json::from_str(&doc).map_err(bad)?;
+                state.orders.insert(order.order_id.clone(), order);
+            }
+            "position" => {
+                let position: crate::trading::Position = serde_json::from_str(&doc).map_err(bad)?;
+                let key = crate::trading::PositionKey {
+                    account: position.account.clone(),
+                    symbol: position.symbol.clone(),
+                };
+                state.positions.insert(key, position);
+            }
+            "balance" => {
+                let balance: crate::trading::Balance = serde_json::from_str(&doc).map_err(bad)?;
+                state.balances.insert(balance.key(), balance);
+            }
+            "ledger" => {
+                let entry: crate::trading::LedgerEntry = serde_json::from_str(&doc).map_err(bad)?;
+                state.ledger.insert(entry.transaction_id.clone(), entry);
+            }
+            "signal" => {
+                state.signals.insert(key.clone(), serde_json::from_str(&doc).map_err(bad)?);
+            }
+            "maintenance" => {
+                state.maintenance.insert(key.clone(), serde_json::from_str(&doc).map_err(bad)?);
+            }
+            other => return Err(format!("unknown entity kind `{other}` in the state table")),
+        }
+    }
+    // Positions are stored without their fills; derive them from the orders again.
+    state.rebuild_positions();
+    Ok(state)
+}
+
+/// Every entity of a state as (kind, key, document), for `rebuild-state`.
+pub fn all_documents(state: &TradingState) -> Result<Vec<(EntityKind, String, String)>, serde_json::Error> {
+    let mut touched = crate::trading::Touched::default();
+    touched.orders.extend(state.orders.keys().cloned());
+    touched.positions.extend(state.positions.keys().cloned());
+    touched.balances.extend(state.balances.keys().cloned());
+    touched.ledger.extend(state.ledger.keys().cloned());
+    touched.signals.extend(state.signals.keys().cloned());
+    touched.maintenance.extend(state.maintenance.keys().cloned());
+    let applied = Applied { alerts: Vec::new(), touched };
+    Ok(changes(state, &applied)?
+        .into_iter()
+        .filter_map(|change| change.doc.map(|doc| (change.kind, change.key, doc)))
+        .collect())
+}

@@ -1,0 +1,276 @@
+//! The worker: turns stored events into trading state, in the background.
+//!
+//! Each round reads the due, unprocessed events in arrival order, applies them to the in-memory
+//! [`TradingState`], and commits ONE [`ProcessedBatch`] — the changed entities, the alerts, the
+//! "processed" marks, retries and dead letters — in one transaction. So a `kill -9` at any point
+//! either keeps a whole round or none of it; on restart the state is loaded from the store and
+//! the same events are applied again to the same state: nothing is lost, nothing applied twice.
+//!
+//! Ordering: state changes are applied one event at a time in arrival order, which is at least
+//! the per-key order SPEC §2 asks for (the core makes the result independent of order anyway;
+//! applying an event costs microseconds, so one thread keeps up with ingest). When an event fails
+//! and waits for a retry, later events with the same ordering key are deferred behind it; other
+//! keys go on. Schema errors are final and go straight to the dead-letter queue.
+
+pub mod apply;
+pub mod lag;
+pub mod retry;
+
+use std::collections::{BTreeMap, HashMap};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::{
+    now_ms, rfc3339, Deferral, NewDeadLetter, PendingEvent, ProcessedBatch, Retry, SharedStore, StoreError,
+};
+use crate::trading::TradingState;
+use apply::{Parsed, SourceRules};
+use lag::LagTracker;
+use retry::RetryPolicy;
+
+/// Most events in one round.
+pub const BATCH_LIMIT: u32 = 2000;
+
+/// The background processor of stored events.
+pub struct Worker {
+    store: SharedStore,
+    rules: HashMap<String, SourceRules>,
+    retry: RetryPolicy,
+    state: TradingState,
+    /// Ordering keys waiting for a failed event's retry → when that retry is due (unix ms).
+    blocked: HashMap<String, i64>,
+    lag: Arc<LagTracker>,
+}
+
+impl Worker {
+    /// Loads the trading state and the keys waiting on retries from the store.
+    pub async fn start(
+        store: SharedStore,
+        rules: HashMap<String, SourceRules>,
+        retry: RetryPolicy,
+        lag: Arc<LagTracker>,
+    ) -> Result<Worker, StoreError> {
+        let state = apply::load_state(store.all_entities().await?).map_err(StoreError::Internal)?;
+        let blocked = store.retrying().await?.into_iter().collect();
+        Ok(Worker { store, rules, retry, state, blocked, lag })
+    }
+
+    /// Processes until `shutdown`; finishes the round in progress first.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let arrivals = self.store.arrivals();
+        let mut failures = 0u32;
+        while !shutdown.is_cancelled() {
+            match self.round().await {
+                Ok(handled) if handled >= BATCH_LIMIT as usize => continue,
+                Ok(_) => {
+                    failures = 0;
+                    // Sleep until new events arrive, or a retry may be due.
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = arrivals.notified() => {}
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    }
+                }
+                Err(error) => {
+                    failures = failures.saturating_add(1);
+                    let pause = Duration::from_millis(100 * u64::from(failures.min(50)));
+                    tracing::warn!(%error, ?pause, "processing round failed; reloading state and retrying");
+                    if let Err(error) = self.reload().await {
+                        tracing::error!(%error, "cannot reload trading state");
+                    }
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(pause) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Replaces the in-memory state with the committed one.
+    async fn reload(&mut self) -> Result<(), StoreError> {
+        self.state = apply::load_state(self.store.all_entities().await?).map_err(StoreError::Internal)?;
+        self.blocked = self.store.retrying().await?.into_iter().collect();
+        Ok(())
+    }
+
+    /// One round: read due events, apply, commit. Returns how many events it handled.
+    pub async fn round(&mut self) -> Result<usize, StoreError> {
+        let events = self.store.pending(BATCH_LIMIT).await?;
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let outcome = self.process(&events);
+        let (batch, unblocked, poisoned) = match outcome {
+            Ok(done) => done,
+            Err(internal) => return Err(StoreError::Internal(internal)),
+        };
+        let done = self.store.commit_processed(batch).await;
+        match done {
+            Ok(_) => {
+                for key in unblocked {
+                    self.blocked.remove(&key);
+                }
+                let now = now_ms();
+                for event in &events {
+                    self.lag.record(now - event.received_at);
+                }
+                if poisoned {
+                    // A panic may have left the in-memory state half-changed: start from the store.
+                    self.reload().await?;
+                }
+                Ok(events.len())
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Applies `events` to the state and decides what to commit. `Err` only for a state that
+    /// cannot be serialized (a bug). The flag says the state must be reloaded after the commit.
+    fn process(&mut self, events: &[PendingEvent]) -> Result<(ProcessedBatch, Vec<String>, bool), String> {
+        let mut batch = ProcessedBatch::default();
+        let mut unblocked = Vec::new();
+        let mut documents = BTreeMap::new();
+        for event in events {
+            let parsed = match apply::parse(self.rules.get(&event.source), event) {
+                Ok(parsed) => parsed,
+                Err(reason) => {
+                    batch.dead.push(dead_letter(event, reason, None));
+                    continue;
+                }
+            };
+            let key = match &parsed {
+                Parsed::Trading(_, key) | Parsed::Passive(key) => key.clone(),
+            };
+            if let Some(until) = key.as_ref().and_then(|k| self.blocked.get(k)) {
+                if event.attempts == 0 {
+                    let ordering_key = key.clone().unwrap_or_default();
+                    batch.deferred.push(Deferral { seq: event.seq, ordering_key, until: *until });
+                    continue;
+                }
+            }
+            let Parsed::Trading(canonical, _) = parsed else {
+                batch.processed.push((event.seq, "stored"));
+                continue;
+            };
+            let state = &mut self.state;
+            match std::panic::catch_unwind(AssertUnwindSafe(|| state.apply(&canonical))) {
+                Ok(applied) => {
+                    for change in apply::changes(&self.state, &applied).map_err(|e| e.to_string())? {
+                        documents.insert((change.kind, change.key.clone()), change);
+                    }
+                    batch.alerts.extend(apply::alerts(&applied, event.seq));
+                    batch.processed.push((event.seq, "applied"));
+                    if event.attempts > 0 {
+                        unblocked.extend(key);
+                    }
+                }
+                Err(panic) => {
+                    let message = panic_message(panic.as_ref());
+                    tracing::error!(seq = event.seq, %message, "applying an event panicked");
+                    // Commit only this event's failure; everything else of the round is read
+                    // and applied again after the state is reloaded.
+                    let failure = self.failure(event, key, message);
+                    return Ok((failure, Vec::new(), true));
+                }
+            }
+        }
+        batch.entities = documents.into_values().collect();
+        Ok((batch, unblocked, false))
+    }
+
+    /// The batch that records one failed attempt: a retry, or a dead letter when they ran out.
+    fn failure(&mut self, event: &PendingEvent, key: Option<String>, error: String) -> ProcessedBatch {
+        let attempts = event.attempts.saturating_add(1);
+        let history = append_history(&event.history, &error);
+        let mut batch = ProcessedBatch::default();
+        match self.retry.next_delay(attempts) {
+            Some(delay) => {
+                let next_attempt_at = now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2);
+                if let Some(key) = &key {
+                    self.blocked.insert(key.clone(), next_attempt_at);
+                }
+                batch.retries.push(Retry {
+                    seq: event.seq,
+                    attempts,
+                    next_attempt_at,
+                    ordering_key: key,
+                    history,
+                });
+            }
+            None => {
+                if let Some(key) = &key {
+                    self.blocked.remove(key);
+                }
+                let reason = format!("failed {attempts} times: {error}");
+                batch.dead.push(NewDeadLetter {
+                    seq: event.seq,
+                    reason,
+                    attempts,
+                    last_error: error,
+                    history,
+                    ordering_key: key,
+                });
+            }
+        }
+        batch
+    }
+
+    /// The current in-memory state (for tests and rebuild comparisons).
+    pub fn state(&self) -> &TradingState {
+        &self.state
+    }
+}
+
+/// A dead letter for an event that can never be processed (schema error).
+fn dead_letter(event: &PendingEvent, reason: String, key: Option<String>) -> NewDeadLetter {
+    NewDeadLetter {
+        seq: event.seq,
+        history: append_history(&event.history, &reason),
+        attempts: event.attempts.saturating_add(1),
+        last_error: reason.clone(),
+        reason,
+        ordering_key: key,
+    }
+}
+
+fn append_history(history: &str, error: &str) -> String {
+    let mut list: Vec<serde_json::Value> = serde_json::from_str(history).unwrap_or_default();
+    list.push(json!({ "at": rfc3339(now_ms()), "error": error }));
+    serde_json::Value::Array(list).to_string()
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into())
+}
+
+/// Recomputes the trading state from every event processed as `applied`, in arrival order, and
+/// replaces the stored state with it (`tradehook rebuild-state`). Returns the rebuilt state.
+pub async fn rebuild_state(
+    store: &SharedStore,
+    rules: &HashMap<String, SourceRules>,
+) -> Result<TradingState, StoreError> {
+    let mut state = TradingState::new();
+    let mut after = 0i64;
+    loop {
+        let events = store.applied_events(after, 5000).await?;
+        let Some(last) = events.last() else { break };
+        after = last.seq;
+        for event in &events {
+            if let Ok(Parsed::Trading(canonical, _)) = apply::parse(rules.get(&event.source), event) {
+                state.apply(&canonical);
+            }
+        }
+    }
+    let documents = apply::all_documents(&state).map_err(|e| StoreError::Internal(e.to_string()))?;
+    store.replace_state(documents).await?;
+    Ok(state)
+}
