@@ -4,6 +4,7 @@
 
 mod bench;
 mod config_check;
+mod rebuild;
 pub mod samples;
 mod send;
 mod serve;
@@ -44,6 +45,8 @@ pub enum Command {
     },
     /// Load-test a receiver with unique signed events and report latency and throughput.
     Bench(bench::BenchArgs),
+    /// Recompute all trading state from the stored raw events (gateway stopped).
+    RebuildState(rebuild::RebuildArgs),
 }
 
 /// `tradehook config …`.
@@ -84,6 +87,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sign(args) => sign::run(args),
         Command::Config { action: ConfigAction::Check } => config_check::run(cli.config.as_deref()),
         Command::Bench(args) => bench::run(args).await,
+        Command::RebuildState(args) => rebuild::run(args, load(&cli.config)?).await,
     }
 }
 

@@ -258,6 +258,17 @@ pub async fn rebuild_state(
     store: &SharedStore,
     rules: &HashMap<String, SourceRules>,
 ) -> Result<TradingState, StoreError> {
+    let state = recompute_state(store, rules).await?;
+    let documents = apply::all_documents(&state).map_err(|e| StoreError::Internal(e.to_string()))?;
+    store.replace_state(documents).await?;
+    Ok(state)
+}
+
+/// The trading state recomputed from every event processed as `applied`, in arrival order.
+pub async fn recompute_state(
+    store: &SharedStore,
+    rules: &HashMap<String, SourceRules>,
+) -> Result<TradingState, StoreError> {
     let mut state = TradingState::new();
     let mut after = 0i64;
     loop {
@@ -270,7 +281,5 @@ pub async fn rebuild_state(
             }
         }
     }
-    let documents = apply::all_documents(&state).map_err(|e| StoreError::Internal(e.to_string()))?;
-    store.replace_state(documents).await?;
     Ok(state)
 }

@@ -224,3 +224,39 @@ impl Drop for ServerProcess {
         let _ = self.child.wait();
     }
 }
+
+/// Waits until the worker has processed everything stored (backlog 0), at most 20 s.
+pub async fn wait_processed(addr: SocketAddr) -> serde_json::Value {
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    for _ in 0..400 {
+        let url = format!("http://{addr}/api/v1/status");
+        let status = request(Method::GET, &url, &[("authorization", &auth)], Vec::new()).await;
+        if status.json["backlog"] == 0 {
+            return status.json;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("backlog did not drain within 20 s");
+}
+
+/// GET `/api/v1{path}` with the admin token on a server at `addr`.
+pub async fn api_get(addr: SocketAddr, path: &str) -> Answer {
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    request(Method::GET, &format!("http://{addr}/api/v1{path}"), &[("authorization", &auth)], Vec::new())
+        .await
+}
+
+/// POST JSON to `/api/v1{path}` with the admin token.
+pub async fn api_post(addr: SocketAddr, path: &str, body: serde_json::Value) -> Answer {
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    let headers = [("authorization", auth.as_str()), ("content-type", "application/json")];
+    request(Method::POST, &format!("http://{addr}/api/v1{path}"), &headers, body.to_string().into_bytes())
+        .await
+}
+
+/// DELETE `/api/v1{path}` with the admin token.
+pub async fn api_delete(addr: SocketAddr, path: &str) -> Answer {
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    request(Method::DELETE, &format!("http://{addr}/api/v1{path}"), &[("authorization", &auth)], Vec::new())
+        .await
+}

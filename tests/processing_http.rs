@@ -1,0 +1,234 @@
+//! Processing over real HTTP: events sent to the gateway become orders, positions, balances and
+//! alerts in the state API; bad events go to the dead-letter queue, which can be replayed and
+//! discarded.
+
+mod common;
+
+use common::*;
+use http::StatusCode;
+use serde_json::json;
+use tradehook::config::{Format, SourceConfig};
+use tradehook::ingest::signature::Scheme;
+
+async fn send(server: &TestServer, event: serde_json::Value) -> String {
+    let answer = post_event(server, &event.to_string()).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    answer.json["id"].as_str().unwrap().to_string()
+}
+
+fn order_created(id: &str, order_id: &str, side: &str, quantity: f64) -> serde_json::Value {
+    json!({"id": id, "event": "order.created", "timestamp": "2024-01-15T10:30:00Z", "data": {
+        "orderId": order_id, "symbol": "BTC/USD", "side": side, "type": "market",
+        "quantity": quantity, "price": 0, "status": "pending"}})
+}
+
+fn order_filled(id: &str, order_id: &str, cum: f64, avg: f64, at: &str) -> serde_json::Value {
+    json!({"id": id, "event": "order.updated", "timestamp": at, "data": {
+        "orderId": order_id, "status": "partially_filled", "filledQuantity": cum, "averagePrice": avg}})
+}
+
+#[tokio::test]
+async fn seed_lifecycle_becomes_orders_positions_and_balances() {
+    let server = TestServer::start().await;
+    send(&server, order_created("e1", "o1", "buy", 0.2)).await;
+    send(&server, order_filled("e2", "o1", 0.1, 100.0, "2024-01-15T10:30:01Z")).await;
+    send(&server, order_filled("e3", "o1", 0.2, 110.0, "2024-01-15T10:30:02Z")).await;
+    send(
+        &server,
+        json!({"id": "b1", "event": "account.balance_updated", "timestamp": "2024-01-15T10:30:03Z",
+        "data": {"asset": "USD", "available": 9500.0, "locked": 500.0, "total": 10000.0}}),
+    )
+    .await;
+    wait_processed(server.addr).await;
+
+    let order = api_get(server.addr, "/orders/o1").await;
+    assert_eq!(order.status, StatusCode::OK, "{}", order.text);
+    assert_eq!(order.json["status"], "filled", "fully filled even though the update said partially_filled");
+    assert_eq!(order.json["filledQuantity"], json!(0.2));
+    assert_eq!(order.json["averagePrice"], json!(110));
+    assert_eq!(order.json["fills"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        order.json["fills"][1]["price"],
+        json!(120),
+        "second fill priced from the cumulative increase"
+    );
+
+    let positions = api_get(server.addr, "/positions").await;
+    let position = &positions.json["positions"][0];
+    assert_eq!(position["symbol"], "BTC/USD");
+    assert_eq!(position["side"], "long");
+    assert_eq!(position["netQuantity"], json!(0.2));
+    assert_eq!(position["averagePrice"], json!(110));
+
+    let balances = api_get(server.addr, "/balances").await;
+    assert_eq!(balances.json["balances"][0]["total"], json!(10000));
+    let status = api_get(server.addr, "/status").await;
+    assert_eq!(status.json["processed"], 4);
+    assert!(status.json["lag"]["count"].as_u64().unwrap() >= 4);
+}
+
+#[tokio::test]
+async fn duplicate_fill_with_a_new_event_id_applies_once() {
+    let server = TestServer::start().await;
+    send(&server, order_created("c1", "o2", "buy", 1.0)).await;
+    send(&server, order_filled("f1", "o2", 0.5, 100.0, "2024-01-15T10:30:01Z")).await;
+    // The sender retried with a fresh event id: same fill, must not double the position.
+    send(&server, order_filled("f1-retry", "o2", 0.5, 100.0, "2024-01-15T10:30:01Z")).await;
+    wait_processed(server.addr).await;
+    let positions = api_get(server.addr, "/positions").await;
+    assert_eq!(positions.json["positions"][0]["netQuantity"], json!(0.5));
+}
+
+#[tokio::test]
+async fn fill_before_order_and_overfill_raise_alerts() {
+    let server = TestServer::start().await;
+    send(&server, order_filled("x1", "o3", 1.5, 100.0, "2024-01-15T10:30:01Z")).await;
+    send(&server, order_created("x0", "o3", "buy", 1.0)).await;
+    wait_processed(server.addr).await;
+    let alerts = api_get(server.addr, "/alerts").await;
+    let kinds: Vec<&str> =
+        alerts.json["alerts"].as_array().unwrap().iter().map(|a| a["kind"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"fill_before_order"), "{kinds:?}");
+    assert!(kinds.contains(&"overfill"), "{kinds:?}");
+    let order = api_get(server.addr, "/orders/o3").await;
+    assert_eq!(order.json["status"], "filled");
+    assert_eq!(order.json["overfillQuantity"], json!(0.5));
+    let filtered = api_get(server.addr, "/alerts?kind=overfill").await;
+    assert_eq!(filtered.json["alerts"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn schema_invalid_event_is_acked_then_dead_lettered_without_touching_state() {
+    let server = TestServer::start().await;
+    let id = send(
+        &server,
+        json!({"id": "bad1", "event": "order.updated", "timestamp": "2024-01-15T10:30:01Z",
+        "data": {"status": "filled", "filledQuantity": 1}}),
+    )
+    .await;
+    send(
+        &server,
+        json!({"id": "bad2", "event": "order.updated", "timestamp": "2024-01-15T10:30:01Z",
+        "data": {"orderId": "o4", "status": "filled", "filledQuantity": -1}}),
+    )
+    .await;
+    send(
+        &server,
+        json!({"id": "bad3", "event": "order.updated", "timestamp": "2024-01-15T10:30:01Z",
+        "data": {"orderId": "o5", "status": "exploded"}}),
+    )
+    .await;
+    send(
+        &server,
+        json!({"id": "bad4", "event": "order.updated", "timestamp": "2024-01-15T10:30:01Z",
+        "data": {"orderId": "o6", "status": "filled", "filledQuantity": "NaN"}}),
+    )
+    .await;
+    let status = wait_processed(server.addr).await;
+    assert_eq!(status["dlq"], 4);
+    let dlq = api_get(server.addr, "/dlq").await;
+    let entries = dlq.json["deadLetters"].as_array().unwrap();
+    assert_eq!(entries.len(), 4);
+    let first = entries.iter().find(|e| e["eventId"] == id.as_str()).unwrap();
+    assert_eq!(first["kind"], "event");
+    assert!(first["reason"].as_str().unwrap().contains("orderId"), "{first}");
+    assert_eq!(first["attempts"], 1);
+    let orders = api_get(server.addr, "/orders").await;
+    assert!(orders.json["orders"].as_array().unwrap().is_empty(), "{}", orders.text);
+}
+
+#[tokio::test]
+async fn dead_letters_can_be_shown_replayed_and_discarded() {
+    let server = TestServer::start().await;
+    send(&server, json!({"id": "d1", "event": "order.updated", "timestamp": "2024-01-15T10:30:01Z", "data": {"status": "filled"}})).await;
+    send(
+        &server,
+        json!({"id": "d2", "event": "mystery.event", "timestamp": "2024-01-15T10:30:01Z", "data": {}}),
+    )
+    .await;
+    wait_processed(server.addr).await;
+    let list = api_get(server.addr, "/dlq").await;
+    let ids: Vec<String> = list.json["deadLetters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 2);
+
+    let shown = api_get(server.addr, &format!("/dlq/{}", ids[0])).await;
+    assert_eq!(shown.status, StatusCode::OK);
+    assert!(shown.json["history"].as_array().unwrap().len() == 1);
+
+    // Replay: the event is processed again, fails again (still invalid) and comes back.
+    let replay = api_post(server.addr, &format!("/dlq/{}/replay", ids[0]), json!({})).await;
+    assert_eq!(replay.status, StatusCode::ACCEPTED, "{}", replay.text);
+    assert_eq!(replay.json["replayed"], 1);
+    wait_processed(server.addr).await;
+    let after = api_get(server.addr, "/dlq").await;
+    assert_eq!(after.json["deadLetters"].as_array().unwrap().len(), 2);
+
+    // Discard one: gone for good.
+    let newest = after.json["deadLetters"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(api_delete(server.addr, &format!("/dlq/{newest}")).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(api_get(server.addr, &format!("/dlq/{newest}")).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(api_delete(server.addr, &format!("/dlq/{newest}")).await.status, StatusCode::NOT_FOUND);
+
+    // Replay by filter.
+    let by_reason = api_post(server.addr, "/dlq/replay", json!({"filter": {"reason": "unknown"}})).await;
+    assert_eq!(by_reason.status, StatusCode::ACCEPTED, "{}", by_reason.text);
+    assert_eq!(
+        api_post(server.addr, "/dlq/replay", json!({"bogus": 1})).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(api_get(server.addr, "/dlq?kind=nope").await.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn replaying_an_applied_event_changes_nothing() {
+    let server = TestServer::start().await;
+    send(&server, order_created("r0", "o7", "buy", 1.0)).await;
+    let fill = send(&server, order_filled("r1", "o7", 1.0, 50.0, "2024-01-15T10:30:01Z")).await;
+    wait_processed(server.addr).await;
+    let before = api_get(server.addr, "/positions").await;
+    let replay = api_post(server.addr, &format!("/events/{fill}/replay"), json!({})).await;
+    assert_eq!(replay.status, StatusCode::ACCEPTED, "{}", replay.text);
+    assert_eq!(replay.json["requeued"], true);
+    wait_processed(server.addr).await;
+    let after = api_get(server.addr, "/positions").await;
+    assert_eq!(before.json, after.json);
+    assert_eq!(
+        api_post(server.addr, "/events/evt_999999/replay", json!({})).await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn tradingview_alert_becomes_a_signal() {
+    let server = TestServer::start_with(|config| {
+        let mut tv = SourceConfig::new("tv", Scheme::Token, vec!["tv-pass".into()]);
+        tv.format = Format::Tradingview;
+        config.sources.push(tv);
+    })
+    .await;
+    let body = json!({"passphrase": "tv-pass", "ticker": "BTCUSD", "action": "buy", "contracts": 0.25,
+        "price": 49850.5, "time": "2024-01-15T10:30:00Z", "strategy": "Sentinel"});
+    let answer =
+        request(http::Method::POST, &server.url("/webhooks/tv"), &[], body.to_string().into_bytes()).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    wait_processed(server.addr).await;
+    let signals = api_get(server.addr, "/signals").await;
+    let signal = &signals.json["signals"][0]["signal"];
+    assert_eq!(signal["symbol"], "BTCUSD", "{}", signals.text);
+    assert_eq!(signal["action"], "buy");
+    assert!(!signals.text.contains("tv-pass"));
+}
+
+#[tokio::test]
+async fn state_api_rejects_bad_queries_and_unknown_orders() {
+    let server = TestServer::start().await;
+    assert_eq!(api_get(server.addr, "/orders/nope").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(api_get(server.addr, "/orders?status=weird").await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(api_get(server.addr, "/positions?limit=0").await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(api_get(server.addr, "/alerts?before=x").await.status, StatusCode::BAD_REQUEST);
+}
