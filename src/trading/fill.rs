@@ -115,6 +115,22 @@ fn increment_price(lo_cum: Decimal, lo_avg: Decimal, hi_cum: Decimal, hi_avg: De
     div(notional, sub(hi_cum, lo_cum)).filter(|p| *p > Decimal::ZERO)
 }
 
+/// The execution that takes the cumulative fill from `(lo_cum, lo_avg)` to the snapshot at
+/// `cum`, when its price is positive.
+pub(crate) fn cumulative_execution(
+    (lo_cum, lo_avg): (Decimal, Decimal),
+    cum: Decimal,
+    snap: &Snapshot,
+) -> Option<Execution> {
+    increment_price(lo_cum, lo_avg, cum, snap.average_price).map(|price| Execution {
+        key: format!("cum:{cum}"),
+        quantity: sub(cum, lo_cum),
+        price,
+        commission: Decimal::ZERO,
+        at: snap.at,
+    })
+}
+
 /// The executions of a cumulative-only source, and the cumulative quantities left out of the
 /// split because they are inconsistent with the snapshots above them.
 ///
@@ -143,15 +159,7 @@ pub(crate) fn cumulative_executions(
     let mut executions = Vec::with_capacity(kept.len());
     let (mut lo_cum, mut lo_avg) = (Decimal::ZERO, Decimal::ZERO);
     for (cum, snap) in kept {
-        if let Some(price) = increment_price(lo_cum, lo_avg, cum, snap.average_price) {
-            executions.push(Execution {
-                key: format!("cum:{cum}"),
-                quantity: sub(cum, lo_cum),
-                price,
-                commission: Decimal::ZERO,
-                at: snap.at,
-            });
-        }
+        executions.extend(cumulative_execution((lo_cum, lo_avg), cum, snap));
         (lo_cum, lo_avg) = (cum, snap.average_price);
     }
     skipped.reverse();

@@ -8,6 +8,7 @@
 //!
 //! - `event`: the canonical event types; `parse`: the seed-001 parser; `tradingview`: alert mapping.
 //! - `order` + `fill`: the order state machine and fill identity.
+//! - `fill_book`: a position's fills in canonical order, for incremental folding.
 //! - `position`: net positions folded from fills, annotated by venue snapshots.
 //! - `balance`: balance snapshots and the deposit/withdrawal ledger.
 //! - `state`: the aggregate and its `apply`.
@@ -20,7 +21,9 @@ mod decimal;
 pub mod event;
 mod fields;
 pub mod fill;
+pub mod fill_book;
 pub mod order;
+mod order_fills;
 mod parse;
 pub mod position;
 pub mod signal;
@@ -36,7 +39,7 @@ pub use alert::{Alert, AlertKind};
 pub use balance::{Balance, BalanceKey, LedgerEntry};
 pub use event::{CanonicalEvent, EventKind, SchemaError, Stamp};
 pub use fill::Fill;
-pub use order::{Order, OrderStatus, Side};
+pub use order::{Order, OrderChange, OrderStatus, Side};
 pub use parse::parse_event;
 pub use position::{Position, PositionKey, PositionSide, PositionView};
 pub use signal::{Signal, SignalAction};

@@ -18,9 +18,10 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::alert::{Alert, AlertKind};
-use super::decimal::{add, div, mul, sub};
+use super::decimal::{div, sub};
 use super::event::{OrderAction, OrderEvent, TradeReport};
-use super::fill::{cumulative_executions, trade_executions, Execution, Fill, Snapshot, Trade};
+use super::fill::{Fill, Snapshot, Trade};
+use super::order_fills::{DerivedFills, FactChange};
 
 /// Order status, ordered along the lifecycle: pending < open < partially_filled < terminal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -145,6 +146,21 @@ pub struct Order {
     pub trades: BTreeMap<String, Trade>,
     /// Distinct cumulative snapshots by cumulative quantity.
     pub snapshots: BTreeMap<Decimal, Snapshot>,
+    /// The executions derived from `trades` and `snapshots`; not persisted.
+    #[serde(skip)]
+    derived: DerivedFills,
+}
+
+/// What applying one event to an order did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OrderChange {
+    /// Alerts raised.
+    pub alerts: Vec<Alert>,
+    /// Whether the order changed (and must be persisted).
+    pub changed: bool,
+    /// The index (in [`Order::fills`]) of the first fill that may have changed; `None` when the
+    /// fills are unchanged.
+    pub fills_from: Option<usize>,
 }
 
 /// Folds one reported status into the strongest reported so far: the order lifecycle as one
@@ -212,6 +228,7 @@ impl Order {
             reported_filled: Decimal::ZERO,
             trades: BTreeMap::new(),
             snapshots: BTreeMap::new(),
+            derived: DerivedFills::derive((&BTreeMap::new(), &BTreeMap::new())),
         }
     }
 
@@ -222,9 +239,18 @@ impl Order {
 
     /// Applies one order event timed `at`; returns the alerts it raises.
     pub fn apply(&mut self, event: &OrderEvent, at: DateTime<Utc>) -> Vec<Alert> {
+        self.apply_tracked(event, at).alerts
+    }
+
+    /// Applies one order event timed `at`; returns its alerts and what changed. Costs O(log k)
+    /// in the order's k fills when the event adds a fill after all others, O(k) otherwise.
+    pub fn apply_tracked(&mut self, event: &OrderEvent, at: DateTime<Utc>) -> OrderChange {
+        self.derived.ensure((&self.trades, &self.snapshots));
+        let before = self.without_facts();
+        let mut changes = Vec::new();
         let mut alerts = Vec::new();
         let had_fills = self.filled_quantity > Decimal::ZERO;
-        let skipped_before = self.skipped_snapshots();
+        let skipped_before = self.derived.skipped.clone();
         let overfill_before = self.overfill_quantity.unwrap_or_default();
 
         self.merge_description(event, at);
@@ -233,11 +259,12 @@ impl Order {
                 merge_reported((self.reported_status, self.terminal_at), (status, at));
         }
         if let Some(trade) = &event.trade {
-            alerts.extend(self.record_trade(trade, event.sequence, at));
+            alerts.extend(self.record_trade(trade, event.sequence, at, &mut changes));
         }
         if let Some(cum) = event.filled_quantity {
-            alerts.extend(self.record_snapshot(cum, event.average_price, at));
+            alerts.extend(self.record_snapshot(cum, event.average_price, at, &mut changes));
         }
+        let fills_from = self.derived.update((&self.trades, &self.snapshots), &changes);
         self.refresh();
 
         if !had_fills && self.filled_quantity > Decimal::ZERO && !self.is_known() {
@@ -248,7 +275,9 @@ impl Order {
                 at,
             ));
         }
-        for cum in self.skipped_snapshots().into_iter().filter(|c| !skipped_before.contains(c)) {
+        let skipped: Vec<Decimal> =
+            self.derived.skipped.iter().filter(|c| !skipped_before.contains(c)).copied().collect();
+        for cum in skipped {
             let message = format!(
                 "cumulative fill {cum} is inconsistent with the higher cumulative fills (its increment would \
                  have a non-positive price); left out of the fill split"
@@ -263,17 +292,42 @@ impl Order {
             );
             alerts.push(self.alert(AlertKind::Overfill, message, at));
         }
-        alerts
+        let changed = !changes.is_empty() || self.without_facts() != before;
+        OrderChange { alerts, changed, fills_from }
+    }
+
+    /// A copy of this order without its facts (trades, snapshots, derived executions): what
+    /// an event changes besides facts, cheap to compare whatever the number of fills.
+    fn without_facts(&mut self) -> Order {
+        let trades = std::mem::take(&mut self.trades);
+        let snapshots = std::mem::take(&mut self.snapshots);
+        let derived = std::mem::take(&mut self.derived);
+        let copy = self.clone();
+        (self.trades, self.snapshots, self.derived) = (trades, snapshots, derived);
+        copy
     }
 
     /// The fills of this order, deterministic, once symbol and side are known (empty before):
     /// from trades when the source has trade ids, otherwise derived from cumulative snapshots.
     pub fn fills(&self) -> Vec<Fill> {
+        self.fills_from(0)
+    }
+
+    /// `fills()[from..]`, without building the fills before `from`.
+    pub fn fills_from(&self, from: usize) -> Vec<Fill> {
         let (Some(symbol), Some(side)) = (&self.symbol, self.side) else {
             return Vec::new();
         };
-        self.executions()
-            .into_iter()
+        let fresh;
+        let derived = if self.derived.is_valid() {
+            &self.derived
+        } else {
+            fresh = DerivedFills::derive((&self.trades, &self.snapshots));
+            &fresh
+        };
+        let executions = derived.executions.get(from..).unwrap_or_default();
+        executions
+            .iter()
             .map(|e| Fill {
                 order_id: self.order_id.clone(),
                 symbol: symbol.clone(),
@@ -282,7 +336,7 @@ impl Order {
                 price: e.price,
                 commission: e.commission,
                 at: e.at,
-                key: e.key,
+                key: e.key.clone(),
             })
             .collect()
     }
@@ -318,6 +372,7 @@ impl Order {
         trade: &TradeReport,
         sequence: Option<u64>,
         at: DateTime<Utc>,
+        changes: &mut Vec<FactChange>,
     ) -> Option<Alert> {
         match self.trades.get_mut(&trade.trade_id) {
             None => {
@@ -329,11 +384,15 @@ impl Order {
                     sequence,
                 };
                 self.trades.insert(trade.trade_id.clone(), recorded);
+                changes.push(FactChange::NewTrade(trade.trade_id.clone()));
                 None
             }
             // A plain duplicate: keep the earliest report time so arrival order does not matter.
             Some(known) if known.quantity == trade.quantity && known.price == trade.price => {
-                known.at = known.at.min(at);
+                if at < known.at {
+                    known.at = at;
+                    changes.push(FactChange::Other);
+                }
                 None
             }
             Some(known) => {
@@ -352,6 +411,7 @@ impl Order {
         cum: Decimal,
         average: Option<Decimal>,
         at: DateTime<Utc>,
+        changes: &mut Vec<FactChange>,
     ) -> Option<Alert> {
         if cum.is_zero() {
             return None;
@@ -366,10 +426,14 @@ impl Order {
         match self.snapshots.get_mut(&cum) {
             None => {
                 self.snapshots.insert(cum, Snapshot { average_price, at });
+                changes.push(FactChange::NewSnapshot(cum));
                 None
             }
             Some(known) if known.average_price == average_price => {
-                known.at = known.at.min(at);
+                if at < known.at {
+                    known.at = at;
+                    changes.push(FactChange::Other);
+                }
                 None
             }
             Some(known) => {
@@ -382,36 +446,16 @@ impl Order {
         }
     }
 
-    /// Executions from trades when there are any, else from cumulative snapshots.
-    fn executions(&self) -> Vec<Execution> {
-        if self.trades.is_empty() {
-            cumulative_executions(&self.snapshots).0
-        } else {
-            trade_executions(&self.trades)
-        }
-    }
-
-    /// Cumulative quantities left out of the fill split (only relevant without trades).
-    fn skipped_snapshots(&self) -> Vec<Decimal> {
-        if self.trades.is_empty() {
-            cumulative_executions(&self.snapshots).1
-        } else {
-            Vec::new()
-        }
-    }
-
     /// Re-derives filled quantity, average price (rule 8), overfill (rule 7) and status.
     fn refresh(&mut self) {
-        let executions = self.executions();
-        let executed = executions.iter().fold(Decimal::ZERO, |sum, e| add(sum, e.quantity));
+        let executed = self.derived.executed;
         self.filled_quantity = executed.max(self.reported_filled);
         self.average_price = if self.trades.is_empty() {
             // Σ(price·qty)/Σqty over the derived increments telescopes to the top snapshot's
             // average; take it directly so it prints exactly as the venue sent it.
             self.snapshots.values().next_back().map(|s| s.average_price)
         } else {
-            let notional = executions.iter().fold(Decimal::ZERO, |sum, e| add(sum, mul(e.price, e.quantity)));
-            div(notional, executed)
+            div(self.derived.notional, executed)
         };
         let quantity = self.quantity.filter(|q| *q > Decimal::ZERO);
         self.overfill_quantity =

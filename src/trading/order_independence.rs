@@ -149,6 +149,11 @@ proptest! {
                 "position {:?}", key
             );
         }
+        // The incrementally derived fills equal a derivation from scratch (a reloaded order).
+        for (id, have) in &got.orders {
+            let reloaded: super::Order = serde_json::from_value(serde_json::to_value(have).unwrap()).unwrap();
+            prop_assert_eq!(have.fills(), reloaded.fills(), "order {}", id);
+        }
         // Stronger than the fields above: the whole state, fills and snapshots included.
         prop_assert_eq!(got, expected);
     }

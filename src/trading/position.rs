@@ -2,8 +2,13 @@
 //!
 //! A position is a pure function of the *set* of its fills, folded in canonical order (fill
 //! time, then order id, then fill key), so it comes out the same whatever order the fills
-//! arrived in. When a new fill sorts after all known ones the fold continues from where it was;
-//! otherwise it is recomputed from the start, which gives the same result by construction.
+//! arrived in. When new fills sort after all known ones the fold continues from where it was, in
+//! O(new fills · log n); otherwise (a late fill) it is recomputed from the start in O(n), which
+//! gives the same result by construction.
+//!
+//! Only the folded state and the venue snapshots are serialized: the fills are derived from the
+//! orders, so a position loaded from a store has none until `TradingState::rebuild_positions`
+//! recomputes them (and must be rebuilt before any further event is applied).
 //!
 //! Venue snapshots (`position.*`, `account.margin_call`) never move the fill-derived quantity;
 //! they supply mark price, unrealized PnL, margin ratio and liquidation price (newest event wins)
@@ -17,6 +22,7 @@ use super::alert::{Alert, AlertKind};
 use super::decimal::{add, div, mul, sub};
 use super::event::{MarginCallEvent, PositionEvent, PositionPhase, Stamp};
 use super::fill::Fill;
+use super::fill_book::{FillBook, Splice};
 
 /// Direction of a position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -73,6 +79,8 @@ pub struct MarginSnapshot {
 }
 
 /// A position and the fills it is computed from.
+///
+/// Equality compares the fills too; nothing on the event path compares positions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Position {
@@ -88,8 +96,9 @@ pub struct Position {
     pub realized_pnl: Decimal,
     /// Commissions paid (included in `realized_pnl`).
     pub commission: Decimal,
-    /// Every fill of the position, in canonical order.
-    pub fills: Vec<Fill>,
+    /// Every fill of the position, in canonical order. Not persisted: rebuilt from the orders.
+    #[serde(skip)]
+    fills: FillBook,
     /// The newest `position.*` snapshot.
     pub venue: Option<VenueSnapshot>,
     /// The newest margin call.
@@ -134,7 +143,7 @@ impl Position {
             average_price: Decimal::ZERO,
             realized_pnl: Decimal::ZERO,
             commission: Decimal::ZERO,
-            fills: Vec::new(),
+            fills: FillBook::default(),
             venue: None,
             margin: None,
         }
@@ -147,10 +156,17 @@ impl Position {
         fills: impl IntoIterator<Item = Fill>,
     ) -> Self {
         let mut position = Position::new(&PositionKey { account, symbol: symbol.into() });
-        position.fills = fills.into_iter().collect();
-        position.fills.sort_by(Fill::canonical_cmp);
-        position.refold(0);
+        position.rebuild(fills);
         position
+    }
+
+    /// Replaces every fill and refolds (venue and margin snapshots stay); returns whether the
+    /// folded state changed.
+    pub fn rebuild(&mut self, fills: impl IntoIterator<Item = Fill>) -> bool {
+        let before = (self.net_quantity, self.average_price, self.realized_pnl, self.commission);
+        self.fills = FillBook::from_fills(fills);
+        self.refold();
+        before != (self.net_quantity, self.average_price, self.realized_pnl, self.commission)
     }
 
     /// This position's key.
@@ -167,33 +183,55 @@ impl Position {
         }
     }
 
+    /// The fills this position is folded from, in canonical order (empty after a load until
+    /// `TradingState::rebuild_positions`).
+    pub fn fills(&self) -> &FillBook {
+        &self.fills
+    }
+
     /// Replaces the fills of one order (its fills are re-derived as a whole, since a late
     /// cumulative snapshot can split an earlier fill); returns whether anything changed.
     pub fn replace_order_fills(&mut self, order_id: &str, fills: Vec<Fill>) -> bool {
-        let mut next: Vec<Fill> = self.fills.iter().filter(|f| f.order_id != order_id).cloned().collect();
-        next.extend(fills);
-        next.sort_by(Fill::canonical_cmp);
-        if next == self.fills {
-            return false;
-        }
-        let from = if next.starts_with(&self.fills) { self.fills.len() } else { 0 };
-        self.fills = next;
-        self.refold(from);
-        true
+        self.splice_order_fills(order_id, 0, fills)
     }
 
-    /// Folds `fills[from..]` onto the accumulated state (from scratch when `from` is 0).
-    fn refold(&mut self, from: usize) {
-        if from == 0 {
-            self.net_quantity = Decimal::ZERO;
-            self.average_price = Decimal::ZERO;
-            self.realized_pnl = Decimal::ZERO;
-            self.commission = Decimal::ZERO;
+    /// Replaces the fills of one order from its `from`-th fill on (as `Order::fills` lists them)
+    /// by `tail`, keeping the first `from`; returns whether anything changed. Costs
+    /// O(tail · log n) when the changed fills sort after all others, O(n) otherwise.
+    pub fn splice_order_fills(&mut self, order_id: &str, from: usize, tail: Vec<Fill>) -> bool {
+        match self.fills.splice(order_id, from, tail) {
+            Splice::Unchanged => false,
+            Splice::Appended(keys) => {
+                let fills = std::mem::take(&mut self.fills);
+                for fill in keys.iter().filter_map(|key| fills.get(key)) {
+                    self.fold(fill);
+                }
+                self.fills = fills;
+                true
+            }
+            Splice::Reordered => {
+                self.refold();
+                true
+            }
         }
-        for i in from..self.fills.len() {
-            let fill = self.fills[i].clone();
-            self.fold(&fill);
+    }
+
+    /// How many fills of `order_id` this position holds.
+    pub fn order_fill_count(&self, order_id: &str) -> usize {
+        self.fills.order_fill_count(order_id)
+    }
+
+    /// Refolds every fill from a flat start.
+    fn refold(&mut self) {
+        self.net_quantity = Decimal::ZERO;
+        self.average_price = Decimal::ZERO;
+        self.realized_pnl = Decimal::ZERO;
+        self.commission = Decimal::ZERO;
+        let fills = std::mem::take(&mut self.fills);
+        for fill in fills.iter() {
+            self.fold(fill);
         }
+        self.fills = fills;
     }
 
     /// One step of the position fold (TRADING.md, Positions).

@@ -189,17 +189,21 @@ impl TradingState {
         applied
     }
 
-    /// An order event: update the order, then move its fills into its position.
+    /// An order event: update the order, then move its changed fills into its position.
+    ///
+    /// Only the fills from the first one that changed are rebuilt and handed over, so an event
+    /// that adds a fill costs O(log n) however many fills the order and the position have.
     fn apply_order(&mut self, event: &OrderEvent, at: DateTime<Utc>, applied: &mut Applied) {
         let id = event.order_id.as_str();
         let order = self.orders.entry(id.to_owned()).or_insert_with(|| Order::new(id, at));
-        let before = order.clone();
-        applied.alerts.extend(order.apply(event, at));
-        if *order == before {
+        let old_key = position_key(order);
+        let change = order.apply_tracked(event, at);
+        applied.alerts.extend(change.alerts);
+        if !change.changed {
             return;
         }
         applied.touched.orders.insert(id.to_owned());
-        let (old_key, new_key, fills) = (position_key(&before), position_key(order), order.fills());
+        let new_key = position_key(order);
         // The account can become known after fills were booked without one: move them.
         if let Some(old_key) = old_key.filter(|k| Some(k) != new_key.as_ref()) {
             if let Some(position) = self.positions.get_mut(&old_key) {
@@ -209,11 +213,17 @@ impl TradingState {
             }
         }
         let Some(key) = new_key else { return };
-        if fills.is_empty() && !self.positions.contains_key(&key) {
+        // The position holds the order's fills as of its previous change; those before both
+        // `fills_from` and the count it holds are still the order's (a side that just became
+        // known, or a move, leaves the position holding none).
+        let held = self.positions.get(&key).map_or(0, |p| p.order_fill_count(id));
+        let from = change.fills_from.unwrap_or(usize::MAX).min(held);
+        let tail = order.fills_from(from);
+        if tail.is_empty() && !self.positions.contains_key(&key) {
             return;
         }
         let position = self.positions.entry(key.clone()).or_insert_with(|| Position::new(&key));
-        if position.replace_order_fills(id, fills) {
+        if position.splice_order_fills(id, from, tail) {
             applied.touched.positions.insert(key);
         }
     }
@@ -254,8 +264,12 @@ impl TradingState {
         self.maintenance.values().any(|m| m.window.start_time <= at && at < m.window.end_time)
     }
 
-    /// Recomputes every position's fills from the orders (e.g. after loading orders from a
-    /// store), keeping venue and margin snapshots; returns the positions that changed.
+    /// Recomputes every position's fills from the orders, keeping venue and margin snapshots;
+    /// returns the positions whose persisted (folded) state changed.
+    ///
+    /// Positions are persisted without their fills, so this must run after loading orders and
+    /// positions from a store and before the next `apply`; it restores exactly the fold the
+    /// events built (the fold over the same fills in the same canonical order).
     pub fn rebuild_positions(&mut self) -> BTreeSet<PositionKey> {
         let mut by_key: BTreeMap<PositionKey, Vec<_>> = BTreeMap::new();
         for order in self.orders.values() {
@@ -265,13 +279,7 @@ impl TradingState {
         }
         let mut changed = BTreeSet::new();
         for (key, position) in &mut self.positions {
-            let fills = by_key.remove(key).unwrap_or_default();
-            let rebuilt = Position::from_fills(key.account.clone(), key.symbol.clone(), fills);
-            if rebuilt.fills != position.fills {
-                (position.fills, position.net_quantity) = (rebuilt.fills, rebuilt.net_quantity);
-                (position.average_price, position.realized_pnl) =
-                    (rebuilt.average_price, rebuilt.realized_pnl);
-                position.commission = rebuilt.commission;
+            if position.rebuild(by_key.remove(key).unwrap_or_default()) {
                 changed.insert(key.clone());
             }
         }
