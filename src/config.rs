@@ -231,11 +231,13 @@ pub struct RouteConfig {
 pub struct WorkerConfig {
     /// Process stored events in this process (false: ingest only, events wait in the store).
     pub enabled: bool,
+    /// Most events applied and committed in one round (one transaction).
+    pub batch: u32,
 }
 
 impl Default for WorkerConfig {
     fn default() -> Self {
-        WorkerConfig { enabled: true }
+        WorkerConfig { enabled: true, batch: 2000 }
     }
 }
 
@@ -455,6 +457,9 @@ impl Config {
         }
         if self.store.max_batch == 0 || self.store.queue_capacity == 0 {
             return fail("store.max_batch", "max_batch and queue_capacity must be at least 1".into());
+        }
+        if self.worker.batch == 0 || self.worker.batch > 100_000 {
+            return fail("worker.batch", "must be between 1 and 100000".into());
         }
         if self.retry.delays.is_empty() {
             return fail("retry.delays", "needs at least one delay".into());

@@ -206,6 +206,7 @@ pub async fn run(
             SourceRules::from_config(&state.config.sources),
             RetryPolicy::new(state.config.retry.delays.clone()),
             state.lag.clone(),
+            state.config.worker.batch,
         )
         .await?;
         Some(tokio::spawn(worker.run(worker_stop.clone())))

@@ -32,9 +32,6 @@ use apply::{Parsed, SourceRules};
 use lag::LagTracker;
 use retry::RetryPolicy;
 
-/// Most events in one round.
-pub const BATCH_LIMIT: u32 = 2000;
-
 /// The background processor of stored events.
 pub struct Worker {
     store: SharedStore,
@@ -44,6 +41,8 @@ pub struct Worker {
     /// Ordering keys waiting for a failed event's retry → when that retry is due (unix ms).
     blocked: HashMap<String, i64>,
     lag: Arc<LagTracker>,
+    /// Most events per round.
+    batch_limit: u32,
 }
 
 impl Worker {
@@ -53,10 +52,11 @@ impl Worker {
         rules: HashMap<String, SourceRules>,
         retry: RetryPolicy,
         lag: Arc<LagTracker>,
+        batch_limit: u32,
     ) -> Result<Worker, StoreError> {
         let state = apply::load_state(store.all_entities().await?).map_err(StoreError::Internal)?;
         let blocked = store.retrying().await?.into_iter().collect();
-        Ok(Worker { store, rules, retry, state, blocked, lag })
+        Ok(Worker { store, rules, retry, state, blocked, lag, batch_limit: batch_limit.max(1) })
     }
 
     /// Processes until `shutdown`; finishes the round in progress first.
@@ -65,7 +65,7 @@ impl Worker {
         let mut failures = 0u32;
         while !shutdown.is_cancelled() {
             match self.round().await {
-                Ok(handled) if handled >= BATCH_LIMIT as usize => continue,
+                Ok(handled) if handled >= self.batch_limit as usize => continue,
                 Ok(_) => {
                     failures = 0;
                     // Sleep until new events arrive, or a retry may be due.
@@ -100,7 +100,7 @@ impl Worker {
 
     /// One round: read due events, apply, commit. Returns how many events it handled.
     pub async fn round(&mut self) -> Result<usize, StoreError> {
-        let events = self.store.pending(BATCH_LIMIT).await?;
+        let events = self.store.pending(self.batch_limit).await?;
         if events.is_empty() {
             return Ok(0);
         }

@@ -172,8 +172,14 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts `tradehook serve` with its store in `dir` and waits for its banner.
     pub fn start(dir: &Path) -> ServerProcess {
+        Self::start_with_env(dir, &[])
+    }
+
+    /// The same, with extra environment variables (e.g. `TRADEHOOK_WORKER__ENABLED=false`).
+    pub fn start_with_env(dir: &Path, env: &[(&str, &str)]) -> ServerProcess {
         use std::io::BufRead;
         let mut child = Command::new(binary())
+            .envs(env.iter().copied())
             .arg("serve")
             .env("TRADEHOOK_STORE__URL", format!("sqlite://{}", dir.join("tradehook.db").display()))
             .env("TRADEHOOK_SERVER__LISTEN", "127.0.0.1:0")
