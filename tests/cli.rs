@@ -182,3 +182,68 @@ fn graceful_shutdown_keeps_every_acked_event() {
         }
     });
 }
+
+#[test]
+fn events_dlq_and_replay_commands_talk_to_a_running_gateway() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path());
+    let url = format!("http://{}", server.addr);
+    let cli = |args: &[&str]| {
+        let output = tradehook(dir.path())
+            .args(args)
+            .args(["--url", &url])
+            .env("TRADEHOOK_API__ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("TRADEHOOK_SECRET", SECRET)
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr),
+        )
+    };
+    let send = |event: &str| {
+        let output = tradehook(dir.path())
+            .args(["send", event, "--url", &format!("{url}/webhook"), "--secret", SECRET])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    };
+    send("order.created");
+    std::fs::write(
+        dir.path().join("bad.json"),
+        r#"{"event":"order.updated","timestamp":"2024-01-15T10:30:01Z","data":{"status":"filled"}}"#,
+    )
+    .unwrap();
+    let bad = tradehook(dir.path())
+        .args(["send", "--file", "bad.json", "--url", &format!("{url}/webhook"), "--secret", SECRET])
+        .output()
+        .unwrap();
+    assert!(bad.status.success());
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+
+    let (ok, listed) = cli(&["events", "list"]);
+    assert!(ok, "{listed}");
+    assert!(
+        listed.contains("evt_1") && listed.contains("order.created") && listed.contains("processed"),
+        "{listed}"
+    );
+    let (ok, shown) = cli(&["events", "show", "evt_1"]);
+    assert!(ok && shown.contains("\"orderId\""), "{shown}");
+    let (ok, dlq) = cli(&["dlq", "list"]);
+    assert!(ok && dlq.contains("dlq_1") && dlq.contains("orderId"), "{dlq}");
+    let (ok, detail) = cli(&["dlq", "show", "dlq_1"]);
+    assert!(ok && detail.contains("history"), "{detail}");
+    let (ok, replayed) = cli(&["dlq", "replay", "dlq_1"]);
+    assert!(ok && replayed.contains("replayed 1"), "{replayed}");
+    let (ok, requeued) = cli(&["replay", "evt_1"]);
+    assert!(ok && requeued.contains("requeued: true"), "{requeued}");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let (ok, dlq) = cli(&["dlq", "list"]);
+    assert!(ok, "{dlq}");
+    let newest = dlq.split_whitespace().next().unwrap().to_string();
+    let (ok, discarded) = cli(&["dlq", "discard", &newest]);
+    assert!(ok && discarded.contains("discarded"), "{discarded}");
+    let (ok, missing) = cli(&["dlq", "show", &newest]);
+    assert!(!ok && missing.contains("404"), "{missing}");
+    assert_eq!(missing.trim().lines().count(), 1, "{missing}");
+}

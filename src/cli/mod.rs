@@ -3,7 +3,10 @@
 //! Errors reach the user as one line on stderr and a non-zero exit.
 
 mod bench;
+mod client;
 mod config_check;
+mod dlq;
+mod events;
 mod rebuild;
 pub mod samples;
 mod send;
@@ -47,6 +50,25 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Recompute all trading state from the stored raw events (gateway stopped).
     RebuildState(rebuild::RebuildArgs),
+    /// Stored events of a running gateway.
+    Events {
+        /// What to do.
+        #[command(subcommand)]
+        command: events::EventsCommand,
+    },
+    /// The dead-letter queue of a running gateway.
+    Dlq {
+        /// What to do.
+        #[command(subcommand)]
+        command: dlq::DlqCommand,
+    },
+    /// Put one stored event back in the processing queue.
+    Replay {
+        /// The event id (`evt_…`).
+        id: String,
+        #[command(flatten)]
+        api: client::ApiArgs,
+    },
 }
 
 /// `tradehook config …`.
@@ -88,6 +110,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Config { action: ConfigAction::Check } => config_check::run(cli.config.as_deref()),
         Command::Bench(args) => bench::run(args).await,
         Command::RebuildState(args) => rebuild::run(args, load(&cli.config)?).await,
+        Command::Events { command } => events::run(command, &load(&cli.config)?).await,
+        Command::Dlq { command } => dlq::run(command, &load(&cli.config)?).await,
+        Command::Replay { id, api } => events::replay(id, api, &load(&cli.config)?).await,
     }
 }
 

@@ -4,10 +4,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 
 use super::samples;
 use crate::config::Config;
@@ -83,16 +79,10 @@ pub async fn run(args: SendArgs, config_path: Option<&Path>) -> anyhow::Result<(
         Some(query) => format!("{url}?{query}"),
         None => url,
     };
-    let mut request = http::Request::post(&url).header(http::header::CONTENT_TYPE, "application/json");
-    for (name, value) in &signed.headers {
-        request = request.header(name.as_str(), value.as_str());
-    }
-    let request = request.body(Full::new(Bytes::from(signed.body))).context("cannot build the request")?;
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
+    headers.extend(signed.headers.iter().cloned());
     let started = Instant::now();
-    let response = client.request(request).await.with_context(|| format!("cannot reach {url}"))?;
-    let status = response.status();
-    let answer = response.into_body().collect().await.context("cannot read the answer")?.to_bytes();
+    let (status, answer) = super::client::request(http::Method::POST, &url, &headers, signed.body).await?;
     let elapsed = started.elapsed();
     println!(
         "{} {} in {:.2} ms",

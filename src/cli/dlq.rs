@@ -1,0 +1,112 @@
+//! `tradehook dlq list|show|replay|discard`: the dead-letter queue through the API of a running
+//! gateway.
+
+use http::Method;
+use serde_json::json;
+
+use super::client::{ApiArgs, ApiClient};
+use super::events::encode;
+use crate::config::Config;
+
+/// `dlq …`.
+#[derive(Debug, clap::Subcommand)]
+pub enum DlqCommand {
+    /// Dead letters, newest first.
+    List {
+        /// Only this source.
+        #[arg(long)]
+        source: Option<String>,
+        /// Only `event` or `delivery`.
+        #[arg(long)]
+        kind: Option<String>,
+        /// How many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// One dead letter with its attempt history.
+    Show {
+        /// `dlq_…`.
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Put dead letters back in the queue: one id, or every entry matching the filters.
+    Replay {
+        /// `dlq_…`; omit and use filters (or --all) to replay many.
+        id: Option<String>,
+        /// Replay every entry (up to 10000).
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+        /// Only entries of this source.
+        #[arg(long, conflicts_with = "id")]
+        source: Option<String>,
+        /// Only entries whose reason contains this text.
+        #[arg(long, conflicts_with = "id")]
+        reason: Option<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Remove a dead letter for good.
+    Discard {
+        /// `dlq_…`.
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+/// Runs a `dlq` command.
+pub async fn run(command: DlqCommand, config: &Config) -> anyhow::Result<()> {
+    match command {
+        DlqCommand::List { source, kind, limit, api } => {
+            let client = ApiClient::new(&api, config)?;
+            let mut path = format!("/dlq?limit={limit}");
+            for (name, value) in [("source", source), ("kind", kind)] {
+                if let Some(value) = value {
+                    path.push_str(&format!("&{name}={}", encode(&value)));
+                }
+            }
+            let answer = client.call(Method::GET, &path, None).await?;
+            for entry in answer["deadLetters"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<10} {:<12} {:<8} attempts {:<2} {}  {}",
+                    entry["id"].as_str().unwrap_or("?"),
+                    entry["eventId"].as_str().unwrap_or("?"),
+                    entry["kind"].as_str().unwrap_or("?"),
+                    entry["attempts"],
+                    entry["deadAt"].as_str().unwrap_or("?"),
+                    entry["reason"].as_str().unwrap_or("")
+                );
+            }
+        }
+        DlqCommand::Show { id, api } => {
+            let client = ApiClient::new(&api, config)?;
+            let answer = client.call(Method::GET, &format!("/dlq/{}", encode(&id)), None).await?;
+            println!("{}", serde_json::to_string_pretty(&answer)?);
+        }
+        DlqCommand::Replay { id, all, source, reason, api } => {
+            let client = ApiClient::new(&api, config)?;
+            let answer = match id {
+                Some(id) => {
+                    client
+                        .call(Method::POST, &format!("/dlq/{}/replay", encode(&id)), Some(json!({})))
+                        .await?
+                }
+                None if all || source.is_some() || reason.is_some() => {
+                    let filter = json!({ "source": source, "reason": reason, "limit": 10000 });
+                    client.call(Method::POST, "/dlq/replay", Some(json!({ "filter": filter }))).await?
+                }
+                None => anyhow::bail!("give a dlq_… id, --all, --source or --reason"),
+            };
+            println!("replayed {}", answer["replayed"]);
+        }
+        DlqCommand::Discard { id, api } => {
+            let client = ApiClient::new(&api, config)?;
+            client.call(Method::DELETE, &format!("/dlq/{}", encode(&id)), None).await?;
+            println!("discarded {id}");
+        }
+    }
+    Ok(())
+}

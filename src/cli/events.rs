@@ -1,0 +1,146 @@
+//! `tradehook events list|show|tail` and `tradehook replay`: stored events through the API of a
+//! running gateway.
+
+use std::time::Duration;
+
+use http::Method;
+
+use super::client::{ApiArgs, ApiClient};
+use crate::config::Config;
+
+/// `events …`.
+#[derive(Debug, clap::Subcommand)]
+pub enum EventsCommand {
+    /// The newest stored events.
+    List {
+        /// Only this source.
+        #[arg(long)]
+        source: Option<String>,
+        /// Only this event type.
+        #[arg(long = "type")]
+        event_type: Option<String>,
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// One event with its payload and headers.
+    Show {
+        /// The id the ingest answer gave (`evt_…`).
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Print events as they arrive, until interrupted.
+    Tail {
+        /// Only this source.
+        #[arg(long)]
+        source: Option<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+/// One line per event: id, arrival, source, type, processing state.
+fn line(event: &serde_json::Value) -> String {
+    let processed = if event["processedAt"].is_null() { "pending" } else { "processed" };
+    format!(
+        "{:<12} {}  {:<10} {:<28} {}",
+        event["id"].as_str().unwrap_or("?"),
+        event["receivedAt"].as_str().unwrap_or("?"),
+        event["source"].as_str().unwrap_or("?"),
+        event["eventType"].as_str().unwrap_or("-"),
+        processed
+    )
+}
+
+fn query(pairs: &[(&str, Option<String>)]) -> String {
+    let parts: Vec<String> = pairs
+        .iter()
+        .filter_map(|(name, value)| value.as_ref().map(|v| format!("{name}={}", encode(v))))
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", parts.join("&"))
+    }
+}
+
+/// Percent-encodes a query value.
+pub(super) fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Runs an `events` command.
+pub async fn run(command: EventsCommand, config: &Config) -> anyhow::Result<()> {
+    match command {
+        EventsCommand::List { source, event_type, limit, json, api } => {
+            let client = ApiClient::new(&api, config)?;
+            let path = format!(
+                "/events{}",
+                query(&[("source", source), ("type", event_type), ("limit", Some(limit.to_string()))])
+            );
+            let answer = client.call(Method::GET, &path, None).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&answer["events"])?);
+            } else {
+                for event in answer["events"].as_array().into_iter().flatten() {
+                    println!("{}", line(event));
+                }
+            }
+        }
+        EventsCommand::Show { id, api } => {
+            let client = ApiClient::new(&api, config)?;
+            let answer = client.call(Method::GET, &format!("/events/{}", encode(&id)), None).await?;
+            println!("{}", serde_json::to_string_pretty(&answer)?);
+        }
+        EventsCommand::Tail { source, api } => {
+            let client = ApiClient::new(&api, config)?;
+            let newest = client
+                .call(
+                    Method::GET,
+                    &format!("/events{}", query(&[("source", source.clone()), ("limit", Some("1".into()))])),
+                    None,
+                )
+                .await?;
+            let mut after = newest["events"][0]["seq"].as_i64().unwrap_or(0);
+            loop {
+                let path = format!(
+                    "/events{}",
+                    query(&[
+                        ("source", source.clone()),
+                        ("after", Some(after.to_string())),
+                        ("limit", Some("1000".into()))
+                    ])
+                );
+                let page = client.call(Method::GET, &path, None).await?;
+                for event in page["events"].as_array().into_iter().flatten() {
+                    println!("{}", line(event));
+                    after = after.max(event["seq"].as_i64().unwrap_or(after));
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `tradehook replay <id>`: put one stored event back in the processing queue.
+pub async fn replay(id: String, api: ApiArgs, config: &Config) -> anyhow::Result<()> {
+    let client = ApiClient::new(&api, config)?;
+    let answer = client
+        .call(Method::POST, &format!("/events/{}/replay", encode(&id)), Some(serde_json::json!({})))
+        .await?;
+    println!("{id} requeued: {}", answer["requeued"]);
+    Ok(())
+}
