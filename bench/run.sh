@@ -17,6 +17,7 @@ CONNECTIONS=${CONNECTIONS:-32}
 DURATION=${DURATION:-15s}
 WARMUP=${WARMUP:-1s}
 SECRET=${SECRET:-bench-secret}
+ADMIN_TOKEN=bench-admin-token-$RANDOM$RANDOM
 RESULTS="$ROOT/bench/results"
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 
@@ -51,10 +52,11 @@ stop_server() {
 # Runs `tradehook bench` against $1 and writes its JSON report to $2.
 run_bench() {
     local url=$1 out=$2
+    shift 2
     # BENCH_ARGS is split into words on purpose: it holds extra flags.
     # shellcheck disable=SC2086
     "$BIN/tradehook" bench --url "$url" --secret "$SECRET" --connections "$CONNECTIONS" \
-        --duration "$DURATION" --warmup "$WARMUP" --json ${BENCH_ARGS:-} >"$TMP/bench.out"
+        --duration "$DURATION" --warmup "$WARMUP" --json ${BENCH_ARGS:-} "$@" >"$TMP/bench.out"
     # The report is the last JSON line; anything printed before it is not ours to parse.
     python3 - "$TMP/bench.out" "$out" <<'EOF'
 import json, sys
@@ -118,6 +120,7 @@ mkdir -p "$TMP/data"
     TRADEHOOK_STORE__URL="sqlite://$TMP/data/tradehook.db" \
         TRADEHOOK_SERVER__LISTEN="127.0.0.1:$PORT2" \
         TRADEHOOK_SECRET="$SECRET" \
+        TRADEHOOK_API__ADMIN_TOKEN="$ADMIN_TOKEN" \
         exec "$BIN/tradehook" serve
 ) >"$TMP/server.log" 2>&1 &
 SERVER_PID=$!
@@ -138,7 +141,8 @@ EOF
 done
 [[ -n "$healthy" ]] || { echo "tradehook did not answer /healthz within 30 s" >&2; exit 1; }
 echo "tradehook on 127.0.0.1:$PORT2: same client settings" >&2
-run_bench "http://127.0.0.1:$PORT2/webhook" "$TRADEHOOK_JSON"
+# With the admin token the client also waits for processing to finish and reports its lag.
+run_bench "http://127.0.0.1:$PORT2/webhook" "$TRADEHOOK_JSON" --admin-token "$ADMIN_TOKEN"
 stop_server
 
 # --- summary ----------------------------------------------------------------------------------
@@ -151,5 +155,11 @@ limit, tradehook = (json.load(open(path)) for path in sys.argv[1:3])
 ratio = lambda a, b: a / b if b else float("nan")
 print(f"ratio: tradehook/limit requests/s = {ratio(tradehook['throughput'], limit['throughput']):.2f}, "
       f"p99 tradehook/limit = {ratio(tradehook['p99_us'], limit['p99_us']):.1f}")
+p = tradehook.get("processing")
+if p:
+    lag = p.get("lag") or {}
+    print(f"processing: {p['processed']} events, end to end {p['eventsPerSecond']:.0f} events/s, "
+          f"backlog drained {p['drainSeconds']:.2f} s after the load; "
+          f"lag p50 {lag.get('p50Ms')} ms, p99 {lag.get('p99Ms')} ms, max {lag.get('maxMs')} ms")
 EOF
 echo "reports: $LIMIT_JSON $TRADEHOOK_JSON"

@@ -41,6 +41,10 @@ pub struct BenchArgs {
     /// No progress bar.
     #[arg(long)]
     pub no_progress: bool,
+    /// Admin token of the target tradehook: after the load, wait until it has processed
+    /// everything and report end-to-end throughput and processing lag (ack → state applied).
+    #[arg(long, env = "TRADEHOOK_API__ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
 }
 
 /// Runs the benchmark and prints the report.
@@ -49,8 +53,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         (None, None) => Some(bench::DEFAULT_DURATION),
         (duration, _) => duration,
     };
+    let started = std::time::Instant::now();
     let options = BenchOptions {
-        url: args.url,
+        url: args.url.clone(),
         secret: args.secret,
         scheme: args.scheme,
         connections: args.connections,
@@ -62,10 +67,55 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         body_size: args.body_size,
     };
     let report = bench::run(options).await?;
+    let processing = match &args.admin_token {
+        Some(token) => Some(drain(&args.url, token, started).await?),
+        None => None,
+    };
     if args.json {
-        println!("{}", report.to_json());
+        let mut json = report.to_json();
+        if let Some(processing) = &processing {
+            json["processing"] = processing.clone();
+        }
+        println!("{json}");
     } else {
         println!("{}", report.render());
+        if let Some(p) = &processing {
+            println!(
+                "processing  {} events processed, backlog drained {:.2} s after the load ended; end to end {:.0} events/s",
+                p["processed"], p["drainSeconds"], p["eventsPerSecond"]
+            );
+            println!("lag         p50 {} ms  p99 {} ms  max {} ms (ack → state applied)", p["lag"]["p50Ms"], p["lag"]["p99Ms"], p["lag"]["maxMs"]);
+        }
     }
     Ok(())
+}
+
+/// Waits (up to 5 minutes) until the target has processed its whole backlog, then reads its
+/// processing figures from `/api/v1/status`.
+async fn drain(url: &str, token: &str, started: std::time::Instant) -> anyhow::Result<serde_json::Value> {
+    let base = url.split("/webhook").next().unwrap_or(url).trim_end_matches('/');
+    let status_url = format!("{base}/api/v1/status");
+    let headers = [("authorization".to_string(), format!("Bearer {token}"))];
+    let load_ended = std::time::Instant::now();
+    loop {
+        let (code, body) = super::client::request(http::Method::GET, &status_url, &headers, Vec::new()).await?;
+        if !code.is_success() {
+            anyhow::bail!("{status_url} answered {code}; is --admin-token right?");
+        }
+        let status: serde_json::Value = serde_json::from_slice(&body)?;
+        if status["backlog"] == 0 {
+            let processed = status["processed"].as_u64().unwrap_or(0);
+            let total = started.elapsed().as_secs_f64();
+            return Ok(serde_json::json!({
+                "processed": processed,
+                "drainSeconds": load_ended.elapsed().as_secs_f64(),
+                "eventsPerSecond": processed as f64 / total.max(f64::EPSILON),
+                "lag": status["lag"],
+            }));
+        }
+        if load_ended.elapsed() > Duration::from_secs(300) {
+            anyhow::bail!("backlog still {} five minutes after the load ended", status["backlog"]);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
