@@ -25,8 +25,8 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// Ready when the store commits a probe write, the backlog is under its limit and — once a
-/// worker processes events — the oldest pending event is younger than its limit.
+/// Ready when the store commits a probe write, the backlog is under its limit and — when this
+/// process runs the worker — the oldest pending event is younger than `store.max_pending_age`.
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let mut problems = Vec::new();
     match tokio::time::timeout(Duration::from_secs(2), state.store.check_writable()).await {
@@ -37,6 +37,23 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let backlog = state.store.backlog();
     if backlog >= state.config.store.max_backlog {
         problems.push(format!("backlog {backlog} is over its limit {}", state.config.store.max_backlog));
+    }
+    if state.config.worker.enabled {
+        match state.store.oldest_pending().await {
+            Ok(Some(at)) => {
+                let age =
+                    std::time::Duration::from_millis(u64::try_from(crate::store::now_ms() - at).unwrap_or(0));
+                if age > state.config.store.max_pending_age {
+                    problems.push(format!(
+                        "the oldest pending event is {} s old (limit {} s): is the worker stalled?",
+                        age.as_secs(),
+                        state.config.store.max_pending_age.as_secs()
+                    ));
+                }
+            }
+            Ok(None) => {}
+            Err(e) => problems.push(e.to_string()),
+        }
     }
     if problems.is_empty() {
         Json(json!({ "status": "ready", "backlog": backlog })).into_response()
@@ -53,6 +70,13 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     metrics::gauge!("tradehook_backlog").set(state.store.backlog() as f64);
+    if let Ok(Some(at)) = state.store.oldest_pending().await {
+        metrics::gauge!("tradehook_oldest_pending_seconds")
+            .set((crate::store::now_ms() - at).max(0) as f64 / 1000.0);
+    }
+    if let Ok(stats) = state.store.stats().await {
+        metrics::gauge!("tradehook_dlq_size").set(stats.dlq as f64);
+    }
     if let Some(limiter) = &state.ip_limiter {
         metrics::gauge!("tradehook_tracked_client_ips").set(limiter.tracked() as f64);
     }

@@ -84,7 +84,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 "processing  {} events processed, backlog drained {:.2} s after the load ended; end to end {:.0} events/s",
                 p["processed"], p["drainSeconds"], p["eventsPerSecond"]
             );
-            println!("lag         p50 {} ms  p99 {} ms  max {} ms (ack → state applied)", p["lag"]["p50Ms"], p["lag"]["p99Ms"], p["lag"]["maxMs"]);
+            println!(
+                "lag         p50 {} ms  p99 {} ms  max {} ms (ack → state applied)",
+                p["lag"]["p50Ms"], p["lag"]["p99Ms"], p["lag"]["maxMs"]
+            );
         }
     }
     Ok(())
@@ -98,7 +101,8 @@ async fn drain(url: &str, token: &str, started: std::time::Instant) -> anyhow::R
     let headers = [("authorization".to_string(), format!("Bearer {token}"))];
     let load_ended = std::time::Instant::now();
     loop {
-        let (code, body) = super::client::request(http::Method::GET, &status_url, &headers, Vec::new()).await?;
+        let (code, body) =
+            super::client::request(http::Method::GET, &status_url, &headers, Vec::new()).await?;
         if !code.is_success() {
             anyhow::bail!("{status_url} answered {code}; is --admin-token right?");
         }

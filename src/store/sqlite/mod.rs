@@ -145,6 +145,16 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Arrival time of the oldest unprocessed event (through the partial `events_pending` index).
+fn oldest_pending(conn: &Connection) -> rusqlite::Result<Option<i64>> {
+    conn.query_row(
+        "SELECT received_at FROM events WHERE processed_at IS NULL ORDER BY seq LIMIT 1",
+        [],
+        |row| row.get(0),
+    )
+    .optional()
+}
+
 /// Takes an exclusive lock on `<db>.lock` so only one process uses the database: the
 /// de-duplication index lives in that process's memory.
 fn lock_database(path: &Path) -> Result<File, StoreError> {
@@ -402,13 +412,7 @@ impl Store for SqliteStore {
                 conn.query_row("SELECT count(*) FROM events WHERE processed_at IS NULL", [], |row| {
                     row.get(0)
                 })?;
-            let oldest: Option<i64> = conn
-                .query_row(
-                    "SELECT received_at FROM events WHERE processed_at IS NULL ORDER BY seq LIMIT 1",
-                    [],
-                    |row| row.get(0),
-                )
-                .optional()?;
+            let oldest = oldest_pending(conn)?;
             Ok(StoreStats {
                 events,
                 backlog,
@@ -418,6 +422,10 @@ impl Store for SqliteStore {
             })
         })
         .await
+    }
+
+    async fn oldest_pending(&self) -> Result<Option<i64>, StoreError> {
+        self.read(oldest_pending).await
     }
 
     async fn check_writable(&self) -> Result<(), StoreError> {
