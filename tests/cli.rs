@@ -14,6 +14,30 @@ fn tradehook(dir: &std::path::Path) -> Command {
     command
 }
 
+/// Starts `serve` with no configuration in `dir` and returns it with its banner (up to the
+/// suggested `tradehook send` line); the rest of its output is drained.
+fn zero_config_serve(dir: &std::path::Path) -> (std::process::Child, String) {
+    let mut child = tradehook(dir)
+        .arg("serve")
+        .env("TRADEHOOK_SERVER__LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut banner = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let done = line.contains("tradehook send");
+        banner.push(line);
+        if done {
+            break;
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, banner.join("\n"))
+}
+
 #[test]
 fn config_check_accepts_the_example_file() {
     let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tradehook.example.toml");
@@ -52,25 +76,7 @@ fn serve_refuses_invalid_file_with_one_line() {
 #[test]
 fn zero_config_serve_generates_a_secret_once_and_send_uses_it() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = tradehook(dir.path())
-        .arg("serve")
-        .env("TRADEHOOK_SERVER__LISTEN", "127.0.0.1:0")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut banner = Vec::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        let done = line.contains("tradehook send");
-        banner.push(line);
-        if done {
-            break;
-        }
-    }
-    std::thread::spawn(move || lines.for_each(drop));
-    let banner = banner.join("\n");
+    let (mut child, banner) = zero_config_serve(dir.path());
     let secret = std::fs::read_to_string(dir.path().join("data/default-source.secret")).unwrap();
     assert!(banner.contains(secret.trim()), "the generated secret is shown once: {banner}");
     assert!(dir.path().join("data/tradehook.db").exists());
@@ -97,24 +103,7 @@ fn zero_config_serve_generates_a_secret_once_and_send_uses_it() {
     assert!(status.success(), "SIGTERM exits 0: {status:?}");
 
     // A second start reuses the saved secret and does not print it again.
-    let mut again = tradehook(dir.path())
-        .arg("serve")
-        .env("TRADEHOOK_SERVER__LISTEN", "127.0.0.1:0")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(again.stdout.take().unwrap()).lines();
-    let mut second = Vec::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        let done = line.contains("tradehook send");
-        second.push(line);
-        if done {
-            break;
-        }
-    }
-    let second = second.join("\n");
+    let (mut again, second) = zero_config_serve(dir.path());
     assert!(!second.contains(secret.trim()), "{second}");
     assert!(second.contains("default-source.secret"), "{second}");
     let _ = again.kill();

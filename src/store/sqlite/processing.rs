@@ -20,17 +20,20 @@ pub(super) fn pending(conn: &Connection, limit: u32, now: i64) -> rusqlite::Resu
          WHERE processed_at IS NULL AND (next_attempt_at IS NULL OR next_attempt_at <= ?1)
          ORDER BY seq LIMIT ?2",
     )?;
-    let rows = statement.query_map(params![now, limit], |row| {
-        Ok(PendingEvent {
-            seq: row.get(0)?,
-            source: row.get(1)?,
-            body: bytes::Bytes::from(row.get::<_, Vec<u8>>(2)?),
-            received_at: row.get(3)?,
-            attempts: row.get(4)?,
-            history: row.get(5)?,
-        })
-    })?;
+    let rows = statement.query_map(params![now, limit], pending_from_row)?;
     rows.collect()
+}
+
+/// A `PendingEvent` from `seq, source, body, received_at, attempts, history`.
+fn pending_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<PendingEvent> {
+    Ok(PendingEvent {
+        seq: row.get(0)?,
+        source: row.get(1)?,
+        body: bytes::Bytes::from(row.get::<_, Vec<u8>>(2)?),
+        received_at: row.get(3)?,
+        attempts: row.get(4)?,
+        history: row.get(5)?,
+    })
 }
 
 /// Ordering keys of events waiting for a retry, with when it is due.
@@ -309,16 +312,7 @@ pub(super) fn applied_events(
         "SELECT seq, source, body, received_at, attempts, '[]' FROM events
          WHERE seq > ?1 AND outcome = 'applied' ORDER BY seq LIMIT ?2",
     )?;
-    let rows = statement.query_map(params![after_seq, limit], |row| {
-        Ok(PendingEvent {
-            seq: row.get(0)?,
-            source: row.get(1)?,
-            body: bytes::Bytes::from(row.get::<_, Vec<u8>>(2)?),
-            received_at: row.get(3)?,
-            attempts: row.get(4)?,
-            history: row.get(5)?,
-        })
-    })?;
+    let rows = statement.query_map(params![after_seq, limit], pending_from_row)?;
     rows.collect()
 }
 
