@@ -23,13 +23,9 @@ pub enum IdOrigin {
     BodyHash,
 }
 
-/// Derives the de-duplication key of an event.
-pub fn event_id(
-    headers: &HeaderMap,
-    json: Option<&serde_json::Value>,
-    id_fields: &[String],
-    raw: &[u8],
-) -> (String, IdOrigin) {
+/// Derives the de-duplication key of an event; `body_id` is what the payload's id fields give
+/// ([`body_field_id`], or the one-pass reader in `payload.rs`).
+pub fn event_id(headers: &HeaderMap, body_id: Option<String>, raw: &[u8]) -> (String, IdOrigin) {
     let header =
         |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty());
     if let Some(id) = header("webhook-id").or_else(|| header("svix-id")) {
@@ -38,18 +34,25 @@ pub fn event_id(
     if let Some(id) = header("x-event-id") {
         return (bounded(id), IdOrigin::EventIdHeader);
     }
-    if let Some(json) = json {
-        for pointer in id_fields {
-            match json.pointer(pointer) {
-                Some(serde_json::Value::String(s)) if !s.trim().is_empty() => {
-                    return (bounded(s.trim()), IdOrigin::BodyField)
-                }
-                Some(serde_json::Value::Number(n)) => return (n.to_string(), IdOrigin::BodyField),
-                _ => {}
-            }
-        }
+    if let Some(id) = body_id {
+        return (id, IdOrigin::BodyField);
     }
     (format!("sha256:{}", hex::encode(Sha256::digest(raw))), IdOrigin::BodyHash)
+}
+
+/// The id the first of `id_fields` (JSON pointers) that holds a non-blank string or a number
+/// gives.
+pub fn body_field_id(json: &serde_json::Value, id_fields: &[String]) -> Option<String> {
+    id_fields.iter().find_map(|pointer| match json.pointer(pointer) {
+        Some(serde_json::Value::String(s)) => body_text_id(s),
+        Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    })
+}
+
+/// A string id field as a key: trimmed, `None` when blank, hashed when too long.
+pub fn body_text_id(text: &str) -> Option<String> {
+    Some(text.trim()).filter(|id| !id.is_empty()).map(bounded)
 }
 
 fn bounded(id: &str) -> String {
@@ -69,6 +72,16 @@ mod tests {
         vec!["/id".into(), "/eventId".into()]
     }
 
+    /// The id as ingest derives it with the general (tree) reading of the body.
+    fn id_of(
+        headers: &HeaderMap,
+        json: Option<&serde_json::Value>,
+        id_fields: &[String],
+        raw: &[u8],
+    ) -> (String, IdOrigin) {
+        event_id(headers, json.and_then(|json| body_field_id(json, id_fields)), raw)
+    }
+
     #[test]
     fn webhook_id_header_wins_over_everything() {
         let mut headers = HeaderMap::new();
@@ -76,7 +89,7 @@ mod tests {
         headers.insert("x-event-id", "evt_2".parse().unwrap());
         let body = json!({"id": "body_3"});
         assert_eq!(
-            event_id(&headers, Some(&body), &fields(), b"{}"),
+            id_of(&headers, Some(&body), &fields(), b"{}"),
             ("msg_1".into(), IdOrigin::WebhookIdHeader)
         );
     }
@@ -85,7 +98,7 @@ mod tests {
     fn svix_id_header_counts_as_webhook_id() {
         let mut headers = HeaderMap::new();
         headers.insert("svix-id", "msg_9".parse().unwrap());
-        assert_eq!(event_id(&headers, None, &fields(), b"{}").0, "msg_9");
+        assert_eq!(id_of(&headers, None, &fields(), b"{}").0, "msg_9");
     }
 
     #[test]
@@ -93,28 +106,28 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("x-event-id", "evt_2".parse().unwrap());
         let body = json!({"id": "body_3"});
-        assert_eq!(event_id(&headers, Some(&body), &fields(), b"{}").1, IdOrigin::EventIdHeader);
+        assert_eq!(id_of(&headers, Some(&body), &fields(), b"{}").1, IdOrigin::EventIdHeader);
     }
 
     #[test]
     fn body_fields_tried_in_order() {
         let headers = HeaderMap::new();
         let body = json!({"eventId": "e1"});
-        assert_eq!(event_id(&headers, Some(&body), &fields(), b"{}").0, "e1");
+        assert_eq!(id_of(&headers, Some(&body), &fields(), b"{}").0, "e1");
         let body = json!({"id": 42, "eventId": "e1"});
-        assert_eq!(event_id(&headers, Some(&body), &fields(), b"{}").0, "42");
+        assert_eq!(id_of(&headers, Some(&body), &fields(), b"{}").0, "42");
         let nested = vec!["/data/orderId".to_string()];
         let body = json!({"data": {"orderId": "o-1"}});
-        assert_eq!(event_id(&headers, Some(&body), &nested, b"{}").0, "o-1");
+        assert_eq!(id_of(&headers, Some(&body), &nested, b"{}").0, "o-1");
     }
 
     #[test]
     fn body_hash_when_nothing_else_identical_bytes_same_id() {
         let headers = HeaderMap::new();
         let body = json!({"ticker": "BTCUSD"});
-        let (a, origin) = event_id(&headers, Some(&body), &fields(), br#"{"ticker":"BTCUSD"}"#);
-        let (b, _) = event_id(&headers, Some(&body), &fields(), br#"{"ticker":"BTCUSD"}"#);
-        let (c, _) = event_id(&headers, Some(&body), &fields(), br#"{"ticker": "BTCUSD"}"#);
+        let (a, origin) = id_of(&headers, Some(&body), &fields(), br#"{"ticker":"BTCUSD"}"#);
+        let (b, _) = id_of(&headers, Some(&body), &fields(), br#"{"ticker":"BTCUSD"}"#);
+        let (c, _) = id_of(&headers, Some(&body), &fields(), br#"{"ticker": "BTCUSD"}"#);
         assert_eq!(origin, IdOrigin::BodyHash);
         assert_eq!(a, b);
         assert_ne!(a, c);
@@ -125,10 +138,10 @@ mod tests {
     fn empty_or_huge_ids_are_not_used_verbatim() {
         let mut headers = HeaderMap::new();
         headers.insert("x-event-id", "   ".parse().unwrap());
-        assert_eq!(event_id(&headers, None, &fields(), b"x").1, IdOrigin::BodyHash);
+        assert_eq!(id_of(&headers, None, &fields(), b"x").1, IdOrigin::BodyHash);
         let huge = "a".repeat(1000);
         let body = json!({ "id": huge });
-        let (id, _) = event_id(&HeaderMap::new(), Some(&body), &fields(), b"{}");
+        let (id, _) = id_of(&HeaderMap::new(), Some(&body), &fields(), b"{}");
         assert!(id.len() <= MAX_EVENT_ID_LEN);
     }
 }

@@ -200,10 +200,17 @@ pub enum JsonError {
 /// Parses a body as JSON after checking its nesting depth without recursion, so a hostile
 /// `[[[[…` cannot exhaust the stack.
 pub fn parse_json(body: &[u8]) -> Result<serde_json::Value, JsonError> {
+    check_depth(body)?;
+    serde_json::from_slice(body).map_err(|e| JsonError::Invalid(e.to_string()))
+}
+
+/// Refuses nesting deeper than [`MAX_JSON_DEPTH`], found without recursion; run it before any
+/// parser sees the body.
+pub fn check_depth(body: &[u8]) -> Result<(), JsonError> {
     if nesting_depth(body) > MAX_JSON_DEPTH {
         return Err(JsonError::TooDeep);
     }
-    serde_json::from_slice(body).map_err(|e| JsonError::Invalid(e.to_string()))
+    Ok(())
 }
 
 /// The deepest nesting of `{`/`[` outside strings.

@@ -7,6 +7,7 @@
 
 pub mod event_id;
 pub mod guard;
+pub mod payload;
 pub mod signature;
 pub mod source;
 
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{post, MethodRouter};
@@ -25,6 +26,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use crate::error::ApiError;
 use crate::server::AppState;
 use crate::store::{now_ms, Appended, NewEvent};
+use payload::truncate;
 use signature::{Inbound, Verified};
 use source::Source;
 
@@ -55,44 +57,37 @@ where
     })
 }
 
+// The handlers take the whole request and split it: the `HeaderMap` and `RawQuery` extractors
+// would copy the headers and the query string of every webhook.
 async fn receive_default(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Response {
-    receive(state, DEFAULT_SOURCE.to_string(), peer, query, headers, body).await
+    receive(&state, DEFAULT_SOURCE, peer, request).await
 }
 
 async fn receive_named(
     State(state): State<Arc<AppState>>,
     Path(source): Path<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Response {
-    receive(state, source, peer, query, headers, body).await
+    receive(&state, &source, peer, request).await
 }
 
 /// One webhook, from request to answer; records metrics for whatever the outcome.
-async fn receive(
-    state: Arc<AppState>,
-    source_name: String,
-    peer: SocketAddr,
-    query: Option<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+async fn receive(state: &AppState, source_name: &str, peer: SocketAddr, request: Request) -> Response {
     let started = Instant::now();
-    let Some(source) = state.sources.get(&source_name).cloned() else {
+    let Some(source) = state.sources.get(source_name) else {
         metrics::counter!("tradehook_requests_total", "source" => "unknown", "status" => "404").increment(1);
-        return ApiError::not_found(format!("no source named `{}`", truncate(&source_name, 64)))
+        return ApiError::not_found(format!("no source named `{}`", truncate(source_name, 64)))
             .into_response();
     };
-    let client = guard::client_ip(peer.ip(), &headers, &state.config.server.trusted_proxies);
-    let outcome = check_and_store(&state, &source, client, query.as_deref(), &headers, body).await;
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
+    let client = guard::client_ip(peer.ip(), headers, &state.config.server.trusted_proxies);
+    let outcome = check_and_store(state, source, client, parts.uri.query(), headers, body).await;
     match outcome {
         Ok(appended) => {
             source.metrics.ok.increment(1);
@@ -168,16 +163,16 @@ async fn check_and_store(
         Verified::Intact => raw.clone(),
         Verified::Redacted(stripped) => Bytes::from(stripped),
     };
-    let json = guard::parse_json(&body).map_err(|e| Rejection {
+    let payload = payload::read(&body, &source.id_fields).map_err(|e| Rejection {
         error: ApiError::bad_request("invalid_json", e.to_string()),
         body: body.clone(),
     })?;
     // The raw bytes identify a TradingView retry even when the token was stripped from them.
-    let (event_key, _) = event_id::event_id(headers, Some(&json), &source.id_fields, &raw);
+    let (event_key, _) = event_id::event_id(headers, payload.body_id, &raw);
     let event = NewEvent {
         source: source.name.clone(),
         event_key,
-        event_type: event_type(&json),
+        event_type: payload.event_type,
         headers: source::headers_for_storage(headers, &source.secrets),
         body,
         client_ip: client.to_string(),
@@ -231,26 +226,17 @@ fn rate_limited(who: &str, wait: u64) -> Rejection {
     .into()
 }
 
-/// The payload's `event` (seed 001) or `type` field, when it is a string.
-fn event_type(json: &serde_json::Value) -> Option<String> {
-    ["event", "type"]
-        .iter()
-        .find_map(|key| json.get(key).and_then(|v| v.as_str()))
-        .map(|s| truncate(s, 100).to_string())
-}
-
-fn truncate(text: &str, max: usize) -> &str {
-    match text.char_indices().nth(max) {
-        Some((end, _)) => &text[..end],
-        None => text,
-    }
-}
-
+/// `{"status":"accepted"|"duplicate","id":…}`, written without building a JSON tree.
 fn accepted_response(appended: &Appended) -> Response {
     let (status, id) = match appended {
         Appended::Accepted(id) => ("accepted", id),
         Appended::Duplicate(id) => ("duplicate", id),
     };
-    let body = serde_json::json!({ "status": status, "id": id }).to_string();
+    let mut body = String::with_capacity(32 + id.len());
+    body.push_str("{\"status\":\"");
+    body.push_str(status);
+    body.push_str("\",\"id\":");
+    source::push_json_string(&mut body, id);
+    body.push('}');
     ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
 }

@@ -71,21 +71,52 @@ const CREDENTIAL_HEADERS: [&str; 5] =
     ["authorization", "proxy-authorization", "cookie", "x-api-key", "set-cookie"];
 
 /// The request headers as a JSON object, minus credentials and any header whose value contains
-/// one of the source's secrets.
+/// one of the source's secrets. Written straight into one string: this runs on every request.
 pub fn headers_for_storage(headers: &http::HeaderMap, secrets: &[String]) -> String {
-    let mut map = serde_json::Map::new();
+    let mut out = String::with_capacity(256);
+    let mut value = String::new();
+    out.push('{');
     for name in headers.keys() {
         if CREDENTIAL_HEADERS.contains(&name.as_str()) {
             continue;
         }
-        let values: Vec<&str> = headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).collect();
-        let value = values.join(", ");
+        value.clear();
+        for (i, part) in headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).enumerate() {
+            if i > 0 {
+                value.push_str(", ");
+            }
+            value.push_str(part);
+        }
         if secrets.iter().any(|secret| !secret.is_empty() && value.contains(secret.as_str())) {
             continue;
         }
-        map.insert(name.as_str().to_string(), serde_json::Value::String(value));
+        if out.len() > 1 {
+            out.push(',');
+        }
+        push_json_string(&mut out, name.as_str());
+        out.push(':');
+        push_json_string(&mut out, &value);
     }
-    serde_json::Value::Object(map).to_string()
+    out.push('}');
+    out
+}
+
+/// Appends `text` as a JSON string literal.
+pub fn push_json_string(out: &mut String, text: &str) {
+    out.push('"');
+    if !text.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        out.push_str(text);
+    } else {
+        for c in text.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+                c => out.push(c),
+            }
+        }
+    }
+    out.push('"');
 }
 
 #[cfg(test)]
@@ -105,5 +136,18 @@ mod tests {
         assert_eq!(json["x-webhook-signature"], "deadbeef");
         assert!(json.get("authorization").is_none());
         assert!(!stored.contains("tv-secret"));
+    }
+
+    #[test]
+    fn stored_headers_are_json_with_repeated_values_joined_and_text_escaped() {
+        let mut headers = http::HeaderMap::new();
+        headers.append("x-multi", "a".parse().unwrap());
+        headers.append("x-multi", "b".parse().unwrap());
+        headers.insert("x-quote", http::HeaderValue::from_bytes(b"say \"hi\"\\\there").unwrap());
+        let stored = headers_for_storage(&headers, &[]);
+        let json: serde_json::Value = serde_json::from_str(&stored).unwrap();
+        assert_eq!(json["x-multi"], "a, b");
+        assert_eq!(json["x-quote"], "say \"hi\"\\\there");
+        assert_eq!(headers_for_storage(&http::HeaderMap::new(), &[]), "{}");
     }
 }

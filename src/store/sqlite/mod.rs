@@ -82,6 +82,11 @@ const MIGRATIONS: &[&str] = &[r#"
     CREATE INDEX dead_letters_event ON dead_letters (event_seq);
 "#];
 
+/// Pause between checkpoints while the WAL is being written.
+const CHECKPOINT_BUSY: Duration = Duration::from_millis(20);
+/// Pause between checkpoints when the last one found nothing to copy.
+const CHECKPOINT_IDLE: Duration = Duration::from_millis(200);
+
 /// The public id of the event stored at `seq`.
 pub(crate) fn event_id(seq: i64) -> String {
     format!("evt_{seq}")
@@ -209,16 +214,28 @@ fn load_dedupe(conn: &Connection) -> Result<DedupeIndex, StoreError> {
 }
 
 /// Copies the WAL into the database file whenever it has grown, on its own connection so the
-/// writer never waits for it. PASSIVE: never blocks the writer or readers.
+/// writer never waits for it. PASSIVE: never blocks the writer or readers. While writes arrive it
+/// runs often, so that it trails the writer by only a few batches and the writer's own pass
+/// before restarting the log (see `writer.rs`) has little left to copy.
 fn checkpoint_loop(conn: Connection, stopping: &AtomicBool) {
+    let (mut pause, mut last_log) = (CHECKPOINT_IDLE, 0);
     while !stopping.load(Ordering::Relaxed) {
-        thread::sleep(Duration::from_millis(200));
+        thread::sleep(pause);
         let result = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
             Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
         });
-        if let Err(error) = result {
-            tracing::warn!(%error, "WAL checkpoint failed; will retry");
-        }
+        pause = match result {
+            // The log changed since the last pass: writes are arriving, come back soon.
+            Ok((_, log, _)) if log != last_log => {
+                last_log = log;
+                CHECKPOINT_BUSY
+            }
+            Ok(_) => CHECKPOINT_IDLE,
+            Err(error) => {
+                tracing::warn!(%error, "WAL checkpoint failed; will retry");
+                CHECKPOINT_IDLE
+            }
+        };
     }
     // A last full checkpoint so the next start has a short WAL to read.
     let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
