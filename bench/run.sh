@@ -7,7 +7,8 @@
 # after the other, never together, and the client (`tradehook bench`) is the same for both.
 #
 # Settings (environment): CONNECTIONS (32), DURATION (15s), WARMUP (1s), SECRET (bench-secret),
-# BENCH_ARGS (extra flags for `tradehook bench`, e.g. "--rate 20000"). Both JSON reports are kept
+# BENCH_ARGS (extra flags for `tradehook bench`, e.g. "--rate 20000"); TRADEHOOK_WORKER__ENABLED=false
+# measures ingest without processing. Both JSON reports are kept
 # in bench/results/ (gitignored).
 set -euo pipefail
 
@@ -141,8 +142,13 @@ EOF
 done
 [[ -n "$healthy" ]] || { echo "tradehook did not answer /healthz within 30 s" >&2; exit 1; }
 echo "tradehook on 127.0.0.1:$PORT2: same client settings" >&2
-# With the admin token the client also waits for processing to finish and reports its lag.
-run_bench "http://127.0.0.1:$PORT2/webhook" "$TRADEHOOK_JSON" --admin-token "$ADMIN_TOKEN"
+# With the admin token the client also waits for processing to finish and reports its lag
+# (skipped when the worker is switched off: TRADEHOOK_WORKER__ENABLED=false measures ingest alone).
+if [[ "${TRADEHOOK_WORKER__ENABLED:-true}" == "false" ]]; then
+    run_bench "http://127.0.0.1:$PORT2/webhook" "$TRADEHOOK_JSON"
+else
+    run_bench "http://127.0.0.1:$PORT2/webhook" "$TRADEHOOK_JSON" --admin-token "$ADMIN_TOKEN"
+fi
 stop_server
 
 # --- summary ----------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 //!
 //! `null` and empty strings count as absent: senders use both for "not set".
 
+use chrono::SubsecRound;
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use rust_decimal::Decimal;
 use serde_json::{Map, Value};
@@ -127,7 +128,13 @@ impl<'a> Fields<'a> {
 
 /// Parses RFC 3339 (`2024-01-15T10:30:00Z`), a zone-less date-time taken as UTC, or epoch
 /// milliseconds (seconds when the number is below 10^11, i.e. before 1973 in milliseconds).
+/// Times are kept to the microsecond: that is what the stored state records, so a state loaded
+/// from the store orders fills exactly as the live one did.
 pub(crate) fn parse_time(field: &str, value: &Value) -> Result<DateTime<Utc>, SchemaError> {
+    parse_time_exact(field, value).map(|t| t.trunc_subsecs(6))
+}
+
+fn parse_time_exact(field: &str, value: &Value) -> Result<DateTime<Utc>, SchemaError> {
     let bad = || SchemaError::BadTimestamp { field: field.to_owned(), value: value_text(value) };
     let epoch = |n: i64| {
         let parsed = if n.abs() < 100_000_000_000 {

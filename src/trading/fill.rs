@@ -64,7 +64,9 @@ pub struct Trade {
     pub price: Decimal,
     /// Commission charged.
     pub commission: Decimal,
-    /// Earliest event time this trade was reported at.
+    /// Earliest event time this trade was reported at (stored as unix microseconds: formatting
+    /// RFC 3339 for every fill of every stored order was the worker's largest cost).
+    #[serde(with = "chrono::serde::ts_microseconds")]
     pub at: DateTime<Utc>,
     /// The venue's sequence number, when sent.
     pub sequence: Option<u64>,
@@ -76,7 +78,8 @@ pub struct Trade {
 pub struct Snapshot {
     /// Average price of the cumulative quantity (always positive: others are not stored).
     pub average_price: Decimal,
-    /// Earliest event time this snapshot was reported at.
+    /// Earliest event time this snapshot was reported at (unix microseconds when stored).
+    #[serde(with = "chrono::serde::ts_microseconds")]
     pub at: DateTime<Utc>,
 }
 
