@@ -15,6 +15,8 @@
 pub mod apply;
 pub mod lag;
 pub mod retry;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, HashMap};
 use std::panic::AssertUnwindSafe;
@@ -46,6 +48,9 @@ pub struct Worker {
     lag: Arc<LagTracker>,
     /// Most events per round.
     batch_limit: u32,
+    /// Test hook: events for which applying fails, to exercise retries and dead letters.
+    #[cfg(test)]
+    fail_when: Option<fn(&crate::trading::CanonicalEvent) -> bool>,
 }
 
 impl Worker {
@@ -59,7 +64,17 @@ impl Worker {
     ) -> Result<Worker, StoreError> {
         let state = apply::load_state(store.all_entities().await?).map_err(StoreError::Internal)?;
         let blocked = store.retrying().await?.into_iter().collect();
-        Ok(Worker { store, rules, retry, state, blocked, lag, batch_limit: batch_limit.max(1) })
+        Ok(Worker {
+            store,
+            rules,
+            retry,
+            state,
+            blocked,
+            lag,
+            batch_limit: batch_limit.max(1),
+            #[cfg(test)]
+            fail_when: None,
+        })
     }
 
     /// Processes until `shutdown`; finishes the round in progress first.
@@ -165,7 +180,15 @@ impl Worker {
                 continue;
             };
             let state = &mut self.state;
-            match std::panic::catch_unwind(AssertUnwindSafe(|| state.apply(&canonical))) {
+            #[cfg(test)]
+            let fail = self.fail_when.is_some_and(|fail| fail(&canonical));
+            #[cfg(not(test))]
+            let fail = false;
+            let applied = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                assert!(!fail, "injected failure");
+                state.apply(&canonical)
+            }));
+            match applied {
                 Ok(applied) => {
                     for change in apply::changes(&self.state, &applied).map_err(|e| e.to_string())? {
                         documents.insert((change.kind, change.key.clone()), change);
