@@ -257,8 +257,9 @@ async fn order(
         .entity(EntityKind::Order, &order_id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no order `{order_id}`")))?;
-    let order: Order =
-        serde_json::from_str(&doc).map_err(|e| ApiError::internal(format!("stored order: {e}")))?;
+    let prefix = crate::worker::apply::fact_prefix(&order_id);
+    let facts = state.store.entities_with_prefix(EntityKind::OrderFact, &prefix).await?;
+    let order = crate::worker::apply::assemble_order(&doc, &facts).map_err(ApiError::internal)?;
     Ok(Json(OrderView::new(&order, true)))
 }
 

@@ -165,6 +165,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<(String, String)>, StoreError>;
     /// One entity's document.
     async fn entity(&self, kind: EntityKind, key: &str) -> Result<Option<String>, StoreError>;
+    /// Documents of one kind whose key starts with `prefix`, in key order.
+    async fn entities_with_prefix(&self, kind: EntityKind, prefix: &str) -> Result<Vec<String>, StoreError>;
     /// Alerts, newest first, older than the alert id `before` when given.
     async fn alerts(&self, before: Option<i64>, limit: u32) -> Result<Vec<StoredAlert>, StoreError>;
     /// Dead letters matching the filter, newest first.

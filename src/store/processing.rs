@@ -30,8 +30,10 @@ pub struct PendingEvent {
 /// Entity kinds kept in the `state` table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum EntityKind {
-    /// An order, keyed by order id.
+    /// An order without its fills, keyed by order id.
     Order,
+    /// One fact of an order (a trade or a cumulative snapshot), keyed by order id and fact.
+    OrderFact,
     /// A position, keyed by `account|symbol`.
     Position,
     /// A balance, keyed by `account|asset`.
@@ -49,6 +51,7 @@ impl EntityKind {
     pub fn as_str(self) -> &'static str {
         match self {
             EntityKind::Order => "order",
+            EntityKind::OrderFact => "order_fact",
             EntityKind::Position => "position",
             EntityKind::Balance => "balance",
             EntityKind::Ledger => "ledger",

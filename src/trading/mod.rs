@@ -39,7 +39,7 @@ pub use alert::{Alert, AlertKind};
 pub use balance::{Balance, BalanceKey, LedgerEntry};
 pub use event::{CanonicalEvent, EventKind, SchemaError, Stamp};
 pub use fill::Fill;
-pub use order::{Order, OrderChange, OrderStatus, Side};
+pub use order::{FactKey, Order, OrderChange, OrderStatus, Side};
 pub use parse::parse_event;
 pub use position::{Position, PositionKey, PositionSide, PositionView};
 pub use signal::{Signal, SignalAction};

@@ -149,6 +149,28 @@ pub struct Order {
     /// The executions derived from `trades` and `snapshots`; not persisted.
     #[serde(skip)]
     derived: DerivedFills,
+    /// Facts added or changed since the store last saved them (see [`Order::take_unsaved`]).
+    #[serde(skip)]
+    unsaved: Unsaved,
+}
+
+/// Bookkeeping for the store, not part of what an order is: equal whatever it holds.
+#[derive(Debug, Clone, Default)]
+struct Unsaved(Vec<FactKey>);
+
+impl PartialEq for Unsaved {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+/// One fact of an order: a trade by id or a cumulative snapshot by quantity.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FactKey {
+    /// `trades[id]`.
+    Trade(String),
+    /// `snapshots[cum]`.
+    Snapshot(Decimal),
 }
 
 /// What applying one event to an order did.
@@ -229,6 +251,7 @@ impl Order {
             trades: BTreeMap::new(),
             snapshots: BTreeMap::new(),
             derived: DerivedFills::derive((&BTreeMap::new(), &BTreeMap::new())),
+            unsaved: Unsaved::default(),
         }
     }
 
@@ -297,14 +320,43 @@ impl Order {
     }
 
     /// A copy of this order without its facts (trades, snapshots, derived executions): what
-    /// an event changes besides facts, cheap to compare whatever the number of fills.
-    fn without_facts(&mut self) -> Order {
+    /// an event changes besides facts, cheap to compare whatever the number of fills. The store
+    /// saves this as the order's document and the facts one row each, so a busy order costs its
+    /// new fills per write, not all of them.
+    pub fn without_facts(&mut self) -> Order {
         let trades = std::mem::take(&mut self.trades);
         let snapshots = std::mem::take(&mut self.snapshots);
         let derived = std::mem::take(&mut self.derived);
+        let unsaved = std::mem::take(&mut self.unsaved);
         let copy = self.clone();
-        (self.trades, self.snapshots, self.derived) = (trades, snapshots, derived);
+        (self.trades, self.snapshots, self.derived, self.unsaved) = (trades, snapshots, derived, unsaved);
         copy
+    }
+
+    /// The facts added or changed since the last call, deduplicated, in key order.
+    pub fn take_unsaved(&mut self) -> Vec<FactKey> {
+        let mut keys = std::mem::take(&mut self.unsaved.0);
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
+    /// Every fact of the order (for a full save).
+    pub fn fact_keys(&self) -> Vec<FactKey> {
+        let trades = self.trades.keys().cloned().map(FactKey::Trade);
+        trades.chain(self.snapshots.keys().copied().map(FactKey::Snapshot)).collect()
+    }
+
+    /// Puts a saved fact back (loading from the store); the derived fills are recomputed on use.
+    pub fn restore_trade(&mut self, id: String, trade: Trade) {
+        self.trades.insert(id, trade);
+        self.derived = DerivedFills::default();
+    }
+
+    /// Puts a saved snapshot back (loading from the store).
+    pub fn restore_snapshot(&mut self, cum: Decimal, snapshot: Snapshot) {
+        self.snapshots.insert(cum, snapshot);
+        self.derived = DerivedFills::default();
     }
 
     /// The fills of this order, deterministic, once symbol and side are known (empty before):
@@ -385,6 +437,7 @@ impl Order {
                 };
                 self.trades.insert(trade.trade_id.clone(), recorded);
                 changes.push(FactChange::NewTrade(trade.trade_id.clone()));
+                self.unsaved.0.push(FactKey::Trade(trade.trade_id.clone()));
                 None
             }
             // A plain duplicate: keep the earliest report time so arrival order does not matter.
@@ -392,6 +445,7 @@ impl Order {
                 if at < known.at {
                     known.at = at;
                     changes.push(FactChange::Other);
+                    self.unsaved.0.push(FactKey::Trade(trade.trade_id.clone()));
                 }
                 None
             }
@@ -427,12 +481,14 @@ impl Order {
             None => {
                 self.snapshots.insert(cum, Snapshot { average_price, at });
                 changes.push(FactChange::NewSnapshot(cum));
+                self.unsaved.0.push(FactKey::Snapshot(cum));
                 None
             }
             Some(known) if known.average_price == average_price => {
                 if at < known.at {
                     known.at = at;
                     changes.push(FactChange::Other);
+                    self.unsaved.0.push(FactKey::Snapshot(cum));
                 }
                 None
             }

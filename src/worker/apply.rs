@@ -7,12 +7,15 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::config::{Format, SourceConfig};
 use crate::store::{EntityChange, EntityKind, NewAlert, PendingEvent};
+use crate::trading::fill::{Snapshot, Trade};
 use crate::trading::{
-    parse_event, parse_tradingview, Applied, CanonicalEvent, TradingState, TradingViewMapping,
+    parse_event, parse_tradingview, Applied, CanonicalEvent, FactKey, Order, TradingState, TradingViewMapping,
 };
 
 /// How one source's events are read.
@@ -89,14 +92,101 @@ fn keyed(name: &str, account: &Option<String>) -> String {
     format!("{name}|{}", account.as_deref().unwrap_or(""))
 }
 
-/// The documents of the entities `applied` touched, read from `state` after the change.
-pub fn changes(state: &TradingState, applied: &Applied) -> Result<Vec<EntityChange>, serde_json::Error> {
+/// One fact of an order as stored: the order it belongs to and the trade or snapshot.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FactDoc {
+    order_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trade_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trade: Option<Trade>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cum: Option<Decimal>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    snapshot: Option<Snapshot>,
+}
+
+/// The state-table key prefix of an order's facts.
+pub fn fact_prefix(order_id: &str) -> String {
+    format!("{order_id}|")
+}
+
+/// An order from its stored document and the documents of its facts.
+pub fn assemble_order(doc: &str, facts: &[String]) -> Result<Order, String> {
+    let mut order: Order =
+        serde_json::from_str(doc).map_err(|e| format!("stored order is unreadable: {e}"))?;
+    for fact in facts {
+        let fact: FactDoc =
+            serde_json::from_str(fact).map_err(|e| format!("stored fill is unreadable: {e}"))?;
+        restore(&mut order, fact)?;
+    }
+    Ok(order)
+}
+
+fn restore(order: &mut Order, fact: FactDoc) -> Result<(), String> {
+    match (fact.trade_id, fact.trade, fact.cum, fact.snapshot) {
+        (Some(id), Some(trade), _, _) => order.restore_trade(id, trade),
+        (_, _, Some(cum), Some(snapshot)) => order.restore_snapshot(cum, snapshot),
+        _ => {
+            return Err(format!("stored fill of order `{}` is neither a trade nor a snapshot", fact.order_id))
+        }
+    }
+    Ok(())
+}
+
+/// The rows that save `keys` of `order`: (key in the state table, document).
+fn fact_rows(order: &Order, keys: Vec<FactKey>) -> Result<Vec<EntityChange>, serde_json::Error> {
+    let mut rows = Vec::with_capacity(keys.len());
+    for key in keys {
+        let (row_key, doc) = match key {
+            FactKey::Trade(id) => {
+                let Some(trade) = order.trades.get(&id) else { continue };
+                let doc = FactDoc {
+                    order_id: order.order_id.clone(),
+                    trade_id: Some(id.clone()),
+                    trade: Some(trade.clone()),
+                    cum: None,
+                    snapshot: None,
+                };
+                (format!("{}t|{id}", fact_prefix(&order.order_id)), doc)
+            }
+            FactKey::Snapshot(cum) => {
+                let Some(snapshot) = order.snapshots.get(&cum) else { continue };
+                let doc = FactDoc {
+                    order_id: order.order_id.clone(),
+                    trade_id: None,
+                    trade: None,
+                    cum: Some(cum),
+                    snapshot: Some(snapshot.clone()),
+                };
+                (format!("{}s|{cum}", fact_prefix(&order.order_id)), doc)
+            }
+        };
+        rows.push(EntityChange {
+            kind: EntityKind::OrderFact,
+            key: row_key,
+            doc: Some(serde_json::to_string(&doc)?),
+        });
+    }
+    Ok(rows)
+}
+
+/// The documents of the entities `applied` touched, read from `state` after the change. An
+/// order is saved without its facts plus one row per fact added or changed since its last save.
+pub fn changes(state: &mut TradingState, applied: &Applied) -> Result<Vec<EntityChange>, serde_json::Error> {
     let touched = &applied.touched;
     let mut out = Vec::new();
-    let doc = |value: Option<String>| value;
     for id in &touched.orders {
-        let value = state.orders.get(id).map(serde_json::to_string).transpose()?;
-        out.push(EntityChange { kind: EntityKind::Order, key: id.clone(), doc: doc(value) });
+        match state.orders.get_mut(id) {
+            Some(order) => {
+                let unsaved = order.take_unsaved();
+                let doc = serde_json::to_string(&order.without_facts())?;
+                out.push(EntityChange { kind: EntityKind::Order, key: id.clone(), doc: Some(doc) });
+                out.extend(fact_rows(order, unsaved)?);
+            }
+            None => out.push(EntityChange { kind: EntityKind::Order, key: id.clone(), doc: None }),
+        }
     }
     for key in &touched.positions {
         let value = state.positions.get(key).map(serde_json::to_string).transpose()?;
@@ -150,13 +240,15 @@ pub fn alerts(applied: &Applied, seq: i64) -> Vec<NewAlert> {
 /// Rebuilds a trading state from stored entity documents (what the worker loads at start).
 pub fn load_state(entities: Vec<(String, String, String)>) -> Result<TradingState, String> {
     let mut state = TradingState::new();
+    let mut facts = Vec::new();
     for (kind, key, doc) in entities {
         let bad = |e: serde_json::Error| format!("stored {kind} `{key}` is unreadable: {e}");
         match kind.as_str() {
             "order" => {
-                let order: crate::trading::Order = serde_json::from_str(&doc).map_err(bad)?;
+                let order: Order = serde_json::from_str(&doc).map_err(bad)?;
                 state.orders.insert(order.order_id.clone(), order);
             }
+            "order_fact" => facts.push(serde_json::from_str::<FactDoc>(&doc).map_err(bad)?),
             "position" => {
                 let position: crate::trading::Position = serde_json::from_str(&doc).map_err(bad)?;
                 let key = crate::trading::PositionKey {
@@ -182,6 +274,12 @@ pub fn load_state(entities: Vec<(String, String, String)>) -> Result<TradingStat
             other => return Err(format!("unknown entity kind `{other}` in the state table")),
         }
     }
+    for fact in facts {
+        let Some(order) = state.orders.get_mut(&fact.order_id) else {
+            return Err(format!("stored fill of order `{}` without the order", fact.order_id));
+        };
+        restore(order, fact)?;
+    }
     // Positions are stored without their fills; derive them from the orders again.
     state.rebuild_positions();
     Ok(state)
@@ -189,6 +287,12 @@ pub fn load_state(entities: Vec<(String, String, String)>) -> Result<TradingStat
 
 /// Every entity of a state as (kind, key, document), for `rebuild-state`.
 pub fn all_documents(state: &TradingState) -> Result<Vec<(EntityKind, String, String)>, serde_json::Error> {
+    let mut state = state.clone();
+    let mut facts = Vec::new();
+    for order in state.orders.values_mut() {
+        order.take_unsaved();
+        facts.extend(fact_rows(order, order.fact_keys())?);
+    }
     let mut touched = crate::trading::Touched::default();
     touched.orders.extend(state.orders.keys().cloned());
     touched.positions.extend(state.positions.keys().cloned());
@@ -197,8 +301,9 @@ pub fn all_documents(state: &TradingState) -> Result<Vec<(EntityKind, String, St
     touched.signals.extend(state.signals.keys().cloned());
     touched.maintenance.extend(state.maintenance.keys().cloned());
     let applied = Applied { alerts: Vec::new(), touched };
-    Ok(changes(state, &applied)?
+    Ok(changes(&mut state, &applied)?
         .into_iter()
+        .chain(facts)
         .filter_map(|change| change.doc.map(|doc| (change.kind, change.key, doc)))
         .collect())
 }

@@ -190,7 +190,7 @@ impl Worker {
             }));
             match applied {
                 Ok(applied) => {
-                    for change in apply::changes(&self.state, &applied).map_err(|e| e.to_string())? {
+                    for change in apply::changes(&mut self.state, &applied).map_err(|e| e.to_string())? {
                         documents.insert((change.kind, change.key.clone()), change);
                     }
                     batch.alerts.extend(apply::alerts(&applied, event.seq));

@@ -504,6 +504,11 @@ impl Store for SqliteStore {
         self.read(move |conn| processing::entity(conn, kind, &key)).await
     }
 
+    async fn entities_with_prefix(&self, kind: EntityKind, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let prefix = prefix.to_string();
+        self.read(move |conn| processing::entities_with_prefix(conn, kind, &prefix)).await
+    }
+
     async fn alerts(&self, before: Option<i64>, limit: u32) -> Result<Vec<StoredAlert>, StoreError> {
         self.read(move |conn| processing::alerts(conn, before, limit)).await
     }

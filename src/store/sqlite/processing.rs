@@ -148,6 +148,21 @@ pub(super) fn entities(
     rows.collect()
 }
 
+/// Documents of `kind` whose key starts with `prefix` (a range scan of the primary key).
+pub(super) fn entities_with_prefix(
+    conn: &Connection,
+    kind: EntityKind,
+    prefix: &str,
+) -> rusqlite::Result<Vec<String>> {
+    // The keys with this prefix are exactly those in [prefix, prefix + U+10FFFF): a bounded range
+    // of the primary key.
+    let upper = format!("{prefix}\u{10FFFF}");
+    let mut statement =
+        conn.prepare_cached("SELECT doc FROM state WHERE kind = ?1 AND key >= ?2 AND key < ?3 ORDER BY key")?;
+    let rows = statement.query_map(params![kind.as_str(), prefix, upper], |row| row.get(0))?;
+    rows.collect()
+}
+
 /// One entity's document.
 pub(super) fn entity(conn: &Connection, kind: EntityKind, key: &str) -> rusqlite::Result<Option<String>> {
     conn.query_row("SELECT doc FROM state WHERE kind = ?1 AND key = ?2", params![kind.as_str(), key], |row| {
