@@ -172,6 +172,21 @@ fn fact_rows(order: &Order, keys: Vec<FactKey>) -> Result<Vec<EntityChange>, ser
     Ok(rows)
 }
 
+/// Appends the document (or removal, when gone) of each of `keys` in `map`.
+fn push_docs<K: Ord, V: Serialize>(
+    out: &mut Vec<EntityChange>,
+    kind: EntityKind,
+    map: &std::collections::BTreeMap<K, V>,
+    keys: &std::collections::BTreeSet<K>,
+    key_text: impl Fn(&K) -> String,
+) -> Result<(), serde_json::Error> {
+    for key in keys {
+        let doc = map.get(key).map(serde_json::to_string).transpose()?;
+        out.push(EntityChange { kind, key: key_text(key), doc });
+    }
+    Ok(())
+}
+
 /// The documents of the entities `applied` touched, read from `state` after the change. An
 /// order is saved without its facts plus one row per fact added or changed since its last save.
 pub fn changes(state: &mut TradingState, applied: &Applied) -> Result<Vec<EntityChange>, serde_json::Error> {
@@ -188,34 +203,15 @@ pub fn changes(state: &mut TradingState, applied: &Applied) -> Result<Vec<Entity
             None => out.push(EntityChange { kind: EntityKind::Order, key: id.clone(), doc: None }),
         }
     }
-    for key in &touched.positions {
-        let value = state.positions.get(key).map(serde_json::to_string).transpose()?;
-        out.push(EntityChange {
-            kind: EntityKind::Position,
-            key: keyed(&key.symbol, &key.account),
-            doc: value,
-        });
-    }
-    for key in &touched.balances {
-        let value = state.balances.get(key).map(serde_json::to_string).transpose()?;
-        out.push(EntityChange {
-            kind: EntityKind::Balance,
-            key: keyed(&key.asset, &key.account),
-            doc: value,
-        });
-    }
-    for id in &touched.ledger {
-        let value = state.ledger.get(id).map(serde_json::to_string).transpose()?;
-        out.push(EntityChange { kind: EntityKind::Ledger, key: id.clone(), doc: value });
-    }
-    for key in &touched.signals {
-        let value = state.signals.get(key).map(serde_json::to_string).transpose()?;
-        out.push(EntityChange { kind: EntityKind::Signal, key: key.clone(), doc: value });
-    }
-    for key in &touched.maintenance {
-        let value = state.maintenance.get(key).map(serde_json::to_string).transpose()?;
-        out.push(EntityChange { kind: EntityKind::Maintenance, key: key.clone(), doc: value });
-    }
+    push_docs(&mut out, EntityKind::Position, &state.positions, &touched.positions, |k| {
+        keyed(&k.symbol, &k.account)
+    })?;
+    push_docs(&mut out, EntityKind::Balance, &state.balances, &touched.balances, |k| {
+        keyed(&k.asset, &k.account)
+    })?;
+    push_docs(&mut out, EntityKind::Ledger, &state.ledger, &touched.ledger, String::clone)?;
+    push_docs(&mut out, EntityKind::Signal, &state.signals, &touched.signals, String::clone)?;
+    push_docs(&mut out, EntityKind::Maintenance, &state.maintenance, &touched.maintenance, String::clone)?;
     Ok(out)
 }
 
