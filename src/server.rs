@@ -161,6 +161,12 @@ impl AppState {
                 Arc::new(Source::from_config(source).map_err(anyhow::Error::msg)?),
             );
         }
+        if !config.routes.is_empty() {
+            tracing::warn!(
+                routes = config.routes.len(),
+                "[[route]] entries are validated but not run yet in this version (outbound delivery, NATS, exec and strategy actions come later)"
+            );
+        }
         for source in config.sources.iter().filter(|s| s.signature == Scheme::None) {
             tracing::warn!(source = %source.name, "source accepts unsigned webhooks (allow-list only)");
         }
