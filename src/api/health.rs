@@ -74,8 +74,8 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         metrics::gauge!("tradehook_oldest_pending_seconds")
             .set((crate::store::now_ms() - at).max(0) as f64 / 1000.0);
     }
-    if let Ok(stats) = state.store.stats().await {
-        metrics::gauge!("tradehook_dlq_size").set(stats.dlq as f64);
+    if let Ok(size) = state.store.dlq_size().await {
+        metrics::gauge!("tradehook_dlq_size").set(size as f64);
     }
     if let Some(limiter) = &state.ip_limiter {
         metrics::gauge!("tradehook_tracked_client_ips").set(limiter.tracked() as f64);

@@ -135,6 +135,8 @@ pub trait Store: Send + Sync + 'static {
     async fn events(&self, filter: EventFilter) -> Result<Vec<StoredEvent>, StoreError>;
     /// Counts for status and readiness.
     async fn stats(&self) -> Result<StoreStats, StoreError>;
+    /// Entries in the dead-letter queue.
+    async fn dlq_size(&self) -> Result<u64, StoreError>;
     /// Arrival time (unix ms) of the oldest event still waiting to be processed.
     async fn oldest_pending(&self) -> Result<Option<i64>, StoreError>;
     /// Proves the store can commit a write now (readiness).

@@ -101,6 +101,8 @@ fn seq_of(id: &str) -> Option<i64> {
 pub struct SqliteStore {
     queue: mpsc::Sender<Write>,
     reader: Arc<Mutex<Connection>>,
+    /// The worker's own read connection, so API reads never delay processing.
+    worker_reader: Arc<Mutex<Connection>>,
     backlog: Arc<AtomicU64>,
     max_backlog: u64,
     path: PathBuf,
@@ -280,6 +282,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             queue,
             reader: Arc::new(Mutex::new(reader)),
+            worker_reader: Arc::new(Mutex::new(open_connection(path)?)),
             backlog,
             max_backlog: options.max_backlog,
             path: path.to_path_buf(),
@@ -298,7 +301,13 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let reader = self.reader.clone();
+        Self::read_on(self.reader.clone(), f).await
+    }
+
+    async fn read_on<T: Send + 'static>(
+        reader: Arc<Mutex<Connection>>,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
         tokio::task::spawn_blocking(move || {
             let conn = reader.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             f(&conn).map_err(|e| StoreError::Internal(e.to_string()))
@@ -441,6 +450,10 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn dlq_size(&self) -> Result<u64, StoreError> {
+        self.read(processing::dead_letter_count).await
+    }
+
     async fn oldest_pending(&self) -> Result<Option<i64>, StoreError> {
         self.read(oldest_pending).await
     }
@@ -477,7 +490,8 @@ impl Store for SqliteStore {
     }
 
     async fn pending(&self, limit: u32) -> Result<Vec<PendingEvent>, StoreError> {
-        self.read(move |conn| processing::pending(conn, limit, now_ms())).await
+        Self::read_on(self.worker_reader.clone(), move |conn| processing::pending(conn, limit, now_ms()))
+            .await
     }
 
     async fn commit_processed(&self, batch: ProcessedBatch) -> Result<u64, StoreError> {
