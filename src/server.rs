@@ -234,6 +234,7 @@ pub async fn run(
             }
         })
     });
+    let retention = tokio::spawn(prune_loop(state.clone(), shutdown.clone()));
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let stop = shutdown.clone();
     // Answers are small and written once: do not let Nagle hold one back for the client's ACK.
@@ -244,6 +245,7 @@ pub async fn run(
     if let Some(pruner) = pruner {
         pruner.abort();
     }
+    retention.abort();
     worker_stop.cancel();
     if let Some(Err(error)) = match worker_task {
         Some(task) => Some(task.await),
@@ -253,6 +255,36 @@ pub async fn run(
     }
     state.store.close().await;
     Ok(())
+}
+
+/// Deletes processed events older than `store.retention` once a minute, in chunks so no single
+/// transaction holds the writer long. De-duplication holds for at least the retention period.
+async fn prune_loop(state: Arc<AppState>, stop: CancellationToken) {
+    const CHUNK: u32 = 5000;
+    let retention = i64::try_from(state.config.store.retention.as_millis()).unwrap_or(i64::MAX);
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let cutoff = crate::store::now_ms().saturating_sub(retention);
+        loop {
+            match state.store.prune(cutoff, CHUNK).await {
+                Ok(deleted) if deleted == u64::from(CHUNK) => continue,
+                Ok(deleted) => {
+                    if deleted > 0 {
+                        tracing::info!(deleted, "pruned events older than the retention period");
+                    }
+                    break;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "pruning old events failed; will retry");
+                    break;
+                }
+            }
+        }
+    }
 }
 
 /// Cancels `token` on SIGINT or SIGTERM.

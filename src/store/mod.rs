@@ -135,6 +135,9 @@ pub trait Store: Send + Sync + 'static {
     async fn events(&self, filter: EventFilter) -> Result<Vec<StoredEvent>, StoreError>;
     /// Counts for status and readiness.
     async fn stats(&self) -> Result<StoreStats, StoreError>;
+    /// Deletes up to `limit` processed events received before `cutoff` (unix ms), except dead
+    /// letters; their event ids stop being duplicates. Returns how many went.
+    async fn prune(&self, cutoff: i64, limit: u32) -> Result<u64, StoreError>;
     /// Entries in the dead-letter queue.
     async fn dlq_size(&self) -> Result<u64, StoreError>;
     /// Arrival time (unix ms) of the oldest event still waiting to be processed.

@@ -450,6 +450,15 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn prune(&self, cutoff: i64, limit: u32) -> Result<u64, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Write::Prune { cutoff, limit, reply })
+            .await
+            .map_err(|_| StoreError::Unavailable("the store is shutting down".into()))?;
+        answer.await.map_err(|_| StoreError::Unavailable("the writer stopped".into()))?
+    }
+
     async fn dlq_size(&self) -> Result<u64, StoreError> {
         self.read(processing::dead_letter_count).await
     }

@@ -207,3 +207,46 @@ async fn ids_are_stable_and_unknown_ids_are_not_found() {
         assert!(store.event(bad).await.unwrap().is_none(), "{bad}");
     }
 }
+
+#[tokio::test]
+async fn prune_removes_only_old_processed_events_and_frees_their_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("t.db"), options()).unwrap();
+    let day = 24 * 3600 * 1000;
+    let mut old_done = event("old-done");
+    old_done.received_at -= 40 * day;
+    let mut old_pending = event("old-pending");
+    old_pending.received_at -= 40 * day;
+    let mut old_dead = event("old-dead");
+    old_dead.received_at -= 40 * day;
+    let fresh = event("fresh");
+    let mut seqs = Vec::new();
+    for e in [old_done, old_pending, old_dead, fresh] {
+        let Appended::Accepted(id) = store.append(e).await.unwrap() else { panic!("not accepted") };
+        seqs.push(id.trim_start_matches("evt_").parse::<i64>().unwrap());
+    }
+    let batch = crate::store::ProcessedBatch {
+        processed: vec![(seqs[0], "applied"), (seqs[3], "applied")],
+        dead: vec![crate::store::NewDeadLetter {
+            seq: seqs[2],
+            reason: "bad".into(),
+            attempts: 1,
+            last_error: "bad".into(),
+            history: "[]".into(),
+            ordering_key: None,
+        }],
+        ..Default::default()
+    };
+    store.commit_processed(batch).await.unwrap();
+
+    let cutoff = now_ms() - 30 * day;
+    assert_eq!(store.prune(cutoff, 100).await.unwrap(), 1, "only the old processed event goes");
+    assert!(store.event(&format!("evt_{}", seqs[0])).await.unwrap().is_none());
+    for kept in &seqs[1..] {
+        assert!(store.event(&format!("evt_{kept}")).await.unwrap().is_some(), "evt_{kept} kept");
+    }
+    // Its id is no longer a duplicate; the others still are.
+    assert!(matches!(store.append(event("old-done")).await.unwrap(), Appended::Accepted(_)));
+    assert!(matches!(store.append(event("fresh")).await.unwrap(), Appended::Duplicate(_)));
+    assert_eq!(store.prune(cutoff, 100).await.unwrap(), 0);
+}

@@ -35,6 +35,9 @@ pub(super) enum Write {
     /// in its own savepoint so its failure does not fail the appends beside it. Answered with
     /// the closure's count after the commit.
     Exec(ExecFn, oneshot::Sender<Result<u64, StoreError>>),
+    /// Delete up to `limit` processed events received before `cutoff` (unix ms) that are not
+    /// dead letters, and forget their de-duplication keys; answered with how many went.
+    Prune { cutoff: i64, limit: u32, reply: oneshot::Sender<Result<u64, StoreError>> },
     /// Finish what is queued before this, then stop.
     Close(oneshot::Sender<()>),
 }
@@ -46,6 +49,8 @@ pub(super) type ExecFn = Box<dyn FnOnce(&Connection) -> rusqlite::Result<u64> + 
 enum Outcome {
     Appended(Appended),
     Executed(Result<u64, String>),
+    /// (key hash, seq) of the events a prune deleted.
+    Pruned(Vec<(i64, i64)>),
     Nothing,
 }
 
@@ -108,6 +113,7 @@ fn refuse(write: Write) {
         Write::Append(_, reply) => drop(reply.send(Err(closed()))),
         Write::Probe(reply) => drop(reply.send(Err(closed()))),
         Write::Exec(_, reply) => drop(reply.send(Err(closed()))),
+        Write::Prune { reply, .. } => drop(reply.send(Err(closed()))),
         Write::Close(reply) => drop(reply.send(())),
     }
 }
@@ -146,6 +152,16 @@ impl Writer {
                 if accepted > 0 {
                     self.arrivals.notify_one();
                 }
+                // Deleted for good now: their event ids may be used again.
+                for outcome in &outcomes {
+                    if let Outcome::Pruned(gone) = outcome {
+                        for (hash, seq) in gone {
+                            if self.dedupe.get(*hash) == Some(*seq) {
+                                self.dedupe.remove(*hash);
+                            }
+                        }
+                    }
+                }
                 Ok(outcomes.into_iter())
             }
             Err(error) => {
@@ -179,6 +195,12 @@ impl Writer {
                     }));
                 }
                 Write::Probe(reply) => drop(reply.send(outcome.map(|_| ()))),
+                Write::Prune { reply, .. } => {
+                    let _ = reply.send(outcome.map(|o| match o {
+                        Outcome::Pruned(gone) => gone.len() as u64,
+                        _ => 0,
+                    }));
+                }
                 Write::Close(reply) => closing = Some(reply),
             }
         }
@@ -245,6 +267,20 @@ impl Writer {
                             params![now_ms().to_string()],
                         )?;
                         outcomes.push(Outcome::Nothing);
+                    }
+                    Write::Prune { cutoff, limit, .. } => {
+                        let mut delete = tx.prepare_cached(
+                            "DELETE FROM events WHERE seq IN (
+                                 SELECT seq FROM events
+                                 WHERE received_at < ?1 AND processed_at IS NOT NULL
+                                   AND seq NOT IN (SELECT event_seq FROM dead_letters)
+                                 ORDER BY received_at LIMIT ?2)
+                             RETURNING key_hash, seq",
+                        )?;
+                        let gone = delete
+                            .query_map(params![*cutoff, *limit], |row| Ok((row.get(0)?, row.get(1)?)))?
+                            .collect::<rusqlite::Result<Vec<(i64, i64)>>>()?;
+                        outcomes.push(Outcome::Pruned(gone));
                     }
                     Write::Close(_) => outcomes.push(Outcome::Nothing),
                 }
