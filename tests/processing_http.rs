@@ -218,9 +218,11 @@ async fn tradingview_alert_becomes_a_signal() {
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
     wait_processed(server.addr).await;
     let signals = api_get(server.addr, "/signals").await;
-    let signal = &signals.json["signals"][0]["signal"];
+    let signal = &signals.json["signals"][0];
     assert_eq!(signal["symbol"], "BTCUSD", "{}", signals.text);
     assert_eq!(signal["action"], "buy");
+    assert_eq!(signal["quantity"], json!(0.25), "decimals are JSON numbers");
+    assert_eq!(signal["price"], json!(49850.5));
     assert!(!signals.text.contains("tv-pass"));
 }
 

@@ -297,12 +297,57 @@ async fn balances(
     Ok(Json(json!({ "balances": views, "next": next })))
 }
 
+/// A signal as the API shows it: when, which event, and what it asks for.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SignalOut {
+    at: String,
+    event_id: Option<String>,
+    source: crate::trading::signal::SignalSource,
+    symbol: String,
+    action: crate::trading::SignalAction,
+    #[serde(serialize_with = "optional_number")]
+    quantity: Option<Decimal>,
+    #[serde(serialize_with = "optional_number")]
+    price: Option<Decimal>,
+    #[serde(serialize_with = "optional_number")]
+    stop_loss_percent: Option<Decimal>,
+    #[serde(serialize_with = "optional_number")]
+    take_profit_percent: Option<Decimal>,
+    #[serde(serialize_with = "optional_number")]
+    leverage: Option<Decimal>,
+    strategy: Option<String>,
+    #[serde(serialize_with = "optional_number")]
+    confidence: Option<Decimal>,
+    raw: serde_json::Value,
+}
+
 async fn signals(
     State(state): State<Arc<AppState>>,
     query: PageQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let page = page(query)?;
-    let (signals, next): (Vec<serde_json::Value>, _) = documents(&state, EntityKind::Signal, &page).await?;
+    let (records, next): (Vec<crate::trading::state::SignalRecord>, _) =
+        documents(&state, EntityKind::Signal, &page).await?;
+    let signals: Vec<SignalOut> = records
+        .into_iter()
+        .filter(|r| page.symbol.as_ref().is_none_or(|s| &r.signal.symbol == s))
+        .map(|r| SignalOut {
+            at: time(r.stamp.at),
+            event_id: r.stamp.event_id,
+            source: r.signal.source,
+            symbol: r.signal.symbol,
+            action: r.signal.action,
+            quantity: r.signal.quantity,
+            price: r.signal.price,
+            stop_loss_percent: r.signal.stop_loss_percent,
+            take_profit_percent: r.signal.take_profit_percent,
+            leverage: r.signal.leverage,
+            strategy: r.signal.strategy,
+            confidence: r.signal.confidence,
+            raw: r.signal.raw,
+        })
+        .collect();
     Ok(Json(json!({ "signals": signals, "next": next })))
 }
 
