@@ -12,9 +12,12 @@ use std::time::Duration;
 use figment::providers::{Env, Format as _, Serialized, Toml};
 use figment::Figment;
 use ipnet::IpNet;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 use crate::ingest::signature::Scheme;
+use units::{de_size, humantime_serde_compat, ser_size};
+
+mod units;
 
 /// The whole configuration of one gateway process.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -355,73 +358,6 @@ fn default_token_field() -> String {
     "passphrase".into()
 }
 
-fn de_size<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Size {
-        Bytes(u64),
-        Text(String),
-    }
-    match Size::deserialize(deserializer)? {
-        Size::Bytes(n) => Ok(n),
-        Size::Text(text) => text
-            .trim()
-            .parse::<bytesize::ByteSize>()
-            .map(|size| size.as_u64())
-            .map_err(|e| serde::de::Error::custom(format!("`{text}` is not a size like \"256KiB\": {e}"))),
-    }
-}
-
-fn ser_size<S: serde::Serializer>(size: &u64, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_u64(*size)
-}
-
-/// Durations written as `"30s"`, `"5m"`, `"30d"` (humantime), or as a number of seconds.
-mod humantime_serde_compat {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Seconds(u64),
-        Text(String),
-    }
-
-    fn parse(raw: Raw) -> Result<Duration, String> {
-        match raw {
-            Raw::Seconds(secs) => Ok(Duration::from_secs(secs)),
-            Raw::Text(text) => humantime::parse_duration(text.trim())
-                .map_err(|e| format!("`{text}` is not a duration like \"30s\" or \"5m\": {e}")),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
-        parse(Raw::deserialize(deserializer)?).map_err(serde::de::Error::custom)
-    }
-
-    pub fn serialize<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&humantime::format_duration(*duration).to_string())
-    }
-
-    /// The same, for lists of durations.
-    pub mod list {
-        use super::*;
-
-        pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Duration>, D::Error> {
-            Vec::<Raw>::deserialize(deserializer)?
-                .into_iter()
-                .map(|raw| parse(raw).map_err(serde::de::Error::custom))
-                .collect()
-        }
-
-        pub fn serialize<S: Serializer>(delays: &[Duration], serializer: S) -> Result<S::Ok, S::Error> {
-            serializer.collect_seq(delays.iter().map(|d| humantime::format_duration(*d).to_string()))
-        }
-    }
-}
-
 /// A configuration that cannot be used; the message names the key and the problem.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {0}")]
@@ -592,104 +528,4 @@ fn one_line(error: &figment::Error) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn load_toml(text: &str) -> Result<Config, ConfigError> {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.toml");
-        std::fs::write(&path, text).unwrap();
-        Config::load(Some(&path))
-    }
-
-    #[test]
-    fn defaults_are_valid_and_match_the_spec() {
-        let config = Config::default();
-        config.validate().unwrap();
-        assert_eq!(config.server.listen, "127.0.0.1:8080");
-        assert_eq!(config.store.retention, Duration::from_secs(30 * 86400));
-        assert_eq!(config.retry.delays.len(), 5);
-        assert_eq!(config.data_dir(), PathBuf::from("data"));
-    }
-
-    #[test]
-    fn file_values_are_parsed_with_units() {
-        let config = load_toml(
-            r#"
-            [store]
-            retention = "7d"
-            [[source]]
-            name = "vibe"
-            secrets = ["a", "b"]
-            max_body = "1KiB"
-            rate_limit = { per_second = 10, burst = 20 }
-            "#,
-        )
-        .unwrap();
-        assert_eq!(config.store.retention, Duration::from_secs(7 * 86400));
-        assert_eq!(config.sources[0].max_body, 1024);
-        assert_eq!(config.sources[0].signature, Scheme::HmacSha256);
-        assert_eq!(config.sources[0].rate_limit, Some(RateLimit { per_second: 10, burst: 20 }));
-    }
-
-    #[test]
-    fn unknown_key_is_named_in_the_error() {
-        let err = load_toml("[server]\nlisten_on = \"x\"\n").unwrap_err().to_string();
-        assert!(err.contains("listen_on"), "{err}");
-        assert!(!err.contains('\n'), "{err}");
-    }
-
-    #[test]
-    fn bad_listen_address_is_named() {
-        let err = load_toml("[server]\nlisten = \"nowhere\"\n").unwrap_err().to_string();
-        assert!(err.contains("server.listen"), "{err}");
-    }
-
-    #[test]
-    fn bad_duration_is_named() {
-        let err = load_toml("[store]\nretention = \"forever\"\n").unwrap_err().to_string();
-        assert!(err.contains("store.retention") && err.contains("forever"), "{err}");
-    }
-
-    #[test]
-    fn unsigned_source_needs_allow_list() {
-        let err = load_toml("[[source]]\nname = \"x\"\nsignature = \"none\"\nallow_unsigned = true\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("source[0].signature"), "{err}");
-    }
-
-    #[test]
-    fn signed_source_needs_a_secret() {
-        let err = load_toml("[[source]]\nname = \"x\"\n").unwrap_err().to_string();
-        assert!(err.contains("source[0].secrets"), "{err}");
-    }
-
-    #[test]
-    fn bad_cidr_is_named() {
-        let err = load_toml("[[source]]\nname = \"x\"\nsecrets = [\"s\"]\nallow_ips = [\"10.0.0.0/99\"]\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("source[0].allow_ips"), "{err}");
-    }
-
-    #[test]
-    fn missing_file_is_reported() {
-        let err = Config::load(Some(Path::new("/nonexistent/tradehook.toml"))).unwrap_err().to_string();
-        assert!(err.contains("does not exist"), "{err}");
-    }
-
-    #[test]
-    fn example_config_is_valid() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tradehook.example.toml");
-        Config::load(Some(&path)).unwrap();
-    }
-
-    #[test]
-    fn debug_output_hides_secrets() {
-        let source = SourceConfig::new("x", Scheme::HmacSha256, vec!["hunter2-secret".into()]);
-        let key = ApiKey { key: "ak".into(), secret: "api-hunter2".into() };
-        let text = format!("{source:?} {key:?}");
-        assert!(!text.contains("hunter2"), "{text}");
-    }
-}
+mod tests;

@@ -1,0 +1,101 @@
+//! Configuration loading and validation: what a user writes and the one-line errors they get.
+
+use super::*;
+
+fn load_toml(text: &str) -> Result<Config, ConfigError> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.toml");
+    std::fs::write(&path, text).unwrap();
+    Config::load(Some(&path))
+}
+
+#[test]
+fn defaults_are_valid_and_match_the_spec() {
+    let config = Config::default();
+    config.validate().unwrap();
+    assert_eq!(config.server.listen, "127.0.0.1:8080");
+    assert_eq!(config.store.retention, Duration::from_secs(30 * 86400));
+    assert_eq!(config.retry.delays.len(), 5);
+    assert_eq!(config.data_dir(), PathBuf::from("data"));
+}
+
+#[test]
+fn file_values_are_parsed_with_units() {
+    let config = load_toml(
+        r#"
+        [store]
+        retention = "7d"
+        [[source]]
+        name = "vibe"
+        secrets = ["a", "b"]
+        max_body = "1KiB"
+        rate_limit = { per_second = 10, burst = 20 }
+        "#,
+    )
+    .unwrap();
+    assert_eq!(config.store.retention, Duration::from_secs(7 * 86400));
+    assert_eq!(config.sources[0].max_body, 1024);
+    assert_eq!(config.sources[0].signature, Scheme::HmacSha256);
+    assert_eq!(config.sources[0].rate_limit, Some(RateLimit { per_second: 10, burst: 20 }));
+}
+
+#[test]
+fn unknown_key_is_named_in_the_error() {
+    let err = load_toml("[server]\nlisten_on = \"x\"\n").unwrap_err().to_string();
+    assert!(err.contains("listen_on"), "{err}");
+    assert!(!err.contains('\n'), "{err}");
+}
+
+#[test]
+fn bad_listen_address_is_named() {
+    let err = load_toml("[server]\nlisten = \"nowhere\"\n").unwrap_err().to_string();
+    assert!(err.contains("server.listen"), "{err}");
+}
+
+#[test]
+fn bad_duration_is_named() {
+    let err = load_toml("[store]\nretention = \"forever\"\n").unwrap_err().to_string();
+    assert!(err.contains("store.retention") && err.contains("forever"), "{err}");
+}
+
+#[test]
+fn unsigned_source_needs_allow_list() {
+    let err = load_toml("[[source]]\nname = \"x\"\nsignature = \"none\"\nallow_unsigned = true\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("source[0].signature"), "{err}");
+}
+
+#[test]
+fn signed_source_needs_a_secret() {
+    let err = load_toml("[[source]]\nname = \"x\"\n").unwrap_err().to_string();
+    assert!(err.contains("source[0].secrets"), "{err}");
+}
+
+#[test]
+fn bad_cidr_is_named() {
+    let err = load_toml("[[source]]\nname = \"x\"\nsecrets = [\"s\"]\nallow_ips = [\"10.0.0.0/99\"]\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("source[0].allow_ips"), "{err}");
+}
+
+#[test]
+fn missing_file_is_reported() {
+    let err = Config::load(Some(Path::new("/nonexistent/tradehook.toml"))).unwrap_err().to_string();
+    assert!(err.contains("does not exist"), "{err}");
+}
+
+#[test]
+fn example_config_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tradehook.example.toml");
+    Config::load(Some(&path)).unwrap();
+}
+
+#[test]
+fn debug_output_hides_secrets() {
+    let source = SourceConfig::new("x", Scheme::HmacSha256, vec!["hunter2-secret".into()]);
+    let key = ApiKey { key: "ak".into(), secret: "api-hunter2".into() };
+    let text = format!("{source:?} {key:?}");
+    assert!(!text.contains("hunter2"), "{text}");
+}
