@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -45,10 +45,7 @@ impl FilterQuery {
                 return Err(ApiError::bad_request("invalid_query", "`kind` must be event or delivery"));
             }
         }
-        let limit = self.limit.unwrap_or(default_limit);
-        if !(1..=10_000).contains(&limit) {
-            return Err(ApiError::bad_request("invalid_query", "`limit` must be between 1 and 10000"));
-        }
+        let limit = super::limit(self.limit, default_limit, 10_000)?;
         Ok(DeadLetterFilter {
             source: self.source,
             event_type: self.event_type,
@@ -61,9 +58,9 @@ impl FilterQuery {
 
 async fn list(
     State(state): State<Arc<AppState>>,
-    query: Result<Query<FilterQuery>, axum::extract::rejection::QueryRejection>,
+    query: super::QueryResult<FilterQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let query = super::query(query)?;
     let entries = state.store.dead_letters(query.into_filter(100)?).await?;
     Ok(Json(json!({ "deadLetters": entries })))
 }

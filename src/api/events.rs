@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -53,13 +53,10 @@ fn parse_time(name: &str, value: Option<String>) -> Result<Option<i64>, ApiError
 
 async fn list(
     State(state): State<Arc<AppState>>,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    query: super::QueryResult<ListQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request("invalid_query", "`limit` must be between 1 and 1000"));
-    }
+    let query = super::query(query)?;
+    let limit = super::limit(query.limit, 100, 1000)?;
     let filter = EventFilter {
         source: query.source,
         event_type: query.event_type,

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use rust_decimal::Decimal;
@@ -196,13 +196,12 @@ struct Page {
     symbol: Option<String>,
 }
 
-type PageQuery = Result<Query<Page>, axum::extract::rejection::QueryRejection>;
+type PageQuery = super::QueryResult<Page>;
 
+/// The page asked for, its size checked and defaulted (100, at most 1000).
 fn page(query: PageQuery) -> Result<Page, ApiError> {
-    let Query(page) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-    if page.limit.is_some_and(|l| !(1..=1000).contains(&l)) {
-        return Err(ApiError::bad_request("invalid_query", "`limit` must be between 1 and 1000"));
-    }
+    let mut page = super::query(query)?;
+    page.limit = Some(super::limit(page.limit, 100, 1000)?);
     Ok(page)
 }
 
@@ -361,13 +360,10 @@ struct AlertQuery {
 
 async fn alerts(
     State(state): State<Arc<AppState>>,
-    query: Result<Query<AlertQuery>, axum::extract::rejection::QueryRejection>,
+    query: super::QueryResult<AlertQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request("invalid_query", "`limit` must be between 1 and 1000"));
-    }
+    let query = super::query(query)?;
+    let limit = super::limit(query.limit, 100, 1000)?;
     let mut alerts = state.store.alerts(query.before, limit).await?;
     let next = (alerts.len() == limit as usize).then(|| alerts.last().map(|a| a.id)).flatten();
     if let Some(kind) = &query.kind {

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -42,9 +42,9 @@ struct AuditQuery {
 
 async fn audit(
     State(state): State<Arc<AppState>>,
-    query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+    query: super::QueryResult<AuditQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let query = super::query(query)?;
     let limit = query.limit.unwrap_or(100).min(10_000);
     Ok(Json(json!({ "rejections": state.audit.recent(limit) })))
 }

@@ -5,8 +5,9 @@ use http::Method;
 use serde_json::json;
 
 use super::client::{ApiArgs, ApiClient};
-use super::events::encode;
+use super::events::query;
 use crate::config::Config;
+use crate::ingest::signature::percent_encode as encode;
 
 /// `dlq …`.
 #[derive(Debug, clap::Subcommand)]
@@ -62,12 +63,10 @@ pub async fn run(command: DlqCommand, config: &Config) -> anyhow::Result<()> {
     match command {
         DlqCommand::List { source, kind, limit, api } => {
             let client = ApiClient::new(&api, config)?;
-            let mut path = format!("/dlq?limit={limit}");
-            for (name, value) in [("source", source), ("kind", kind)] {
-                if let Some(value) = value {
-                    path.push_str(&format!("&{name}={}", encode(&value)));
-                }
-            }
+            let path = format!(
+                "/dlq{}",
+                query(&[("limit", Some(limit.to_string())), ("source", source), ("kind", kind)])
+            );
             let answer = client.call(Method::GET, &path, None).await?;
             for entry in answer["deadLetters"].as_array().into_iter().flatten() {
                 println!(

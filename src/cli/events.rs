@@ -7,6 +7,7 @@ use http::Method;
 
 use super::client::{ApiArgs, ApiClient};
 use crate::config::Config;
+use crate::ingest::signature::percent_encode as encode;
 
 /// `events …`.
 #[derive(Debug, clap::Subcommand)]
@@ -58,7 +59,8 @@ fn line(event: &serde_json::Value) -> String {
     )
 }
 
-fn query(pairs: &[(&str, Option<String>)]) -> String {
+/// `?name=value&…` of the pairs that have a value, values percent-encoded.
+pub(super) fn query(pairs: &[(&str, Option<String>)]) -> String {
     let parts: Vec<String> = pairs
         .iter()
         .filter_map(|(name, value)| value.as_ref().map(|v| format!("{name}={}", encode(v))))
@@ -68,17 +70,6 @@ fn query(pairs: &[(&str, Option<String>)]) -> String {
     } else {
         format!("?{}", parts.join("&"))
     }
-}
-
-/// Percent-encodes a query value.
-pub(super) fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// Runs an `events` command.

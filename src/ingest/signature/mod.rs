@@ -16,6 +16,8 @@ mod standard;
 mod stripe;
 mod token;
 
+pub(crate) use token::percent_encode;
+
 #[cfg(test)]
 mod tests;
 
@@ -49,6 +51,16 @@ pub enum Scheme {
 }
 
 impl Scheme {
+    /// Every scheme.
+    pub const ALL: [Scheme; 6] = [
+        Scheme::HmacSha256,
+        Scheme::Github,
+        Scheme::Stripe,
+        Scheme::StandardWebhooks,
+        Scheme::Token,
+        Scheme::None,
+    ];
+
     /// The name used in configuration and on the command line.
     pub fn name(self) -> &'static str {
         match self {
@@ -71,15 +83,8 @@ impl std::fmt::Display for Scheme {
 impl std::str::FromStr for Scheme {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [
-            Scheme::HmacSha256,
-            Scheme::Github,
-            Scheme::Stripe,
-            Scheme::StandardWebhooks,
-            Scheme::Token,
-            Scheme::None,
-        ]
-        .into_iter()
+        Scheme::ALL
+            .into_iter()
         .find(|scheme| scheme.name() == s)
         .ok_or_else(|| {
             format!("unknown signature scheme `{s}` (expected hmac-sha256, github, stripe, standard-webhooks, token or none)")

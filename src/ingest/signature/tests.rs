@@ -9,14 +9,7 @@ use super::{
     sign, Inbound, Scheme, SecretError, SignContext, SignatureError, Verified, Verifier, VerifyOptions,
 };
 
-const ALL: [Scheme; 6] = [
-    Scheme::HmacSha256,
-    Scheme::Github,
-    Scheme::Stripe,
-    Scheme::StandardWebhooks,
-    Scheme::Token,
-    Scheme::None,
-];
+const ALL: [Scheme; 6] = Scheme::ALL;
 
 /// A header map from (name, value) pairs.
 pub(super) fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
