@@ -1,8 +1,8 @@
 //! tradehook: a resilient webhook gateway for trading systems.
 //!
 //! `ingest` (HTTP, guards, signature schemes) → `store` (append + group commit) → `trading`
-//! (pure state machine: orders, fills, positions, balances) and `api` (management, status,
-//! health). `bench` is the load generator behind `tradehook bench`. The binary in `main.rs` is a
+//! (pure state machine: orders, fills, positions, balances), `delivery` (outbound webhooks,
+//! routes) and `api` (management, status, health). `bench` is the load generator behind `tradehook bench`. The binary in `main.rs` is a
 //! thin shell over `cli`.
 
 pub mod api;
@@ -10,10 +10,12 @@ pub mod audit;
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod delivery;
 pub mod error;
 pub mod ingest;
 pub mod metrics;
 pub mod server;
 pub mod store;
+pub mod tls;
 pub mod trading;
 pub mod worker;

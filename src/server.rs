@@ -20,6 +20,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::audit::AuditLog;
 use crate::config::{Config, SourceConfig, StoreLocation};
+use crate::delivery::attempt::DeliveryClient;
+use crate::delivery::route::RouteTable;
+use crate::delivery::subscription::SubscriptionSet;
+use crate::delivery::Dispatcher;
 use crate::error::ApiError;
 use crate::ingest::guard::IpLimiter;
 use crate::ingest::signature::Scheme;
@@ -51,6 +55,10 @@ pub struct AppState {
     pub started: Instant,
     /// Processing lag of the worker.
     pub lag: Arc<LagTracker>,
+    /// Current subscriptions (loaded by `run`, replaced after every change).
+    pub subscriptions: Arc<SubscriptionSet>,
+    /// The outbound HTTP client of deliveries.
+    pub delivery_client: DeliveryClient,
 }
 
 /// A secret that start-up generated (or read from the data directory) rather than configuration.
@@ -161,10 +169,11 @@ impl AppState {
                 Arc::new(Source::from_config(source).map_err(anyhow::Error::msg)?),
             );
         }
-        if !config.routes.is_empty() {
+        let strategy = config.routes.iter().flat_map(|r| &r.actions).filter(|a| !a.contains(':')).count();
+        if strategy > 0 {
             tracing::warn!(
-                routes = config.routes.len(),
-                "[[route]] entries are validated but not run yet in this version (outbound delivery, NATS, exec and strategy actions come later)"
+                actions = strategy,
+                "strategy actions (bracket_on_fill, signal_to_order, margin_guard) are validated but not run yet in this version"
             );
         }
         for source in config.sources.iter().filter(|s| s.signature == Scheme::None) {
@@ -183,6 +192,8 @@ impl AppState {
             metrics,
             started: Instant::now(),
             lag: Arc::new(LagTracker::new()),
+            subscriptions: Arc::new(SubscriptionSet::default()),
+            delivery_client: DeliveryClient::new(&config.delivery).map_err(anyhow::Error::msg)?,
         })
     }
 }
@@ -206,17 +217,33 @@ pub async fn run(
     state: Arc<AppState>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    state.subscriptions.replace(state.store.subscriptions().await?);
     let worker_stop = CancellationToken::new();
+    let retry = RetryPolicy::new(state.config.retry.delays.clone());
     let worker_task = if state.config.worker.enabled {
         let worker = Worker::start(
             state.store.clone(),
             SourceRules::from_config(&state.config.sources),
-            RetryPolicy::new(state.config.retry.delays.clone()),
+            retry.clone(),
             state.lag.clone(),
             state.config.worker.batch,
         )
-        .await?;
-        Some(tokio::spawn(worker.run(worker_stop.clone())))
+        .await?
+        .with_delivery(RouteTable::new(&state.config.routes), state.subscriptions.clone());
+        let dispatcher = Dispatcher::new(
+            state.store.clone(),
+            state.subscriptions.clone(),
+            state.delivery_client.clone(),
+            retry,
+            state.config.delivery.clone(),
+        );
+        let worker = tokio::spawn(worker.run(worker_stop.clone()));
+        let dispatcher = tokio::spawn(dispatcher.run(worker_stop.clone()));
+        Some(async move {
+            let worker = worker.await;
+            let dispatcher = dispatcher.await;
+            worker.and(dispatcher)
+        })
     } else {
         tracing::warn!("worker disabled ([worker] enabled = false): events are stored but not processed");
         None

@@ -7,6 +7,7 @@ pub mod events;
 pub mod health;
 pub mod state;
 pub mod status;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -42,6 +43,7 @@ pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .merge(status::router())
         .merge(state::router())
         .merge(dlq::router())
+        .merge(webhooks::router())
         .layer(axum::middleware::from_fn_with_state(state, auth::require_admin));
     Router::new().nest("/api/v1", v1).merge(health::router())
 }

@@ -224,6 +224,12 @@ pub struct RouteConfig {
     /// Only events from these sources; empty = any.
     #[serde(default)]
     pub sources: Vec<String>,
+    /// Only events about these symbols (`data.symbol`, case-insensitive); empty = any.
+    #[serde(default)]
+    pub symbols: Vec<String>,
+    /// Only events with these statuses (`data.status`, case-insensitive); empty = any.
+    #[serde(default)]
+    pub statuses: Vec<String>,
     /// Actions: `forward:<subscription>`, `nats:<subject>`, `exec:<command>`, or a strategy action.
     pub actions: Vec<String>,
 }
@@ -265,6 +271,14 @@ pub struct DeliveryConfig {
     pub disable_after: Duration,
     /// Allow loopback/private targets (local development).
     pub allow_private_targets: bool,
+    /// Delivery attempts in flight at once, across all targets.
+    pub concurrency: usize,
+    /// Longest wait a `Retry-After` answer may impose before the next attempt.
+    #[serde(with = "humantime_serde_compat")]
+    pub max_retry_after: Duration,
+    /// Timeout of one `exec:` action.
+    #[serde(with = "humantime_serde_compat")]
+    pub exec_timeout: Duration,
 }
 
 /// `[alerts]`.
@@ -335,6 +349,9 @@ impl Default for DeliveryConfig {
             timeout: Duration::from_secs(30),
             disable_after: Duration::from_secs(5 * 24 * 3600),
             allow_private_targets: false,
+            concurrency: 256,
+            max_retry_after: Duration::from_secs(3600),
+            exec_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -399,6 +416,12 @@ impl Config {
         }
         if self.retry.delays.is_empty() {
             return fail("retry.delays", "needs at least one delay".into());
+        }
+        if self.delivery.concurrency == 0 || self.delivery.concurrency > 10_000 {
+            return fail("delivery.concurrency", "must be between 1 and 10000".into());
+        }
+        if self.delivery.timeout.is_zero() || self.delivery.exec_timeout.is_zero() {
+            return fail("delivery.timeout", "timeout and exec_timeout must be more than 0".into());
         }
         if matches!(&self.api.admin_token, Some(token) if token.len() < 16) {
             return fail("api.admin_token", "must be at least 16 characters".into());

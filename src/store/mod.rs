@@ -7,6 +7,7 @@
 //! duplicate answered with the id of the first.
 
 pub mod dedupe;
+pub mod delivery;
 pub mod processing;
 pub mod sqlite;
 
@@ -16,6 +17,12 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use serde::Serialize;
 
+use crate::delivery::subscription::Subscription;
+
+pub use delivery::{
+    AttemptRecord, DeliveryAttempt, DeliveryNext, DeliveryResult, DueDelivery, HealthChange, NewDelivery,
+    SubscriptionHealth,
+};
 pub use processing::{
     DeadLetter, DeadLetterFilter, Deferral, EntityChange, EntityKind, NewAlert, NewDeadLetter, PendingEvent,
     ProcessedBatch, Retry, StoredAlert,
@@ -188,6 +195,36 @@ pub trait Store: Send + Sync + 'static {
     async fn applied_events(&self, after_seq: i64, limit: u32) -> Result<Vec<PendingEvent>, StoreError>;
     /// Replaces the whole trading state with these (kind, key, document) entities.
     async fn replace_state(&self, entities: Vec<(EntityKind, String, String)>) -> Result<u64, StoreError>;
+
+    /// Wakes the dispatcher after commits that queued or re-queued deliveries.
+    fn deliveries_ready(&self) -> Arc<tokio::sync::Notify>;
+    /// Up to `limit` pending deliveries due at `now` (unix ms), the longest-waiting first.
+    async fn due_deliveries(&self, now: i64, limit: u32) -> Result<Vec<DueDelivery>, StoreError>;
+    /// When the next pending delivery is due (unix ms).
+    async fn next_delivery_due(&self) -> Result<Option<i64>, StoreError>;
+    /// Commits attempt results and subscription health changes in one transaction.
+    async fn commit_deliveries(
+        &self,
+        results: Vec<DeliveryResult>,
+        health: Vec<(String, HealthChange)>,
+    ) -> Result<(), StoreError>;
+    /// Every subscription.
+    async fn subscriptions(&self) -> Result<Vec<Subscription>, StoreError>;
+    /// Stores a new subscription.
+    async fn create_subscription(&self, subscription: Subscription) -> Result<(), StoreError>;
+    /// Replaces a subscription (activating resumes its held deliveries); whether it existed.
+    async fn update_subscription(&self, subscription: Subscription) -> Result<bool, StoreError>;
+    /// Removes a subscription and its waiting deliveries; whether it existed.
+    async fn delete_subscription(&self, id: &str) -> Result<bool, StoreError>;
+    /// A subscription's attempt log, newest first, before attempt `before` when given.
+    async fn delivery_attempts(
+        &self,
+        webhook_id: &str,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<DeliveryAttempt>, StoreError>;
+    /// A subscription's health figures.
+    async fn subscription_health(&self, webhook_id: &str) -> Result<SubscriptionHealth, StoreError>;
 }
 
 /// A shared handle to the store.

@@ -146,6 +146,8 @@ pub struct ProcessedBatch {
     pub entities: Vec<EntityChange>,
     /// Alerts raised.
     pub alerts: Vec<NewAlert>,
+    /// Deliveries queued for the processed events (routes and subscriptions).
+    pub deliveries: Vec<crate::store::delivery::NewDelivery>,
 }
 
 impl ProcessedBatch {
@@ -157,6 +159,7 @@ impl ProcessedBatch {
             && self.deferred.is_empty()
             && self.entities.is_empty()
             && self.alerts.is_empty()
+            && self.deliveries.is_empty()
     }
 }
 
@@ -187,6 +190,9 @@ pub struct DeadLetter {
     pub event_type: Option<String>,
     /// Every attempt.
     pub history: serde_json::Value,
+    /// Where the delivery went (`forward:…`, `nats:…`, `exec:…`), for deliveries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
 }
 
 /// Which dead letters to list or replay.

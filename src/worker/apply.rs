@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::config::{Format, SourceConfig};
+use crate::delivery::route::EventFacts;
 use crate::store::{EntityChange, EntityKind, NewAlert, PendingEvent};
 use crate::trading::fill::{Snapshot, Trade};
 use crate::trading::{
@@ -57,26 +58,58 @@ pub enum Parsed {
 
 /// Parses a stored event according to its source's rules; `Err` is a schema error (final).
 pub fn parse(rules: Option<&SourceRules>, event: &PendingEvent) -> Result<Parsed, String> {
+    read(rules, event).map(|(parsed, _)| parsed)
+}
+
+/// Like [`parse`], also returning what routing needs to know: type, source, symbol, status.
+pub fn read(rules: Option<&SourceRules>, event: &PendingEvent) -> Result<(Parsed, EventFacts), String> {
     let Some(rules) = rules else {
         return Err(format!("source `{}` is not configured any more; replay it once it is", event.source));
     };
     let json: Value = serde_json::from_slice(&event.body).map_err(|e| format!("body is not JSON: {e}"))?;
     let custom_key = rules.ordering_key.iter().find_map(|pointer| json.pointer(pointer).and_then(key_text));
+    let text = |pointer: &str| json.pointer(pointer).and_then(Value::as_str).map(str::to_owned);
+    let mut facts = EventFacts {
+        event_type: text("/event"),
+        source: event.source.clone(),
+        symbol: text("/data/symbol"),
+        status: text("/data/status"),
+    };
     match rules.format {
-        Format::Generic => Ok(Parsed::Passive(custom_key)),
+        Format::Generic => Ok((Parsed::Passive(custom_key), facts)),
         Format::Vibetrading => {
             let canonical = parse_event(&json).map_err(|e| e.to_string())?;
             let key = custom_key.or_else(|| canonical.ordering_key().map(str::to_owned));
-            Ok(Parsed::Trading(Box::new(canonical), key))
+            Ok((Parsed::Trading(Box::new(canonical), key), facts))
         }
         Format::Tradingview => {
             let received = DateTime::<Utc>::from_timestamp_millis(event.received_at).unwrap_or_default();
             let canonical =
                 parse_tradingview(&json, &rules.tradingview, received).map_err(|e| e.to_string())?;
+            facts.event_type = Some(canonical.event_type().to_owned());
+            if let crate::trading::EventKind::Signal(signal) = &canonical.kind {
+                facts.symbol = Some(signal.symbol.clone());
+            }
             let key = custom_key.or_else(|| canonical.ordering_key().map(str::to_owned));
-            Ok(Parsed::Trading(Box::new(canonical), key))
+            Ok((Parsed::Trading(Box::new(canonical), key), facts))
         }
     }
+}
+
+/// The body deliveries carry when it is not the stored body: a TradingView alert goes out as the
+/// canonical `signal.generated` event it became, in seed 001's envelope.
+pub fn delivery_payload(rules: Option<&SourceRules>, parsed: &Parsed) -> Option<bytes::Bytes> {
+    let (Some(rules), Parsed::Trading(canonical, _)) = (rules, parsed) else { return None };
+    if rules.format != Format::Tradingview {
+        return None;
+    }
+    let crate::trading::EventKind::Signal(signal) = &canonical.kind else { return None };
+    let envelope = serde_json::json!({
+        "event": canonical.event_type(),
+        "timestamp": canonical.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "data": signal,
+    });
+    serde_json::to_vec(&envelope).ok().map(bytes::Bytes::from)
 }
 
 fn key_text(value: &Value) -> Option<String> {

@@ -26,8 +26,11 @@ use std::time::Duration;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use crate::delivery::route::RouteTable;
+use crate::delivery::subscription::SubscriptionSet;
 use crate::store::{
-    now_ms, rfc3339, Deferral, NewDeadLetter, PendingEvent, ProcessedBatch, Retry, SharedStore, StoreError,
+    now_ms, rfc3339, Deferral, NewDeadLetter, NewDelivery, PendingEvent, ProcessedBatch, Retry, SharedStore,
+    StoreError,
 };
 use crate::trading::TradingState;
 use apply::{Parsed, SourceRules};
@@ -48,6 +51,10 @@ pub struct Worker {
     lag: Arc<LagTracker>,
     /// Most events per round.
     batch_limit: u32,
+    /// Configured routes to deliveries.
+    routes: RouteTable,
+    /// Subscriptions, for the event types they list.
+    subscriptions: Arc<SubscriptionSet>,
     /// Test hook: events for which applying fails, to exercise retries and dead letters.
     #[cfg(test)]
     fail_when: Option<fn(&crate::trading::CanonicalEvent) -> bool>,
@@ -72,9 +79,18 @@ impl Worker {
             blocked,
             lag,
             batch_limit: batch_limit.max(1),
+            routes: RouteTable::default(),
+            subscriptions: Arc::new(SubscriptionSet::default()),
             #[cfg(test)]
             fail_when: None,
         })
+    }
+
+    /// Queues deliveries for processed events by these routes and subscriptions.
+    pub fn with_delivery(mut self, routes: RouteTable, subscriptions: Arc<SubscriptionSet>) -> Self {
+        self.routes = routes;
+        self.subscriptions = subscriptions;
+        self
     }
 
     /// Processes until `shutdown`; finishes the round in progress first.
@@ -157,9 +173,12 @@ impl Worker {
         let mut batch = ProcessedBatch::default();
         let mut unblocked = Vec::new();
         let mut documents = BTreeMap::new();
+        let subscriptions = self.subscriptions.snapshot();
+        let routing = !self.routes.is_idle(&subscriptions);
         for event in events {
-            let parsed = match apply::parse(self.rules.get(&event.source), event) {
-                Ok(parsed) => parsed,
+            let rules = self.rules.get(&event.source);
+            let (parsed, facts) = match apply::read(rules, event) {
+                Ok(read) => read,
                 Err(reason) => {
                     batch.dead.push(dead_letter(event, reason, None));
                     continue;
@@ -174,6 +193,17 @@ impl Worker {
                     batch.deferred.push(Deferral { seq: event.seq, ordering_key, until: *until });
                     continue;
                 }
+            }
+            if routing {
+                let payload = apply::delivery_payload(rules, &parsed);
+                let targets = self.routes.targets(&facts, &subscriptions);
+                batch.deliveries.extend(targets.into_iter().map(|t| NewDelivery {
+                    seq: event.seq,
+                    target: t.target,
+                    webhook_id: t.webhook_id,
+                    held: t.held,
+                    payload: payload.clone(),
+                }));
             }
             let Parsed::Trading(canonical, _) = parsed else {
                 batch.processed.push((event.seq, "stored"));

@@ -2,6 +2,8 @@
 //! HTTP to it.
 #![allow(dead_code)]
 
+pub mod receiver;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -265,4 +267,30 @@ pub async fn api_delete(addr: SocketAddr, path: &str) -> Answer {
     let auth = format!("Bearer {ADMIN_TOKEN}");
     request(Method::DELETE, &format!("http://{addr}/api/v1{path}"), &[("authorization", &auth)], Vec::new())
         .await
+}
+
+/// PUT JSON to `/api/v1{path}` with the admin token.
+pub async fn api_put(addr: SocketAddr, path: &str, body: serde_json::Value) -> Answer {
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    let headers = [("authorization", auth.as_str()), ("content-type", "application/json")];
+    request(Method::PUT, &format!("http://{addr}/api/v1{path}"), &headers, body.to_string().into_bytes())
+        .await
+}
+
+/// Polls `check` every 25 ms until it gives `Some`, at most `seconds`.
+pub async fn eventually<T, F, Fut>(seconds: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out after {seconds} s waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }

@@ -7,6 +7,7 @@
 //! database file) run on a third connection in their own thread, off the acknowledgement path.
 //! One process owns the file: a lock file next to it stops a second `serve` from opening it.
 
+mod delivery;
 mod processing;
 mod writer;
 
@@ -23,13 +24,16 @@ use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::dedupe::DedupeIndex;
 use super::{
-    now_ms, rfc3339, Appended, DeadLetter, DeadLetterFilter, EntityKind, EventFilter, NewEvent, PendingEvent,
-    ProcessedBatch, Store, StoreError, StoreStats, StoredAlert, StoredEvent,
+    now_ms, rfc3339, Appended, DeadLetter, DeadLetterFilter, DeliveryAttempt, DeliveryResult, DueDelivery,
+    EntityKind, EventFilter, HealthChange, NewEvent, PendingEvent, ProcessedBatch, Store, StoreError,
+    StoreStats, StoredAlert, StoredEvent, SubscriptionHealth,
 };
+use crate::delivery::subscription::Subscription;
 use writer::{Write, Writer};
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
     CREATE TABLE events (
         seq          INTEGER PRIMARY KEY AUTOINCREMENT, -- arrival order; public id is evt_<seq>
         source       TEXT NOT NULL,
@@ -80,7 +84,9 @@ const MIGRATIONS: &[&str] = &[r#"
         dead_at    INTEGER NOT NULL
     );
     CREATE INDEX dead_letters_event ON dead_letters (event_seq);
-"#];
+"#,
+    delivery::MIGRATION,
+];
 
 /// Pause between checkpoints while the WAL is being written.
 const CHECKPOINT_BUSY: Duration = Duration::from_millis(20);
@@ -103,6 +109,8 @@ pub struct SqliteStore {
     reader: Arc<Mutex<Connection>>,
     /// The worker's own read connection, so API reads never delay processing.
     worker_reader: Arc<Mutex<Connection>>,
+    /// The dispatcher's own read connection.
+    delivery_reader: Arc<Mutex<Connection>>,
     backlog: Arc<AtomicU64>,
     max_backlog: u64,
     path: PathBuf,
@@ -112,6 +120,8 @@ pub struct SqliteStore {
     stopping: Arc<AtomicBool>,
     /// Notified after commits that stored new events.
     arrivals: Arc<Notify>,
+    /// Notified after commits that queued deliveries.
+    deliveries_ready: Arc<Notify>,
 }
 
 /// Tunables of the SQLite store.
@@ -283,12 +293,14 @@ impl SqliteStore {
             queue,
             reader: Arc::new(Mutex::new(reader)),
             worker_reader: Arc::new(Mutex::new(open_connection(path)?)),
+            delivery_reader: Arc::new(Mutex::new(open_connection(path)?)),
             backlog,
             max_backlog: options.max_backlog,
             path: path.to_path_buf(),
             _lock: lock,
             stopping,
             arrivals,
+            deliveries_ready: Arc::new(Notify::new()),
         })
     }
 
@@ -504,7 +516,11 @@ impl Store for SqliteStore {
     }
 
     async fn commit_processed(&self, batch: ProcessedBatch) -> Result<u64, StoreError> {
+        let queued = !batch.deliveries.is_empty();
         let done = self.exec(processing::commit_processed(batch)).await?;
+        if queued {
+            self.deliveries_ready.notify_one();
+        }
         self.backlog.fetch_sub(done.min(self.backlog.load(Ordering::Relaxed)), Ordering::Relaxed);
         Ok(done)
     }
@@ -546,10 +562,14 @@ impl Store for SqliteStore {
     }
 
     async fn replay_dead_letters(&self, ids: Vec<String>) -> Result<u64, StoreError> {
-        let ids = ids.iter().filter_map(|id| processing::dead_letter_seq(id)).collect();
-        let replayed = self.exec(processing::replay_dead_letters(ids)).await?;
-        self.requeued(replayed);
-        Ok(replayed)
+        let ids: Vec<i64> = ids.iter().filter_map(|id| processing::dead_letter_seq(id)).collect();
+        let deliveries = self.exec(processing::replay_dead_letters(ids.clone(), true)).await?;
+        let events = self.exec(processing::replay_dead_letters(ids, false)).await?;
+        self.requeued(events);
+        if deliveries > 0 {
+            self.deliveries_ready.notify_one();
+        }
+        Ok(events + deliveries)
     }
 
     async fn discard_dead_letter(&self, id: &str) -> Result<bool, StoreError> {
@@ -570,6 +590,62 @@ impl Store for SqliteStore {
 
     async fn replace_state(&self, entities: Vec<(EntityKind, String, String)>) -> Result<u64, StoreError> {
         self.exec(processing::replace_state(entities)).await
+    }
+
+    fn deliveries_ready(&self) -> Arc<Notify> {
+        self.deliveries_ready.clone()
+    }
+
+    async fn due_deliveries(&self, now: i64, limit: u32) -> Result<Vec<DueDelivery>, StoreError> {
+        Self::read_on(self.delivery_reader.clone(), move |conn| delivery::due(conn, now, limit)).await
+    }
+
+    async fn next_delivery_due(&self) -> Result<Option<i64>, StoreError> {
+        Self::read_on(self.delivery_reader.clone(), delivery::next_due).await
+    }
+
+    async fn commit_deliveries(
+        &self,
+        results: Vec<DeliveryResult>,
+        health: Vec<(String, HealthChange)>,
+    ) -> Result<(), StoreError> {
+        self.exec(delivery::commit_results(results, health)).await.map(|_| ())
+    }
+
+    async fn subscriptions(&self) -> Result<Vec<Subscription>, StoreError> {
+        self.read(delivery::subscriptions).await
+    }
+
+    async fn create_subscription(&self, subscription: Subscription) -> Result<(), StoreError> {
+        self.exec(delivery::insert_subscription(subscription)).await.map(|_| ())
+    }
+
+    async fn update_subscription(&self, subscription: Subscription) -> Result<bool, StoreError> {
+        let resumes = subscription.active;
+        let changed = self.exec(delivery::update_subscription(subscription)).await? > 0;
+        if changed && resumes {
+            self.deliveries_ready.notify_one();
+        }
+        Ok(changed)
+    }
+
+    async fn delete_subscription(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.exec(delivery::delete_subscription(id.to_owned())).await? > 0)
+    }
+
+    async fn delivery_attempts(
+        &self,
+        webhook_id: &str,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<DeliveryAttempt>, StoreError> {
+        let id = webhook_id.to_owned();
+        self.read(move |conn| delivery::attempts(conn, &id, before, limit)).await
+    }
+
+    async fn subscription_health(&self, webhook_id: &str) -> Result<SubscriptionHealth, StoreError> {
+        let id = webhook_id.to_owned();
+        self.read(move |conn| delivery::health(conn, &id, now_ms())).await
     }
 }
 

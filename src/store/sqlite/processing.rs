@@ -112,6 +112,7 @@ pub(super) fn commit_processed(batch: ProcessedBatch) -> ExecFn {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO alerts (kind, subject, message, at, event_seq) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
+            super::delivery::queue(tx, &batch.deliveries, now)?;
             for alert in &batch.alerts {
                 insert.execute(params![
                     alert.kind,
@@ -195,7 +196,7 @@ pub(super) fn alerts(
 
 const DEAD_LETTER_COLUMNS: &str =
     "d.id, d.event_seq, d.kind, d.webhook_id, d.reason, d.attempts, d.last_error,
-     d.dead_at, e.source, e.event_type, d.history";
+     d.dead_at, e.source, e.event_type, d.history, d.target";
 
 fn dead_letter_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeadLetter> {
     let history: String = row.get(10)?;
@@ -211,6 +212,7 @@ fn dead_letter_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeadLetter>
         source: row.get::<_, Option<String>>(8)?.unwrap_or_default(),
         event_type: row.get(9)?,
         history: serde_json::from_str(&history).unwrap_or(serde_json::Value::Null),
+        target: row.get(11)?,
     })
 }
 
@@ -266,17 +268,27 @@ pub(super) fn dead_letter(conn: &Connection, id: i64) -> rusqlite::Result<Option
     .optional()
 }
 
-/// Puts the events of these dead letters back in the queue and removes the entries; counts them.
-pub(super) fn replay_dead_letters(ids: Vec<i64>) -> ExecFn {
+/// Puts the events (`deliveries` false) or the failed deliveries (`deliveries` true) of these
+/// dead letters back in the queue and removes those entries; counts them. A delivery dead letter
+/// is attempted again without processing its event again.
+pub(super) fn replay_dead_letters(ids: Vec<i64>, deliveries: bool) -> ExecFn {
     Box::new(move |tx: &Connection| {
         let mut replayed = 0;
         for id in ids {
-            let seq: Option<i64> = tx
-                .query_row("SELECT event_seq FROM dead_letters WHERE id = ?1", [id], |row| row.get(0))
+            let entry: Option<(i64, Option<i64>)> = tx
+                .query_row("SELECT event_seq, delivery_id FROM dead_letters WHERE id = ?1", [id], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })
                 .optional()?;
-            let Some(seq) = seq else { continue };
+            let Some((seq, delivery)) = entry else { continue };
+            if delivery.is_some() != deliveries {
+                continue;
+            }
             tx.execute("DELETE FROM dead_letters WHERE id = ?1", [id])?;
-            replayed += requeue(tx, seq)?;
+            replayed += match delivery {
+                Some(delivery_id) => super::delivery::requeue_delivery(tx, delivery_id)?,
+                None => requeue(tx, seq)?,
+            };
         }
         Ok(replayed)
     })

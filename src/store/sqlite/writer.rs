@@ -274,12 +274,15 @@ impl Writer {
                                  SELECT seq FROM events
                                  WHERE received_at < ?1 AND processed_at IS NOT NULL
                                    AND seq NOT IN (SELECT event_seq FROM dead_letters)
+                                   AND seq NOT IN (SELECT event_seq FROM deliveries WHERE status = 'pending')
                                  ORDER BY received_at LIMIT ?2)
                              RETURNING key_hash, seq",
                         )?;
                         let gone = delete
                             .query_map(params![*cutoff, *limit], |row| Ok((row.get(0)?, row.get(1)?)))?
                             .collect::<rusqlite::Result<Vec<(i64, i64)>>>()?;
+                        let seqs: Vec<i64> = gone.iter().map(|(_, seq)| *seq).collect();
+                        super::delivery::prune(&tx, &seqs, *cutoff)?;
                         outcomes.push(Outcome::Pruned(gone));
                     }
                     Write::Close(_) => outcomes.push(Outcome::Nothing),

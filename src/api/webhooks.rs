@@ -1,0 +1,334 @@
+//! Subscriptions (seed 001's `/api/v1/webhooks`): create, list, show, update, delete, test, and
+//! each subscription's delivery log.
+//!
+//! The secret is returned when a subscription is created (generated as `whsec_…` when not
+//! given) and on `GET /api/v1/webhooks/{id}/secret`; lists and updates never echo it. Enabling a
+//! disabled subscription resumes the deliveries held for it, oldest first.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::delivery::attempt::Verdict;
+use crate::delivery::guard::check_url;
+use crate::delivery::subscription::{new_id, new_secret, Subscription};
+use crate::error::ApiError;
+use crate::server::AppState;
+use crate::store::{now_ms, rfc3339, DeliveryNext, DeliveryResult, SubscriptionHealth};
+
+/// The subscription routes.
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/webhooks", get(list).post(create))
+        .route("/webhooks/test", post(test))
+        .route("/webhooks/{id}", get(show).put(update).delete(remove))
+        .route("/webhooks/{id}/secret", get(secret))
+        .route("/webhooks/{id}/deliveries", get(deliveries))
+}
+
+/// A subscription as the API shows it (without its secret unless just created).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionView {
+    id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    url: String,
+    events: Vec<String>,
+    active: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    disabled_reason: Option<String>,
+    created_at: String,
+    updated_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    health: Option<SubscriptionHealth>,
+}
+
+impl SubscriptionView {
+    fn of(s: &Subscription) -> Self {
+        SubscriptionView {
+            id: s.id.clone(),
+            name: s.name.clone(),
+            url: s.url.clone(),
+            events: s.events.clone(),
+            active: s.active,
+            description: s.description.clone(),
+            disabled_reason: s.disabled_reason.clone(),
+            created_at: rfc3339(s.created_at),
+            updated_at: rfc3339(s.updated_at),
+            secret: None,
+            health: None,
+        }
+    }
+}
+
+/// Body of `POST /api/v1/webhooks`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateRequest {
+    url: String,
+    events: Vec<String>,
+    secret: Option<String>,
+    #[serde(default = "yes")]
+    active: bool,
+    name: Option<String>,
+    description: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Body of `PUT /api/v1/webhooks/{id}`: any of the fields; absent ones stay.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateRequest {
+    url: Option<String>,
+    events: Option<Vec<String>>,
+    secret: Option<String>,
+    active: Option<bool>,
+    name: Option<String>,
+    description: Option<String>,
+}
+
+fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    body.map(|Json(value)| value).map_err(|e| ApiError::bad_request("invalid_body", e.body_text()))
+}
+
+fn invalid(reason: impl Into<String>) -> ApiError {
+    ApiError::bad_request("invalid_subscription", reason)
+}
+
+/// Checks the fields a user sets; `id` is the subscription being changed, if any.
+fn validate(state: &AppState, s: &Subscription) -> Result<(), ApiError> {
+    check_url(&s.url, state.config.delivery.allow_private_targets).map_err(|e| invalid(e.to_string()))?;
+    if s.url.len() > 2048 {
+        return Err(invalid("`url` is longer than 2048 characters"));
+    }
+    if s.events.is_empty() || s.events.len() > 100 {
+        return Err(invalid("`events` needs 1 to 100 event types or globs such as `order.*` or `*`"));
+    }
+    let bad = s.events.iter().find(|e| {
+        e.is_empty() || e.len() > 100 || !e.bytes().all(|b| b.is_ascii_alphanumeric() || b"._*-".contains(&b))
+    });
+    if let Some(bad) = bad {
+        return Err(invalid(format!("`{bad}` is not an event type or glob (letters, digits, . _ - and *)")));
+    }
+    if s.secret.len() < 8 || s.secret.len() > 256 {
+        return Err(invalid("`secret` must be 8 to 256 characters (omit it to have one generated)"));
+    }
+    if let Some(name) = &s.name {
+        let well_formed = !name.is_empty()
+            && name.len() <= 64
+            && !name.starts_with("wh_")
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b));
+        if !well_formed {
+            return Err(invalid("`name` must be 1 to 64 letters, digits, _ or -, not starting with wh_"));
+        }
+        let taken =
+            state.subscriptions.snapshot().iter().any(|o| o.id != s.id && o.name.as_ref() == Some(name));
+        if taken {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "name_taken",
+                format!("a subscription is already named `{name}`"),
+            ));
+        }
+    }
+    if s.description.as_ref().is_some_and(|d| d.len() > 1000) {
+        return Err(invalid("`description` is longer than 1000 characters"));
+    }
+    Ok(())
+}
+
+/// Re-reads the subscriptions into the shared set after a change.
+async fn refresh(state: &AppState) -> Result<(), ApiError> {
+    state.subscriptions.replace(state.store.subscriptions().await?);
+    Ok(())
+}
+
+fn find(state: &AppState, id: &str) -> Result<Subscription, ApiError> {
+    state
+        .subscriptions
+        .snapshot()
+        .iter()
+        .find(|s| s.id == id)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(format!("no subscription `{id}`")))
+}
+
+async fn create(
+    State(state): State<Arc<AppState>>,
+    request: Result<Json<CreateRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let request = body(request)?;
+    let now = now_ms();
+    let subscription = Subscription {
+        id: new_id(),
+        name: request.name,
+        url: request.url.trim().to_owned(),
+        events: request.events,
+        secret: request.secret.unwrap_or_else(new_secret),
+        active: request.active,
+        description: request.description,
+        disabled_reason: None,
+        created_at: now,
+        updated_at: now,
+        failing_since: None,
+    };
+    validate(&state, &subscription)?;
+    state.store.create_subscription(subscription.clone()).await?;
+    refresh(&state).await?;
+    let mut view = SubscriptionView::of(&subscription);
+    view.secret = Some(subscription.secret);
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+async fn list(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    let all: Vec<SubscriptionView> =
+        state.subscriptions.snapshot().iter().map(SubscriptionView::of).collect();
+    Json(json!({ "webhooks": all }))
+}
+
+async fn show(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<SubscriptionView>, ApiError> {
+    let subscription = find(&state, &id)?;
+    let mut view = SubscriptionView::of(&subscription);
+    view.health = Some(state.store.subscription_health(&id).await?);
+    Ok(Json(view))
+}
+
+async fn secret(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let subscription = find(&state, &id)?;
+    Ok(Json(json!({ "id": subscription.id, "secret": subscription.secret })))
+}
+
+async fn update(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    request: Result<Json<UpdateRequest>, JsonRejection>,
+) -> Result<Json<SubscriptionView>, ApiError> {
+    let request = body(request)?;
+    let mut subscription = find(&state, &id)?;
+    if let Some(url) = request.url {
+        subscription.url = url.trim().to_owned();
+    }
+    if let Some(events) = request.events {
+        subscription.events = events;
+    }
+    if let Some(secret) = request.secret {
+        subscription.secret = secret;
+    }
+    if let Some(name) = request.name {
+        subscription.name = Some(name).filter(|n| !n.is_empty());
+    }
+    if let Some(description) = request.description {
+        subscription.description = Some(description).filter(|d| !d.is_empty());
+    }
+    if let Some(active) = request.active {
+        if active {
+            subscription.disabled_reason = None;
+        }
+        subscription.active = active;
+    }
+    subscription.updated_at = now_ms();
+    validate(&state, &subscription)?;
+    if !state.store.update_subscription(subscription.clone()).await? {
+        return Err(ApiError::not_found(format!("no subscription `{id}`")));
+    }
+    refresh(&state).await?;
+    Ok(Json(SubscriptionView::of(&subscription)))
+}
+
+async fn remove(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    if !state.store.delete_subscription(&id).await? {
+        return Err(ApiError::not_found(format!("no subscription `{id}`")));
+    }
+    refresh(&state).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Body of `POST /api/v1/webhooks/test`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct TestRequest {
+    webhook_id: String,
+    test_event: Option<serde_json::Value>,
+}
+
+/// Delivers a test event to a subscription at once (active or not) and reports the outcome.
+async fn test(
+    State(state): State<Arc<AppState>>,
+    request: Result<Json<TestRequest>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let request = body(request)?;
+    let subscription = find(&state, &request.webhook_id)?;
+    let event = request.test_event.unwrap_or_else(|| {
+        json!({
+            "event": "test",
+            "timestamp": rfc3339(now_ms()),
+            "data": { "message": "Webhook test from tradehook" },
+        })
+    });
+    let payload = Bytes::from(serde_json::to_vec(&event).map_err(ApiError::internal)?);
+    let message_id = format!("msg_test_{}", ulid::Ulid::new().to_string().to_lowercase());
+    let (record, verdict) =
+        state.delivery_client.post(&subscription.url, &subscription.secret, &message_id, payload).await;
+    let delivered = verdict == Verdict::Delivered;
+    let answer = json!({
+        "webhookId": subscription.id,
+        "delivered": delivered,
+        "statusCode": record.status_code,
+        "latencyMs": record.latency_ms,
+        "response": record.response,
+        "error": record.error,
+    });
+    let logged = DeliveryResult {
+        delivery_id: None,
+        seq: None,
+        webhook_id: Some(subscription.id),
+        attempts: 0,
+        history: "[]".into(),
+        attempt: Some(record),
+        next: DeliveryNext::Tested { delivered },
+    };
+    state.store.commit_deliveries(vec![logged], Vec::new()).await?;
+    Ok(Json(answer))
+}
+
+/// Query of the delivery log.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogQuery {
+    limit: Option<u32>,
+    before: Option<i64>,
+}
+
+async fn deliveries(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    query: super::QueryResult<LogQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let query = super::query(query)?;
+    let limit = super::limit(query.limit, 100, 1000)?;
+    find(&state, &id)?;
+    let attempts = state.store.delivery_attempts(&id, query.before, limit).await?;
+    Ok(Json(json!({ "deliveries": attempts })))
+}

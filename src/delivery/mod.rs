@@ -1,0 +1,482 @@
+//! Outbound delivery: tradehook as a webhook provider and a router to the user's services.
+//!
+//! The worker queues deliveries in the same transaction that marks their event processed (an
+//! outbox), so no processed event can miss its deliveries, even across `kill -9`. The
+//! [`Dispatcher`] claims due deliveries, attempts them concurrently (bounded by
+//! `[delivery] concurrency`), and commits the results of many attempts in one transaction:
+//! delivered, retry at a time from the `[retry]` schedule with jitter (or later, if the receiver
+//! sent `Retry-After`), dead letter of kind `delivery` when the retries run out, or held while
+//! the subscription is disabled. A delivery is claimed again only after its result is committed,
+//! so a receiver sees each delivery at least once and, short of a crash between its answer and
+//! our commit, exactly once; the `webhook-id` header (the event id) lets it drop repeats.
+//!
+//! Subscription health rides along: a success ends a failing streak; a streak longer than
+//! `[delivery] disable_after`, or one `410 Gone`, disables the subscription and holds its queue.
+
+pub mod attempt;
+pub mod guard;
+pub mod route;
+pub mod sign;
+pub mod subscription;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use serde_json::json;
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::DeliveryConfig;
+use crate::store::{
+    now_ms, rfc3339, DeliveryNext, DeliveryResult, DueDelivery, HealthChange, SharedStore, StoreError,
+};
+use crate::worker::retry::RetryPolicy;
+use attempt::{DeliveryClient, Verdict};
+use subscription::SubscriptionSet;
+
+/// Most results committed in one transaction.
+const COMMIT_BATCH: usize = 2000;
+/// How long shutdown waits for attempts in flight before leaving them for the next start.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// What one attempt decided, ready to commit.
+#[derive(Debug)]
+struct Outcome {
+    result: DeliveryResult,
+    health: Vec<(String, HealthChange)>,
+    /// The subscription was disabled: refresh the in-memory set after the commit.
+    disabled: bool,
+}
+
+/// Everything an attempt needs, shared by the attempt tasks.
+struct Context {
+    client: DeliveryClient,
+    subscriptions: Arc<SubscriptionSet>,
+    retry: RetryPolicy,
+    config: DeliveryConfig,
+    /// Start of each subscription's failing streak (unix ms), as far as this process knows.
+    failing_since: std::sync::Mutex<HashMap<String, i64>>,
+}
+
+/// Claims due deliveries, attempts them and commits the results. See the module docs.
+pub struct Dispatcher {
+    store: SharedStore,
+    context: Arc<Context>,
+}
+
+impl Dispatcher {
+    /// A dispatcher over `store` with the current `subscriptions`.
+    pub fn new(
+        store: SharedStore,
+        subscriptions: Arc<SubscriptionSet>,
+        client: DeliveryClient,
+        retry: RetryPolicy,
+        config: DeliveryConfig,
+    ) -> Self {
+        let context = Context {
+            client,
+            subscriptions,
+            retry,
+            config,
+            failing_since: std::sync::Mutex::new(HashMap::new()),
+        };
+        Dispatcher { store, context: Arc::new(context) }
+    }
+
+    /// Delivers until `shutdown`, then waits briefly for attempts in flight.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let ready = self.store.deliveries_ready();
+        {
+            let mut streaks = lock(&self.context.failing_since);
+            for subscription in self.context.subscriptions.snapshot().iter() {
+                if let Some(since) = subscription.failing_since {
+                    streaks.insert(subscription.id.clone(), since);
+                }
+            }
+        }
+        let (results, mut outcomes) = mpsc::unbounded_channel::<(i64, Outcome)>();
+        let permits = Arc::new(Semaphore::new(self.context.config.concurrency));
+        let mut in_flight: HashSet<i64> = HashSet::new();
+        let mut pending_commit: Vec<(i64, Outcome)> = Vec::new();
+        let mut stop_at: Option<tokio::time::Instant> = None;
+        loop {
+            if shutdown.is_cancelled() && stop_at.is_none() {
+                stop_at = Some(tokio::time::Instant::now() + SHUTDOWN_GRACE);
+            }
+            let mut all_in_flight = false;
+            let mut claimed = 0usize;
+            if stop_at.is_none() && permits.available_permits() > 0 {
+                match self.claim(&permits, &mut in_flight, &results).await {
+                    Ok((n, only_in_flight)) => (claimed, all_in_flight) = (n, only_in_flight),
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot read due deliveries; trying again shortly");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+            if stop_at.is_some_and(|at| in_flight.is_empty() || tokio::time::Instant::now() >= at) {
+                break;
+            }
+            // Claim again at once while there is work and room; otherwise wait for a result,
+            // new deliveries, the next due retry, or shutdown.
+            let busy = claimed > 0 && permits.available_permits() > 0;
+            if pending_commit.is_empty() && !busy {
+                let pause = if all_in_flight || stop_at.is_some() {
+                    Duration::from_secs(1)
+                } else {
+                    self.until_next_due().await
+                };
+                tokio::select! {
+                    Some(outcome) = outcomes.recv() => pending_commit.push(outcome),
+                    _ = ready.notified() => {}
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = shutdown.cancelled(), if stop_at.is_none() => {}
+                }
+            }
+            while pending_commit.len() < COMMIT_BATCH {
+                match outcomes.try_recv() {
+                    Ok(outcome) => pending_commit.push(outcome),
+                    Err(_) => break,
+                }
+            }
+            if !pending_commit.is_empty() {
+                match self.commit(std::mem::take(&mut pending_commit)).await {
+                    Ok(done) => {
+                        for id in done {
+                            in_flight.remove(&id);
+                        }
+                    }
+                    Err((error, kept)) => {
+                        // Nothing is lost: the results stay here (their deliveries stay claimed)
+                        // until a commit succeeds; after a crash they are pending and retried.
+                        tracing::warn!(%error, "cannot commit delivery results; trying again shortly");
+                        pending_commit = kept;
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            }
+        }
+        if !in_flight.is_empty() {
+            tracing::info!(
+                count = in_flight.len(),
+                "deliveries still in flight at shutdown will be retried after restart"
+            );
+        }
+    }
+
+    /// Claims due deliveries up to the free permits and starts their attempts. Returns how many
+    /// started and whether every due delivery read was already in flight.
+    async fn claim(
+        &self,
+        permits: &Arc<Semaphore>,
+        in_flight: &mut HashSet<i64>,
+        results: &mpsc::UnboundedSender<(i64, Outcome)>,
+    ) -> Result<(usize, bool), StoreError> {
+        let free = permits.available_permits();
+        let limit = u32::try_from(free + in_flight.len()).unwrap_or(u32::MAX).min(20_000);
+        let due = self.store.due_deliveries(now_ms(), limit).await?;
+        let read = due.len();
+        let mut started = 0;
+        for delivery in due {
+            if in_flight.contains(&delivery.id) {
+                continue;
+            }
+            let Ok(permit) = permits.clone().try_acquire_owned() else { break };
+            in_flight.insert(delivery.id);
+            started += 1;
+            let context = self.context.clone();
+            let results = results.clone();
+            tokio::spawn(async move {
+                let id = delivery.id;
+                let outcome =
+                    match std::panic::AssertUnwindSafe(attempt(&context, &delivery)).catch_unwind().await {
+                        Ok(outcome) => outcome,
+                        Err(_) => failed(&context, &delivery, None, "delivery attempt panicked".into(), None),
+                    };
+                drop(permit);
+                let _ = results.send((id, outcome));
+            });
+        }
+        Ok((started, read > 0 && started == 0))
+    }
+
+    /// How long until the next pending delivery is due, between 5 ms and 1 s.
+    async fn until_next_due(&self) -> Duration {
+        match self.store.next_delivery_due().await {
+            Ok(Some(at)) => Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0))
+                .clamp(Duration::from_millis(5), Duration::from_secs(1)),
+            _ => Duration::from_secs(1),
+        }
+    }
+
+    /// Commits outcomes; returns the delivery ids done, or the error and the outcomes to keep.
+    async fn commit(
+        &self,
+        outcomes: Vec<(i64, Outcome)>,
+    ) -> Result<Vec<i64>, (StoreError, Vec<(i64, Outcome)>)> {
+        let mut results = Vec::with_capacity(outcomes.len());
+        let mut health: Vec<(String, HealthChange)> = Vec::new();
+        let mut disabled = false;
+        for (_, outcome) in &outcomes {
+            results.push(outcome.result.clone());
+            health.extend(outcome.health.iter().cloned());
+            disabled |= outcome.disabled;
+        }
+        let health = compact_health(health);
+        match self.store.commit_deliveries(results, health).await {
+            Ok(()) => {
+                for (_, outcome) in &outcomes {
+                    count(&outcome.result.next);
+                }
+                if disabled {
+                    match self.store.subscriptions().await {
+                        Ok(all) => self.context.subscriptions.replace(all),
+                        Err(error) => tracing::warn!(%error, "cannot reload subscriptions"),
+                    }
+                }
+                Ok(outcomes.into_iter().map(|(id, _)| id).collect())
+            }
+            Err(error) => Err((error, outcomes)),
+        }
+    }
+}
+
+/// Keeps, per subscription, what matters of a batch's health changes: the last success or
+/// failure (in order), every disable, the latest pause.
+fn compact_health(changes: Vec<(String, HealthChange)>) -> Vec<(String, HealthChange)> {
+    let mut last_result: HashMap<String, usize> = HashMap::new();
+    let mut pause: HashMap<String, i64> = HashMap::new();
+    for (i, (id, change)) in changes.iter().enumerate() {
+        match change {
+            HealthChange::Succeeded(_) | HealthChange::Failed(..) => {
+                last_result.insert(id.clone(), i);
+            }
+            HealthChange::PauseUntil(until) => {
+                let entry = pause.entry(id.clone()).or_insert(*until);
+                *entry = (*entry).max(*until);
+            }
+            HealthChange::Disable(_) => {}
+        }
+    }
+    let mut out = Vec::new();
+    for (i, (id, change)) in changes.into_iter().enumerate() {
+        let keep = match &change {
+            HealthChange::Succeeded(_) | HealthChange::Failed(..) => last_result.get(&id) == Some(&i),
+            HealthChange::Disable(_) => true,
+            HealthChange::PauseUntil(until) => {
+                let latest = pause.get(&id) == Some(until);
+                if latest {
+                    pause.remove(&id);
+                }
+                latest
+            }
+        };
+        if keep {
+            out.push((id, change));
+        }
+    }
+    out
+}
+
+fn count(next: &DeliveryNext) {
+    let outcome = match next {
+        DeliveryNext::Delivered => "delivered",
+        DeliveryNext::Retry { .. } => "retry",
+        DeliveryNext::Dead { .. } => "dead",
+        DeliveryNext::Held => "held",
+        DeliveryNext::Tested { .. } => "test",
+    };
+    metrics::counter!("tradehook_deliveries_total", "outcome" => outcome).increment(1);
+}
+
+/// One attempt of one delivery, decided.
+async fn attempt(context: &Context, delivery: &DueDelivery) -> Outcome {
+    let message_id = crate::store::sqlite::event_id(delivery.seq);
+    if let Some(name) = delivery.target.strip_prefix("forward:") {
+        let Some(subscription) = context.subscriptions.find(name) else {
+            let error =
+                format!("no subscription with id or name `{name}`; create it, then replay the dead letter");
+            return failed(context, delivery, None, error, None);
+        };
+        if !subscription.active {
+            return held(delivery, Some(subscription.id));
+        }
+        let (record, verdict) = context
+            .client
+            .post(&subscription.url, &subscription.secret, &message_id, delivery.body.clone())
+            .await;
+        metrics::histogram!("tradehook_delivery_seconds").record(record.latency_ms / 1000.0);
+        let webhook_id = Some(subscription.id.clone());
+        return match verdict {
+            Verdict::Delivered => delivered(context, delivery, webhook_id, record),
+            Verdict::Gone => {
+                let reason = format!("disabled at {}: the endpoint answered 410 Gone", rfc3339(record.at));
+                disable(delivery, subscription.id, reason, Some(record))
+            }
+            Verdict::Failed { error, not_before } => {
+                let mut record = record;
+                record.error = Some(error.clone());
+                failed(context, delivery, webhook_id, error, Some((record, not_before)))
+            }
+        };
+    }
+    let error = format!("target `{}` is not supported by this build", delivery.target);
+    failed(context, delivery, None, error, None)
+}
+
+fn delivered(
+    context: &Context,
+    delivery: &DueDelivery,
+    webhook_id: Option<String>,
+    record: crate::store::AttemptRecord,
+) -> Outcome {
+    let mut health = Vec::new();
+    if let Some(id) = &webhook_id {
+        lock(&context.failing_since).remove(id);
+        health.push((id.clone(), HealthChange::Succeeded(record.at)));
+    }
+    let result = DeliveryResult {
+        delivery_id: Some(delivery.id),
+        seq: Some(delivery.seq),
+        webhook_id,
+        attempts: delivery.attempts,
+        history: delivery.history.clone(),
+        attempt: Some(record),
+        next: DeliveryNext::Delivered,
+    };
+    Outcome { result, health, disabled: false }
+}
+
+fn held(delivery: &DueDelivery, webhook_id: Option<String>) -> Outcome {
+    let result = DeliveryResult {
+        delivery_id: Some(delivery.id),
+        seq: Some(delivery.seq),
+        webhook_id,
+        attempts: delivery.attempts,
+        history: delivery.history.clone(),
+        attempt: None,
+        next: DeliveryNext::Held,
+    };
+    Outcome { result, health: Vec::new(), disabled: false }
+}
+
+fn disable(
+    delivery: &DueDelivery,
+    webhook_id: String,
+    reason: String,
+    record: Option<crate::store::AttemptRecord>,
+) -> Outcome {
+    tracing::warn!(webhook_id, %reason, "subscription disabled");
+    let mut outcome = held(delivery, Some(webhook_id.clone()));
+    outcome.result.attempt = record;
+    outcome.health.push((webhook_id, HealthChange::Disable(reason)));
+    outcome.disabled = true;
+    outcome
+}
+
+/// A failed attempt (or a delivery that could not be attempted): retry by the schedule, not
+/// before a `Retry-After`; dead letter when the retries are used up; disable the subscription
+/// when it has failed without a success for longer than `disable_after`.
+fn failed(
+    context: &Context,
+    delivery: &DueDelivery,
+    webhook_id: Option<String>,
+    error: String,
+    attempt: Option<(crate::store::AttemptRecord, Option<Duration>)>,
+) -> Outcome {
+    let now = now_ms();
+    let attempts = delivery.attempts.saturating_add(1);
+    let history = append_history(&delivery.history, now, &error);
+    let (record, not_before) = match attempt {
+        Some((record, not_before)) => (record, not_before.map(|d| d.min(context.config.max_retry_after))),
+        None => {
+            let record = crate::store::AttemptRecord {
+                at: now,
+                status_code: None,
+                latency_ms: 0.0,
+                response: None,
+                error: Some(error.clone()),
+            };
+            (record, None)
+        }
+    };
+    let mut health = Vec::new();
+    if let Some(id) = &webhook_id {
+        health.push((id.clone(), HealthChange::Failed(now, error.clone())));
+        let since = *lock(&context.failing_since).entry(id.clone()).or_insert(now);
+        let limit = i64::try_from(context.config.disable_after.as_millis()).unwrap_or(i64::MAX);
+        if now - since >= limit {
+            lock(&context.failing_since).remove(id);
+            let reason = format!(
+                "disabled at {}: failing without a success since {} (disable_after {})",
+                rfc3339(now),
+                rfc3339(since),
+                humantime::format_duration(context.config.disable_after)
+            );
+            let mut outcome = disable(delivery, id.clone(), reason, Some(record));
+            outcome.result.attempts = attempts;
+            outcome.result.history = history;
+            outcome.health.insert(0, health.remove(0));
+            return outcome;
+        }
+    }
+    let next = match context.retry.next_delay(attempts) {
+        Some(delay) => {
+            let wait = not_before.map_or(delay, |at_least| delay.max(at_least));
+            let at = now + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX / 2);
+            if let (Some(id), Some(_)) = (&webhook_id, not_before) {
+                health.push((id.clone(), HealthChange::PauseUntil(at)));
+            }
+            DeliveryNext::Retry { at }
+        }
+        None => DeliveryNext::Dead { reason: format!("failed {attempts} times: {error}") },
+    };
+    let result = DeliveryResult {
+        delivery_id: Some(delivery.id),
+        seq: Some(delivery.seq),
+        webhook_id,
+        attempts,
+        history,
+        attempt: Some(record),
+        next,
+    };
+    Outcome { result, health, disabled: false }
+}
+
+fn append_history(history: &str, at: i64, error: &str) -> String {
+    let mut list: Vec<serde_json::Value> = serde_json::from_str(history).unwrap_or_default();
+    list.push(json!({ "at": rfc3339(at), "error": error }));
+    serde_json::Value::Array(list).to_string()
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_changes_keep_the_last_result_every_disable_and_the_latest_pause() {
+        let changes = vec![
+            ("a".to_string(), HealthChange::Failed(1, "x".into())),
+            ("a".to_string(), HealthChange::PauseUntil(50)),
+            ("b".to_string(), HealthChange::Succeeded(2)),
+            ("a".to_string(), HealthChange::Succeeded(3)),
+            ("a".to_string(), HealthChange::PauseUntil(90)),
+            ("b".to_string(), HealthChange::Disable("gone".into())),
+        ];
+        assert_eq!(
+            compact_health(changes),
+            vec![
+                ("b".to_string(), HealthChange::Succeeded(2)),
+                ("a".to_string(), HealthChange::Succeeded(3)),
+                ("a".to_string(), HealthChange::PauseUntil(90)),
+                ("b".to_string(), HealthChange::Disable("gone".into())),
+            ]
+        );
+    }
+}

@@ -1,0 +1,79 @@
+//! The signature headers of an outbound delivery.
+//!
+//! Every delivery carries two signatures so either kind of receiver can check it:
+//! `X-Webhook-Signature` (hex HMAC-SHA256 of the body keyed with the secret's UTF-8 bytes, as
+//! seed 001's receiver computes it) and the Standard Webhooks headers (`webhook-id`,
+//! `webhook-timestamp`, `webhook-signature: v1,<base64>`). The Standard Webhooks key is the
+//! base64 after `whsec_`, so `webhook-signature` is sent only for `whsec_` secrets (the form
+//! tradehook generates); `webhook-id` and `webhook-timestamp` are always sent, and the id stays
+//! the same across retries of one delivery so receivers can de-duplicate.
+
+use crate::ingest::signature::{sign, Scheme, SignContext};
+
+/// The headers to add to a delivery of `body` with message id `message_id`, signed at
+/// `timestamp` (unix seconds).
+pub fn delivery_headers(
+    secret: &str,
+    message_id: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> Vec<(String, String)> {
+    let context = SignContext { timestamp, message_id: message_id.to_owned(), token_field: None };
+    let mut headers = sign(Scheme::HmacSha256, secret, body, &context).map(|s| s.headers).unwrap_or_default();
+    let standard = secret
+        .starts_with("whsec_")
+        .then(|| sign(Scheme::StandardWebhooks, secret, body, &context).ok())
+        .flatten();
+    match standard {
+        Some(signed) => headers.extend(signed.headers),
+        None => {
+            headers.push(("webhook-id".into(), message_id.to_owned()));
+            headers.push(("webhook-timestamp".into(), timestamp.to_string()));
+        }
+    }
+    headers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+        headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn seed_001_receivers_verify_the_hex_signature() {
+        let headers = delivery_headers("It's a Secret to Everybody", "evt_1", 1, b"Hello, World!");
+        assert_eq!(
+            get(&headers, "X-Webhook-Signature"),
+            Some("757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17")
+        );
+    }
+
+    #[test]
+    fn whsec_secrets_also_sign_the_standard_webhooks_way() {
+        let body = br#"{"email":"test@example.com","username":"test_user"}"#;
+        let headers = delivery_headers(
+            "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD",
+            "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk",
+            1649367553,
+            body,
+        );
+        assert_eq!(
+            get(&headers, "webhook-signature"),
+            Some("v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw=")
+        );
+        assert_eq!(get(&headers, "webhook-id"), Some("msg_27UH4WbU6Z5A5EzD8u03UvzRbpk"));
+        assert_eq!(get(&headers, "webhook-timestamp"), Some("1649367553"));
+        assert!(get(&headers, "X-Webhook-Signature").is_some());
+    }
+
+    #[test]
+    fn other_secrets_carry_id_and_timestamp_but_no_standard_signature() {
+        let headers = delivery_headers("your_webhook_secret", "evt_9", 5, b"{}");
+        assert_eq!(get(&headers, "webhook-id"), Some("evt_9"));
+        assert_eq!(get(&headers, "webhook-timestamp"), Some("5"));
+        assert_eq!(get(&headers, "webhook-signature"), None);
+    }
+}

@@ -1,0 +1,169 @@
+//! Subscriptions: the user's endpoints that receive events (seed 001's `/api/v1/webhooks`).
+//!
+//! A [`Subscription`] is stored in the store of record; the process keeps the current list in a
+//! [`SubscriptionSet`] so the worker can decide, without I/O, which endpoints an event goes to,
+//! and the dispatcher can look a target up by id or by name. Whoever changes subscriptions in the
+//! store replaces the set right after the commit.
+
+use std::sync::{Arc, RwLock};
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+/// One endpoint that receives events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Subscription {
+    /// `wh_…`, generated.
+    pub id: String,
+    /// Optional unique name, for routes (`forward:<name>`).
+    pub name: Option<String>,
+    /// Where events are POSTed.
+    pub url: String,
+    /// Event types or globs (`order.*`, `*`) it receives without a route.
+    pub events: Vec<String>,
+    /// Signing secret; `whsec_…` when generated. Never logged.
+    pub secret: String,
+    /// Whether deliveries are attempted; inactive subscriptions keep their events for later.
+    pub active: bool,
+    /// Free text.
+    pub description: Option<String>,
+    /// Why it was disabled by the gateway (410 Gone, prolonged failure), if it was.
+    pub disabled_reason: Option<String>,
+    /// Created, unix ms.
+    pub created_at: i64,
+    /// Last changed through the API or by the gateway, unix ms.
+    pub updated_at: i64,
+    /// Start of the current failing streak (unix ms), as stored; the dispatcher goes on from it
+    /// after a restart so `disable_after` counts across restarts.
+    #[serde(skip)]
+    pub failing_since: Option<i64>,
+}
+
+impl Subscription {
+    /// Whether this subscription's own event list takes `event_type`.
+    pub fn wants(&self, event_type: &str) -> bool {
+        self.events.iter().any(|pattern| glob_matches(pattern, event_type))
+    }
+}
+
+/// A new `wh_…` id.
+pub fn new_id() -> String {
+    format!("wh_{}", ulid::Ulid::new().to_string().to_lowercase())
+}
+
+/// A new secret: `whsec_` and the base64 of 32 random bytes (Standard Webhooks form).
+pub fn new_secret() -> String {
+    let bytes: [u8; 32] = rand::random();
+    format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
+/// Whether `text` matches `pattern`, where `*` stands for any run of characters (dots too), so
+/// `order.*` matches `order.updated` and `*` matches everything.
+pub fn glob_matches(pattern: &str, text: &str) -> bool {
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    let (mut pi, mut ti) = (0, 0);
+    // Where the last `*` was, and the text position it currently stands for.
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if pi < p.len() && p[pi] == t[ti] {
+            pi += 1;
+            ti += 1;
+        } else if let Some((star_p, star_t)) = star {
+            pi = star_p + 1;
+            ti = star_t + 1;
+            star = Some((star_p, star_t + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&b| b == b'*')
+}
+
+/// The current subscriptions, shared by the API, the worker and the dispatcher.
+#[derive(Debug, Default)]
+pub struct SubscriptionSet {
+    current: RwLock<Arc<Vec<Subscription>>>,
+}
+
+impl SubscriptionSet {
+    /// A set holding `subscriptions`.
+    pub fn new(subscriptions: Vec<Subscription>) -> Self {
+        SubscriptionSet { current: RwLock::new(Arc::new(subscriptions)) }
+    }
+
+    /// The list as it is now (cheap: a shared snapshot).
+    pub fn snapshot(&self) -> Arc<Vec<Subscription>> {
+        self.current.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// Replaces the list (after the store committed a change).
+    pub fn replace(&self, subscriptions: Vec<Subscription>) {
+        *self.current.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(subscriptions);
+    }
+
+    /// The subscription with this id, or else with this name.
+    pub fn find(&self, id_or_name: &str) -> Option<Subscription> {
+        let all = self.snapshot();
+        let found = all
+            .iter()
+            .find(|s| s.id == id_or_name)
+            .or_else(|| all.iter().find(|s| s.name.as_deref() == Some(id_or_name)));
+        found.cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_match_types_prefixes_and_everything() {
+        assert!(glob_matches("*", "order.updated"));
+        assert!(glob_matches("order.*", "order.updated"));
+        assert!(glob_matches("order.updated", "order.updated"));
+        assert!(glob_matches("*.updated", "position.updated"));
+        assert!(glob_matches("a*b*c", "axxbyyc"));
+        assert!(!glob_matches("order.*", "orders.updated"));
+        assert!(!glob_matches("order.*", "position.updated"));
+        assert!(!glob_matches("order.updated", "order.updated.x"));
+        assert!(!glob_matches("", "order"));
+        assert!(glob_matches("", ""));
+        assert!(glob_matches("order.**", "order."));
+    }
+
+    #[test]
+    fn generated_secrets_are_standard_webhooks_keys_of_32_bytes() {
+        let secret = new_secret();
+        let encoded = secret.strip_prefix("whsec_").unwrap();
+        let key = base64::engine::general_purpose::STANDARD.decode(encoded).unwrap();
+        assert_eq!(key.len(), 32);
+        assert_ne!(new_secret(), secret);
+    }
+
+    #[test]
+    fn finds_by_id_first_then_by_name() {
+        let make = |id: &str, name: Option<&str>| Subscription {
+            id: id.into(),
+            name: name.map(Into::into),
+            url: "https://example.com/hook".into(),
+            events: vec!["order.*".into()],
+            secret: "s".into(),
+            active: true,
+            description: None,
+            disabled_reason: None,
+            created_at: 0,
+            updated_at: 0,
+            failing_since: None,
+        };
+        let set = SubscriptionSet::new(vec![make("wh_1", Some("wh_2")), make("wh_2", Some("svc"))]);
+        assert_eq!(set.find("wh_2").unwrap().id, "wh_2");
+        assert_eq!(set.find("svc").unwrap().id, "wh_2");
+        assert!(set.find("nope").is_none());
+        assert!(set.find("wh_1").unwrap().wants("order.created"));
+        assert!(!set.find("wh_1").unwrap().wants("position.updated"));
+    }
+}

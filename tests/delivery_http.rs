@@ -1,0 +1,359 @@
+//! Outbound delivery over real HTTP: subscriptions receive signed events at a real local
+//! receiver; failures are retried on schedule, `Retry-After` is honoured, `410 Gone` and
+//! prolonged failure disable the subscription with its events kept, exhausted deliveries become
+//! dead letters that can be replayed, and routes forward by name with filters.
+
+mod common;
+
+use std::time::Duration;
+
+use common::receiver::{Receiver, Script};
+use common::*;
+use http::StatusCode;
+use serde_json::json;
+use tradehook::config::{Config, RouteConfig};
+
+/// Fast retries and loopback targets allowed.
+fn local(config: &mut Config) {
+    config.delivery.allow_private_targets = true;
+    config.retry.delays = vec![Duration::from_millis(100); 3];
+}
+
+async fn subscribe(server: &TestServer, receiver: &Receiver, events: &[&str]) -> serde_json::Value {
+    let created = api_post(server.addr, "/webhooks", json!({"url": receiver.url(), "events": events})).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    created.json
+}
+
+async fn send(server: &TestServer, body: serde_json::Value) -> String {
+    let answer = post_event(server, &body.to_string()).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    answer.json["id"].as_str().unwrap().to_string()
+}
+
+fn order(id: &str, symbol: &str) -> serde_json::Value {
+    json!({"id": id, "event": "order.created", "timestamp": "2024-01-15T10:30:00Z", "data": {
+        "orderId": format!("o-{id}"), "symbol": symbol, "side": "buy", "type": "market",
+        "quantity": 0.1, "price": 0, "status": "pending"}})
+}
+
+fn position(id: &str) -> serde_json::Value {
+    json!({"id": id, "event": "position.updated", "timestamp": "2024-01-15T10:30:00Z", "data": {
+        "symbol": "BTC/USD", "side": "long", "size": 0.1, "entryPrice": 100, "markPrice": 101}})
+}
+
+async fn wait_accepted(receiver: &Receiver, count: usize) -> Vec<common::receiver::Received> {
+    eventually(15, &format!("{count} accepted deliveries"), || async {
+        let accepted = receiver.accepted();
+        (accepted.len() >= count).then_some(accepted)
+    })
+    .await
+}
+
+async fn deliveries(server: &TestServer, webhook_id: &str) -> Vec<serde_json::Value> {
+    let log = api_get(server.addr, &format!("/webhooks/{webhook_id}/deliveries")).await;
+    assert_eq!(log.status, StatusCode::OK, "{}", log.text);
+    log.json["deliveries"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn subscribers_get_matching_events_signed_both_ways() {
+    let receiver = Receiver::start(Script::Ok).await;
+    let server = TestServer::start_with(local).await;
+    let subscription = subscribe(&server, &receiver, &["order.*"]).await;
+    let secret = subscription["secret"].as_str().unwrap().to_string();
+    assert!(secret.starts_with("whsec_"), "generated secrets are Standard Webhooks keys: {secret}");
+
+    send(&server, position("p1")).await;
+    let body = order("e1", "BTC/USD");
+    let event_id = send(&server, body.clone()).await;
+    let got = wait_accepted(&receiver, 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.received().len(), 1, "the position event is not subscribed");
+
+    let delivery = &got[0];
+    let sent: serde_json::Value = serde_json::from_slice(&delivery.body).unwrap();
+    assert_eq!(sent, body, "the event is delivered as it was received");
+    let expected = tradehook::ingest::signature::sign(
+        tradehook::ingest::signature::Scheme::HmacSha256,
+        &secret,
+        &delivery.body,
+        &tradehook::ingest::signature::SignContext {
+            timestamp: 0,
+            message_id: String::new(),
+            token_field: None,
+        },
+    )
+    .unwrap();
+    assert_eq!(delivery.headers["x-webhook-signature"].to_str().unwrap(), expected.headers[0].1);
+    let standard = standardwebhooks::Webhook::new(&secret).unwrap();
+    standard
+        .verify(&delivery.body, &delivery.headers)
+        .expect("the standardwebhooks crate verifies the delivery");
+    assert_eq!(delivery.headers["webhook-id"], event_id.as_str(), "webhook-id is the event id");
+
+    let log = eventually(5, "a logged attempt", || async {
+        let log = deliveries(&server, subscription["id"].as_str().unwrap()).await;
+        (!log.is_empty()).then_some(log)
+    })
+    .await;
+    assert_eq!(log[0]["outcome"], "delivered");
+    assert_eq!(log[0]["statusCode"], 200);
+    assert_eq!(log[0]["eventId"], event_id.as_str());
+    assert!(log[0]["response"].as_str().unwrap().contains("success"));
+}
+
+#[tokio::test]
+async fn a_failing_receiver_is_retried_until_it_succeeds() {
+    let receiver = Receiver::start(Script::FailTimes(500, 2)).await;
+    let server = TestServer::start_with(local).await;
+    let subscription = subscribe(&server, &receiver, &["*"]).await;
+    send(&server, order("e1", "BTC/USD")).await;
+    wait_accepted(&receiver, 1).await;
+    let all = receiver.received();
+    assert_eq!(all.iter().map(|r| r.status).collect::<Vec<_>>(), [500, 500, 200]);
+    assert!(all[1].at - all[0].at >= Duration::from_millis(100), "the retry waits for the schedule");
+    assert_eq!(all[0].headers["webhook-id"], all[2].headers["webhook-id"], "one message id across retries");
+    let id = subscription["id"].as_str().unwrap();
+    let log = eventually(5, "three logged attempts", || async {
+        let log = deliveries(&server, id).await;
+        (log.len() == 3).then_some(log)
+    })
+    .await;
+    let outcomes: Vec<&str> = log.iter().map(|a| a["outcome"].as_str().unwrap()).collect();
+    assert_eq!(outcomes, ["delivered", "retry", "retry"], "newest first");
+    assert_eq!(log[2]["statusCode"], 500);
+    let shown = api_get(server.addr, &format!("/webhooks/{id}")).await;
+    assert!(shown.json["health"]["lastSuccessAt"].is_string(), "{}", shown.text);
+    assert!(shown.json["health"]["failingSince"].is_null(), "a success ends the failing streak");
+}
+
+#[tokio::test]
+async fn exhausted_deliveries_become_dead_letters_that_replay_without_reprocessing() {
+    let receiver = Receiver::start(Script::Always(500)).await;
+    let server = TestServer::start_with(local).await;
+    let subscription = subscribe(&server, &receiver, &["order.*"]).await;
+    let event_id = send(&server, order("e1", "BTC/USD")).await;
+    let dead = eventually(15, "a delivery dead letter", || async {
+        let list = api_get(server.addr, "/dlq?kind=delivery").await;
+        list.json["deadLetters"].as_array().and_then(|l| l.first().cloned())
+    })
+    .await;
+    assert_eq!(receiver.received().len(), 4, "first attempt and three retries");
+    assert_eq!(dead["kind"], "delivery");
+    assert_eq!(dead["eventId"], event_id.as_str());
+    assert_eq!(dead["webhookId"], subscription["id"]);
+    assert_eq!(dead["attempts"], 4);
+    assert!(dead["reason"].as_str().unwrap().contains("500"), "{dead}");
+    let status = api_get(server.addr, "/status").await;
+    assert_eq!(status.json["processed"], 1, "the event itself was processed fine");
+
+    receiver.set(Script::Ok);
+    let replay =
+        api_post(server.addr, &format!("/dlq/{}/replay", dead["id"].as_str().unwrap()), json!({})).await;
+    assert_eq!(replay.status, StatusCode::ACCEPTED, "{}", replay.text);
+    assert_eq!(replay.json["replayed"], 1);
+    wait_accepted(&receiver, 1).await;
+    let list = api_get(server.addr, "/dlq").await;
+    assert_eq!(list.json["deadLetters"].as_array().unwrap().len(), 0);
+    let order = api_get(server.addr, "/orders/o-e1").await;
+    assert_eq!(order.status, StatusCode::OK);
+    assert_eq!(receiver.received().len(), 5);
+}
+
+#[tokio::test]
+async fn gone_disables_the_subscription_and_keeps_its_events_until_it_is_enabled() {
+    let receiver = Receiver::start(Script::Always(410)).await;
+    let server = TestServer::start_with(local).await;
+    let subscription = subscribe(&server, &receiver, &["order.*"]).await;
+    let id = subscription["id"].as_str().unwrap().to_string();
+    send(&server, order("e1", "BTC/USD")).await;
+    let shown = eventually(10, "the subscription disabled", || async {
+        let shown = api_get(server.addr, &format!("/webhooks/{id}")).await;
+        (shown.json["active"] == false).then_some(shown)
+    })
+    .await;
+    assert!(shown.json["disabledReason"].as_str().unwrap().contains("410"), "{}", shown.text);
+    send(&server, order("e2", "BTC/USD")).await;
+    wait_processed(server.addr).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.received().len(), 1, "nothing is attempted while disabled");
+    let shown = api_get(server.addr, &format!("/webhooks/{id}")).await;
+    assert_eq!(shown.json["health"]["held"], 2, "both events are kept: {}", shown.text);
+
+    receiver.set(Script::Ok);
+    let enabled = api_put(server.addr, &format!("/webhooks/{id}"), json!({"active": true})).await;
+    assert_eq!(enabled.status, StatusCode::OK, "{}", enabled.text);
+    assert!(enabled.json["disabledReason"].is_null());
+    let got = wait_accepted(&receiver, 2).await;
+    let ids: Vec<String> = got
+        .iter()
+        .map(|r| {
+            serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(ids, ["e1", "e2"], "held events go out oldest first once enabled");
+}
+
+#[tokio::test]
+async fn retry_after_on_429_is_honoured() {
+    let receiver = Receiver::start(Script::RetryAfterOnce(1)).await;
+    let server = TestServer::start_with(local).await;
+    subscribe(&server, &receiver, &["*"]).await;
+    send(&server, order("e1", "BTC/USD")).await;
+    wait_accepted(&receiver, 1).await;
+    let all = receiver.received();
+    assert_eq!(all.len(), 2);
+    let waited = all[1].at - all[0].at;
+    assert!(waited >= Duration::from_millis(990), "waited {waited:?}, less than Retry-After: 1");
+}
+
+#[tokio::test]
+async fn prolonged_failure_disables_the_subscription() {
+    let receiver = Receiver::start(Script::Always(503)).await;
+    let server = TestServer::start_with(|config| {
+        local(config);
+        config.retry.delays = vec![Duration::from_millis(150); 10];
+        config.delivery.disable_after = Duration::from_millis(300);
+    })
+    .await;
+    let subscription = subscribe(&server, &receiver, &["*"]).await;
+    let id = subscription["id"].as_str().unwrap().to_string();
+    send(&server, order("e1", "BTC/USD")).await;
+    let shown = eventually(10, "the subscription disabled", || async {
+        let shown = api_get(server.addr, &format!("/webhooks/{id}")).await;
+        (shown.json["active"] == false).then_some(shown)
+    })
+    .await;
+    let reason = shown.json["disabledReason"].as_str().unwrap();
+    assert!(reason.contains("without a success"), "{reason}");
+    let attempts = receiver.received().len();
+    assert!((2..10).contains(&attempts), "disabled before the retries ran out: {attempts}");
+    assert_eq!(shown.json["health"]["held"], 1, "the event is kept: {}", shown.text);
+    let dlq = api_get(server.addr, "/dlq").await;
+    assert_eq!(dlq.json["deadLetters"].as_array().unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn redirects_are_not_followed() {
+    let elsewhere = Receiver::start(Script::Ok).await;
+    let receiver = Receiver::start(Script::Redirect(elsewhere.url())).await;
+    let server = TestServer::start_with(local).await;
+    let subscription = subscribe(&server, &receiver, &["*"]).await;
+    send(&server, order("e1", "BTC/USD")).await;
+    let id = subscription["id"].as_str().unwrap();
+    let log = eventually(5, "a failed attempt", || async {
+        let log = deliveries(&server, id).await;
+        (!log.is_empty()).then_some(log)
+    })
+    .await;
+    assert_eq!(log[0]["statusCode"], 302);
+    assert!(log[0]["error"].as_str().unwrap().contains("redirects are not followed"));
+    assert!(elsewhere.received().is_empty());
+}
+
+#[tokio::test]
+async fn private_targets_are_refused_unless_allowed() {
+    let server = TestServer::start().await;
+    for url in [
+        "http://127.0.0.1:9/hook",
+        "http://localhost/hook",
+        "http://169.254.169.254/latest",
+        "http://[::1]/x",
+    ] {
+        let created = api_post(server.addr, "/webhooks", json!({"url": url, "events": ["*"]})).await;
+        assert_eq!(created.status, StatusCode::BAD_REQUEST, "{url}: {}", created.text);
+        assert_eq!(created.json["error"], "invalid_subscription");
+        assert!(created.json["reason"].as_str().unwrap().contains("allow_private_targets"));
+    }
+}
+
+#[tokio::test]
+async fn subscriptions_can_be_created_listed_updated_tested_and_deleted() {
+    let receiver = Receiver::start(Script::Ok).await;
+    let server = TestServer::start_with(local).await;
+    let created = api_post(
+        server.addr,
+        "/webhooks",
+        json!({"url": receiver.url(), "events": ["order.updated"], "secret": "your_webhook_secret", "active": true}),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    assert_eq!(created.json["secret"], "your_webhook_secret");
+    let id = created.json["id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("wh_"));
+
+    let list = api_get(server.addr, "/webhooks").await;
+    assert_eq!(list.json["webhooks"].as_array().unwrap().len(), 1);
+    assert!(list.json["webhooks"][0].get("secret").is_none(), "lists never show secrets");
+    let secret = api_get(server.addr, &format!("/webhooks/{id}/secret")).await;
+    assert_eq!(secret.json["secret"], "your_webhook_secret");
+
+    let updated =
+        api_put(server.addr, &format!("/webhooks/{id}"), json!({"events": ["order.*", "position.*"]})).await;
+    assert_eq!(updated.status, StatusCode::OK, "{}", updated.text);
+    assert_eq!(updated.json["events"], json!(["order.*", "position.*"]));
+
+    let test = api_post(
+        server.addr,
+        "/webhooks/test",
+        json!({"webhookId": id, "testEvent": {"event": "test", "data": {"message": "Webhook test successful"}}}),
+    )
+    .await;
+    assert_eq!(test.status, StatusCode::OK, "{}", test.text);
+    assert_eq!(test.json["delivered"], true);
+    assert_eq!(test.json["statusCode"], 200);
+    assert!(test.json["latencyMs"].as_f64().unwrap() > 0.0);
+    let got = receiver.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&got[0].body).unwrap()["data"]["message"],
+        "Webhook test successful"
+    );
+    assert_eq!(deliveries(&server, &id).await[0]["outcome"], "test_delivered");
+
+    for bad in [
+        json!({"url": receiver.url(), "events": []}),
+        json!({"url": "nope", "events": ["*"]}),
+        json!({"events": ["*"]}),
+        json!({"url": receiver.url(), "events": ["*"], "secret": "short"}),
+    ] {
+        let refused = api_post(server.addr, "/webhooks", bad.clone()).await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{bad}: {}", refused.text);
+        assert!(refused.json["reason"].is_string());
+    }
+
+    let deleted = api_delete(server.addr, &format!("/webhooks/{id}")).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    assert_eq!(api_get(server.addr, &format!("/webhooks/{id}")).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(api_delete(server.addr, &format!("/webhooks/{id}")).await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn routes_forward_to_a_named_subscription_with_symbol_filters() {
+    let receiver = Receiver::start(Script::Ok).await;
+    let server = TestServer::start_with(|config| {
+        local(config);
+        config.routes = vec![RouteConfig {
+            events: vec!["order.*".into()],
+            sources: vec![],
+            symbols: vec!["BTC/USD".into()],
+            statuses: vec![],
+            actions: vec!["forward:strategy-svc".into()],
+        }];
+    })
+    .await;
+    let created = api_post(
+        server.addr,
+        "/webhooks",
+        json!({"url": receiver.url(), "events": ["system.*"], "name": "strategy-svc"}),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    send(&server, order("eth", "ETH/USD")).await;
+    send(&server, order("btc", "BTC/USD")).await;
+    let got = wait_accepted(&receiver, 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.received().len(), 1, "the ETH order does not pass the symbol filter");
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&got[0].body).unwrap()["id"], "btc");
+}
