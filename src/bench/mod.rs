@@ -17,6 +17,7 @@
 //! runtime (a current-thread `main` would otherwise make the client single-threaded).
 
 mod connection;
+pub mod deliveries;
 pub mod event;
 pub mod limit;
 mod report;

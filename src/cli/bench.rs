@@ -13,7 +13,7 @@ pub struct BenchArgs {
     pub url: String,
     /// Signing secret.
     #[arg(long, env = "TRADEHOOK_SECRET", hide_env_values = true)]
-    pub secret: String,
+    pub secret: Option<String>,
     /// Signature scheme.
     #[arg(long, default_value = "hmac-sha256")]
     pub scheme: Scheme,
@@ -41,14 +41,42 @@ pub struct BenchArgs {
     /// No progress bar.
     #[arg(long)]
     pub no_progress: bool,
+    /// `ingest` (load a receiver at --url) or `deliveries` (measure outbound signed deliveries
+    /// from a temporary store to a local receiver; uses --count, default 50000, and
+    /// --connections as the delivery concurrency).
+    #[arg(long, value_enum, default_value_t = BenchMode::Ingest)]
+    pub mode: BenchMode,
     /// Admin token of the target tradehook: after the load, wait until it has processed
     /// everything and report end-to-end throughput and processing lag (ack → state applied).
     #[arg(long, env = "TRADEHOOK_API__ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
 }
 
+/// What `bench` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchMode {
+    /// Signed webhooks sent to a receiver (tradehook or the limit server).
+    Ingest,
+    /// tradehook's own outbound deliveries to a local receiver.
+    Deliveries,
+}
+
 /// Runs the benchmark and prints the report.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.mode == BenchMode::Deliveries {
+        let options = crate::bench::deliveries::DeliveryBenchOptions {
+            count: args.count.unwrap_or(50_000),
+            concurrency: args.connections,
+            body_size: args.body_size,
+        };
+        let report = crate::bench::deliveries::run(options).await?;
+        if args.json {
+            println!("{}", report.to_json());
+        } else {
+            println!("{}", report.render());
+        }
+        return Ok(());
+    }
     let duration = match (args.duration, args.count) {
         (None, None) => Some(bench::DEFAULT_DURATION),
         (duration, _) => duration,
@@ -56,7 +84,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let options = BenchOptions {
         url: args.url.clone(),
-        secret: args.secret,
+        secret: args
+            .secret
+            .ok_or_else(|| anyhow::anyhow!("bench needs --secret (or TRADEHOOK_SECRET) to sign requests"))?,
         scheme: args.scheme,
         connections: args.connections,
         duration,

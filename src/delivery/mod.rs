@@ -86,6 +86,11 @@ impl Dispatcher {
     }
 
     /// Delivers until `shutdown`, then waits briefly for attempts in flight.
+    ///
+    /// Three stages run at once so none waits for another: this loop claims due deliveries and
+    /// starts their attempts, the attempts run as tasks, and a committer task commits their
+    /// outcomes in batches. A delivery stays in `in_flight` (never claimed twice) from its claim
+    /// until its outcome is committed.
     pub async fn run(self, shutdown: CancellationToken) {
         let ready = self.store.deliveries_ready();
         {
@@ -96,74 +101,45 @@ impl Dispatcher {
                 }
             }
         }
-        let (results, mut outcomes) = mpsc::unbounded_channel::<(i64, Outcome)>();
+        let (outcomes, received) = mpsc::unbounded_channel::<(i64, Outcome)>();
+        let in_flight: InFlight = Arc::new(std::sync::Mutex::new(HashSet::new()));
+        let freed = Arc::new(tokio::sync::Notify::new());
         let permits = Arc::new(Semaphore::new(self.context.config.concurrency));
-        let mut in_flight: HashSet<i64> = HashSet::new();
-        let mut pending_commit: Vec<(i64, Outcome)> = Vec::new();
-        let mut stop_at: Option<tokio::time::Instant> = None;
-        loop {
-            if shutdown.is_cancelled() && stop_at.is_none() {
-                stop_at = Some(tokio::time::Instant::now() + SHUTDOWN_GRACE);
-            }
-            let mut all_in_flight = false;
-            let mut claimed = 0usize;
-            if stop_at.is_none() && permits.available_permits() > 0 {
-                match self.claim(&permits, &mut in_flight, &results).await {
-                    Ok((n, only_in_flight)) => (claimed, all_in_flight) = (n, only_in_flight),
-                    Err(error) => {
-                        tracing::warn!(%error, "cannot read due deliveries; trying again shortly");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
+        let committer = tokio::spawn(commit_loop(
+            self.store.clone(),
+            self.context.subscriptions.clone(),
+            received,
+            in_flight.clone(),
+            freed.clone(),
+        ));
+        while !shutdown.is_cancelled() {
+            let (started, only_in_flight) = match self.claim(&permits, &in_flight, &outcomes, &freed).await {
+                Ok(claimed) => claimed,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read due deliveries; trying again shortly");
+                    (0, true)
                 }
+            };
+            if started > 0 && permits.available_permits() > 0 {
+                continue;
             }
-            if stop_at.is_some_and(|at| in_flight.is_empty() || tokio::time::Instant::now() >= at) {
-                break;
-            }
-            // Claim again at once while there is work and room; otherwise wait for a result,
-            // new deliveries, the next due retry, or shutdown.
-            let busy = claimed > 0 && permits.available_permits() > 0;
-            if pending_commit.is_empty() && !busy {
-                let pause = if all_in_flight || stop_at.is_some() {
-                    Duration::from_secs(1)
-                } else {
-                    self.until_next_due().await
-                };
-                tokio::select! {
-                    Some(outcome) = outcomes.recv() => pending_commit.push(outcome),
-                    _ = ready.notified() => {}
-                    _ = tokio::time::sleep(pause) => {}
-                    _ = shutdown.cancelled(), if stop_at.is_none() => {}
-                }
-            }
-            while pending_commit.len() < COMMIT_BATCH {
-                match outcomes.try_recv() {
-                    Ok(outcome) => pending_commit.push(outcome),
-                    Err(_) => break,
-                }
-            }
-            if !pending_commit.is_empty() {
-                match self.commit(std::mem::take(&mut pending_commit)).await {
-                    Ok(done) => {
-                        for id in done {
-                            in_flight.remove(&id);
-                        }
-                    }
-                    Err((error, kept)) => {
-                        // Nothing is lost: the results stay here (their deliveries stay claimed)
-                        // until a commit succeeds; after a crash they are pending and retried.
-                        tracing::warn!(%error, "cannot commit delivery results; trying again shortly");
-                        pending_commit = kept;
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
-                }
+            // Wait for room (an attempt finished or a result committed), new deliveries, the next
+            // due retry, or shutdown.
+            let pause = if only_in_flight { Duration::from_secs(1) } else { self.until_next_due().await };
+            tokio::select! {
+                _ = freed.notified() => {}
+                _ = ready.notified() => {}
+                _ = tokio::time::sleep(pause) => {}
+                _ = shutdown.cancelled() => {}
             }
         }
-        if !in_flight.is_empty() {
-            tracing::info!(
-                count = in_flight.len(),
-                "deliveries still in flight at shutdown will be retried after restart"
-            );
+        // Let attempts in flight finish (bounded), then the committer drains and stops.
+        let all = u32::try_from(self.context.config.concurrency).unwrap_or(u32::MAX);
+        if tokio::time::timeout(SHUTDOWN_GRACE, permits.acquire_many(all)).await.is_err() {
+            tracing::info!("deliveries still in flight at shutdown will be retried after restart");
         }
+        drop(outcomes);
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, committer).await;
     }
 
     /// Claims due deliveries up to the free permits and starts their attempts. Returns how many
@@ -171,23 +147,31 @@ impl Dispatcher {
     async fn claim(
         &self,
         permits: &Arc<Semaphore>,
-        in_flight: &mut HashSet<i64>,
-        results: &mpsc::UnboundedSender<(i64, Outcome)>,
+        in_flight: &InFlight,
+        outcomes: &mpsc::UnboundedSender<(i64, Outcome)>,
+        freed: &Arc<tokio::sync::Notify>,
     ) -> Result<(usize, bool), StoreError> {
         let free = permits.available_permits();
-        let limit = u32::try_from(free + in_flight.len()).unwrap_or(u32::MAX).min(20_000);
+        if free == 0 {
+            return Ok((0, false));
+        }
+        let busy = lock(in_flight).len();
+        let limit = u32::try_from(free + busy).unwrap_or(u32::MAX).min(20_000);
         let due = self.store.due_deliveries(now_ms(), limit).await?;
         let read = due.len();
         let mut started = 0;
         for delivery in due {
-            if in_flight.contains(&delivery.id) {
+            if !lock(in_flight).insert(delivery.id) {
                 continue;
             }
-            let Ok(permit) = permits.clone().try_acquire_owned() else { break };
-            in_flight.insert(delivery.id);
+            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                lock(in_flight).remove(&delivery.id);
+                break;
+            };
             started += 1;
             let context = self.context.clone();
-            let results = results.clone();
+            let outcomes = outcomes.clone();
+            let freed = freed.clone();
             tokio::spawn(async move {
                 let id = delivery.id;
                 let outcome =
@@ -196,7 +180,8 @@ impl Dispatcher {
                         Err(_) => failed(&context, &delivery, None, "delivery attempt panicked".into(), None),
                     };
                 drop(permit);
-                let _ = results.send((id, outcome));
+                freed.notify_one();
+                let _ = outcomes.send((id, outcome));
             });
         }
         Ok((started, read > 0 && started == 0))
@@ -210,37 +195,77 @@ impl Dispatcher {
             _ => Duration::from_secs(1),
         }
     }
+}
 
-    /// Commits outcomes; returns the delivery ids done, or the error and the outcomes to keep.
-    async fn commit(
-        &self,
-        outcomes: Vec<(i64, Outcome)>,
-    ) -> Result<Vec<i64>, (StoreError, Vec<(i64, Outcome)>)> {
-        let mut results = Vec::with_capacity(outcomes.len());
-        let mut health: Vec<(String, HealthChange)> = Vec::new();
-        let mut disabled = false;
-        for (_, outcome) in &outcomes {
-            results.push(outcome.result.clone());
-            health.extend(outcome.health.iter().cloned());
-            disabled |= outcome.disabled;
-        }
-        let health = compact_health(health);
-        match self.store.commit_deliveries(results, health).await {
-            Ok(()) => {
-                for (_, outcome) in &outcomes {
-                    count(&outcome.result.next);
-                }
-                if disabled {
-                    match self.store.subscriptions().await {
-                        Ok(all) => self.context.subscriptions.replace(all),
-                        Err(error) => tracing::warn!(%error, "cannot reload subscriptions"),
-                    }
-                }
-                Ok(outcomes.into_iter().map(|(id, _)| id).collect())
+/// Deliveries claimed and not yet committed.
+type InFlight = Arc<std::sync::Mutex<HashSet<i64>>>;
+
+/// Commits outcomes in batches as they come, until every sender is gone. A failed commit is
+/// tried again with the same outcomes (their deliveries stay claimed meanwhile; after a crash
+/// they are pending and attempted again).
+async fn commit_loop(
+    store: SharedStore,
+    subscriptions: Arc<SubscriptionSet>,
+    mut received: mpsc::UnboundedReceiver<(i64, Outcome)>,
+    in_flight: InFlight,
+    freed: Arc<tokio::sync::Notify>,
+) {
+    let mut batch: Vec<(i64, Outcome)> = Vec::new();
+    loop {
+        if batch.is_empty() {
+            match received.recv().await {
+                Some(outcome) => batch.push(outcome),
+                None => return,
             }
-            Err(error) => Err((error, outcomes)),
+        }
+        while batch.len() < COMMIT_BATCH {
+            match received.try_recv() {
+                Ok(outcome) => batch.push(outcome),
+                Err(_) => break,
+            }
+        }
+        match commit(&store, &subscriptions, &batch).await {
+            Ok(()) => {
+                let mut claimed = lock(&in_flight);
+                for (id, _) in batch.drain(..) {
+                    claimed.remove(&id);
+                }
+                drop(claimed);
+                freed.notify_one();
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot commit delivery results; trying again shortly");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
         }
     }
+}
+
+/// Commits one batch of outcomes and their subscription health changes.
+async fn commit(
+    store: &SharedStore,
+    subscriptions: &SubscriptionSet,
+    outcomes: &[(i64, Outcome)],
+) -> Result<(), StoreError> {
+    let mut results = Vec::with_capacity(outcomes.len());
+    let mut health: Vec<(String, HealthChange)> = Vec::new();
+    let mut disabled = false;
+    for (_, outcome) in outcomes {
+        results.push(outcome.result.clone());
+        health.extend(outcome.health.iter().cloned());
+        disabled |= outcome.disabled;
+    }
+    store.commit_deliveries(results, compact_health(health)).await?;
+    for (_, outcome) in outcomes {
+        count(&outcome.result.next);
+    }
+    if disabled {
+        match store.subscriptions().await {
+            Ok(all) => subscriptions.replace(all),
+            Err(error) => tracing::warn!(%error, "cannot reload subscriptions"),
+        }
+    }
+    Ok(())
 }
 
 /// Keeps, per subscription, what matters of a batch's health changes: the last success or
