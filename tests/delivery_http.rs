@@ -357,3 +357,23 @@ async fn routes_forward_to_a_named_subscription_with_symbol_filters() {
     assert_eq!(receiver.received().len(), 1, "the ETH order does not pass the symbol filter");
     assert_eq!(serde_json::from_slice::<serde_json::Value>(&got[0].body).unwrap()["id"], "btc");
 }
+
+#[tokio::test]
+async fn each_delivery_reaches_the_receiver_once_under_load() {
+    let receiver = Receiver::start(Script::Ok).await;
+    let server = TestServer::start_with(local).await;
+    subscribe(&server, &receiver, &["*"]).await;
+    let sends = (0..600).map(|i| {
+        let server = &server;
+        async move { send(server, order(&format!("e{i}"), "BTC/USD")).await }
+    });
+    futures::future::join_all(sends).await;
+    wait_accepted(&receiver, 600).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut ids: Vec<String> =
+        receiver.received().iter().map(|r| r.headers["webhook-id"].to_str().unwrap().to_string()).collect();
+    assert_eq!(ids.len(), 600, "no delivery is attempted twice when every attempt succeeds");
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 600);
+}

@@ -90,7 +90,9 @@ impl Dispatcher {
     /// Three stages run at once so none waits for another: this loop claims due deliveries and
     /// starts their attempts, the attempts run as tasks, and a committer task commits their
     /// outcomes in batches. A delivery stays in `in_flight` (never claimed twice) from its claim
-    /// until its outcome is committed.
+    /// until its outcome is committed; the committer reports committed ids back and this loop
+    /// forgets them only between two reads, so no read that began before a commit can hand out
+    /// a delivery that commit finished.
     pub async fn run(self, shutdown: CancellationToken) {
         let ready = self.store.deliveries_ready();
         {
@@ -102,24 +104,30 @@ impl Dispatcher {
             }
         }
         let (outcomes, received) = mpsc::unbounded_channel::<(i64, Outcome)>();
-        let in_flight: InFlight = Arc::new(std::sync::Mutex::new(HashSet::new()));
+        let mut in_flight: HashSet<i64> = HashSet::new();
+        let (committed, mut done) = mpsc::unbounded_channel::<Vec<i64>>();
         let freed = Arc::new(tokio::sync::Notify::new());
         let permits = Arc::new(Semaphore::new(self.context.config.concurrency));
         let committer = tokio::spawn(commit_loop(
             self.store.clone(),
             self.context.subscriptions.clone(),
             received,
-            in_flight.clone(),
-            freed.clone(),
+            committed,
         ));
         while !shutdown.is_cancelled() {
-            let (started, only_in_flight) = match self.claim(&permits, &in_flight, &outcomes, &freed).await {
-                Ok(claimed) => claimed,
-                Err(error) => {
-                    tracing::warn!(%error, "cannot read due deliveries; trying again shortly");
-                    (0, true)
+            while let Ok(ids) = done.try_recv() {
+                for id in ids {
+                    in_flight.remove(&id);
                 }
-            };
+            }
+            let (started, only_in_flight) =
+                match self.claim(&permits, &mut in_flight, &outcomes, &freed).await {
+                    Ok(claimed) => claimed,
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot read due deliveries; trying again shortly");
+                        (0, true)
+                    }
+                };
             if started > 0 && permits.available_permits() > 0 {
                 continue;
             }
@@ -128,6 +136,11 @@ impl Dispatcher {
             let pause = if only_in_flight { Duration::from_secs(1) } else { self.until_next_due().await };
             tokio::select! {
                 _ = freed.notified() => {}
+                Some(ids) = done.recv() => {
+                    for id in ids {
+                        in_flight.remove(&id);
+                    }
+                }
                 _ = ready.notified() => {}
                 _ = tokio::time::sleep(pause) => {}
                 _ = shutdown.cancelled() => {}
@@ -147,7 +160,7 @@ impl Dispatcher {
     async fn claim(
         &self,
         permits: &Arc<Semaphore>,
-        in_flight: &InFlight,
+        in_flight: &mut HashSet<i64>,
         outcomes: &mpsc::UnboundedSender<(i64, Outcome)>,
         freed: &Arc<tokio::sync::Notify>,
     ) -> Result<(usize, bool), StoreError> {
@@ -155,19 +168,17 @@ impl Dispatcher {
         if free == 0 {
             return Ok((0, false));
         }
-        let busy = lock(in_flight).len();
+        let busy = in_flight.len();
         let limit = u32::try_from(free + busy).unwrap_or(u32::MAX).min(20_000);
         let due = self.store.due_deliveries(now_ms(), limit).await?;
         let read = due.len();
         let mut started = 0;
         for delivery in due {
-            if !lock(in_flight).insert(delivery.id) {
+            if in_flight.contains(&delivery.id) {
                 continue;
             }
-            let Ok(permit) = permits.clone().try_acquire_owned() else {
-                lock(in_flight).remove(&delivery.id);
-                break;
-            };
+            let Ok(permit) = permits.clone().try_acquire_owned() else { break };
+            in_flight.insert(delivery.id);
             started += 1;
             let context = self.context.clone();
             let outcomes = outcomes.clone();
@@ -197,18 +208,14 @@ impl Dispatcher {
     }
 }
 
-/// Deliveries claimed and not yet committed.
-type InFlight = Arc<std::sync::Mutex<HashSet<i64>>>;
-
-/// Commits outcomes in batches as they come, until every sender is gone. A failed commit is
-/// tried again with the same outcomes (their deliveries stay claimed meanwhile; after a crash
-/// they are pending and attempted again).
+/// Commits outcomes in batches as they come, until every sender is gone, and reports the
+/// committed delivery ids on `committed`. A failed commit is tried again with the same outcomes
+/// (their deliveries stay claimed meanwhile; after a crash they are pending and attempted again).
 async fn commit_loop(
     store: SharedStore,
     subscriptions: Arc<SubscriptionSet>,
     mut received: mpsc::UnboundedReceiver<(i64, Outcome)>,
-    in_flight: InFlight,
-    freed: Arc<tokio::sync::Notify>,
+    committed: mpsc::UnboundedSender<Vec<i64>>,
 ) {
     let mut batch: Vec<(i64, Outcome)> = Vec::new();
     loop {
@@ -226,12 +233,7 @@ async fn commit_loop(
         }
         match commit(&store, &subscriptions, &batch).await {
             Ok(()) => {
-                let mut claimed = lock(&in_flight);
-                for (id, _) in batch.drain(..) {
-                    claimed.remove(&id);
-                }
-                drop(claimed);
-                freed.notify_one();
+                let _ = committed.send(batch.drain(..).map(|(id, _)| id).collect());
             }
             Err(error) => {
                 tracing::warn!(%error, "cannot commit delivery results; trying again shortly");
