@@ -14,6 +14,8 @@ pub mod error;
 pub mod ingest;
 pub mod metrics;
 pub mod server;
+pub mod sinks;
 pub mod store;
+pub mod tls;
 pub mod trading;
 pub mod worker;

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::ingest::signature::Scheme;
 use units::{de_size, humantime_serde_compat, ser_size};
 
-mod units;
+pub(crate) mod units;
 
 /// The whole configuration of one gateway process.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -43,6 +43,8 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     /// Where operational alerts go.
     pub alerts: AlertsConfig,
+    /// The NATS server of `nats:<subject>` actions.
+    pub nats: crate::sinks::nats::NatsConfig,
     /// Log output.
     pub log: LogConfig,
 }
@@ -469,7 +471,17 @@ impl Config {
                         format!("`{action}` is not forward:<subscription>, nats:<subject>, exec:<command>, bracket_on_fill, signal_to_order or margin_guard"),
                     );
                 }
+                if let Some(subject) = action.strip_prefix("nats:") {
+                    crate::sinks::nats::check_subject(subject, false)
+                        .map_err(|problem| ConfigError(format!("`route[{i}].actions`: {problem}")))?;
+                }
+                if action.strip_prefix("exec:").is_some_and(|command| command.trim().is_empty()) {
+                    return fail(&format!("route[{i}].actions"), "`exec:` needs a command".into());
+                }
             }
+        }
+        if let Err((key, problem)) = self.nats.validate() {
+            return fail(key, problem);
         }
         if let Some(limit) = self.server.ip_rate_limit {
             if limit.per_second == 0 || limit.burst == 0 {
