@@ -13,6 +13,7 @@ pub mod config;
 pub mod error;
 pub mod ingest;
 pub mod metrics;
+pub mod notify;
 pub mod server;
 pub mod sinks;
 pub mod store;

@@ -25,6 +25,7 @@ use crate::ingest::guard::IpLimiter;
 use crate::ingest::signature::Scheme;
 use crate::ingest::source::Source;
 use crate::ingest::DEFAULT_SOURCE;
+use crate::notify::{Notifier, Thresholds};
 use crate::store::sqlite::{SqliteOptions, SqliteStore};
 use crate::store::SharedStore;
 use crate::worker::lag::LagTracker;
@@ -51,6 +52,8 @@ pub struct AppState {
     pub started: Instant,
     /// Processing lag of the worker.
     pub lag: Arc<LagTracker>,
+    /// Operational alerts to `[alerts] url` (and the log); counts signature failures.
+    pub notifier: Arc<Notifier>,
 }
 
 /// A secret that start-up generated (or read from the data directory) rather than configuration.
@@ -183,6 +186,7 @@ impl AppState {
             metrics,
             started: Instant::now(),
             lag: Arc::new(LagTracker::new()),
+            notifier: Arc::new(Notifier::new(&config.alerts)),
         })
     }
 }
@@ -235,6 +239,12 @@ pub async fn run(
         })
     });
     let retention = tokio::spawn(prune_loop(state.clone(), shutdown.clone()));
+    let monitor = tokio::spawn(state.notifier.clone().watch(
+        state.store.clone(),
+        state.lag.clone(),
+        Thresholds::from_config(&state.config.alerts),
+        shutdown.clone(),
+    ));
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let stop = shutdown.clone();
     // Answers are small and written once: do not let Nagle hold one back for the client's ACK.
@@ -246,6 +256,7 @@ pub async fn run(
         pruner.abort();
     }
     retention.abort();
+    monitor.abort();
     worker_stop.cancel();
     if let Some(Err(error)) = match worker_task {
         Some(task) => Some(task.await),

@@ -15,8 +15,10 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::ingest::signature::Scheme;
+pub use alerts::{redacted_url, AlertsConfig};
 use units::{de_size, humantime_serde_compat, ser_size};
 
+mod alerts;
 pub(crate) mod units;
 
 /// The whole configuration of one gateway process.
@@ -269,14 +271,6 @@ pub struct DeliveryConfig {
     pub allow_private_targets: bool,
 }
 
-/// `[alerts]`.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
-pub struct AlertsConfig {
-    /// URL that receives alert POSTs; absent = alerts only in the API and logs.
-    pub url: Option<String>,
-}
-
 /// `[log]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -480,7 +474,7 @@ impl Config {
                 }
             }
         }
-        if let Err((key, problem)) = self.nats.validate() {
+        if let Err((key, problem)) = self.alerts.validate().and_then(|()| self.nats.validate()) {
             return fail(key, problem);
         }
         if let Some(limit) = self.server.ip_rate_limit {
