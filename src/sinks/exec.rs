@@ -60,8 +60,16 @@ pub async fn run(
     let stdout = child.stdout.take().map(|pipe| tokio::spawn(read_prefix(pipe)));
     let stderr = child.stderr.take().map(|pipe| tokio::spawn(read_prefix(pipe)));
     let waited = tokio::time::timeout(timeout, async {
-        let ((), status) = tokio::join!(write_input(input, stdin), child.wait());
-        status
+        // Stop writing once the command exits: a process it left behind may hold stdin open
+        // without reading it.
+        let mut write = std::pin::pin!(write_input(input, stdin));
+        let mut written = false;
+        loop {
+            tokio::select! {
+                status = child.wait() => break status,
+                () = &mut write, if !written => written = true,
+            }
+        }
     })
     .await;
     // Whatever happened, nothing the command started may keep running (or keep its pipes open).

@@ -81,6 +81,15 @@ async fn processes_left_behind_are_killed_and_do_not_delay_the_result() {
     assert_gone(child).await;
 }
 
+#[tokio::test]
+async fn a_process_left_holding_stdin_does_not_hold_the_result() {
+    let big = vec![b'x'; 1 << 20];
+    let started = Instant::now();
+    // sh gives background jobs /dev/null as stdin unless told otherwise: hand it the pipe.
+    run("exec 3<&0; sleep 30 <&3 3<&- &", &big, TEN_S, &[]).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+}
+
 /// Waits up to 2 s for a process to be gone (or a zombie waiting for its new parent to reap it).
 async fn assert_gone(pid: u32) {
     for _ in 0..40 {
