@@ -23,12 +23,14 @@ use crate::config::{Config, SourceConfig, StoreLocation};
 use crate::delivery::attempt::DeliveryClient;
 use crate::delivery::route::RouteTable;
 use crate::delivery::subscription::SubscriptionSet;
-use crate::delivery::Dispatcher;
+use crate::delivery::{Dispatcher, Targets};
 use crate::error::ApiError;
 use crate::ingest::guard::IpLimiter;
 use crate::ingest::signature::Scheme;
 use crate::ingest::source::Source;
 use crate::ingest::DEFAULT_SOURCE;
+use crate::notify::{Notifier, Thresholds};
+use crate::sinks::nats::NatsSink;
 use crate::store::sqlite::{SqliteOptions, SqliteStore};
 use crate::store::SharedStore;
 use crate::worker::lag::LagTracker;
@@ -59,6 +61,8 @@ pub struct AppState {
     pub subscriptions: Arc<SubscriptionSet>,
     /// The outbound HTTP client of deliveries.
     pub delivery_client: DeliveryClient,
+    /// Operational alerts to `[alerts] url` (and the log); counts signature failures.
+    pub notifier: Arc<Notifier>,
 }
 
 /// A secret that start-up generated (or read from the data directory) rather than configuration.
@@ -194,6 +198,7 @@ impl AppState {
             lag: Arc::new(LagTracker::new()),
             subscriptions: Arc::new(SubscriptionSet::default()),
             delivery_client: DeliveryClient::new(&config.delivery).map_err(anyhow::Error::msg)?,
+            notifier: Arc::new(Notifier::new(&config.alerts)),
         })
     }
 }
@@ -230,10 +235,15 @@ pub async fn run(
         )
         .await?
         .with_delivery(RouteTable::new(&state.config.routes), state.subscriptions.clone());
+        let targets = Targets {
+            client: state.delivery_client.clone(),
+            nats: Arc::new(NatsSink::new(state.config.nats.clone())),
+            notifier: state.notifier.clone(),
+        };
         let dispatcher = Dispatcher::new(
             state.store.clone(),
             state.subscriptions.clone(),
-            state.delivery_client.clone(),
+            targets,
             retry,
             state.config.delivery.clone(),
         );
@@ -262,6 +272,12 @@ pub async fn run(
         })
     });
     let retention = tokio::spawn(prune_loop(state.clone(), shutdown.clone()));
+    let monitor = tokio::spawn(state.notifier.clone().watch(
+        state.store.clone(),
+        state.lag.clone(),
+        Thresholds::from_config(&state.config.alerts),
+        shutdown.clone(),
+    ));
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let stop = shutdown.clone();
     // Answers are small and written once: do not let Nagle hold one back for the client's ACK.
@@ -273,6 +289,7 @@ pub async fn run(
         pruner.abort();
     }
     retention.abort();
+    monitor.abort();
     worker_stop.cancel();
     if let Some(Err(error)) = match worker_task {
         Some(task) => Some(task.await),

@@ -377,3 +377,22 @@ async fn each_delivery_reaches_the_receiver_once_under_load() {
     ids.dedup();
     assert_eq!(ids.len(), 600);
 }
+
+#[tokio::test]
+async fn a_disabled_subscription_raises_an_operational_alert() {
+    let alerts = Receiver::start(Script::Ok).await;
+    let receiver = Receiver::start(Script::Always(410)).await;
+    let alerts_url = alerts.url();
+    let server = TestServer::start_with(|config| {
+        local(config);
+        config.alerts.url = Some(alerts_url);
+    })
+    .await;
+    let subscription = subscribe(&server, &receiver, &["*"]).await;
+    send(&server, order("e1", "BTC/USD")).await;
+    let got = eventually(10, "the alert", || async { alerts.accepted().first().cloned() }).await;
+    let alert: serde_json::Value = serde_json::from_slice(&got.body).unwrap();
+    assert_eq!(alert["kind"], "subscription_disabled", "{alert}");
+    assert_eq!(alert["subject"], subscription["id"]);
+    assert!(alert["message"].as_str().unwrap().contains("410"), "{alert}");
+}

@@ -15,10 +15,12 @@ use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::bench::event::{run_nonce, unix_now, EventWriter};
-use crate::config::DeliveryConfig;
+use crate::config::{AlertsConfig, DeliveryConfig};
 use crate::delivery::attempt::DeliveryClient;
 use crate::delivery::subscription::{new_id, Subscription, SubscriptionSet};
-use crate::delivery::Dispatcher;
+use crate::delivery::{Dispatcher, Targets};
+use crate::notify::Notifier;
+use crate::sinks::nats::{NatsConfig, NatsSink};
 use crate::store::sqlite::{SqliteOptions, SqliteStore};
 use crate::store::{now_ms, NewDelivery, NewEvent, ProcessedBatch, SharedStore};
 use crate::worker::retry::RetryPolicy;
@@ -121,7 +123,12 @@ async fn run_in(dir: &std::path::Path, options: DeliveryBenchOptions) -> anyhow:
     let client = DeliveryClient::new(&config).map_err(anyhow::Error::msg)?;
     let retry = RetryPolicy::new(vec![Duration::from_millis(100); 5]);
     let subscriptions = Arc::new(SubscriptionSet::new(vec![subscription.clone()]));
-    let dispatcher = Dispatcher::new(store.clone(), subscriptions, client, retry, config);
+    let targets = Targets {
+        client,
+        nats: Arc::new(NatsSink::new(NatsConfig::default())),
+        notifier: Arc::new(Notifier::new(&AlertsConfig::default())),
+    };
+    let dispatcher = Dispatcher::new(store.clone(), subscriptions, targets, retry, config);
     let stop = CancellationToken::new();
     let started = Instant::now();
     let task = tokio::spawn(dispatcher.run(stop.clone()));

@@ -25,5 +25,13 @@ pub fn run(path: Option<&Path>) -> anyhow::Result<()> {
         );
     }
     println!("  api keys    {}", config.api.keys.len());
+    match &config.alerts.url {
+        Some(url) => println!(
+            "  alerts      {} (throttle {})",
+            crate::config::redacted_url(url),
+            humantime::format_duration(config.alerts.throttle)
+        ),
+        None => println!("  alerts      log only (no [alerts] url)"),
+    }
     Ok(())
 }

@@ -15,9 +15,11 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::ingest::signature::Scheme;
+pub use alerts::{redacted_url, AlertsConfig};
 use units::{de_size, humantime_serde_compat, ser_size};
 
-mod units;
+mod alerts;
+pub(crate) mod units;
 
 /// The whole configuration of one gateway process.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -43,6 +45,8 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     /// Where operational alerts go.
     pub alerts: AlertsConfig,
+    /// The NATS server of `nats:<subject>` actions.
+    pub nats: crate::sinks::nats::NatsConfig,
     /// Log output.
     pub log: LogConfig,
 }
@@ -281,14 +285,6 @@ pub struct DeliveryConfig {
     pub exec_timeout: Duration,
 }
 
-/// `[alerts]`.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
-pub struct AlertsConfig {
-    /// URL that receives alert POSTs; absent = alerts only in the API and logs.
-    pub url: Option<String>,
-}
-
 /// `[log]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -492,7 +488,17 @@ impl Config {
                         format!("`{action}` is not forward:<subscription>, nats:<subject>, exec:<command>, bracket_on_fill, signal_to_order or margin_guard"),
                     );
                 }
+                if let Some(subject) = action.strip_prefix("nats:") {
+                    crate::sinks::nats::check_subject(subject, false)
+                        .map_err(|problem| ConfigError(format!("`route[{i}].actions`: {problem}")))?;
+                }
+                if action.strip_prefix("exec:").is_some_and(|command| command.trim().is_empty()) {
+                    return fail(&format!("route[{i}].actions"), "`exec:` needs a command".into());
+                }
             }
+        }
+        if let Err((key, problem)) = self.alerts.validate().and_then(|()| self.nats.validate()) {
+            return fail(key, problem);
         }
         if let Some(limit) = self.server.ip_rate_limit {
             if limit.per_second == 0 || limit.burst == 0 {

@@ -25,7 +25,7 @@ pub(super) fn ser_size<S: serde::Serializer>(size: &u64, serializer: S) -> Resul
 }
 
 /// Durations written as `"30s"`, `"5m"`, `"30d"` (humantime), or as a number of seconds.
-pub(super) mod humantime_serde_compat {
+pub(crate) mod humantime_serde_compat {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serializer};

@@ -21,7 +21,7 @@ pub mod subscription;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use serde_json::json;
@@ -29,6 +29,9 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::DeliveryConfig;
+use crate::notify::Notifier;
+use crate::sinks::nats::NatsSink;
+use crate::sinks::SinkError;
 use crate::store::{
     now_ms, rfc3339, DeliveryNext, DeliveryResult, DueDelivery, HealthChange, SharedStore, StoreError,
 };
@@ -38,6 +41,8 @@ use subscription::SubscriptionSet;
 
 /// Most results committed in one transaction.
 const COMMIT_BATCH: usize = 2000;
+/// Failed attempts of one delivery after which its subscription is reported as failing.
+const FAILING_ALERT_AFTER: u32 = 3;
 /// How long shutdown waits for attempts in flight before leaving them for the next start.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -53,11 +58,23 @@ struct Outcome {
 /// Everything an attempt needs, shared by the attempt tasks.
 struct Context {
     client: DeliveryClient,
+    nats: Arc<NatsSink>,
+    notifier: Arc<Notifier>,
     subscriptions: Arc<SubscriptionSet>,
     retry: RetryPolicy,
     config: DeliveryConfig,
     /// Start of each subscription's failing streak (unix ms), as far as this process knows.
     failing_since: std::sync::Mutex<HashMap<String, i64>>,
+}
+
+/// The outbound clients a dispatcher uses.
+pub struct Targets {
+    /// Webhooks (`forward:`).
+    pub client: DeliveryClient,
+    /// NATS (`nats:`).
+    pub nats: Arc<NatsSink>,
+    /// Operational alerts (a subscription disabled or failing).
+    pub notifier: Arc<Notifier>,
 }
 
 /// Claims due deliveries, attempts them and commits the results. See the module docs.
@@ -67,16 +84,19 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    /// A dispatcher over `store` with the current `subscriptions`.
+    /// A dispatcher over `store` with the current `subscriptions`, sending webhooks with
+    /// `client`, NATS messages with `nats`, and raising operational alerts with `notifier`.
     pub fn new(
         store: SharedStore,
         subscriptions: Arc<SubscriptionSet>,
-        client: DeliveryClient,
+        targets: Targets,
         retry: RetryPolicy,
         config: DeliveryConfig,
     ) -> Self {
         let context = Context {
-            client,
+            client: targets.client,
+            nats: targets.nats,
+            notifier: targets.notifier,
             subscriptions,
             retry,
             config,
@@ -340,7 +360,7 @@ async fn attempt(context: &Context, delivery: &DueDelivery) -> Outcome {
             Verdict::Delivered => delivered(context, delivery, webhook_id, record),
             Verdict::Gone => {
                 let reason = format!("disabled at {}: the endpoint answered 410 Gone", rfc3339(record.at));
-                disable(delivery, subscription.id, reason, Some(record))
+                disable(context, delivery, subscription.id, reason, Some(record))
             }
             Verdict::Failed { error, not_before } => {
                 let mut record = record;
@@ -349,8 +369,51 @@ async fn attempt(context: &Context, delivery: &DueDelivery) -> Outcome {
             }
         };
     }
-    let error = format!("target `{}` is not supported by this build", delivery.target);
-    failed(context, delivery, None, error, None)
+    let started = Instant::now();
+    let at = now_ms();
+    let sent = if let Some(subject) = delivery.target.strip_prefix("nats:") {
+        context.nats.publish(subject, &message_id, delivery.body.clone()).await.map(|p| {
+            match (p.stream, p.sequence) {
+                (Some(stream), Some(seq)) if p.duplicate => {
+                    format!("stream {stream} already had it as #{seq}")
+                }
+                (Some(stream), Some(seq)) => format!("stored in stream {stream} as #{seq}"),
+                _ => "published".to_owned(),
+            }
+        })
+    } else if let Some(command) = delivery.target.strip_prefix("exec:") {
+        let event_type = delivery.event_type.as_deref().unwrap_or("");
+        let env = [("TRADEHOOK_EVENT_ID", message_id.as_str()), ("TRADEHOOK_EVENT_TYPE", event_type)];
+        crate::sinks::exec::run(command, &delivery.body, context.config.exec_timeout, &env)
+            .await
+            .map(|out| out.stdout)
+    } else {
+        Err(SinkError::permanent(format!("`{}` is not a delivery target", delivery.target)))
+    };
+    let mut record = crate::store::AttemptRecord {
+        at,
+        status_code: None,
+        latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+        response: None,
+        error: None,
+    };
+    match sent {
+        Ok(response) => {
+            record.response = Some(response).filter(|r| !r.is_empty());
+            delivered(context, delivery, None, record)
+        }
+        Err(error) => {
+            record.error = Some(error.message.clone());
+            let mut outcome = failed(context, delivery, None, error.message.clone(), Some((record, None)));
+            if !error.retriable && matches!(outcome.result.next, DeliveryNext::Retry { .. }) {
+                let attempts = outcome.result.attempts;
+                outcome.result.next = DeliveryNext::Dead {
+                    reason: format!("failed {attempts} times, not retried: {}", error.message),
+                };
+            }
+            outcome
+        }
+    }
 }
 
 fn delivered(
@@ -390,12 +453,14 @@ fn held(delivery: &DueDelivery, webhook_id: Option<String>) -> Outcome {
 }
 
 fn disable(
+    context: &Context,
     delivery: &DueDelivery,
     webhook_id: String,
     reason: String,
     record: Option<crate::store::AttemptRecord>,
 ) -> Outcome {
     tracing::warn!(webhook_id, %reason, "subscription disabled");
+    context.notifier.raise("subscription_disabled", &webhook_id, reason.clone());
     let mut outcome = held(delivery, Some(webhook_id.clone()));
     outcome.result.attempt = record;
     outcome.health.push((webhook_id, HealthChange::Disable(reason)));
@@ -432,6 +497,13 @@ fn failed(
     let mut health = Vec::new();
     if let Some(id) = &webhook_id {
         health.push((id.clone(), HealthChange::Failed(now, error.clone())));
+        if attempts >= FAILING_ALERT_AFTER {
+            let message = format!(
+                "delivery of {} failed {attempts} times; last: {error}",
+                crate::store::sqlite::event_id(delivery.seq)
+            );
+            context.notifier.raise("subscription_failing", id, message);
+        }
         let since = *lock(&context.failing_since).entry(id.clone()).or_insert(now);
         let limit = i64::try_from(context.config.disable_after.as_millis()).unwrap_or(i64::MAX);
         if now - since >= limit {
@@ -442,7 +514,7 @@ fn failed(
                 rfc3339(since),
                 humantime::format_duration(context.config.disable_after)
             );
-            let mut outcome = disable(delivery, id.clone(), reason, Some(record));
+            let mut outcome = disable(context, delivery, id.clone(), reason, Some(record));
             outcome.result.attempts = attempts;
             outcome.result.history = history;
             outcome.health.insert(0, health.remove(0));

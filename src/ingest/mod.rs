@@ -102,6 +102,7 @@ async fn receive(state: &AppState, source_name: &str, peer: SocketAddr, request:
                 if error.status == StatusCode::UNAUTHORIZED {
                     metrics::counter!("tradehook_signature_failures_total", "source" => source.name.clone())
                         .increment(1);
+                    state.notifier.count_signature_failure();
                 }
                 let reason = &error.reason;
                 state.audit.record(

@@ -1,0 +1,108 @@
+//! Route actions over the whole pipeline: events sent to the gateway over HTTP are published to
+//! the real local NATS server (JetStream, de-duplicated by `Nats-Msg-Id` = event id) and handed
+//! to `exec:` commands on stdin.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use http::StatusCode;
+use serde_json::json;
+use tradehook::config::{Config, RouteConfig};
+
+fn route(events: &[&str], actions: &[String]) -> RouteConfig {
+    RouteConfig {
+        events: events.iter().map(|s| s.to_string()).collect(),
+        sources: vec![],
+        symbols: vec![],
+        statuses: vec![],
+        actions: actions.to_vec(),
+    }
+}
+
+fn fast_retries(config: &mut Config) {
+    config.retry.delays = vec![Duration::from_millis(100); 2];
+}
+
+async fn send(server: &TestServer, id: &str) -> String {
+    let body = json!({"id": id, "event": "order.updated", "timestamp": "2024-01-15T10:30:01Z",
+        "data": {"orderId": format!("o-{id}"), "symbol": "BTC/USD", "status": "filled", "filledQuantity": 0.1, "averagePrice": 100}});
+    let answer = post_event(server, &body.to_string()).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    answer.json["id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn nats_routes_publish_once_per_event_even_when_the_event_is_replayed() {
+    let unique = ulid::Ulid::new().to_string().to_lowercase();
+    let stream = format!("TH_ROUTE_{}", unique.to_uppercase());
+    let subject = format!("th.route.{unique}.orders");
+    let server = TestServer::start_with(|config| {
+        fast_retries(config);
+        config.nats.stream = Some(stream.clone());
+        config.nats.stream_subjects = vec![format!("th.route.{unique}.>")];
+        config.routes = vec![route(&["order.*"], &[format!("nats:{subject}")])];
+    })
+    .await;
+    let event_id = send(&server, "e1").await;
+    let nats =
+        async_nats::connect("nats://127.0.0.1:4222").await.expect("NATS on 127.0.0.1:4222 (see .ci/run)");
+    let jetstream = async_nats::jetstream::new(nats);
+    let count = || async {
+        let mut handle = jetstream.get_stream(&stream).await.ok()?;
+        let info = handle.info().await.ok()?;
+        Some(info.state.messages)
+    };
+    eventually(10, "the event in the stream", || async { count().await.filter(|n| *n == 1) }).await;
+    let message = jetstream.get_stream(&stream).await.unwrap().get_raw_message(1).await.unwrap();
+    let headers = message.headers;
+    assert_eq!(headers.get(async_nats::header::NATS_MESSAGE_ID).unwrap().as_str(), event_id);
+    let payload: serde_json::Value = serde_json::from_slice(&message.payload).unwrap();
+    assert_eq!(payload["id"], "e1");
+
+    let replay = api_post(server.addr, &format!("/events/{event_id}/replay"), json!({})).await;
+    assert_eq!(replay.status, StatusCode::ACCEPTED, "{}", replay.text);
+    wait_processed(server.addr).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(count().await, Some(1), "JetStream drops the replayed copy by its Nats-Msg-Id");
+    jetstream.delete_stream(&stream).await.unwrap();
+}
+
+#[tokio::test]
+async fn exec_routes_get_the_event_on_stdin() {
+    let out = tempfile::tempdir().unwrap();
+    let file = out.path().join("event.json");
+    let command = format!("exec:cat > {} && echo stored", file.display());
+    let server = TestServer::start_with(|config| {
+        fast_retries(config);
+        config.routes = vec![route(&["order.updated"], &[command])];
+    })
+    .await;
+    send(&server, "e1").await;
+    let written = eventually(10, "the command to write the event", || async {
+        std::fs::read_to_string(&file).ok().filter(|t| !t.is_empty())
+    })
+    .await;
+    let event: serde_json::Value = serde_json::from_str(&written).unwrap();
+    assert_eq!(event["id"], "e1");
+}
+
+#[tokio::test]
+async fn failing_exec_routes_end_in_the_dead_letter_queue() {
+    let server = TestServer::start_with(|config| {
+        fast_retries(config);
+        config.routes = vec![route(&["order.*"], &["exec:echo broken >&2; exit 3".to_string()])];
+    })
+    .await;
+    let event_id = send(&server, "e1").await;
+    let dead = eventually(10, "a delivery dead letter", || async {
+        let list = api_get(server.addr, "/dlq?kind=delivery").await;
+        list.json["deadLetters"].as_array().and_then(|l| l.first().cloned())
+    })
+    .await;
+    assert_eq!(dead["eventId"], event_id.as_str());
+    assert_eq!(dead["attempts"], 3, "first attempt and two retries");
+    assert!(dead["target"].as_str().unwrap().starts_with("exec:"), "{dead}");
+    assert!(dead["lastError"].as_str().unwrap().contains('3'), "{dead}");
+}
