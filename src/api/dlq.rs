@@ -119,7 +119,7 @@ async fn find(state: &AppState, id: &str) -> Result<DeadLetter, ApiError> {
     get,
     path = "/dlq/{id}",
     tag = "dlq",
-    params(("id" = String, Path, description = "The entry id (`dlq_…`)")),
+    params(("id" = String, Path, description = "The entry id (`dlq_…`)", example = "dlq_1")),
     responses(
         (status = 200, description = "The entry", body = DeadLetter),
         (status = 404, description = "No such entry", body = ErrorBody)
@@ -137,7 +137,7 @@ async fn show(
     post,
     path = "/dlq/{id}/replay",
     tag = "dlq",
-    params(("id" = String, Path, description = "The entry id (`dlq_…`)")),
+    params(("id" = String, Path, description = "The entry id (`dlq_…`)", example = "dlq_1")),
     responses(
         (status = 202, description = "Queued again", body = DlqReplay),
         (status = 404, description = "No such entry", body = ErrorBody)
@@ -157,7 +157,7 @@ async fn replay_one(
     delete,
     path = "/dlq/{id}",
     tag = "dlq",
-    params(("id" = String, Path, description = "The entry id (`dlq_…`)")),
+    params(("id" = String, Path, description = "The entry id (`dlq_…`)", example = "dlq_1")),
     responses(
         (status = 204, description = "Discarded"),
         (status = 404, description = "No such entry", body = ErrorBody)

@@ -106,7 +106,7 @@ async fn list(
     get,
     path = "/events/{id}",
     tag = "events",
-    params(("id" = String, Path, description = "The event id (`evt_…`) the ingest answer gave")),
+    params(("id" = String, Path, description = "The event id (`evt_…`) the ingest answer gave", example = "evt_1")),
     responses(
         (status = 200, description = "The event", body = StoredEvent),
         (status = 404, description = "No such event", body = ErrorBody)
@@ -130,7 +130,7 @@ async fn show(
     post,
     path = "/events/{id}/replay",
     tag = "events",
-    params(("id" = String, Path, description = "The event id (`evt_…`)")),
+    params(("id" = String, Path, description = "The event id (`evt_…`)", example = "evt_1")),
     responses(
         (status = 202, description = "Queued again", body = EventReplay),
         (status = 404, description = "No such event", body = ErrorBody)

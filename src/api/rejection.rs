@@ -67,11 +67,12 @@ fn code(status: StatusCode) -> &'static str {
 /// axum's text when it has one (it names what was wrong), else a sentence for the status.
 fn reason(status: StatusCode, headers: &HeaderMap, text: String) -> String {
     if status == StatusCode::METHOD_NOT_ALLOWED {
-        let allowed = headers.get(header::ALLOW).and_then(|v| v.to_str().ok()).unwrap_or("");
-        return if allowed.is_empty() {
-            "this path does not take this method".into()
-        } else {
-            format!("this path does not take this method; it takes {allowed}")
+        // axum adds `Allow` after this layer has run on a route's 405, so it is not always here.
+        return match headers.get(header::ALLOW).and_then(|v| v.to_str().ok()) {
+            Some(allowed) if !allowed.is_empty() => {
+                format!("this path does not take this method; it takes {allowed}")
+            }
+            _ => "this path does not take this method; the Allow header lists those it takes".into(),
         };
     }
     if text.is_empty() {

@@ -117,7 +117,7 @@ async fn receive_default(
     path = "/webhooks/{source}",
     tag = "ingest",
     params(
-        ("source" = String, Path, description = "A configured source's name"),
+        ("source" = String, Path, description = "A configured source's name", example = "default"),
         IngestHeaders,
         ("token" = Option<String>, Query, description = TOKEN_PARAM)
     ),

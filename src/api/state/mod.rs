@@ -140,7 +140,12 @@ async fn orders(
     get,
     path = "/orders/{orderId}",
     tag = "state",
-    params(("orderId" = String, Path, description = "The venue's order id")),
+    params((
+        "orderId" = String,
+        Path,
+        description = "The venue's order id",
+        example = "12345678-1234-1234-1234-123456789012"
+    )),
     responses(
         (status = 200, description = "The order and its fills", body = OrderView),
         (status = 404, description = "No such order", body = ErrorBody)
