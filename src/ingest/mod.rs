@@ -308,3 +308,24 @@ fn accepted_response(appended: &Appended) -> Response {
     body.push('}');
     ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hand-written answer has exactly the shape the OpenAPI document declares.
+    #[tokio::test]
+    async fn accepted_answer_matches_its_documented_schema() {
+        for (appended, status) in [
+            (Appended::Accepted("evt_1".into()), AckStatus::Accepted),
+            (Appended::Duplicate("evt_\"2\"".into()), AckStatus::Duplicate),
+        ] {
+            let response = accepted_response(&appended);
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            let ack: Acknowledgement = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(ack.status, status);
+            let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(value.as_object().unwrap().len(), 2, "no undocumented fields: {value}");
+        }
+    }
+}
