@@ -4,8 +4,9 @@
 //! Every handler carries a `#[utoipa::path]` annotation, and every resource file's `router()`
 //! returns a [`utoipa_axum::router::OpenApiRouter`] built with `routes!(…)`: that one call adds
 //! the route to axum and its operation (parameters, request body, responses) to the document.
-//! A route added with plain `.route(…)` would be served but missing from the document; the test
-//! `tests/openapi_http.rs` lists every path the server has and fails when one is missing.
+//! A route added with plain `.route(…)` would be served but missing from the document, so
+//! `tests/openapi_http.rs` refuses `.route(` anywhere in `src/`, and compares the document with its
+//! own list of every (method, path) the server has.
 //!
 //! # Adding a resource (e.g. `src/api/webhooks.rs`)
 //!
@@ -19,8 +20,10 @@
 //!    ```
 //!    Bodies and answers are types deriving `utoipa::ToSchema` (answer with `Json<ThatType>`, not
 //!    `json!`, so the schema is the body); query strings are structs deriving
-//!    `utoipa::IntoParams` listed in `params(…)`. Take extractors as `Result<…, Rejection>` or let
-//!    [`super::rejection`] turn axum's plain-text rejections into JSON: both answer 4xx JSON.
+//!    `utoipa::IntoParams` listed in `params(…)`. Take a query as `super::QueryResult<T>` (then
+//!    `super::query`) and a body as `Result<Json<T>, JsonRejection>` (then
+//!    `super::body_rejection`) for the project's error codes; anything else axum refuses is made
+//!    JSON by [`super::rejection`]. Add the tag to `ApiDoc`'s `tags(…)` below.
 //! 2. Give the file `pub fn router() -> OpenApiRouter<Arc<AppState>>` that returns
 //!    `OpenApiRouter::new().routes(routes!(list, create)).routes(routes!(show, update, remove))`:
 //!    handlers on the same path go in one `routes!`.
