@@ -37,27 +37,25 @@ pub async fn require_credentials(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim);
-    match bearer {
+    let refusal = match bearer {
         Some(token) if bool::from(token.as_bytes().ct_eq(state.admin_token.as_bytes())) => {
-            next.run(request).await
+            return next.run(request).await;
         }
-        Some(_) => {
-            ApiError::unauthorized("invalid_credentials", "the admin token is not valid").into_response()
-        }
+        Some(_) => ApiError::unauthorized("invalid_credentials", "the admin token is not valid"),
+        None if headers.contains_key(API_KEY) => match check_signed(&state, request).await {
+            Ok(request) => return next.run(request).await,
+            Err(error) => error,
+        },
         None if authorization.is_some() => {
             ApiError::unauthorized("invalid_credentials", "Authorization must be `Bearer <admin token>`")
-                .into_response()
         }
-        None if headers.contains_key(API_KEY) => match check_signed(&state, request).await {
-            Ok(request) => next.run(request).await,
-            Err(error) => error.into_response(),
-        },
         None => ApiError::unauthorized(
             "missing_credentials",
             "send Authorization: Bearer <admin token>, or X-API-Key, X-Timestamp and X-Signature",
-        )
-        .into_response(),
-    }
+        ),
+    };
+    metrics::counter!("tradehook_api_refusals_total", "error" => refusal.code).increment(1);
+    refusal.into_response()
 }
 
 /// Reads the body of a signed request, verifies the signature, and rebuilds the request with

@@ -50,8 +50,6 @@ use utoipa_axum::routes;
 
 use crate::error::ErrorBody;
 
-/// Where the document is served.
-pub const DOCUMENT_PATH: &str = "/api/openapi.json";
 /// Name of the bearer-token security scheme.
 pub const ADMIN_TOKEN_SCHEME: &str = "adminToken";
 /// Names of the three header schemes that together make seed 001's request signing.
