@@ -12,7 +12,7 @@ use serde::Serialize;
 pub const BODY_PREFIX_LEN: usize = 256;
 
 /// One refused request.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Rejection {
     /// When, RFC 3339.

@@ -6,7 +6,6 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 use crate::store::StoreError;
 
@@ -80,9 +79,20 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// The JSON body of every error answer; also its schema in the OpenAPI document.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// Stable machine-readable code, e.g. `invalid_query`.
+    #[schema(example = "invalid_query")]
+    pub error: String,
+    /// What was wrong and what to do, for a person.
+    #[schema(example = "`limit` must be between 1 and 1000")]
+    pub reason: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({ "error": self.code, "reason": self.reason });
+        let body = ErrorBody { error: self.code.to_string(), reason: self.reason };
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(seconds) = self.retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));

@@ -17,6 +17,7 @@ use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::audit::AuditLog;
 use crate::config::{Config, SourceConfig, StoreLocation};
@@ -203,12 +204,16 @@ impl AppState {
     }
 }
 
-/// The whole HTTP surface.
+/// The whole HTTP surface: ingest, the API and the OpenAPI document that describes both.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    let routes = OpenApiRouter::with_openapi(crate::api::openapi::base())
         .merge(crate::ingest::router())
-        .merge(crate::api::router(state.clone()))
+        .merge(crate::api::router(state.clone()));
+    let (router, _) = crate::api::openapi::serve(routes);
+    router
         .fallback(|| async { ApiError::not_found("no such route").into_response() })
+        // axum's own refusals (bad path encoding, wrong content type, 405) become JSON too.
+        .layer(axum::middleware::map_response(crate::api::rejection::json_errors))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log")
                 .into_response()

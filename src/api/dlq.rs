@@ -5,70 +5,126 @@
 
 use std::sync::Arc;
 
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::json;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::server::AppState;
 use crate::store::{DeadLetter, DeadLetterFilter};
 
 /// The DLQ routes.
-pub fn router() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/dlq", get(list))
-        .route("/dlq/replay", post(replay_matching))
-        .route("/dlq/{id}", get(show).delete(discard))
-        .route("/dlq/{id}/replay", post(replay_one))
+pub fn router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(replay_matching))
+        .routes(routes!(show, discard))
+        .routes(routes!(replay_one))
 }
 
-/// Which dead letters: by source, event type, kind (`event`/`delivery`) or reason text.
-#[derive(Debug, Default, Deserialize)]
+/// What failed: processing an event, or delivering it to a subscription.
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DeadLetterKind {
+    /// Processing the event failed.
+    Event,
+    /// Delivering the event to a webhook subscription failed.
+    Delivery,
+}
+
+/// Which dead letters: by source, event type, kind or reason text.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct FilterQuery {
+    /// Only events of this source.
     source: Option<String>,
+    /// Only events of this type.
     #[serde(rename = "type")]
     event_type: Option<String>,
-    kind: Option<String>,
+    /// Only this kind.
+    kind: Option<DeadLetterKind>,
+    /// Only entries whose reason contains this text.
     reason: Option<String>,
+    /// At most this many, 1–10000 (default 100 for the list, 1000 for a replay).
+    #[param(minimum = 1, maximum = 10000)]
+    #[schema(minimum = 1, maximum = 10000)]
+    #[serde(default, deserialize_with = "super::whole_number")]
     limit: Option<u32>,
 }
 
 impl FilterQuery {
     fn into_filter(self, default_limit: u32) -> Result<DeadLetterFilter, ApiError> {
-        if let Some(kind) = &self.kind {
-            if kind != "event" && kind != "delivery" {
-                return Err(ApiError::bad_request("invalid_query", "`kind` must be event or delivery"));
-            }
-        }
         let limit = super::limit(self.limit, default_limit, 10_000)?;
+        let kind = self.kind.map(|kind| match kind {
+            DeadLetterKind::Event => "event".to_string(),
+            DeadLetterKind::Delivery => "delivery".to_string(),
+        });
         Ok(DeadLetterFilter {
             source: self.source,
             event_type: self.event_type,
-            kind: self.kind,
+            kind,
             reason: self.reason,
             limit,
         })
     }
 }
 
+/// The dead letters that match, newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetterList {
+    /// The entries.
+    dead_letters: Vec<DeadLetter>,
+}
+
+/// What a replay did.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DlqReplay {
+    /// Events put back in the queue.
+    replayed: u64,
+    /// The event of the entry, when one entry was replayed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event_id: Option<String>,
+}
+
+/// The dead-letter queue, filtered.
+#[utoipa::path(
+    get,
+    path = "/dlq",
+    tag = "dlq",
+    params(FilterQuery),
+    responses((status = 200, description = "Matching entries", body = DeadLetterList))
+)]
 async fn list(
     State(state): State<Arc<AppState>>,
     query: super::QueryResult<FilterQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<DeadLetterList>, ApiError> {
     let query = super::query(query)?;
-    let entries = state.store.dead_letters(query.into_filter(100)?).await?;
-    Ok(Json(json!({ "deadLetters": entries })))
+    let dead_letters = state.store.dead_letters(query.into_filter(100)?).await?;
+    Ok(Json(DeadLetterList { dead_letters }))
 }
 
 async fn find(state: &AppState, id: &str) -> Result<DeadLetter, ApiError> {
     state.store.dead_letter(id).await?.ok_or_else(|| ApiError::not_found(format!("no dead letter `{id}`")))
 }
 
+/// One dead letter with its attempt history.
+#[utoipa::path(
+    get,
+    path = "/dlq/{id}",
+    tag = "dlq",
+    params(("id" = String, Path, description = "The entry id (`dlq_…`)", example = "dlq_1")),
+    responses(
+        (status = 200, description = "The entry", body = DeadLetter),
+        (status = 404, description = "No such entry", body = ErrorBody)
+    )
+)]
 async fn show(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -76,16 +132,37 @@ async fn show(
     Ok(Json(find(&state, &id).await?))
 }
 
+/// Puts the entry's event back in the queue and removes the entry.
+#[utoipa::path(
+    post,
+    path = "/dlq/{id}/replay",
+    tag = "dlq",
+    params(("id" = String, Path, description = "The entry id (`dlq_…`)", example = "dlq_1")),
+    responses(
+        (status = 202, description = "Queued again", body = DlqReplay),
+        (status = 404, description = "No such entry", body = ErrorBody)
+    )
+)]
 async fn replay_one(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-) -> Result<Response, ApiError> {
+) -> Result<(StatusCode, Json<DlqReplay>), ApiError> {
     let entry = find(&state, &id).await?;
     let replayed = state.store.replay_dead_letters(vec![id]).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "replayed": replayed, "eventId": entry.event_id })))
-        .into_response())
+    Ok((StatusCode::ACCEPTED, Json(DlqReplay { replayed, event_id: Some(entry.event_id) })))
 }
 
+/// Removes the entry for good; its event stays stored.
+#[utoipa::path(
+    delete,
+    path = "/dlq/{id}",
+    tag = "dlq",
+    params(("id" = String, Path, description = "The entry id (`dlq_…`)", example = "dlq_1")),
+    responses(
+        (status = 204, description = "Discarded"),
+        (status = 404, description = "No such entry", body = ErrorBody)
+    )
+)]
 async fn discard(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     if state.store.discard_dead_letter(&id).await? {
         Ok(StatusCode::NO_CONTENT)
@@ -94,22 +171,35 @@ async fn discard(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> 
     }
 }
 
-/// Body of `POST /api/v1/dlq/replay`: a filter (all fields optional, `{}` = everything, at most
-/// `limit`, default 1000), or explicit ids.
-#[derive(Debug, Default, Deserialize)]
+/// Body of `POST /api/v1/dlq/replay`: explicit ids, or a filter (all fields optional, `{}` =
+/// everything, at most `limit`, default 1000).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ReplayRequest {
+pub struct ReplayRequest {
+    /// These entries; when empty, the ones the filter matches.
     #[serde(default)]
     ids: Vec<String>,
+    /// Which entries, when no ids are given.
     #[serde(default)]
     filter: Option<FilterQuery>,
 }
 
+/// Replays many entries: by ids, or every entry a filter matches.
+#[utoipa::path(
+    post,
+    path = "/dlq/replay",
+    tag = "dlq",
+    request_body(content = ReplayRequest, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Queued again", body = DlqReplay),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody)
+    )
+)]
 async fn replay_matching(
     State(state): State<Arc<AppState>>,
-    body: Result<Json<ReplayRequest>, axum::extract::rejection::JsonRejection>,
-) -> Result<Response, ApiError> {
-    let Json(request) = body.map_err(|e| ApiError::bad_request("invalid_body", e.body_text()))?;
+    body: Result<Json<ReplayRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<DlqReplay>), ApiError> {
+    let Json(request) = body.map_err(super::body_rejection)?;
     let ids = if request.ids.is_empty() {
         let filter = request.filter.unwrap_or_default().into_filter(1000)?;
         state.store.dead_letters(filter).await?.into_iter().map(|d| d.id).collect()
@@ -117,5 +207,5 @@ async fn replay_matching(
         request.ids
     };
     let replayed = state.store.replay_dead_letters(ids).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "replayed": replayed }))).into_response())
+    Ok((StatusCode::ACCEPTED, Json(DlqReplay { replayed, event_id: None })))
 }

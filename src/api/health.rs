@@ -7,26 +7,64 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::json;
+use axum::Json;
+use serde::Serialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::server::AppState;
 
 /// The health routes.
-pub fn router() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+pub fn router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz)).routes(routes!(metrics))
 }
 
-async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok" }))
+/// The answer of `/healthz`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Alive {
+    /// Always `ok`.
+    #[schema(example = "ok")]
+    status: &'static str,
+}
+
+/// The answer of `/readyz` when ready.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Ready {
+    /// Always `ready`.
+    #[schema(example = "ready")]
+    status: &'static str,
+    /// Events stored and not yet processed.
+    backlog: u64,
+}
+
+/// The answer of `/readyz` when not ready.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct NotReady {
+    /// Always `not_ready`.
+    #[schema(example = "not_ready")]
+    status: &'static str,
+    /// Every check that failed, separated by `; `.
+    reason: String,
+}
+
+/// The process answers (liveness).
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "Alive", body = Alive)))]
+async fn healthz() -> Json<Alive> {
+    Json(Alive { status: "ok" })
 }
 
 /// Ready when the store commits a probe write, the backlog is under its limit and — when this
 /// process runs the worker — the oldest pending event is younger than `store.max_pending_age`.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    responses(
+        (status = 200, description = "Ready to take events", body = Ready),
+        (status = 503, description = "Not ready; the reason says why", body = NotReady,
+            headers(("Retry-After" = u64, description = "Seconds before asking again")))
+    )
+)]
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let mut problems = Vec::new();
     match tokio::time::timeout(Duration::from_secs(2), state.store.check_writable()).await {
@@ -56,18 +94,26 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         }
     }
     if problems.is_empty() {
-        Json(json!({ "status": "ready", "backlog": backlog })).into_response()
+        Json(Ready { status: "ready", backlog }).into_response()
     } else {
         let reason = problems.join("; ");
         (
             StatusCode::SERVICE_UNAVAILABLE,
             [(header::RETRY_AFTER, "5")],
-            Json(json!({ "status": "not_ready", "reason": reason })),
+            Json(NotReady { status: "not_ready", reason }),
         )
             .into_response()
     }
 }
 
+/// Prometheus metrics: requests by source and status, ack latency, backlog, lag, DLQ size.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "health",
+    responses((status = 200, description = "Prometheus text exposition format", body = String,
+        content_type = "text/plain; version=0.0.4"))
+)]
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     metrics::gauge!("tradehook_backlog").set(state.store.backlog() as f64);
     if let Ok(Some(at)) = state.store.oldest_pending().await {

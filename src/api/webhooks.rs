@@ -10,50 +10,102 @@ use std::sync::Arc;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::delivery::attempt::Verdict;
 use crate::delivery::guard::check_url;
 use crate::delivery::subscription::{new_id, new_secret, Subscription};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::server::AppState;
-use crate::store::{now_ms, rfc3339, DeliveryNext, DeliveryResult, SubscriptionHealth};
+use crate::store::{now_ms, rfc3339, DeliveryAttempt, DeliveryNext, DeliveryResult, SubscriptionHealth};
 
 /// The subscription routes.
-pub fn router() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/webhooks", get(list).post(create))
-        .route("/webhooks/test", post(test))
-        .route("/webhooks/{id}", get(show).put(update).delete(remove))
-        .route("/webhooks/{id}/secret", get(secret))
-        .route("/webhooks/{id}/deliveries", get(deliveries))
+pub fn router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(test))
+        .routes(routes!(show, update, remove))
+        .routes(routes!(secret))
+        .routes(routes!(deliveries))
 }
 
 /// A subscription as the API shows it (without its secret unless just created).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SubscriptionView {
+    /// `wh_…`.
     id: String,
+    /// Unique name for routes (`forward:<name>`).
     #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<String>,
+    /// Where events are POSTed.
     url: String,
+    /// Event types or globs it receives.
     events: Vec<String>,
+    /// Whether deliveries are attempted.
     active: bool,
+    /// Free text.
     #[serde(skip_serializing_if = "Option::is_none")]
     description: Option<String>,
+    /// Why the gateway disabled it (410 Gone, prolonged failure).
     #[serde(skip_serializing_if = "Option::is_none")]
     disabled_reason: Option<String>,
+    /// RFC 3339.
     created_at: String,
+    /// RFC 3339.
     updated_at: String,
+    /// The signing secret: only in the answer to create.
     #[serde(skip_serializing_if = "Option::is_none")]
     secret: Option<String>,
+    /// Delivery health: only on `GET /webhooks/{id}`.
     #[serde(skip_serializing_if = "Option::is_none")]
     health: Option<SubscriptionHealth>,
+}
+
+/// Every subscription.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SubscriptionList {
+    /// Oldest first.
+    webhooks: Vec<SubscriptionView>,
+}
+
+/// A subscription's signing secret.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SecretView {
+    /// The subscription.
+    id: String,
+    /// The secret (`whsec_…` when generated).
+    secret: String,
+}
+
+/// The outcome of a test delivery.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TestDelivery {
+    /// The subscription.
+    webhook_id: String,
+    /// Whether the receiver answered 2xx.
+    delivered: bool,
+    /// The receiver's HTTP status, when it answered.
+    status_code: Option<u16>,
+    /// Round trip, ms.
+    latency_ms: f64,
+    /// First bytes of the answer.
+    response: Option<String>,
+    /// Why it failed.
+    error: Option<String>,
+}
+
+/// A subscription's delivery attempts, newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DeliveryLog {
+    /// The attempts.
+    deliveries: Vec<DeliveryAttempt>,
 }
 
 impl SubscriptionView {
@@ -74,16 +126,24 @@ impl SubscriptionView {
     }
 }
 
-/// Body of `POST /api/v1/webhooks`.
-#[derive(Debug, Deserialize)]
+/// Body of `POST /api/v1/webhooks` (seed 001's shape, plus `name` and `description`).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateRequest {
+pub struct CreateRequest {
+    /// http(s) URL; loopback and private addresses only with `allow_private_targets`.
+    #[schema(example = "https://example.com/webhook")]
     url: String,
+    /// Event types or globs, e.g. `order.*` or `*`.
+    #[schema(example = json!(["order.updated", "position.*"]))]
     events: Vec<String>,
+    /// 8 to 256 characters; generated as `whsec_…` when absent.
     secret: Option<String>,
+    /// Default true.
     #[serde(default = "yes")]
     active: bool,
+    /// Unique name for routes.
     name: Option<String>,
+    /// Free text.
     description: Option<String>,
 }
 
@@ -91,20 +151,27 @@ fn yes() -> bool {
     true
 }
 
-/// Body of `PUT /api/v1/webhooks/{id}`: any of the fields; absent ones stay.
-#[derive(Debug, Deserialize)]
+/// Body of `PUT /api/v1/webhooks/{id}`: any of the fields; absent ones stay. `active: true`
+/// re-enables a disabled subscription and resumes its held deliveries.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct UpdateRequest {
+pub struct UpdateRequest {
+    /// New URL.
     url: Option<String>,
+    /// New event list.
     events: Option<Vec<String>>,
+    /// New secret (replaces the old one at once).
     secret: Option<String>,
+    /// Enable or disable.
     active: Option<bool>,
+    /// New name; empty removes it.
     name: Option<String>,
+    /// New description; empty removes it.
     description: Option<String>,
 }
 
 fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    body.map(|Json(value)| value).map_err(|e| ApiError::bad_request("invalid_body", e.body_text()))
+    body.map(|Json(value)| value).map_err(super::body_rejection)
 }
 
 fn invalid(reason: impl Into<String>) -> ApiError {
@@ -169,10 +236,21 @@ fn find(state: &AppState, id: &str) -> Result<Subscription, ApiError> {
         .ok_or_else(|| ApiError::not_found(format!("no subscription `{id}`")))
 }
 
+/// Creates a subscription; the answer carries its secret.
+#[utoipa::path(
+    post,
+    path = "/webhooks",
+    tag = "webhooks",
+    request_body = CreateRequest,
+    responses(
+        (status = 201, description = "Created, with its secret", body = SubscriptionView),
+        (status = 409, description = "The name is taken", body = ErrorBody)
+    )
+)]
 async fn create(
     State(state): State<Arc<AppState>>,
     request: Result<Json<CreateRequest>, JsonRejection>,
-) -> Result<Response, ApiError> {
+) -> Result<(StatusCode, Json<SubscriptionView>), ApiError> {
     let request = body(request)?;
     let now = now_ms();
     let subscription = Subscription {
@@ -193,15 +271,32 @@ async fn create(
     refresh(&state).await?;
     let mut view = SubscriptionView::of(&subscription);
     view.secret = Some(subscription.secret);
-    Ok((StatusCode::CREATED, Json(view)).into_response())
+    Ok((StatusCode::CREATED, Json(view)))
 }
 
-async fn list(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
-    let all: Vec<SubscriptionView> =
-        state.subscriptions.snapshot().iter().map(SubscriptionView::of).collect();
-    Json(json!({ "webhooks": all }))
+/// Every subscription, without secrets.
+#[utoipa::path(
+    get,
+    path = "/webhooks",
+    tag = "webhooks",
+    responses((status = 200, description = "The subscriptions", body = SubscriptionList))
+)]
+async fn list(State(state): State<Arc<AppState>>) -> Json<SubscriptionList> {
+    let webhooks = state.subscriptions.snapshot().iter().map(SubscriptionView::of).collect();
+    Json(SubscriptionList { webhooks })
 }
 
+/// One subscription with its delivery health.
+#[utoipa::path(
+    get,
+    path = "/webhooks/{id}",
+    tag = "webhooks",
+    params(("id" = String, Path, description = "Subscription id (`wh_…`)")),
+    responses(
+        (status = 200, description = "The subscription", body = SubscriptionView),
+        (status = 404, description = "No such subscription", body = ErrorBody)
+    )
+)]
 async fn show(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -212,14 +307,38 @@ async fn show(
     Ok(Json(view))
 }
 
+/// A subscription's signing secret.
+#[utoipa::path(
+    get,
+    path = "/webhooks/{id}/secret",
+    tag = "webhooks",
+    params(("id" = String, Path, description = "Subscription id (`wh_…`)")),
+    responses(
+        (status = 200, description = "The secret", body = SecretView),
+        (status = 404, description = "No such subscription", body = ErrorBody)
+    )
+)]
 async fn secret(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<SecretView>, ApiError> {
     let subscription = find(&state, &id)?;
-    Ok(Json(json!({ "id": subscription.id, "secret": subscription.secret })))
+    Ok(Json(SecretView { id: subscription.id, secret: subscription.secret }))
 }
 
+/// Changes a subscription; `active: true` resumes its held deliveries.
+#[utoipa::path(
+    put,
+    path = "/webhooks/{id}",
+    tag = "webhooks",
+    params(("id" = String, Path, description = "Subscription id (`wh_…`)")),
+    request_body = UpdateRequest,
+    responses(
+        (status = 200, description = "The subscription as changed", body = SubscriptionView),
+        (status = 404, description = "No such subscription", body = ErrorBody),
+        (status = 409, description = "The name is taken", body = ErrorBody)
+    )
+)]
 async fn update(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -257,6 +376,17 @@ async fn update(
     Ok(Json(SubscriptionView::of(&subscription)))
 }
 
+/// Deletes a subscription and the deliveries still waiting for it.
+#[utoipa::path(
+    delete,
+    path = "/webhooks/{id}",
+    tag = "webhooks",
+    params(("id" = String, Path, description = "Subscription id (`wh_…`)")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such subscription", body = ErrorBody)
+    )
+)]
 async fn remove(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     if !state.store.delete_subscription(&id).await? {
         return Err(ApiError::not_found(format!("no subscription `{id}`")));
@@ -266,18 +396,31 @@ async fn remove(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> R
 }
 
 /// Body of `POST /api/v1/webhooks/test`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct TestRequest {
+pub struct TestRequest {
+    /// The subscription.
     webhook_id: String,
+    /// The event to send; a `test` event when absent.
+    #[schema(value_type = Option<Object>)]
     test_event: Option<serde_json::Value>,
 }
 
 /// Delivers a test event to a subscription at once (active or not) and reports the outcome.
+#[utoipa::path(
+    post,
+    path = "/webhooks/test",
+    tag = "webhooks",
+    request_body = TestRequest,
+    responses(
+        (status = 200, description = "The outcome (delivered or not)", body = TestDelivery),
+        (status = 404, description = "No such subscription", body = ErrorBody)
+    )
+)]
 async fn test(
     State(state): State<Arc<AppState>>,
     request: Result<Json<TestRequest>, JsonRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<TestDelivery>, ApiError> {
     let request = body(request)?;
     let subscription = find(&state, &request.webhook_id)?;
     let event = request.test_event.unwrap_or_else(|| {
@@ -292,14 +435,14 @@ async fn test(
     let (record, verdict) =
         state.delivery_client.post(&subscription.url, &subscription.secret, &message_id, payload).await;
     let delivered = verdict == Verdict::Delivered;
-    let answer = json!({
-        "webhookId": subscription.id,
-        "delivered": delivered,
-        "statusCode": record.status_code,
-        "latencyMs": record.latency_ms,
-        "response": record.response,
-        "error": record.error,
-    });
+    let answer = TestDelivery {
+        webhook_id: subscription.id.clone(),
+        delivered,
+        status_code: record.status_code,
+        latency_ms: record.latency_ms,
+        response: record.response.clone(),
+        error: record.error.clone(),
+    };
     let logged = DeliveryResult {
         delivery_id: None,
         seq: None,
@@ -314,21 +457,37 @@ async fn test(
 }
 
 /// Query of the delivery log.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-struct LogQuery {
+#[into_params(parameter_in = Query)]
+pub struct LogQuery {
+    /// At most this many, 1–1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    #[serde(default, deserialize_with = "super::whole_number")]
     limit: Option<u32>,
+    /// Only attempts older than this attempt id (paging).
     before: Option<i64>,
 }
 
+/// Every delivery attempt to a subscription, newest first: status, latency, answer, error.
+#[utoipa::path(
+    get,
+    path = "/webhooks/{id}/deliveries",
+    tag = "webhooks",
+    params(("id" = String, Path, description = "Subscription id (`wh_…`)"), LogQuery),
+    responses(
+        (status = 200, description = "The attempts", body = DeliveryLog),
+        (status = 404, description = "No such subscription", body = ErrorBody)
+    )
+)]
 async fn deliveries(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
     query: super::QueryResult<LogQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<DeliveryLog>, ApiError> {
     let query = super::query(query)?;
     let limit = super::limit(query.limit, 100, 1000)?;
     find(&state, &id)?;
     let attempts = state.store.delivery_attempts(&id, query.before, limit).await?;
-    Ok(Json(json!({ "deliveries": attempts })))
+    Ok(Json(DeliveryLog { deliveries: attempts }))
 }

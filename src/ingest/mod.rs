@@ -8,6 +8,7 @@
 pub mod event_id;
 pub mod guard;
 pub mod payload;
+pub mod schema;
 pub mod signature;
 pub mod source;
 
@@ -19,14 +20,17 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{post, MethodRouter};
+use axum::routing::MethodRouter;
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::server::AppState;
 use crate::store::{now_ms, Appended, NewEvent};
 use payload::truncate;
+use schema::IngestHeaders;
 use signature::{Inbound, Verified};
 use source::Source;
 
@@ -34,18 +38,15 @@ use source::Source;
 pub const DEFAULT_SOURCE: &str = "default";
 
 /// The routes that receive webhooks.
-pub fn router() -> axum::Router<Arc<AppState>> {
-    axum::Router::new()
-        .route("/webhook", receive_route(receive_default))
-        .route("/webhooks/{source}", receive_route(receive_named))
+pub fn router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(receive_default).map(only_post))
+        .routes(routes!(receive_named).map(only_post))
 }
 
-fn receive_route<H, T>(handler: H) -> MethodRouter<Arc<AppState>>
-where
-    H: axum::handler::Handler<T, Arc<AppState>>,
-    T: 'static,
-{
-    post(handler).fallback(|| async {
+/// Answers any other method with a JSON 405 naming POST.
+fn only_post(route: MethodRouter<Arc<AppState>>) -> MethodRouter<Arc<AppState>> {
+    route.fallback(|| async {
         let mut response = ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
@@ -57,8 +58,51 @@ where
     })
 }
 
+/// The answer to a webhook that is stored: `{"status":"accepted"|"duplicate","id":…}`.
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Acknowledgement {
+    /// `accepted` (stored and committed now) or `duplicate` (this source already had the event id).
+    pub status: AckStatus,
+    /// The stored event's id (`evt_…`); for a duplicate, the first one's.
+    pub id: String,
+}
+
+/// Whether the event is new or a resend.
+#[derive(Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AckStatus {
+    /// Newly stored and committed.
+    Accepted,
+    /// Already stored for this source; nothing runs again.
+    Duplicate,
+}
+
+/// How the OpenAPI document describes `?token=`.
+const TOKEN_PARAM: &str = "`token` scheme: the shared token, when it is not in the body's `passphrase` field";
+
 // The handlers take the whole request and split it: the `HeaderMap` and `RawQuery` extractors
 // would copy the headers and the query string of every webhook.
+
+/// Receives a webhook for the `default` source.
+#[utoipa::path(
+    post,
+    path = "/webhook",
+    tag = "ingest",
+    params(IngestHeaders, ("token" = Option<String>, Query, description = TOKEN_PARAM)),
+    request_body(content = Object, content_type = "application/json",
+        description = "The event, signed over its raw bytes by the source's scheme"),
+    responses(
+        (status = 200, description = "Stored (or already stored): acknowledged", body = Acknowledgement),
+        (status = 400, description = "Not JSON, or nested deeper than 64", body = ErrorBody),
+        (status = 401, description = "Signature missing, invalid or stale", body = ErrorBody),
+        (status = 403, description = "Client address not in the source's allow-list", body = ErrorBody),
+        (status = 404, description = "No `default` source configured", body = ErrorBody),
+        (status = 408, description = "Body not received in time", body = ErrorBody),
+        (status = 413, description = "Body over the source's limit", body = ErrorBody),
+        (status = 429, description = "Rate limited; see `Retry-After`", body = ErrorBody),
+        (status = 503, description = "Cannot store now; see `Retry-After`", body = ErrorBody)
+    )
+)]
 async fn receive_default(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -67,6 +111,30 @@ async fn receive_default(
     receive(&state, DEFAULT_SOURCE, peer, request).await
 }
 
+/// Receives a webhook for a configured source.
+#[utoipa::path(
+    post,
+    path = "/webhooks/{source}",
+    tag = "ingest",
+    params(
+        ("source" = String, Path, description = "A configured source's name", example = "default"),
+        IngestHeaders,
+        ("token" = Option<String>, Query, description = TOKEN_PARAM)
+    ),
+    request_body(content = Object, content_type = "application/json",
+        description = "The event, signed over its raw bytes by the source's scheme"),
+    responses(
+        (status = 200, description = "Stored (or already stored): acknowledged", body = Acknowledgement),
+        (status = 400, description = "Not JSON, or nested deeper than 64", body = ErrorBody),
+        (status = 401, description = "Signature missing, invalid or stale", body = ErrorBody),
+        (status = 403, description = "Client address not in the source's allow-list", body = ErrorBody),
+        (status = 404, description = "No source of that name", body = ErrorBody),
+        (status = 408, description = "Body not received in time", body = ErrorBody),
+        (status = 413, description = "Body over the source's limit", body = ErrorBody),
+        (status = 429, description = "Rate limited; see `Retry-After`", body = ErrorBody),
+        (status = 503, description = "Cannot store now; see `Retry-After`", body = ErrorBody)
+    )
+)]
 async fn receive_named(
     State(state): State<Arc<AppState>>,
     Path(source): Path<String>,
@@ -240,4 +308,25 @@ fn accepted_response(appended: &Appended) -> Response {
     source::push_json_string(&mut body, id);
     body.push('}');
     ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hand-written answer has exactly the shape the OpenAPI document declares.
+    #[tokio::test]
+    async fn accepted_answer_matches_its_documented_schema() {
+        for (appended, status) in [
+            (Appended::Accepted("evt_1".into()), AckStatus::Accepted),
+            (Appended::Duplicate("evt_\"2\"".into()), AckStatus::Duplicate),
+        ] {
+            let response = accepted_response(&appended);
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            let ack: Acknowledgement = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(ack.status, status);
+            let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(value.as_object().unwrap().len(), 2, "no undocumented fields: {value}");
+        }
+    }
 }

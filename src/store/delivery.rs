@@ -114,7 +114,7 @@ pub enum HealthChange {
 }
 
 /// One attempt as `GET /api/v1/webhooks/{id}/deliveries` shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeliveryAttempt {
     /// Attempt id.
@@ -138,7 +138,7 @@ pub struct DeliveryAttempt {
 }
 
 /// Subscription health for the API and the dashboard.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SubscriptionHealth {
     /// Last success, RFC 3339.

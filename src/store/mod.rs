@@ -57,7 +57,7 @@ pub enum Appended {
 }
 
 /// A stored event as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StoredEvent {
     /// Public id (`evt_…`), the one the ingest answer gave.

@@ -164,7 +164,7 @@ impl ProcessedBatch {
 }
 
 /// A dead letter as the API shows it (SPEC §6).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeadLetter {
     /// `dlq_<n>`.
@@ -211,7 +211,7 @@ pub struct DeadLetterFilter {
 }
 
 /// A stored alert as the API shows it (SPEC §10).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StoredAlert {
     /// Increasing id.

@@ -25,7 +25,9 @@ use super::fill::Fill;
 use super::fill_book::{FillBook, Splice};
 
 /// Direction of a position.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum PositionSide {
     /// Net bought.

@@ -11,7 +11,7 @@ use super::event::SchemaError;
 use super::fields::Fields;
 
 /// What a signal recommends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SignalAction {
     /// Buy.
@@ -61,7 +61,7 @@ impl SignalAction {
 }
 
 /// Where a signal came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SignalSource {
     /// A seed-001 `signal.generated` event.

@@ -1,0 +1,222 @@
+//! The OpenAPI document lists every route the server has, and bad input to any route answers
+//! 4xx with the JSON error body — never 5xx, never plain text or an empty body.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::*;
+use http::{Method, StatusCode};
+
+/// Every (method, path) the server routes. A new route belongs here and in the document.
+const ROUTES: &[(&str, &str)] = &[
+    ("post", "/webhook"),
+    ("post", "/webhooks/{source}"),
+    ("get", "/healthz"),
+    ("get", "/readyz"),
+    ("get", "/metrics"),
+    ("get", "/api/openapi.json"),
+    ("get", "/api/v1/events"),
+    ("get", "/api/v1/events/{id}"),
+    ("post", "/api/v1/events/{id}/replay"),
+    ("get", "/api/v1/status"),
+    ("get", "/api/v1/audit"),
+    ("get", "/api/v1/orders"),
+    ("get", "/api/v1/orders/{orderId}"),
+    ("get", "/api/v1/positions"),
+    ("get", "/api/v1/balances"),
+    ("get", "/api/v1/signals"),
+    ("get", "/api/v1/alerts"),
+    ("get", "/api/v1/dlq"),
+    ("get", "/api/v1/dlq/{id}"),
+    ("delete", "/api/v1/dlq/{id}"),
+    ("post", "/api/v1/dlq/{id}/replay"),
+    ("post", "/api/v1/dlq/replay"),
+    ("get", "/api/v1/webhooks"),
+    ("post", "/api/v1/webhooks"),
+    ("post", "/api/v1/webhooks/test"),
+    ("get", "/api/v1/webhooks/{id}"),
+    ("put", "/api/v1/webhooks/{id}"),
+    ("delete", "/api/v1/webhooks/{id}"),
+    ("get", "/api/v1/webhooks/{id}/secret"),
+    ("get", "/api/v1/webhooks/{id}/deliveries"),
+];
+
+const METHODS: [&str; 5] = ["get", "put", "post", "delete", "patch"];
+
+async fn document(server: &TestServer) -> serde_json::Value {
+    let answer = request(Method::GET, &server.url("/api/openapi.json"), &[], Vec::new()).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    assert!(
+        answer.headers["content-type"].to_str().unwrap().starts_with("application/json"),
+        "{:?}",
+        answer.headers
+    );
+    assert!(answer.json.is_object(), "not JSON: {}", answer.text);
+    answer.json
+}
+
+fn operations(doc: &serde_json::Value) -> BTreeSet<(String, String)> {
+    let paths = doc["paths"].as_object().expect("paths");
+    paths
+        .iter()
+        .flat_map(|(path, item)| {
+            METHODS.iter().filter(|m| item.get(**m).is_some()).map(move |m| (m.to_string(), path.clone()))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn document_is_openapi_3_and_lists_exactly_the_routes_the_server_has() {
+    let server = TestServer::start().await;
+    let doc = document(&server).await;
+    let version = doc["openapi"].as_str().expect("openapi version");
+    assert!(version.starts_with("3."), "openapi {version}");
+    let expected: BTreeSet<(String, String)> =
+        ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+    let documented = operations(&doc);
+    let missing: Vec<_> = expected.difference(&documented).collect();
+    assert!(missing.is_empty(), "routes missing from the document: {missing:?}");
+    let unknown: Vec<_> = documented.difference(&expected).collect();
+    assert!(unknown.is_empty(), "documented but not in this test's list (add them): {unknown:?}");
+}
+
+#[tokio::test]
+async fn every_documented_operation_is_routed() {
+    let server = TestServer::start().await;
+    let doc = document(&server).await;
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    for (method, path) in operations(&doc) {
+        let concrete = path.replace("{source}", "nosuch").replace("{id}", "x1").replace("{orderId}", "o1");
+        let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        let answer =
+            request(method.clone(), &server.url(&concrete), &[("authorization", &auth)], Vec::new()).await;
+        assert_ne!(answer.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}: {}", answer.text);
+        assert_ne!(answer.json["reason"], "no such route", "{method} {path} is documented but not routed");
+    }
+}
+
+#[tokio::test]
+async fn api_v1_operations_declare_both_security_schemes_and_json_errors() {
+    let server = TestServer::start().await;
+    let doc = document(&server).await;
+    let schemes = doc["components"]["securitySchemes"].as_object().expect("security schemes");
+    assert_eq!(schemes["adminToken"]["scheme"], "bearer");
+    let headers: BTreeSet<&str> = schemes.values().filter_map(|s| s["name"].as_str()).collect();
+    assert_eq!(headers, BTreeSet::from(["X-API-Key", "X-Timestamp", "X-Signature"]));
+    for (method, path) in operations(&doc) {
+        let operation = &doc["paths"][&path][&method];
+        let responses = operation["responses"].as_object().unwrap();
+        for (status, response) in responses.iter().filter(|(s, _)| s.starts_with('4') || s.starts_with('5')) {
+            let schema = &response["content"]["application/json"]["schema"];
+            let is_error_body = schema["$ref"].as_str().is_some_and(|r| r.ends_with("/ErrorBody"));
+            assert!(is_error_body || path == "/readyz", "{method} {path} {status}: {response}");
+        }
+        if path.starts_with("/api/v1/") {
+            let security = operation["security"].as_array().expect("security");
+            assert_eq!(security.len(), 2, "{method} {path}");
+            assert!(responses.contains_key("401"), "{method} {path}");
+        } else {
+            assert!(operation.get("security").is_none(), "{method} {path} needs no credentials");
+        }
+    }
+}
+
+/// Every `.rs` file under `dir`, recursively.
+fn rust_files(dir: &std::path::Path, found: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, found);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            found.push(path);
+        }
+    }
+}
+
+/// axum cannot list its routes, so the guard against a route missing from the document is this:
+/// no code registers a route except through `OpenApiRouter::routes(routes!(…))`.
+#[test]
+fn no_route_is_registered_around_the_document() {
+    let mut files = Vec::new();
+    rust_files(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut files);
+    let bypasses = [
+        ".route(",
+        ".route_service(",
+        ".nest_service(",
+        "routing::get",
+        "routing::post",
+        "routing::put",
+        "routing::delete",
+    ];
+    let mut offenders = Vec::new();
+    // Test modules (`tests.rs`, `*_tests.rs`) start receivers of their own; they are not the server.
+    let is_test = |file: &std::path::Path| {
+        file.file_stem().and_then(|s| s.to_str()).is_some_and(|s| s == "tests" || s.ends_with("_tests"))
+    };
+    for file in files.into_iter().filter(|f| !is_test(f)) {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (number, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            if bypasses.iter().any(|b| code.contains(b)) {
+                offenders.push(format!("{}:{}: {}", file.display(), number + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "routes registered outside routes!() are served but missing from /api/openapi.json \
+         (see src/api/openapi.rs):\n{}",
+        offenders.join("\n")
+    );
+}
+
+/// Sends a request and checks the answer is `status` with the JSON error body.
+async fn expect_json_error(method: Method, path: &str, headers: &[(&str, &str)], body: Vec<u8>, status: u16) {
+    let server_url = path.to_string();
+    let answer = request(method.clone(), &server_url, headers, body).await;
+    assert_eq!(answer.status.as_u16(), status, "{method} {path}: {}", answer.text);
+    assert!(
+        answer.json["error"].is_string() && answer.json["reason"].is_string(),
+        "{method} {path}: not the JSON error body: {:?}",
+        answer.text
+    );
+}
+
+#[tokio::test]
+async fn extractor_rejections_answer_4xx_json() {
+    let server = TestServer::start().await;
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    let auth = [("authorization", auth.as_str())];
+    let json = [auth[0], ("content-type", "application/json")];
+    // Query: wrong type, unknown parameter, out of range.
+    expect_json_error(Method::GET, &server.url("/api/v1/events?limit=abc"), &auth, vec![], 400).await;
+    expect_json_error(Method::GET, &server.url("/api/v1/orders?bogus=1"), &auth, vec![], 400).await;
+    expect_json_error(Method::GET, &server.url("/api/v1/audit?limit=0"), &auth, vec![], 400).await;
+    // Path: not UTF-8 once decoded.
+    expect_json_error(Method::GET, &server.url("/api/v1/events/%FF"), &auth, vec![], 400).await;
+    expect_json_error(Method::POST, &server.url("/webhooks/%FF%FE"), &[], b"{}".to_vec(), 400).await;
+    // JSON body: no content type, not JSON, wrong shape, too large.
+    let url = server.url("/api/v1/dlq/replay");
+    expect_json_error(Method::POST, &url, &auth, b"{}".to_vec(), 415).await;
+    expect_json_error(Method::POST, &url, &json, b"{not json".to_vec(), 400).await;
+    expect_json_error(Method::POST, &url, &json, br#"{"ids":"dlq_1"}"#.to_vec(), 400).await;
+    expect_json_error(Method::POST, &url, &json, vec![b' '; (1 << 20) + 10], 413).await;
+}
+
+#[tokio::test]
+async fn unknown_paths_and_wrong_methods_answer_json() {
+    let server = TestServer::start().await;
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    let auth = [("authorization", auth.as_str())];
+    expect_json_error(Method::GET, &server.url("/api/v1/nothing-here"), &auth, vec![], 404).await;
+    expect_json_error(Method::GET, &server.url("/api/v2/events"), &[], vec![], 404).await;
+    expect_json_error(Method::GET, &server.url("/nothing"), &[], vec![], 404).await;
+    expect_json_error(Method::DELETE, &server.url("/api/v1/events"), &auth, vec![], 405).await;
+    expect_json_error(Method::PUT, &server.url("/api/v1/dlq/replay"), &auth, vec![], 405).await;
+    expect_json_error(Method::POST, &server.url("/healthz"), &[], vec![], 405).await;
+    expect_json_error(Method::POST, &server.url("/api/openapi.json"), &[], vec![], 405).await;
+    expect_json_error(Method::GET, &server.url("/webhook"), &[], vec![], 405).await;
+    let answer = request(Method::DELETE, &server.url("/api/v1/events"), &auth, Vec::new()).await;
+    assert!(answer.headers.contains_key("allow"), "405 keeps Allow: {:?}", answer.headers);
+}
