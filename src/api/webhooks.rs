@@ -131,21 +131,34 @@ impl SubscriptionView {
 #[serde(deny_unknown_fields)]
 pub struct CreateRequest {
     /// http(s) URL; loopback and private addresses only with `allow_private_targets`.
-    #[schema(example = "https://example.com/webhook")]
+    #[schema(
+        example = "https://example.com/webhook",
+        max_length = 2048,
+        pattern = "^https?://(?!localhost)[A-Za-z][A-Za-z0-9-]{0,62}(\\.[A-Za-z][A-Za-z0-9-]{0,62})*(:[1-9][0-9]{0,3})?([/?#][!-~]*)?$"
+    )]
     url: String,
     /// Event types or globs, e.g. `order.*` or `*`.
-    #[schema(example = json!(["order.updated", "position.*"]))]
-    events: Vec<String>,
+    #[schema(example = json!(["order.updated", "position.*"]), min_items = 1, max_items = 100, inline)]
+    events: Vec<EventPattern>,
     /// 8 to 256 characters; generated as `whsec_…` when absent.
+    #[schema(min_length = 8, max_length = 256)]
     secret: Option<String>,
     /// Default true.
     #[serde(default = "yes")]
     active: bool,
     /// Unique name for routes.
+    #[schema(pattern = "^(?!wh_)[A-Za-z0-9_-]{1,64}$")]
     name: Option<String>,
     /// Free text.
+    #[schema(max_length = 1000)]
     description: Option<String>,
 }
+
+/// An event type or glob: letters, digits, `.`, `_`, `-` and `*`, e.g. `order.*`.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(transparent)]
+#[schema(value_type = String, pattern = "^[A-Za-z0-9._*-]{1,100}$")]
+pub struct EventPattern(String);
 
 fn yes() -> bool {
     true
@@ -157,16 +170,24 @@ fn yes() -> bool {
 #[serde(deny_unknown_fields)]
 pub struct UpdateRequest {
     /// New URL.
+    #[schema(
+        max_length = 2048,
+        pattern = "^https?://(?!localhost)[A-Za-z][A-Za-z0-9-]{0,62}(\\.[A-Za-z][A-Za-z0-9-]{0,62})*(:[1-9][0-9]{0,3})?([/?#][!-~]*)?$"
+    )]
     url: Option<String>,
     /// New event list.
-    events: Option<Vec<String>>,
+    #[schema(min_items = 1, max_items = 100)]
+    events: Option<Vec<EventPattern>>,
     /// New secret (replaces the old one at once).
+    #[schema(min_length = 8, max_length = 256)]
     secret: Option<String>,
     /// Enable or disable.
     active: Option<bool>,
     /// New name; empty removes it.
+    #[schema(pattern = "^(?!wh_)[A-Za-z0-9_-]{0,64}$")]
     name: Option<String>,
     /// New description; empty removes it.
+    #[schema(max_length = 1000)]
     description: Option<String>,
 }
 
@@ -244,7 +265,8 @@ fn find(state: &AppState, id: &str) -> Result<Subscription, ApiError> {
     request_body = CreateRequest,
     responses(
         (status = 201, description = "Created, with its secret", body = SubscriptionView),
-        (status = 409, description = "The name is taken", body = ErrorBody)
+        (status = 409, description = "The name is taken", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody)
     )
 )]
 async fn create(
@@ -257,7 +279,7 @@ async fn create(
         id: new_id(),
         name: request.name,
         url: request.url.trim().to_owned(),
-        events: request.events,
+        events: request.events.into_iter().map(|p| p.0).collect(),
         secret: request.secret.unwrap_or_else(new_secret),
         active: request.active,
         description: request.description,
@@ -336,7 +358,8 @@ async fn secret(
     responses(
         (status = 200, description = "The subscription as changed", body = SubscriptionView),
         (status = 404, description = "No such subscription", body = ErrorBody),
-        (status = 409, description = "The name is taken", body = ErrorBody)
+        (status = 409, description = "The name is taken", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody)
     )
 )]
 async fn update(
@@ -350,7 +373,7 @@ async fn update(
         subscription.url = url.trim().to_owned();
     }
     if let Some(events) = request.events {
-        subscription.events = events;
+        subscription.events = events.into_iter().map(|p| p.0).collect();
     }
     if let Some(secret) = request.secret {
         subscription.secret = secret;
@@ -414,7 +437,8 @@ pub struct TestRequest {
     request_body = TestRequest,
     responses(
         (status = 200, description = "The outcome (delivered or not)", body = TestDelivery),
-        (status = 404, description = "No such subscription", body = ErrorBody)
+        (status = 404, description = "No such subscription", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody)
     )
 )]
 async fn test(
