@@ -396,3 +396,30 @@ async fn a_disabled_subscription_raises_an_operational_alert() {
     assert_eq!(alert["subject"], subscription["id"]);
     assert!(alert["message"].as_str().unwrap().contains("410"), "{alert}");
 }
+
+#[tokio::test]
+async fn tradingview_alerts_are_delivered_as_canonical_signals_without_the_passphrase() {
+    use tradehook::config::{Format, SourceConfig};
+    use tradehook::ingest::signature::Scheme;
+    let receiver = Receiver::start(Script::Ok).await;
+    let server = TestServer::start_with(|config| {
+        local(config);
+        let mut tv = SourceConfig::new("tv", Scheme::Token, vec!["tv-pass".into()]);
+        tv.format = Format::Tradingview;
+        config.sources.push(tv);
+    })
+    .await;
+    subscribe(&server, &receiver, &["signal.*"]).await;
+    let alert = json!({"passphrase": "tv-pass", "ticker": "BTCUSD", "action": "buy", "contracts": 0.25,
+        "price": 49850.5, "time": "2024-01-15T10:30:00Z", "strategy": "Sentinel"});
+    let answer =
+        request(http::Method::POST, &server.url("/webhooks/tv"), &[], alert.to_string().into_bytes()).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    let got = wait_accepted(&receiver, 1).await;
+    let text = String::from_utf8_lossy(&got[0].body).into_owned();
+    let signal: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(signal["event"], "signal.generated", "{text}");
+    assert_eq!(signal["data"]["symbol"], "BTCUSD");
+    assert_eq!(signal["data"]["action"], "buy");
+    assert!(!text.contains("tv-pass"), "the passphrase never leaves: {text}");
+}

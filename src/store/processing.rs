@@ -25,6 +25,9 @@ pub struct PendingEvent {
     pub attempts: u32,
     /// Attempt history so far (JSON array), kept for the dead letter.
     pub history: String,
+    /// When it became due (unix ms): its arrival, or a replay or the retry it waited for.
+    /// Processing lag counts from here, so replaying an old event is not reported as lag.
+    pub due_at: i64,
 }
 
 /// Entity kinds kept in the `state` table.

@@ -155,7 +155,7 @@ impl Worker {
                 }
                 let now = now_ms();
                 for event in &events {
-                    self.lag.record(now - event.received_at);
+                    self.lag.record(now - event.due_at);
                 }
                 if poisoned {
                     // A panic may have left the in-memory state half-changed: start from the store.

@@ -16,7 +16,8 @@ use crate::store::{now_ms, rfc3339};
 /// Up to `limit` unprocessed events that are due at `now`, in arrival order.
 pub(super) fn pending(conn: &Connection, limit: u32, now: i64) -> rusqlite::Result<Vec<PendingEvent>> {
     let mut statement = conn.prepare_cached(
-        "SELECT seq, source, body, received_at, attempts, coalesce(history, '[]') FROM events
+        "SELECT seq, source, body, received_at, attempts, coalesce(history, '[]'),
+                max(received_at, coalesce(next_attempt_at, 0)) FROM events
          WHERE processed_at IS NULL AND (next_attempt_at IS NULL OR next_attempt_at <= ?1)
          ORDER BY seq LIMIT ?2",
     )?;
@@ -24,7 +25,7 @@ pub(super) fn pending(conn: &Connection, limit: u32, now: i64) -> rusqlite::Resu
     rows.collect()
 }
 
-/// A `PendingEvent` from `seq, source, body, received_at, attempts, history`.
+/// A `PendingEvent` from `seq, source, body, received_at, attempts, history, due_at`.
 fn pending_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<PendingEvent> {
     Ok(PendingEvent {
         seq: row.get(0)?,
@@ -33,6 +34,7 @@ fn pending_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<PendingEvent> {
         received_at: row.get(3)?,
         attempts: row.get(4)?,
         history: row.get(5)?,
+        due_at: row.get(6)?,
     })
 }
 
@@ -310,9 +312,9 @@ pub(super) fn replay_event(seq: i64) -> ExecFn {
 
 fn requeue(tx: &Connection, seq: i64) -> rusqlite::Result<u64> {
     let changed = tx.execute(
-        "UPDATE events SET processed_at = NULL, outcome = NULL, attempts = 0, next_attempt_at = NULL, history = NULL
+        "UPDATE events SET processed_at = NULL, outcome = NULL, attempts = 0, next_attempt_at = ?2, history = NULL
          WHERE seq = ?1 AND processed_at IS NOT NULL",
-        [seq],
+        params![seq, crate::store::now_ms()],
     )?;
     Ok(changed as u64)
 }
@@ -336,7 +338,7 @@ pub(super) fn applied_events(
     limit: u32,
 ) -> rusqlite::Result<Vec<PendingEvent>> {
     let mut statement = conn.prepare_cached(
-        "SELECT seq, source, body, received_at, attempts, '[]' FROM events
+        "SELECT seq, source, body, received_at, attempts, '[]', received_at FROM events
          WHERE seq > ?1 AND outcome = 'applied' ORDER BY seq LIMIT ?2",
     )?;
     let rows = statement.query_map(params![after_seq, limit], pending_from_row)?;

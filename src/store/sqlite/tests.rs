@@ -250,3 +250,21 @@ async fn prune_removes_only_old_processed_events_and_frees_their_ids() {
     assert!(matches!(store.append(event("fresh")).await.unwrap(), Appended::Duplicate(_)));
     assert_eq!(store.prune(cutoff, 100).await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn a_replayed_event_is_due_from_its_replay_not_its_arrival() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("t.db"), options()).unwrap();
+    let mut old = event("old");
+    old.received_at = now_ms() - 60_000;
+    let Appended::Accepted(id) = store.append(old).await.unwrap() else { panic!("not accepted") };
+    let pending = store.pending(10).await.unwrap();
+    assert_eq!(pending[0].due_at, pending[0].received_at, "first pass: due on arrival");
+    let batch = ProcessedBatch { processed: vec![(pending[0].seq, "applied")], ..ProcessedBatch::default() };
+    store.commit_processed(batch).await.unwrap();
+    let before = now_ms();
+    assert!(store.replay_event(&id).await.unwrap());
+    let pending = store.pending(10).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert!(pending[0].due_at >= before, "lag counts from the replay: {} < {before}", pending[0].due_at);
+}
