@@ -24,7 +24,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
-use serde_json::json;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
@@ -35,7 +34,7 @@ use crate::sinks::SinkError;
 use crate::store::{
     now_ms, rfc3339, DeliveryNext, DeliveryResult, DueDelivery, HealthChange, SharedStore, StoreError,
 };
-use crate::worker::retry::RetryPolicy;
+use crate::worker::retry::{append_history, RetryPolicy};
 use attempt::{DeliveryClient, Verdict};
 use subscription::SubscriptionSet;
 
@@ -427,28 +426,30 @@ fn delivered(
         lock(&context.failing_since).remove(id);
         health.push((id.clone(), HealthChange::Succeeded(record.at)));
     }
-    let result = DeliveryResult {
-        delivery_id: Some(delivery.id),
-        seq: Some(delivery.seq),
-        webhook_id,
-        attempts: delivery.attempts,
-        history: delivery.history.clone(),
-        attempt: Some(record),
-        next: DeliveryNext::Delivered,
-    };
+    let result = result_of(delivery, webhook_id, Some(record), DeliveryNext::Delivered);
     Outcome { result, health, disabled: false }
 }
 
-fn held(delivery: &DueDelivery, webhook_id: Option<String>) -> Outcome {
-    let result = DeliveryResult {
+/// The result of `delivery` with its attempts and history unchanged.
+fn result_of(
+    delivery: &DueDelivery,
+    webhook_id: Option<String>,
+    attempt: Option<crate::store::AttemptRecord>,
+    next: DeliveryNext,
+) -> DeliveryResult {
+    DeliveryResult {
         delivery_id: Some(delivery.id),
         seq: Some(delivery.seq),
         webhook_id,
         attempts: delivery.attempts,
         history: delivery.history.clone(),
-        attempt: None,
-        next: DeliveryNext::Held,
-    };
+        attempt,
+        next,
+    }
+}
+
+fn held(delivery: &DueDelivery, webhook_id: Option<String>) -> Outcome {
+    let result = result_of(delivery, webhook_id, None, DeliveryNext::Held);
     Outcome { result, health: Vec::new(), disabled: false }
 }
 
@@ -532,22 +533,10 @@ fn failed(
         }
         None => DeliveryNext::Dead { reason: format!("failed {attempts} times: {error}") },
     };
-    let result = DeliveryResult {
-        delivery_id: Some(delivery.id),
-        seq: Some(delivery.seq),
-        webhook_id,
-        attempts,
-        history,
-        attempt: Some(record),
-        next,
-    };
+    let mut result = result_of(delivery, webhook_id, Some(record), next);
+    result.attempts = attempts;
+    result.history = history;
     Outcome { result, health, disabled: false }
-}
-
-fn append_history(history: &str, at: i64, error: &str) -> String {
-    let mut list: Vec<serde_json::Value> = serde_json::from_str(history).unwrap_or_default();
-    list.push(json!({ "at": rfc3339(at), "error": error }));
-    serde_json::Value::Array(list).to_string()
 }
 
 fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {

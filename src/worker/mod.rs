@@ -23,19 +23,18 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::delivery::route::RouteTable;
 use crate::delivery::subscription::SubscriptionSet;
 use crate::store::{
-    now_ms, rfc3339, Deferral, NewDeadLetter, NewDelivery, PendingEvent, ProcessedBatch, Retry, SharedStore,
+    now_ms, Deferral, NewDeadLetter, NewDelivery, PendingEvent, ProcessedBatch, Retry, SharedStore,
     StoreError,
 };
 use crate::trading::TradingState;
 use apply::{Parsed, SourceRules};
 use lag::LagTracker;
-use retry::RetryPolicy;
+use retry::{append_history, RetryPolicy};
 
 /// How long the worker waits after new events arrive before it reads them (batching).
 const LINGER: Duration = Duration::from_millis(20);
@@ -246,7 +245,7 @@ impl Worker {
     /// The batch that records one failed attempt: a retry, or a dead letter when they ran out.
     fn failure(&mut self, event: &PendingEvent, key: Option<String>, error: String) -> ProcessedBatch {
         let attempts = event.attempts.saturating_add(1);
-        let history = append_history(&event.history, &error);
+        let history = append_history(&event.history, now_ms(), &error);
         let mut batch = ProcessedBatch::default();
         match self.retry.next_delay(attempts) {
             Some(delay) => {
@@ -290,18 +289,12 @@ impl Worker {
 fn dead_letter(event: &PendingEvent, reason: String, key: Option<String>) -> NewDeadLetter {
     NewDeadLetter {
         seq: event.seq,
-        history: append_history(&event.history, &reason),
+        history: append_history(&event.history, now_ms(), &reason),
         attempts: event.attempts.saturating_add(1),
         last_error: reason.clone(),
         reason,
         ordering_key: key,
     }
-}
-
-fn append_history(history: &str, error: &str) -> String {
-    let mut list: Vec<serde_json::Value> = serde_json::from_str(history).unwrap_or_default();
-    list.push(json!({ "at": rfc3339(now_ms()), "error": error }));
-    serde_json::Value::Array(list).to_string()
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {

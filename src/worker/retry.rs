@@ -32,6 +32,13 @@ impl RetryPolicy {
     }
 }
 
+/// `history` (a JSON array of attempts) with one more failed attempt at `at` (unix ms).
+pub fn append_history(history: &str, at: i64, error: &str) -> String {
+    let mut list: Vec<serde_json::Value> = serde_json::from_str(history).unwrap_or_default();
+    list.push(serde_json::json!({ "at": crate::store::rfc3339(at), "error": error }));
+    serde_json::Value::Array(list).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
