@@ -8,6 +8,7 @@
 pub mod api;
 pub mod audit;
 pub mod bench;
+pub mod broker;
 pub mod cli;
 pub mod config;
 pub mod delivery;

@@ -244,6 +244,7 @@ pub async fn run(
             client: state.delivery_client.clone(),
             nats: Arc::new(NatsSink::new(state.config.nats.clone())),
             notifier: state.notifier.clone(),
+            broker: state.config.broker.clone(),
         };
         let dispatcher = Dispatcher::new(
             state.store.clone(),

@@ -40,6 +40,9 @@ const ROUTES: &[(&str, &str)] = &[
     ("delete", "/api/v1/webhooks/{id}"),
     ("get", "/api/v1/webhooks/{id}/secret"),
     ("get", "/api/v1/webhooks/{id}/deliveries"),
+    ("get", "/api/v1/intents"),
+    ("get", "/api/v1/killswitch"),
+    ("post", "/api/v1/killswitch"),
 ];
 
 const METHODS: [&str; 5] = ["get", "put", "post", "delete", "patch"];

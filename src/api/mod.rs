@@ -7,6 +7,7 @@ pub mod auth;
 pub mod dlq;
 pub mod events;
 pub mod health;
+pub mod intents;
 pub mod openapi;
 pub mod rejection;
 pub mod signing;
@@ -110,6 +111,7 @@ pub fn router(state: Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
         .merge(state::router())
         .merge(dlq::router())
         .merge(webhooks::router())
+        .merge(intents::router())
         .layer(DefaultBodyLimit::max(signing::MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(state, auth::require_credentials));
     OpenApiRouter::new().nest("/api/v1", v1).merge(health::router())

@@ -475,6 +475,7 @@ async fn test(
         history: "[]".into(),
         attempt: Some(record),
         next: DeliveryNext::Tested { delivered },
+        settles_intent: false,
     };
     state.store.commit_deliveries(vec![logged], Vec::new()).await?;
     Ok(Json(answer))

@@ -47,6 +47,8 @@ pub struct Config {
     pub alerts: AlertsConfig,
     /// The NATS server of `nats:<subject>` actions.
     pub nats: crate::sinks::nats::NatsConfig,
+    /// Where order intents of strategy actions go.
+    pub broker: crate::broker::BrokerConfig,
     /// Log output.
     pub log: LogConfig,
 }
@@ -497,7 +499,9 @@ impl Config {
                 }
             }
         }
-        if let Err((key, problem)) = self.alerts.validate().and_then(|()| self.nats.validate()) {
+        let sections =
+            self.alerts.validate().and_then(|()| self.nats.validate()).and_then(|()| self.broker.validate());
+        if let Err((key, problem)) = sections {
             return fail(key, problem);
         }
         if let Some(limit) = self.server.ip_rate_limit {

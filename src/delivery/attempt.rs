@@ -97,11 +97,22 @@ impl DeliveryClient {
         message_id: &str,
         body: Bytes,
     ) -> (AttemptRecord, Verdict) {
+        let headers = delivery_headers(secret, message_id, now_ms().div_euclid(1000), &body);
+        self.post_with_headers(url, headers, body).await
+    }
+
+    /// POSTs `body` to `url` with these extra headers (already signed).
+    pub async fn post_with_headers(
+        &self,
+        url: &str,
+        headers: Vec<(String, String)>,
+        body: Bytes,
+    ) -> (AttemptRecord, Verdict) {
         let at = now_ms();
         let started = Instant::now();
         let mut record =
             AttemptRecord { at, status_code: None, latency_ms: 0.0, response: None, error: None };
-        let verdict = match self.send(url, secret, message_id, body, &mut record).await {
+        let verdict = match self.send(url, headers, body, &mut record).await {
             Ok(verdict) => verdict,
             Err(error) => Verdict::Failed { error, not_before: None },
         };
@@ -117,15 +128,13 @@ impl DeliveryClient {
     async fn send(
         &self,
         url: &str,
-        secret: &str,
-        message_id: &str,
+        headers: Vec<(String, String)>,
         body: Bytes,
         record: &mut AttemptRecord,
     ) -> Result<Verdict, String> {
         let url = check_url(url, self.allow_private).map_err(|e| e.to_string())?;
-        let timestamp = at_seconds(record.at);
         let mut request = self.client.post(url).header(http::header::CONTENT_TYPE, "application/json");
-        for (name, value) in delivery_headers(secret, message_id, timestamp, &body) {
+        for (name, value) in headers {
             request = request.header(name, value);
         }
         let mut response = request.body(body).send().await.map_err(|e| describe(&e))?;
@@ -158,10 +167,6 @@ impl DeliveryClient {
         }
         Ok(classify(status, retry_after.as_deref(), SystemTime::now()))
     }
-}
-
-fn at_seconds(ms: i64) -> i64 {
-    ms.div_euclid(1000)
 }
 
 /// A reqwest error without its URL (which may carry a token) but with its causes.

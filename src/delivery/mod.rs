@@ -27,6 +27,7 @@ use futures::FutureExt;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use crate::broker::BrokerConfig;
 use crate::config::DeliveryConfig;
 use crate::notify::Notifier;
 use crate::sinks::nats::NatsSink;
@@ -59,6 +60,9 @@ struct Context {
     client: DeliveryClient,
     nats: Arc<NatsSink>,
     notifier: Arc<Notifier>,
+    broker: BrokerConfig,
+    /// Where the paper broker stores its order events.
+    store: SharedStore,
     subscriptions: Arc<SubscriptionSet>,
     retry: RetryPolicy,
     config: DeliveryConfig,
@@ -74,6 +78,8 @@ pub struct Targets {
     pub nats: Arc<NatsSink>,
     /// Operational alerts (a subscription disabled or failing).
     pub notifier: Arc<Notifier>,
+    /// The broker of order intents (`broker:`).
+    pub broker: BrokerConfig,
 }
 
 /// Claims due deliveries, attempts them and commits the results. See the module docs.
@@ -96,6 +102,8 @@ impl Dispatcher {
             client: targets.client,
             nats: targets.nats,
             notifier: targets.notifier,
+            broker: targets.broker,
+            store: store.clone(),
             subscriptions,
             retry,
             config,
@@ -289,6 +297,60 @@ async fn commit(
     Ok(())
 }
 
+/// Executes an intent on the paper broker: its order events go into the store under source
+/// `paper` (ids derived from the client order id, so a re-sent intent is a duplicate) and are
+/// processed like any venue's.
+async fn paper_broker(context: &Context, delivery: &DueDelivery) -> Result<String, SinkError> {
+    let intent: serde_json::Value = serde_json::from_slice(&delivery.body)
+        .map_err(|e| SinkError::permanent(format!("the intent is not JSON: {e}")))?;
+    let now = rfc3339(now_ms());
+    let events = crate::broker::paper::execute(&intent, &now).map_err(SinkError::permanent)?;
+    let mut answers = Vec::new();
+    for (key, body) in events {
+        let event = crate::store::NewEvent {
+            source: crate::broker::PAPER_SOURCE.into(),
+            event_key: key,
+            event_type: body.get("event").and_then(|e| e.as_str()).map(str::to_owned),
+            body: bytes::Bytes::from(body.to_string()),
+            headers: "{}".into(),
+            client_ip: "paper".into(),
+            received_at: now_ms(),
+        };
+        let appended = context.store.append(event).await.map_err(|e| SinkError::retriable(e.to_string()))?;
+        answers.push(match appended {
+            crate::store::Appended::Accepted(id) | crate::store::Appended::Duplicate(id) => id,
+        });
+    }
+    Ok(format!("paper: {}", answers.join(", ")))
+}
+
+/// Sends an intent to the REST broker, signed the seed 001 way; 2xx is success.
+async fn http_broker(context: &Context, delivery: &DueDelivery) -> Result<String, SinkError> {
+    let (Some(url), Some(key), Some(secret)) =
+        (&context.broker.url, &context.broker.api_key, &context.broker.secret)
+    else {
+        return Err(SinkError::permanent("[broker] url, api_key and secret are needed for kind = \"http\""));
+    };
+    let path = reqwest::Url::parse(url).map(|u| u.path().to_owned()).unwrap_or_else(|_| "/".into());
+    let headers =
+        crate::broker::signed_headers(key, secret, &path, now_ms().div_euclid(1000), &delivery.body);
+    let (record, verdict) = context.client.post_with_headers(url, headers, delivery.body.clone()).await;
+    match verdict {
+        Verdict::Delivered => Ok(record.response.unwrap_or_default()),
+        Verdict::Gone => Err(SinkError::permanent("the broker answered 410 Gone")),
+        Verdict::Failed { error, .. } => {
+            // A 4xx other than 408/429 is the broker refusing this order: retrying will not help.
+            let permanent =
+                record.status_code.is_some_and(|s| (400..500).contains(&s) && s != 408 && s != 429);
+            let message = match &record.response {
+                Some(body) => format!("{error}: {body}"),
+                None => error,
+            };
+            Err(if permanent { SinkError::permanent(message) } else { SinkError::retriable(message) })
+        }
+    }
+}
+
 /// Keeps, per subscription, what matters of a batch's health changes: the last success or
 /// failure (in order), every disable, the latest pause.
 fn compact_health(changes: Vec<(String, HealthChange)>) -> Vec<(String, HealthChange)> {
@@ -380,6 +442,10 @@ async fn attempt(context: &Context, delivery: &DueDelivery) -> Outcome {
                 _ => "published".to_owned(),
             }
         })
+    } else if delivery.target == "broker:paper" {
+        paper_broker(context, delivery).await
+    } else if delivery.target == "broker:http" {
+        http_broker(context, delivery).await
     } else if let Some(command) = delivery.target.strip_prefix("exec:") {
         let event_type = delivery.event_type.as_deref().unwrap_or("");
         let env = [("TRADEHOOK_EVENT_ID", message_id.as_str()), ("TRADEHOOK_EVENT_TYPE", event_type)];
@@ -445,6 +511,7 @@ fn result_of(
         history: delivery.history.clone(),
         attempt,
         next,
+        settles_intent: delivery.target.starts_with("broker:"),
     }
 }
 

@@ -98,6 +98,8 @@ pub struct DeliveryResult {
     pub attempt: Option<AttemptRecord>,
     /// What happens next.
     pub next: DeliveryNext,
+    /// The delivery carries an order intent to a broker: record the outcome on the intent too.
+    pub settles_intent: bool,
 }
 
 /// A change to a subscription's health, committed with the delivery results.

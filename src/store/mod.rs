@@ -8,6 +8,7 @@
 
 pub mod dedupe;
 pub mod delivery;
+pub mod intents;
 pub mod processing;
 pub mod sqlite;
 
@@ -23,6 +24,7 @@ pub use delivery::{
     AttemptRecord, DeliveryAttempt, DeliveryNext, DeliveryResult, DueDelivery, HealthChange, NewDelivery,
     SubscriptionHealth,
 };
+pub use intents::{NewIntent, StoredIntent};
 pub use processing::{
     DeadLetter, DeadLetterFilter, Deferral, EntityChange, EntityKind, NewAlert, NewDeadLetter, PendingEvent,
     ProcessedBatch, Retry, StoredAlert,
@@ -225,6 +227,19 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<DeliveryAttempt>, StoreError>;
     /// A subscription's health figures.
     async fn subscription_health(&self, webhook_id: &str) -> Result<SubscriptionHealth, StoreError>;
+
+    /// Order intents, newest first, before row `before`, optionally of one action or outcome.
+    async fn intents(
+        &self,
+        before: Option<i64>,
+        action: Option<String>,
+        outcome: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<StoredIntent>, StoreError>;
+    /// Whether the manual kill switch is on (no new orders from signals).
+    async fn kill_switch(&self) -> Result<bool, StoreError>;
+    /// Turns the manual kill switch on or off (durably).
+    async fn set_kill_switch(&self, on: bool) -> Result<(), StoreError>;
 }
 
 /// A shared handle to the store.

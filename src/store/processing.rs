@@ -151,6 +151,8 @@ pub struct ProcessedBatch {
     pub alerts: Vec<NewAlert>,
     /// Deliveries queued for the processed events (routes and subscriptions).
     pub deliveries: Vec<crate::store::delivery::NewDelivery>,
+    /// Order intents and refusals decided by strategy actions.
+    pub intents: Vec<crate::store::intents::NewIntent>,
 }
 
 impl ProcessedBatch {
@@ -163,6 +165,7 @@ impl ProcessedBatch {
             && self.entities.is_empty()
             && self.alerts.is_empty()
             && self.deliveries.is_empty()
+            && self.intents.is_empty()
     }
 }
 

@@ -31,9 +31,10 @@ pub struct SourceRules {
 }
 
 impl SourceRules {
-    /// Rules for every configured source, by name.
+    /// Rules for every configured source, by name, plus the paper broker's own order events
+    /// (source `paper`, seed 001 format) unless a source of that name is configured.
     pub fn from_config(sources: &[SourceConfig]) -> HashMap<String, SourceRules> {
-        sources
+        let mut rules: HashMap<String, SourceRules> = sources
             .iter()
             .map(|s| {
                 let rules = SourceRules {
@@ -43,7 +44,13 @@ impl SourceRules {
                 };
                 (s.name.clone(), rules)
             })
-            .collect()
+            .collect();
+        rules.entry(crate::broker::PAPER_SOURCE.to_owned()).or_insert_with(|| SourceRules {
+            format: Format::Vibetrading,
+            tradingview: TradingViewMapping::default(),
+            ordering_key: Vec::new(),
+        });
+        rules
     }
 }
 

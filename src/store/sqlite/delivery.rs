@@ -157,6 +157,16 @@ pub(super) fn commit_results(results: Vec<DeliveryResult>, health: Vec<(String, 
             let Some(id) = result.delivery_id else { continue };
             let changed =
                 done.execute(params![id, status, result.attempts, result.history, next_at, done_at])?;
+            if result.settles_intent && changed == 1 {
+                let response = result.attempt.as_ref().and_then(|a| a.response.as_deref());
+                match &result.next {
+                    DeliveryNext::Delivered => super::intents::settle(tx, id, "sent", response, None, now)?,
+                    DeliveryNext::Dead { reason } => {
+                        super::intents::settle(tx, id, "failed", response, Some(reason), now)?
+                    }
+                    _ => {}
+                }
+            }
             if let (DeliveryNext::Dead { reason }, 1) = (&result.next, changed) {
                 let last_error = result.attempt.as_ref().and_then(|a| a.error.clone()).unwrap_or_default();
                 tx.execute(

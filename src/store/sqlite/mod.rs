@@ -8,6 +8,7 @@
 //! One process owns the file: a lock file next to it stops a second `serve` from opening it.
 
 mod delivery;
+mod intents;
 mod processing;
 mod writer;
 
@@ -26,7 +27,7 @@ use super::dedupe::DedupeIndex;
 use super::{
     now_ms, rfc3339, Appended, DeadLetter, DeadLetterFilter, DeliveryAttempt, DeliveryResult, DueDelivery,
     EntityKind, EventFilter, HealthChange, NewEvent, PendingEvent, ProcessedBatch, Store, StoreError,
-    StoreStats, StoredAlert, StoredEvent, SubscriptionHealth,
+    StoreStats, StoredAlert, StoredEvent, StoredIntent, SubscriptionHealth,
 };
 use crate::delivery::subscription::Subscription;
 use writer::{Write, Writer};
@@ -86,6 +87,7 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX dead_letters_event ON dead_letters (event_seq);
 "#,
     delivery::MIGRATION,
+    intents::MIGRATION,
 ];
 
 /// Pause between checkpoints while the WAL is being written.
@@ -646,6 +648,41 @@ impl Store for SqliteStore {
     async fn subscription_health(&self, webhook_id: &str) -> Result<SubscriptionHealth, StoreError> {
         let id = webhook_id.to_owned();
         self.read(move |conn| delivery::health(conn, &id, now_ms())).await
+    }
+
+    async fn intents(
+        &self,
+        before: Option<i64>,
+        action: Option<String>,
+        outcome: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<StoredIntent>, StoreError> {
+        self.read(move |conn| intents::list(conn, before, action.as_deref(), outcome.as_deref(), limit)).await
+    }
+
+    async fn kill_switch(&self) -> Result<bool, StoreError> {
+        self.read(|conn| {
+            conn.query_row("SELECT value FROM meta WHERE key = 'kill_switch'", [], |row| {
+                row.get::<_, String>(0)
+            })
+            .optional()
+            .map(|value| value.as_deref() == Some("on"))
+        })
+        .await
+    }
+
+    async fn set_kill_switch(&self, on: bool) -> Result<(), StoreError> {
+        let value = if on { "on" } else { "off" };
+        self.exec(Box::new(move |tx: &Connection| {
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('kill_switch', ?1)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                [value],
+            )?;
+            Ok(1)
+        }))
+        .await
+        .map(|_| ())
     }
 }
 

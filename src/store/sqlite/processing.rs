@@ -115,6 +115,7 @@ pub(super) fn commit_processed(batch: ProcessedBatch) -> ExecFn {
                 "INSERT INTO alerts (kind, subject, message, at, event_seq) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
             super::delivery::queue(tx, &batch.deliveries, now)?;
+            super::intents::record(tx, &batch.intents, now)?;
             for alert in &batch.alerts {
                 insert.execute(params![
                     alert.kind,

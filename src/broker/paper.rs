@@ -1,0 +1,148 @@
+//! The paper broker: fills market orders at once at the intent's reference price (the last
+//! price tradehook knew for the symbol), fills limit orders that are already crossed at that
+//! price, and accepts the rest (stops, uncrossed limits) as resting `new` orders; amends and
+//! cancels become `order.updated` and `order.cancelled`.
+//!
+//! Pure: it turns one intent into the seed 001 order events a venue would send. The dispatcher
+//! stores them under source `paper` with ids derived from the client order id, so a re-sent
+//! intent produces duplicates that ingest de-duplication drops.
+
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+
+/// The events the paper broker answers `intent` (JSON) with at `now` (RFC 3339): a list of
+/// (event id, body). `Err` when the intent cannot be executed (no price known, bad fields).
+pub fn execute(intent: &Value, now: &str) -> Result<Vec<(String, Value)>, String> {
+    let text = |name: &str| intent.get(name).and_then(Value::as_str).map(str::to_owned);
+    let number = |name: &str| match intent.get(name) {
+        Some(Value::String(s)) => s.parse::<Decimal>().ok(),
+        Some(Value::Number(n)) => n.to_string().parse::<Decimal>().ok(),
+        _ => None,
+    };
+    let client_id = text("clientOrderId").ok_or("the intent has no clientOrderId")?;
+    let order_id = format!("paper-{client_id}");
+    let op = text("op").unwrap_or_else(|| "place".into());
+    let event = |step: &str, kind: &str, data: Value| {
+        let body =
+            json!({ "id": format!("{client_id}:{step}"), "event": kind, "timestamp": now, "data": data });
+        (format!("{client_id}:{step}"), body)
+    };
+    match op.as_str() {
+        "cancel" => {
+            let data = json!({ "orderId": order_id, "clientOrderId": client_id, "status": "cancelled",
+                "reason": text("reason").unwrap_or_else(|| "cancelled by tradehook".into()) });
+            Ok(vec![event("cancel", "order.cancelled", data)])
+        }
+        "amend" => {
+            let quantity = number("quantity").ok_or("an amend needs a quantity")?;
+            let data = json!({ "orderId": order_id, "clientOrderId": client_id, "quantity": quantity.to_string(),
+                "status": "new" });
+            let revision = text("revision").or_else(|| intent.get("revision").map(Value::to_string));
+            Ok(vec![event(
+                &format!("amend-{}", revision.unwrap_or_else(|| quantity.to_string())),
+                "order.updated",
+                data,
+            )])
+        }
+        _ => place(intent, &client_id, &order_id, number, text, event),
+    }
+}
+
+fn place(
+    intent: &Value,
+    client_id: &str,
+    order_id: &str,
+    number: impl Fn(&str) -> Option<Decimal>,
+    text: impl Fn(&str) -> Option<String>,
+    event: impl Fn(&str, &str, Value) -> (String, Value),
+) -> Result<Vec<(String, Value)>, String> {
+    let symbol = text("symbol").ok_or("the intent has no symbol")?;
+    let side = text("side").ok_or("the intent has no side")?;
+    let order_type = text("orderType").unwrap_or_else(|| "market".into());
+    let quantity =
+        number("quantity").filter(|q| *q > Decimal::ZERO).ok_or("the intent has no positive quantity")?;
+    let limit = number("price");
+    let reference = number("referencePrice");
+    let reduce_only = intent.get("reduceOnly").and_then(Value::as_bool).unwrap_or(false);
+    let buy = side.eq_ignore_ascii_case("buy");
+    let fill_price = match order_type.as_str() {
+        "market" => {
+            Some(reference.ok_or_else(|| format!("no known price for {symbol} to fill a market order"))?)
+        }
+        "limit" => match (limit, reference) {
+            (Some(limit), Some(reference)) if (buy && reference <= limit) || (!buy && reference >= limit) => {
+                Some(reference)
+            }
+            (None, _) => return Err("a limit order needs a price".into()),
+            _ => None,
+        },
+        _ => None,
+    };
+    let mut created = json!({ "orderId": order_id, "clientOrderId": client_id, "symbol": symbol, "side": side,
+        "type": order_type, "quantity": quantity.to_string(), "status": "new", "reduceOnly": reduce_only });
+    if let Some(price) = limit.or(number("stopPrice")) {
+        created["price"] = json!(price.to_string());
+    }
+    let mut events = vec![event("new", "order.created", created)];
+    if let Some(price) = fill_price {
+        let filled = json!({ "orderId": order_id, "clientOrderId": client_id, "symbol": symbol, "side": side,
+            "status": "filled", "filledQuantity": quantity.to_string(), "averagePrice": price.to_string(),
+            "tradeId": format!("{client_id}-fill"), "lastQuantity": quantity.to_string(),
+            "lastPrice": price.to_string(), "reduceOnly": reduce_only });
+        events.push(event("fill", "order.updated", filled));
+    }
+    Ok(events)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: &str = "2024-01-15T10:30:00Z";
+
+    #[test]
+    fn market_orders_fill_at_the_reference_price() {
+        let intent = json!({"clientOrderId": "th-1", "op": "place", "symbol": "BTC/USD", "side": "buy",
+            "orderType": "market", "quantity": "0.5", "referencePrice": "100.5"});
+        let events = execute(&intent, NOW).unwrap();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].1["event"], "order.created");
+        assert_eq!(events[1].1["data"]["status"], "filled");
+        assert_eq!(events[1].1["data"]["averagePrice"], "100.5");
+        assert_eq!(events[1].1["data"]["orderId"], "paper-th-1");
+        assert_eq!(events[1].0, "th-1:fill", "ids derive from the client order id");
+    }
+
+    #[test]
+    fn crossed_limits_fill_and_others_rest() {
+        let limit = |side: &str, price: &str| {
+            json!({"clientOrderId": "th-2", "symbol": "X", "side": side, "orderType": "limit",
+                "quantity": "1", "price": price, "referencePrice": "100"})
+        };
+        assert_eq!(execute(&limit("buy", "101"), NOW).unwrap().len(), 2);
+        assert_eq!(execute(&limit("buy", "99"), NOW).unwrap().len(), 1);
+        assert_eq!(execute(&limit("sell", "99"), NOW).unwrap().len(), 2);
+        let stop = json!({"clientOrderId": "th-3", "symbol": "X", "side": "sell", "orderType": "stop",
+            "quantity": "1", "stopPrice": "95", "referencePrice": "100"});
+        let events = execute(&stop, NOW).unwrap();
+        assert_eq!(events.len(), 1, "stops rest");
+        assert_eq!(events[0].1["data"]["price"], "95");
+    }
+
+    #[test]
+    fn market_orders_without_a_known_price_are_refused() {
+        let intent = json!({"clientOrderId": "th-4", "symbol": "ETH/USD", "side": "sell", "orderType": "market",
+            "quantity": "1"});
+        assert!(execute(&intent, NOW).unwrap_err().contains("no known price for ETH/USD"));
+    }
+
+    #[test]
+    fn cancels_and_amends_become_order_updates() {
+        let cancel = json!({"clientOrderId": "th-5", "op": "cancel"});
+        assert_eq!(execute(&cancel, NOW).unwrap()[0].1["event"], "order.cancelled");
+        let amend = json!({"clientOrderId": "th-5", "op": "amend", "quantity": "2", "revision": 3});
+        let events = execute(&amend, NOW).unwrap();
+        assert_eq!(events[0].1["data"]["quantity"], "2");
+        assert_eq!(events[0].0, "th-5:amend-3");
+    }
+}

@@ -1,0 +1,162 @@
+//! Brokers of order intents, end to end below the strategy actions: intents recorded with a
+//! processed event are sent once to a real local REST broker with seed 001 request signing, or
+//! executed by the paper broker, whose order events come back into the store.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::eventually;
+use common::receiver::{Receiver, Script};
+use tokio_util::sync::CancellationToken;
+use tradehook::broker::{BrokerConfig, BrokerKind};
+use tradehook::config::{AlertsConfig, DeliveryConfig};
+use tradehook::delivery::attempt::DeliveryClient;
+use tradehook::delivery::subscription::SubscriptionSet;
+use tradehook::delivery::{Dispatcher, Targets};
+use tradehook::notify::Notifier;
+use tradehook::sinks::nats::{NatsConfig, NatsSink};
+use tradehook::store::sqlite::{SqliteOptions, SqliteStore};
+use tradehook::store::{now_ms, Appended, EventFilter, NewEvent, NewIntent, ProcessedBatch, SharedStore};
+use tradehook::worker::retry::RetryPolicy;
+
+fn open(dir: &std::path::Path) -> SharedStore {
+    let options =
+        SqliteOptions { max_batch: 64, queue_capacity: 1024, max_backlog: 1_000_000, max_page_count: None };
+    Arc::new(SqliteStore::open(&dir.join("t.db"), options).unwrap())
+}
+
+/// Stores a trigger event and records `intents` as processed with it.
+async fn record(store: &SharedStore, key: &str, intents: Vec<(String, String)>, broker: &str) {
+    let event = NewEvent {
+        source: "default".into(),
+        event_key: key.into(),
+        event_type: Some("signal.generated".into()),
+        body: Bytes::from_static(b"{}"),
+        headers: "{}".into(),
+        client_ip: "127.0.0.1".into(),
+        received_at: now_ms(),
+    };
+    let Appended::Accepted(id) = store.append(event).await.unwrap() else { panic!("duplicate trigger") };
+    let seq: i64 = id.trim_start_matches("evt_").parse().unwrap();
+    let intents = intents
+        .into_iter()
+        .map(|(client_order_id, doc)| NewIntent {
+            seq,
+            client_order_id,
+            action: "signal_to_order".into(),
+            symbol: Some("BTC/USD".into()),
+            doc,
+            refused: None,
+            broker: Some(broker.into()),
+        })
+        .collect();
+    let batch = ProcessedBatch { processed: vec![(seq, "applied")], intents, ..ProcessedBatch::default() };
+    store.commit_processed(batch).await.unwrap();
+}
+
+fn dispatcher(store: &SharedStore, broker: BrokerConfig) -> Dispatcher {
+    let config = DeliveryConfig { allow_private_targets: true, ..DeliveryConfig::default() };
+    let targets = Targets {
+        client: DeliveryClient::new(&config).unwrap(),
+        nats: Arc::new(NatsSink::new(NatsConfig::default())),
+        notifier: Arc::new(Notifier::new(&AlertsConfig::default())),
+        broker,
+    };
+    let retry = RetryPolicy::new(vec![Duration::from_millis(100); 2]);
+    Dispatcher::new(store.clone(), Arc::new(SubscriptionSet::default()), targets, retry, config)
+}
+
+async fn outcomes(store: &SharedStore) -> Vec<(String, String)> {
+    let intents = store.intents(None, None, None, 100).await.unwrap();
+    intents.into_iter().map(|i| (i.client_order_id, i.outcome)).collect()
+}
+
+#[tokio::test]
+async fn the_http_broker_gets_each_intent_once_signed_with_the_api_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let broker_http = Receiver::start(Script::FailTimes(503, 1)).await;
+    let broker = BrokerConfig {
+        kind: Some(BrokerKind::Http),
+        url: Some(broker_http.url()),
+        api_key: Some("ak_live_1".into()),
+        secret: Some("api-secret".into()),
+    };
+    let intent = r#"{"clientOrderId":"th-abc","op":"place","symbol":"BTC/USD","side":"buy","orderType":"market","quantity":"0.1"}"#;
+    record(&store, "s1", vec![("th-abc".into(), intent.into())], "broker:http").await;
+    // The same decision again (a replayed trigger): recorded once, never sent twice.
+    record(&store, "s2", vec![("th-abc".into(), intent.into())], "broker:http").await;
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(dispatcher(&store, broker).run(stop.clone()));
+    eventually(10, "the intent sent", || async {
+        (outcomes(&store).await == [("th-abc".to_string(), "sent".to_string())]).then_some(())
+    })
+    .await;
+    let got = broker_http.received();
+    assert_eq!(
+        got.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [503, 200],
+        "retried after a 503, then once"
+    );
+    let request = &got[1];
+    assert_eq!(&request.body[..], intent.as_bytes());
+    assert_eq!(request.headers["x-api-key"], "ak_live_1");
+    let timestamp = request.headers["x-timestamp"].to_str().unwrap();
+    let expected = tradehook::api::signing::sign("api-secret", timestamp, "POST", "/hook", &request.body);
+    assert_eq!(request.headers["x-signature"].to_str().unwrap(), expected);
+    stop.cancel();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_broker_refusal_is_a_failed_intent_in_the_dead_letter_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let broker_http = Receiver::start(Script::Always(422)).await;
+    let broker = BrokerConfig {
+        kind: Some(BrokerKind::Http),
+        url: Some(broker_http.url()),
+        api_key: Some("k".into()),
+        secret: Some("s".into()),
+    };
+    record(&store, "s1", vec![("th-x".into(), r#"{"clientOrderId":"th-x"}"#.into())], "broker:http").await;
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(dispatcher(&store, broker).run(stop.clone()));
+    eventually(10, "the intent failed", || async {
+        (outcomes(&store).await == [("th-x".to_string(), "failed".to_string())]).then_some(())
+    })
+    .await;
+    assert_eq!(broker_http.received().len(), 1, "a 422 is the broker refusing the order: not retried");
+    let dead = store.dead_letters(Default::default()).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].target.as_deref(), Some("broker:http"));
+    stop.cancel();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn the_paper_broker_fills_market_orders_and_feeds_the_fills_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let intent = r#"{"clientOrderId":"th-p1","op":"place","symbol":"BTC/USD","side":"buy","orderType":"market","quantity":"0.25","referencePrice":"50000"}"#;
+    record(&store, "s1", vec![("th-p1".into(), intent.into())], "broker:paper").await;
+    let stop = CancellationToken::new();
+    let broker = BrokerConfig { kind: Some(BrokerKind::Paper), ..BrokerConfig::default() };
+    let task = tokio::spawn(dispatcher(&store, broker).run(stop.clone()));
+    eventually(10, "the intent sent", || async {
+        (outcomes(&store).await == [("th-p1".to_string(), "sent".to_string())]).then_some(())
+    })
+    .await;
+    let filter = EventFilter { source: Some("paper".into()), limit: 10, ..EventFilter::default() };
+    let events = store.events(filter).await.unwrap();
+    let types: Vec<_> = events.iter().rev().map(|e| e.event_type.clone().unwrap()).collect();
+    assert_eq!(types, ["order.created", "order.updated"]);
+    assert_eq!(events[0].payload["data"]["status"], "filled");
+    assert_eq!(events[0].payload["data"]["averagePrice"], "50000");
+    assert_eq!(events[0].payload["data"]["clientOrderId"], "th-p1");
+    stop.cancel();
+    task.await.unwrap();
+}
