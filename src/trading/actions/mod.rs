@@ -1,0 +1,120 @@
+//! Strategy actions (issue 5): the pure decisions that turn trading events into order intents.
+//!
+//! The worker calls [`decide`] right after `TradingState::apply` for each event, in the same
+//! processing transaction, stores the returned [`Decision`]s and the [`StrategyState`] keys named
+//! in [`Decided::touched`]. No I/O, no clock: the caller passes `now` (the processing time), used
+//! only for the age checks, the per-minute limit and the maintenance kill switch.
+//!
+//! Idempotency: every intent's client order id is a hash of what it is about (see
+//! [`client_order_id`]), and the state remembers what was already decided (bracket sizes,
+//! guard episodes, counted placements), so a repeated event decides nothing new and a replay
+//! from fresh state decides the same ids.
+//!
+//! - `intent`: intents, refusals, client order ids. `config`: what a route enables.
+//! - `state`: what the actions remember. `bracket`, `signal_order`, `margin_guard`: the actions.
+
+mod bracket;
+pub mod config;
+pub mod intent;
+mod margin_guard;
+mod signal_order;
+pub mod state;
+
+#[cfg(test)]
+mod tests_support;
+
+use chrono::{DateTime, Utc};
+
+pub use config::{ActionsConfig, BracketConfig, MarginGuardConfig, Offset, SignalConfig};
+pub use intent::{
+    client_order_id, ActionName, Decision, IntentOp, OrderIntent, OrderType, Refusal, Role, Trigger,
+};
+pub use state::{
+    guard_key, BracketLegs, BracketSet, GuardEpisode, KillSwitch, Placement, PricePoint, StrategyState,
+    StrategyTouched,
+};
+
+use super::event::{CanonicalEvent, EventKind};
+use super::state::TradingState;
+
+/// What deciding on one event gave: the decisions to store and the state keys to write.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Decided {
+    /// Intents and refusals, in the order decided.
+    pub decisions: Vec<Decision>,
+    /// The parts of the strategy state that changed.
+    pub touched: StrategyTouched,
+}
+
+/// The inputs every action reads for one event.
+pub(crate) struct Context<'a> {
+    /// The trading state, after the event was applied.
+    pub trading: &'a TradingState,
+    /// The event.
+    pub event: &'a CanonicalEvent,
+    /// The event as a trigger (stable key and type).
+    pub trigger: Trigger,
+    /// Processing time.
+    pub now: DateTime<Utc>,
+}
+
+/// Runs every enabled action on one event already applied to `trading`; `event_key` is the
+/// stored event's stable identity (source + event id), `now` the processing time.
+pub fn decide(
+    config: &ActionsConfig,
+    actions: &mut StrategyState,
+    trading: &TradingState,
+    event: &CanonicalEvent,
+    event_key: &str,
+    now: DateTime<Utc>,
+) -> Decided {
+    let trigger = Trigger { key: event_key.to_owned(), event_type: event.event_type().to_owned() };
+    let cx = Context { trading, event, trigger, now };
+    let mut out = Decided::default();
+    remember_price(actions, &cx, &mut out.touched);
+    if let Some(bracket) = &config.bracket_on_fill {
+        bracket::decide(bracket, actions, &cx, &mut out);
+    }
+    if let Some(guard) = &config.margin_guard {
+        margin_guard::decide(guard, actions, &cx, &mut out);
+    }
+    if let Some(signal) = &config.signal_to_order {
+        signal_order::decide(signal, actions, &cx, &mut out);
+    }
+    out
+}
+
+/// Keeps the newest price per symbol: signal prices, fill prices and mark prices.
+fn remember_price(actions: &mut StrategyState, cx: &Context<'_>, touched: &mut StrategyTouched) {
+    let at = cx.event.at;
+    match &cx.event.kind {
+        EventKind::Signal(s) => {
+            if let Some(price) = s.price {
+                actions.see_price(&s.symbol, price, at, touched);
+            }
+        }
+        EventKind::Order(o) => {
+            let order = cx.trading.orders.get(&o.order_id);
+            let symbol = o.symbol.as_ref().or(order.and_then(|x| x.symbol.as_ref()));
+            let fill_price = match &o.trade {
+                Some(trade) => Some(trade.price),
+                None if o.filled_quantity.is_some() => o.average_price,
+                None => None,
+            };
+            if let (Some(symbol), Some(price)) = (symbol, fill_price) {
+                actions.see_price(symbol, price, at, touched);
+            }
+        }
+        EventKind::Position(p) => {
+            if let Some(mark) = p.mark_price {
+                actions.see_price(&p.symbol, mark, at, touched);
+            }
+        }
+        EventKind::MarginCall(m) => {
+            if let Some(mark) = m.mark_price {
+                actions.see_price(&m.symbol, mark, at, touched);
+            }
+        }
+        _ => {}
+    }
+}
