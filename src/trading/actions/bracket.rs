@@ -18,7 +18,7 @@ use super::intent::{client_order_id, ActionName, Decision, IntentOp, OrderIntent
 use super::state::{BracketLegs, BracketSet, StrategyState};
 use super::{Context, Decided};
 use crate::trading::event::{EventKind, PositionPhase};
-use crate::trading::order::{Order, Side};
+use crate::trading::order::{Order, OrderStatus, Side};
 use crate::trading::position::{PositionKey, PositionSide};
 
 const ACTION: ActionName = ActionName::BracketOnFill;
@@ -34,6 +34,9 @@ pub(super) fn decide(
         EventKind::Order(event) => {
             let Some(order) = cx.trading.orders.get(&event.order_id) else { return };
             let Some(key) = order_position(order) else { return };
+            if order.status == OrderStatus::Filled {
+                cancel_sibling(actions, order, cx, out);
+            }
             if position_is_flat(cx, &key) {
                 cancel_on(actions, &key, cx, "the position went flat", out);
                 return;
@@ -101,7 +104,7 @@ fn on_order(
     }
     let (Some(side), Some(average)) = (order.side, order.average_price) else { return };
     let base = actions.brackets.get(id).map_or(Decimal::ZERO, |b| b.base);
-    let target = (order.filled_quantity - base).normalize();
+    let target = order.filled_quantity.saturating_sub(base).normalize();
     if target <= Decimal::ZERO || actions.brackets.get(id).is_some_and(|b| b.sized >= target) {
         return;
     }
@@ -111,8 +114,9 @@ fn on_order(
     }
     let Some((stop, take)) = leg_prices(config, side, average) else {
         let reason = format!(
-            "stop-loss {} from average fill {average} is not a positive price; no brackets for order {id}",
-            config.stop_loss
+            "stop-loss {} or take-profit {} from average fill {average} is not a positive price; \
+             no brackets for order {id}",
+            config.stop_loss, config.take_profit
         );
         out.decisions.push(Decision::Refused(Refusal {
             action: ACTION,
@@ -197,6 +201,51 @@ pub(super) fn opposite(side: Side) -> Side {
         Side::Buy => Side::Sell,
         Side::Sell => Side::Buy,
     }
+}
+
+/// One leg filled completely: the other is cancelled (one-cancels-other), so it cannot close
+/// exposure that other entries opened since.
+fn cancel_sibling(actions: &mut StrategyState, leg: &Order, cx: &Context<'_>, out: &mut Decided) {
+    let Some(leg_id) = leg.client_order_id.as_deref() else { return };
+    let role = match Role::of_client_id(leg_id) {
+        Some(Role::StopLoss) => Role::TakeProfit,
+        Some(Role::TakeProfit) => Role::StopLoss,
+        _ => return,
+    };
+    let owner = actions
+        .brackets
+        .iter_mut()
+        .find(|(_, set)| set.legs.as_ref().is_some_and(|l| l.stop_loss == leg_id || l.take_profit == leg_id));
+    let Some((id, set)) = owner else { return };
+    let Some(legs) = set.legs.take() else { return };
+    let sibling = if role == Role::StopLoss { legs.stop_loss } else { legs.take_profit };
+    let order_type = if role == Role::StopLoss { OrderType::Stop } else { OrderType::Limit };
+    let revision = format!("cancel@{}+{}", set.base, set.sized);
+    out.decisions.push(Decision::Intent(OrderIntent {
+        client_order_id: client_order_id(&format!("order:{id}"), ACTION, role, &revision),
+        target_client_order_id: Some(sibling),
+        parent_client_order_id: None,
+        action: ACTION,
+        role,
+        op: IntentOp::Cancel,
+        symbol: set.symbol.clone(),
+        side: opposite(set.entry_side),
+        order_type,
+        quantity: set.sized,
+        price: None,
+        stop_price: None,
+        reduce_only: true,
+        leverage: None,
+        account: set.account.clone(),
+        trigger: cx.trigger.clone(),
+        reason: format!("{role:?} of order {id} cancelled: its other leg {leg_id} filled"),
+        created_at: cx.event.at,
+    }));
+    let filled = cx.trading.orders.get(id).map_or(Decimal::ZERO, |o| o.filled_quantity);
+    set.base = set.base.max(filled);
+    set.sized = Decimal::ZERO;
+    set.revision += 1;
+    out.touched.brackets.insert(id.clone());
 }
 
 /// Cancels every live leg on a position; the entries keep what was closed out as their base.

@@ -115,11 +115,36 @@ fn bracket_legs_own_fills_get_no_brackets() {
             "order.created",
             2,
             json!({"orderId": "sl", "clientOrderId": stop, "symbol": "BTC/USD", "side": "sell",
-            "type": "stop", "quantity": "0.5"}),
+            "type": "stop", "quantity": "1"}),
         ),
         filled("sl", "0.5", "49000", 3),
     ]);
     assert!(out.is_empty(), "a partially filled stop-loss is not an entry: {out:?}");
+}
+
+#[test]
+fn stop_loss_filled_cancels_the_take_profit_only() {
+    let mut h = harness();
+    h.feed_all(&[created("o1", "BTC/USD", "buy", "1", 0), filled("o1", "1", "50000", 1)]);
+    h.feed_all(&[created("o2", "BTC/USD", "buy", "1", 2), filled("o2", "1", "50000", 3)]);
+    let stop = h.actions.brackets["o1"].legs.clone().unwrap().stop_loss;
+    let take = h.actions.brackets["o1"].legs.clone().unwrap().take_profit;
+    let out = h.feed_all(&[
+        ev(
+            "order.created",
+            4,
+            json!({"orderId": "sl", "clientOrderId": stop, "symbol": "BTC/USD", "side": "sell",
+            "type": "stop", "quantity": "1", "reduceOnly": true}),
+        ),
+        ev(
+            "order.updated",
+            5,
+            json!({"orderId": "sl", "status": "filled", "filledQuantity": "1", "averagePrice": "49000"}),
+        ),
+    ]);
+    assert_eq!(ops(&out), vec![(Cancel, TakeProfit)]);
+    assert_eq!(intents(&out)[0].target_client_order_id, Some(take));
+    assert!(h.actions.brackets["o2"].legs.is_some(), "the other entry keeps its legs");
 }
 
 #[test]

@@ -35,6 +35,7 @@ pub use state::{
 };
 
 use super::event::{CanonicalEvent, EventKind};
+use super::position::PositionKey;
 use super::state::TradingState;
 
 /// What deciding on one event gave: the decisions to store and the state keys to write.
@@ -94,15 +95,17 @@ fn remember_price(actions: &mut StrategyState, cx: &Context<'_>, touched: &mut S
             }
         }
         EventKind::Order(o) => {
-            let order = cx.trading.orders.get(&o.order_id);
-            let symbol = o.symbol.as_ref().or(order.and_then(|x| x.symbol.as_ref()));
-            let fill_price = match &o.trade {
-                Some(trade) => Some(trade.price),
-                None if o.filled_quantity.is_some() => o.average_price,
-                None => None,
-            };
-            if let (Some(symbol), Some(price)) = (symbol, fill_price) {
-                actions.see_price(symbol, price, at, touched);
+            if o.trade.is_none() && o.filled_quantity.is_none() {
+                return;
+            }
+            // The order's newest execution (for cumulative sources, the increment's price, not
+            // the average), found through the position's count of the order's fills: O(1) fills.
+            let Some(order) = cx.trading.orders.get(&o.order_id) else { return };
+            let Some(symbol) = order.symbol.as_deref() else { return };
+            let key = PositionKey { account: order.account.clone(), symbol: symbol.to_owned() };
+            let count = cx.trading.positions.get(&key).map_or(0, |p| p.order_fill_count(&order.order_id));
+            if let Some(fill) = order.fills_from(count.saturating_sub(1)).last() {
+                actions.see_price(symbol, fill.price, fill.at, touched);
             }
         }
         EventKind::Position(p) => {
@@ -116,5 +119,59 @@ fn remember_price(actions: &mut StrategyState, cx: &Context<'_>, touched: &mut S
             }
         }
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::tests_support::{created, d, ev, filled, Harness};
+
+    #[test]
+    fn last_price_follows_the_newest_fill_signal_or_mark_price() {
+        let mut h = Harness::new(json!({}));
+        h.feed_all(&[
+            created("o1", "BTC/USD", "buy", "2", 0),
+            filled("o1", "1", "100", 1),
+            filled("o1", "2", "101", 2),
+        ]);
+        assert_eq!(h.actions.last_price("BTC/USD"), Some(d("102")), "the increment's price, not the average");
+        h.feed(&ev("position.updated", 3, json!({"symbol": "BTC/USD", "markPrice": "103"})));
+        assert_eq!(h.actions.last_price("BTC/USD"), Some(d("103")));
+        let touched =
+            h.feed(&ev("signal.generated", 1, json!({"symbol": "BTC/USD", "action": "buy", "price": "99"})));
+        assert_eq!(
+            h.actions.last_price("BTC/USD"),
+            Some(d("103")),
+            "an older price does not replace a newer one"
+        );
+        assert!(touched.touched.prices.is_empty());
+    }
+
+    #[test]
+    fn kill_switch_reports_a_change_only_when_it_flips() {
+        let mut h = Harness::new(json!({}));
+        assert!(h.actions.set_kill_switch(true).kill_switch);
+        assert!(h.actions.set_kill_switch(true).is_empty());
+        assert!(h.actions.set_kill_switch(false).kill_switch);
+    }
+
+    #[test]
+    fn no_action_configured_decides_nothing() {
+        let mut h = Harness::new(json!({}));
+        let out = h.feed_all(&[created("o1", "BTC/USD", "buy", "1", 0), filled("o1", "1", "100", 1)]);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn decisions_and_state_round_trip_through_json() {
+        let mut h = Harness::new(json!({"bracket_on_fill": {"stop_loss": "1%", "take_profit": "2%"}}));
+        let out = h.feed_all(&[created("o1", "BTC/USD", "buy", "1", 0), filled("o1", "1", "100", 1)]);
+        let text = serde_json::to_string(&out).unwrap();
+        assert!(text.contains("\"clientOrderId\"") && text.contains("\"stopPrice\":\"99\""), "{text}");
+        assert_eq!(serde_json::from_str::<Vec<super::Decision>>(&text).unwrap(), out);
+        let state = serde_json::to_string(&h.actions).unwrap();
+        assert_eq!(serde_json::from_str::<super::StrategyState>(&state).unwrap(), h.actions);
     }
 }

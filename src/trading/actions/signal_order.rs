@@ -92,7 +92,7 @@ fn check(
     let net = net_position(cx, symbol);
     let plan = plan(config, actions, signal, net, cx)?;
     let signed = if plan.side == Side::Buy { plan.quantity } else { -plan.quantity };
-    let after = net + signed;
+    let after = net.saturating_add(signed);
     if !plan.close && after.abs() > net.abs() && margin_guard::blocks(actions, symbol) {
         return Err(format!("margin guard tripped on {symbol}: no new entries until the margin ratio falls"));
     }
@@ -100,7 +100,7 @@ fn check(
         return Err(format!("quantity {} is above max_order {}", plan.quantity, config.max_order));
     }
     let working = working_quantity(cx, symbol);
-    let exposure = (after + working).abs().normalize();
+    let exposure = after.saturating_add(working).abs().normalize();
     if !plan.close && exposure > config.max_position && after.abs() > net.abs() {
         return Err(format!(
             "position after the order would be {exposure} (with {working} working), above max_position {}",
@@ -179,8 +179,8 @@ fn entry_quantity(
                 signal.symbol
             ));
         };
-        let notional =
-            equity.saturating_mul(pct) / Decimal::ONE_HUNDRED * signal.leverage.unwrap_or(Decimal::ONE);
+        let notional = (equity.saturating_mul(pct) / Decimal::ONE_HUNDRED)
+            .saturating_mul(signal.leverage.unwrap_or(Decimal::ONE));
         return notional
             .checked_div(price)
             .map(|q| q.round_dp(8).normalize())
@@ -217,7 +217,8 @@ fn working_quantity(cx: &Context<'_>, symbol: &str) -> Decimal {
         .values()
         .filter(|o| !o.status.is_terminal() && !o.reduce_only && o.symbol.as_deref() == Some(symbol));
     working.fold(Decimal::ZERO, |sum, o| {
-        let open = o.quantity.map_or(Decimal::ZERO, |q| (q - o.filled_quantity).max(Decimal::ZERO));
+        let open =
+            o.quantity.map_or(Decimal::ZERO, |q| q.saturating_sub(o.filled_quantity).max(Decimal::ZERO));
         match o.side {
             Some(Side::Buy) => sum.saturating_add(open),
             Some(Side::Sell) => sum.saturating_sub(open),
@@ -286,7 +287,8 @@ fn intents(
         let (Some(pct), Some(reference)) = (percent, reference) else { continue };
         let away = reference.saturating_mul(pct) / Decimal::ONE_HUNDRED;
         let up = (role == Role::TakeProfit) == long;
-        let price = if up { reference + away } else { reference - away }.normalize();
+        let price =
+            if up { reference.saturating_add(away) } else { reference.saturating_sub(away) }.normalize();
         if price <= Decimal::ZERO {
             return Err(format!("{role:?} {pct}% from {reference} is not a positive price"));
         }
