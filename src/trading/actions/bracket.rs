@@ -39,6 +39,7 @@ pub(super) fn decide(
             }
             if position_is_flat(cx, &key) {
                 cancel_on(actions, &key, cx, "the position went flat", out);
+                forget_closed(actions, cx, out);
                 return;
             }
             on_order(config, actions, order, &key, cx, out);
@@ -134,6 +135,7 @@ fn on_order(
         base,
         revision: 0,
         legs: None,
+        updated_at: cx.event.at,
     });
     let subject = format!("order:{id}");
     let (op, legs, revision) = match &set.legs {
@@ -178,7 +180,7 @@ fn on_order(
         }));
     }
     set.sized = target;
-    set.revision += 1;
+    set.bump(cx.event.at);
     set.legs = Some(legs);
     out.touched.brackets.insert(id.clone());
 }
@@ -201,6 +203,25 @@ pub(super) fn opposite(side: Side) -> Side {
         Side::Buy => Side::Sell,
         Side::Sell => Side::Buy,
     }
+}
+
+/// How long a closed-out entry is remembered, so a fill of it delivered again late (its
+/// position since reopened by other orders) does not bracket it a second time.
+const RETENTION_DAYS: i64 = 7;
+
+/// Forgets entries without live legs whose order is over and that changed more than
+/// `RETENTION_DAYS` ago (by `now`). Runs when a position goes flat, a natural sweep point.
+fn forget_closed(actions: &mut StrategyState, cx: &Context<'_>, out: &mut Decided) {
+    let cutoff = cx.now.checked_sub_signed(chrono::Duration::days(RETENTION_DAYS)).unwrap_or(cx.now);
+    let trading = cx.trading;
+    actions.brackets.retain(|id, set| {
+        let over = trading.orders.get(id).is_none_or(|o| o.status.is_terminal());
+        let keep = set.legs.is_some() || set.updated_at >= cutoff || !over;
+        if !keep {
+            out.touched.brackets.insert(id.clone());
+        }
+        keep
+    });
 }
 
 /// One leg filled completely: the other is cancelled (one-cancels-other), so it cannot close
@@ -244,7 +265,7 @@ fn cancel_sibling(actions: &mut StrategyState, leg: &Order, cx: &Context<'_>, ou
     let filled = cx.trading.orders.get(id).map_or(Decimal::ZERO, |o| o.filled_quantity);
     set.base = set.base.max(filled);
     set.sized = Decimal::ZERO;
-    set.revision += 1;
+    set.bump(cx.event.at);
     out.touched.brackets.insert(id.clone());
 }
 
@@ -292,7 +313,7 @@ fn cancel_legs(id: &str, set: &mut BracketSet, cx: &Context<'_>, why: &str, out:
         }));
     }
     set.sized = Decimal::ZERO;
-    set.revision += 1;
+    set.bump(cx.event.at);
 }
 
 #[cfg(test)]

@@ -161,6 +161,20 @@ fn position_closed_snapshot_cancels_leftover_brackets_once() {
 }
 
 #[test]
+fn closed_out_entries_are_forgotten_a_week_after_their_last_change() {
+    let mut h = harness();
+    h.feed_all(&[created("o1", "BTC/USD", "buy", "1", 0), filled("o1", "1", "50000", 1)]);
+    let closed = ev("position.closed", 5, json!({"symbol": "BTC/USD", "side": "long", "quantity": "1"}));
+    h.feed(&closed);
+    h.feed_all(&[created("o2", "BTC/USD", "buy", "2", 6), filled("o2", "1", "50000", 7)]);
+    h.lag = chrono::Duration::days(8);
+    let out = h.feed_all(&[created("o3", "BTC/USD", "sell", "2", 8), filled("o3", "2", "50000", 9)]);
+    assert_eq!(ops(&out), vec![(Cancel, StopLoss), (Cancel, TakeProfit)], "o2's legs, the position is flat");
+    assert!(!h.actions.brackets.contains_key("o1"), "closed out and over for a week");
+    assert!(h.actions.brackets.contains_key("o2"), "still working: a later fill gets a new pair");
+}
+
+#[test]
 fn fill_before_order_created_is_bracketed_once_the_order_is_known() {
     let mut h = harness();
     assert!(h.feed(&filled("o1", "1", "50000", 1)).decisions.is_empty());

@@ -11,10 +11,11 @@
 //! from fresh state decides the same ids.
 //!
 //! - `intent`: intents, refusals, client order ids. `config`: what a route enables.
-//! - `state`: what the actions remember. `bracket`, `signal_order`, `margin_guard`: the actions.
+//! - `state`: what the actions remember; `documents`: it as stored, one document per key. `bracket`, `signal_order`, `margin_guard`: the actions.
 
 mod bracket;
 pub mod config;
+pub mod documents;
 pub mod intent;
 mod margin_guard;
 mod signal_order;
@@ -26,6 +27,7 @@ mod tests_support;
 use chrono::{DateTime, Utc};
 
 pub use config::{ActionsConfig, BracketConfig, MarginGuardConfig, Offset, SignalConfig};
+pub use documents::{StrategyDoc, StrategyDocKind};
 pub use intent::{
     client_order_id, ActionName, Decision, IntentOp, OrderIntent, OrderType, Refusal, Role, Trigger,
 };

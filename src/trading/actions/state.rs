@@ -42,9 +42,17 @@ pub struct BracketSet {
     pub revision: u32,
     /// The live legs, if any.
     pub legs: Option<BracketLegs>,
+    /// Event time of the last change: closed-out sets are forgotten some time after it.
+    pub updated_at: DateTime<Utc>,
 }
 
 impl BracketSet {
+    /// Counts one change made at event time `at`.
+    pub(super) fn bump(&mut self, at: DateTime<Utc>) {
+        self.revision += 1;
+        self.updated_at = self.updated_at.max(at);
+    }
+
     /// The position the entry belongs to.
     pub fn position_key(&self) -> PositionKey {
         PositionKey { account: self.account.clone(), symbol: self.symbol.clone() }
