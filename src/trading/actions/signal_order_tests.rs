@@ -175,3 +175,46 @@ fn the_same_signal_processed_twice_gives_the_same_id_and_counts_once() {
     assert_eq!(a, b);
     assert_eq!(h.actions.placements.len(), 1);
 }
+
+#[test]
+fn sentinel_style_tradingview_alert_opens_a_bracketed_long_at_the_last_known_price() {
+    let mut h = Harness::new(config(json!({"max_order": "5", "max_position": "5"})));
+    h.feed(&ev("position.updated", 0, json!({"symbol": "BTCUSDT", "markPrice": "50000"})));
+    let alert = json!({"symbol": "BTCUSDT", "action": "open_long", "leverage": 5, "position_size": "10%",
+        "stop_loss": 2, "take_profit": 6}); // seed 003 writes "2%": tradingview.rs rejects the `%` today
+    let event =
+        crate::trading::parse_tradingview(&alert, &Default::default(), super::super::tests_support::t(1))
+            .unwrap();
+    let out = h.feed(&event).decisions;
+    let all = intents(&out);
+    assert_eq!(all.len(), 3, "{out:?}");
+    assert_eq!(
+        (all[0].role, all[0].quantity, all[0].leverage),
+        (Role::BracketedEntry, d("0.1"), Some(d("5")))
+    );
+    assert_eq!((all[1].stop_price, all[2].price), (Some(d("49000")), Some(d("53000"))));
+}
+
+#[test]
+fn all_actions_decide_the_same_intents_when_rerun_from_fresh_state() {
+    let config = {
+        let mut c = config(json!({"max_order": "5", "max_position": "5"}));
+        c["bracket_on_fill"] = json!({"stop_loss": "1%", "take_profit": "3%"});
+        c["margin_guard"] = json!({"threshold": "0.8", "rearm_below": "0.5", "reduce_fraction": "0.5", "max_alert_age": "30s"});
+        c
+    };
+    let events = [
+        buy("0.2", 0),
+        created("o1", "BTCUSDT", "buy", "0.2", 1),
+        filled("o1", "0.1", "50000", 2),
+        filled("o1", "0.2", "50100", 3),
+        ev("account.margin_call", 4, json!({"symbol": "BTCUSDT", "marginRatio": "0.9"})),
+        signal(5, json!({"symbol": "BTCUSDT", "action": "close_long", "price": "49000"})),
+    ];
+    let run = || Harness::new(config.clone()).feed_all(&events);
+    let first = run();
+    assert_eq!(first, run());
+    let roles: Vec<Role> = intents(&first).iter().map(|i| i.role).collect();
+    use Role::*;
+    assert_eq!(roles, vec![Entry, StopLoss, TakeProfit, StopLoss, TakeProfit, Reduce, Close]);
+}
