@@ -83,11 +83,8 @@ fn check(
             humantime::format_duration(config.max_signal_age)
         ));
     }
-    if actions.kill_switch.manual {
-        return Err("kill switch is on (set by API)".to_owned());
-    }
-    if cx.trading.in_maintenance(cx.now) {
-        return Err("kill switch is on: inside a system.maintenance window".to_owned());
+    if let Some(reason) = actions.kill_switch_reason(cx.trading, cx.now) {
+        return Err(reason.to_owned());
     }
     let net = net_position(cx, symbol);
     let plan = plan(config, actions, signal, net, cx)?;

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::trading::order::Side;
 use crate::trading::position::PositionKey;
+use crate::trading::state::TradingState;
 
 /// The client ids of one entry order's live stop-loss and take-profit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -158,6 +159,18 @@ impl StrategyState {
         let touched = StrategyTouched { kill_switch: self.kill_switch.manual != on, ..Default::default() };
         self.kill_switch.manual = on;
         touched
+    }
+
+    /// Why signal orders are blocked at `now`, if they are: the manual switch, or a known
+    /// maintenance window (the automatic switch); for the API to show and `signal_to_order`.
+    pub fn kill_switch_reason(&self, trading: &TradingState, now: DateTime<Utc>) -> Option<&'static str> {
+        if self.kill_switch.manual {
+            Some("kill switch is on (set by API)")
+        } else if trading.in_maintenance(now) {
+            Some("kill switch is on: inside a system.maintenance window")
+        } else {
+            None
+        }
     }
 
     /// The newest known price of `symbol` (what the paper broker fills market orders at).
