@@ -12,9 +12,11 @@
 //! - `position`: net positions folded from fills, annotated by venue snapshots.
 //! - `balance`: balance snapshots and the deposit/withdrawal ledger.
 //! - `state`: the aggregate and its `apply`.
+//! - `actions`: strategy actions (brackets, signals to orders, margin guard) deciding order intents.
 
 #![warn(missing_docs)]
 
+pub mod actions;
 pub mod alert;
 pub mod balance;
 mod decimal;
@@ -35,6 +37,10 @@ mod order_independence;
 #[cfg(test)]
 mod seed001;
 
+pub use actions::{
+    decide, ActionName, ActionsConfig, Decided, Decision, IntentOp, OrderIntent, OrderType, Refusal,
+    StrategyState, StrategyTouched, Trigger,
+};
 pub use alert::{Alert, AlertKind};
 pub use balance::{Balance, BalanceKey, LedgerEntry};
 pub use event::{CanonicalEvent, EventKind, SchemaError, Stamp};

@@ -1,0 +1,143 @@
+//! `margin_guard`: one reduce-only market order per episode when a position's margin ratio
+//! reaches the threshold (higher is riskier), re-armed only once the ratio falls under
+//! `rearm_below`; while tripped, `signal_to_order` refuses new entries on the symbol.
+//!
+//! Readings come from `position.*` snapshots and `account.margin_call`. A reading older than
+//! `max_alert_age` (event time vs `now`), or older than the newest reading already taken for the
+//! position, is ignored. A reading about a flat position orders nothing and ends the episode:
+//! there is nothing left to protect. The reduction's client id is derived from the position and
+//! the episode number, so every alert of one episode maps to the same order.
+
+use rust_decimal::Decimal;
+
+use super::config::MarginGuardConfig;
+use super::intent::{client_order_id, ActionName, Decision, IntentOp, OrderIntent, OrderType, Role};
+use super::state::{guard_key, GuardEpisode, StrategyState};
+use super::{Context, Decided};
+use crate::trading::event::{EventKind, PositionPhase};
+use crate::trading::order::Side;
+use crate::trading::position::{PositionKey, PositionSide};
+
+const ACTION: ActionName = ActionName::MarginGuard;
+
+/// Whether a tripped guard blocks entries on `symbol` (in any account).
+pub(super) fn blocks(actions: &StrategyState, symbol: &str) -> bool {
+    actions.guards.iter().any(|(key, g)| g.tripped && key.rsplit_once('|').is_some_and(|(_, s)| s == symbol))
+}
+
+/// Runs `margin_guard` on one event.
+pub(super) fn decide(
+    config: &MarginGuardConfig,
+    actions: &mut StrategyState,
+    cx: &Context<'_>,
+    out: &mut Decided,
+) {
+    let (key, ratio, reported) = match &cx.event.kind {
+        EventKind::Position(p) => {
+            let key = PositionKey { account: p.account.clone(), symbol: p.symbol.clone() };
+            let reported = match p.phase {
+                PositionPhase::Closed => Some(Decimal::ZERO),
+                _ if p.side == Some(PositionSide::Flat) => Some(Decimal::ZERO),
+                _ => p.quantity.zip(p.side).map(|(q, side)| signed(q, side)),
+            };
+            (key, p.margin_ratio, reported)
+        }
+        EventKind::MarginCall(m) => {
+            (PositionKey { account: m.account.clone(), symbol: m.symbol.clone() }, m.margin_ratio, None)
+        }
+        _ => return,
+    };
+    let Some(ratio) = ratio else { return };
+    let age = cx.now.signed_duration_since(cx.event.at);
+    if age.to_std().is_ok_and(|age| age > config.max_alert_age) {
+        return;
+    }
+    let gkey = guard_key(&key);
+    if actions.guards.get(&gkey).is_some_and(|g| g.last_at > cx.event.at) {
+        return;
+    }
+    let net = net_position(cx, &key, reported);
+    let guard = actions.guards.entry(gkey.clone()).or_insert(GuardEpisode {
+        tripped: false,
+        episodes: 0,
+        last_at: cx.event.at,
+    });
+    let before = guard.clone();
+    guard.last_at = cx.event.at;
+    if net.is_zero() || ratio < config.rearm_below {
+        guard.tripped = false;
+    } else if ratio >= config.threshold && !guard.tripped {
+        guard.tripped = true;
+        guard.episodes += 1;
+        let quantity = (net.abs().saturating_mul(config.reduce_fraction)).normalize();
+        if quantity > Decimal::ZERO {
+            out.decisions.push(Decision::Intent(reduction(&key, net, quantity, ratio, guard.episodes, cx)));
+        }
+    }
+    if *guard != before {
+        out.touched.guards.insert(gkey);
+    }
+}
+
+/// Signed quantity of a venue-reported size.
+fn signed(quantity: Decimal, side: PositionSide) -> Decimal {
+    match side {
+        PositionSide::Long => quantity,
+        PositionSide::Short => -quantity,
+        PositionSide::Flat => Decimal::ZERO,
+    }
+}
+
+/// The position to reduce: from fills when the position has any, else what the venue reports
+/// (this event's snapshot, else the newest stored one).
+fn net_position(cx: &Context<'_>, key: &PositionKey, reported: Option<Decimal>) -> Decimal {
+    let position = cx.trading.positions.get(key);
+    if let Some(p) = position.filter(|p| !p.fills().is_empty()) {
+        return p.net_quantity;
+    }
+    let stored = position.and_then(|p| p.venue.as_ref()).and_then(|v| match v.event.phase {
+        PositionPhase::Closed => Some(Decimal::ZERO),
+        _ => v.event.quantity.zip(v.event.side).map(|(q, side)| signed(q, side)),
+    });
+    reported.or(stored).unwrap_or(Decimal::ZERO)
+}
+
+/// The reduce-only market order of one episode.
+fn reduction(
+    key: &PositionKey,
+    net: Decimal,
+    quantity: Decimal,
+    ratio: Decimal,
+    episode: u32,
+    cx: &Context<'_>,
+) -> OrderIntent {
+    let subject = format!("margin:{}", guard_key(key));
+    let side = if net > Decimal::ZERO { Side::Sell } else { Side::Buy };
+    OrderIntent {
+        client_order_id: client_order_id(&subject, ACTION, Role::Reduce, &episode.to_string()),
+        target_client_order_id: None,
+        parent_client_order_id: None,
+        action: ACTION,
+        role: Role::Reduce,
+        op: IntentOp::Place,
+        symbol: key.symbol.clone(),
+        side,
+        order_type: OrderType::Market,
+        quantity,
+        price: None,
+        stop_price: None,
+        reduce_only: true,
+        leverage: None,
+        account: key.account.clone(),
+        trigger: cx.trigger.clone(),
+        reason: format!(
+            "margin ratio {ratio} reached the threshold: reduce {quantity} of {} (episode {episode})",
+            net.abs()
+        ),
+        created_at: cx.event.at,
+    }
+}
+
+#[cfg(test)]
+#[path = "margin_guard_tests.rs"]
+mod tests;

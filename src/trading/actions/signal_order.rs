@@ -1,0 +1,315 @@
+//! `signal_to_order`: a `signal.generated` (TradingView alerts included) becomes an order intent
+//! once it passes the risk checks, in this order: symbol allow-list, signal age, kill switch
+//! (manual, or `now` inside a known maintenance window), a size, the margin guard (for orders
+//! that grow the position), max order size, max position after the order (counting working
+//! orders), then max orders per 60 seconds. The first failed check refuses the signal with its
+//! reason. `hold` decides nothing.
+//!
+//! Sizes: the signal's quantity; else `position_size: "10%"` in the raw alert, as percent of
+//! equity times leverage, priced at the signal's price or the last known price; else the
+//! configured default. `close_*` and `flat` are reduce-only and close the signal's quantity,
+//! capped at (and defaulting to) the open position. Stop-loss/take-profit percents attach
+//! reduce-only legs to the entry, priced from the signal's (or last known) price.
+//!
+//! Positions here are summed over accounts: signals carry no account.
+
+use chrono::Duration as ChronoDuration;
+use rust_decimal::Decimal;
+
+use super::config::SignalConfig;
+use super::intent::{client_order_id, ActionName, Decision, IntentOp, OrderIntent, OrderType, Refusal, Role};
+use super::margin_guard;
+use super::state::{Placement, StrategyState};
+use super::{Context, Decided};
+use crate::trading::event::EventKind;
+use crate::trading::order::Side;
+use crate::trading::signal::{Signal, SignalAction};
+
+const ACTION: ActionName = ActionName::SignalToOrder;
+
+/// An order a signal asks for, before risk checks on size.
+struct Plan {
+    /// Buy or sell.
+    side: Side,
+    /// Quantity.
+    quantity: Decimal,
+    /// Whether it only closes.
+    close: bool,
+}
+
+/// Runs `signal_to_order` on one event.
+pub(super) fn decide(
+    config: &SignalConfig,
+    actions: &mut StrategyState,
+    cx: &Context<'_>,
+    out: &mut Decided,
+) {
+    let EventKind::Signal(signal) = &cx.event.kind else { return };
+    if signal.action == SignalAction::Hold {
+        return;
+    }
+    let before = actions.placements.clone();
+    match check(config, actions, signal, cx) {
+        Ok(intents) => out.decisions.extend(intents.into_iter().map(Decision::Intent)),
+        Err(reason) => out.decisions.push(Decision::Refused(Refusal {
+            action: ACTION,
+            trigger: cx.trigger.clone(),
+            symbol: signal.symbol.clone(),
+            reason,
+        })),
+    }
+    prune_placements(actions, cx);
+    if actions.placements != before {
+        out.touched.placements = true;
+    }
+}
+
+/// The risk checks, then the intents: the entry (or close) and its attached legs.
+fn check(
+    config: &SignalConfig,
+    actions: &mut StrategyState,
+    signal: &Signal,
+    cx: &Context<'_>,
+) -> Result<Vec<OrderIntent>, String> {
+    let symbol = signal.symbol.as_str();
+    if !config.symbols.is_empty() && !config.symbols.iter().any(|s| s == symbol) {
+        return Err(format!("symbol {symbol} is not in signal_to_order.symbols"));
+    }
+    let age = cx.now.signed_duration_since(cx.event.at);
+    if age.to_std().is_ok_and(|age| age > config.max_signal_age) {
+        return Err(format!(
+            "signal is {}s old, older than max_signal_age {}",
+            age.num_seconds(),
+            humantime::format_duration(config.max_signal_age)
+        ));
+    }
+    if let Some(reason) = actions.kill_switch_reason(cx.trading, cx.now) {
+        return Err(reason.to_owned());
+    }
+    let net = net_position(cx, symbol);
+    let plan = plan(config, actions, signal, net, cx)?;
+    let signed = if plan.side == Side::Buy { plan.quantity } else { -plan.quantity };
+    let after = net.saturating_add(signed);
+    if !plan.close && after.abs() > net.abs() && margin_guard::blocks(actions, symbol) {
+        return Err(format!("margin guard tripped on {symbol}: no new entries until the margin ratio falls"));
+    }
+    if plan.quantity > config.max_order {
+        return Err(format!("quantity {} is above max_order {}", plan.quantity, config.max_order));
+    }
+    let working = working_quantity(cx, symbol);
+    let exposure = after.saturating_add(working).abs().normalize();
+    if !plan.close && exposure > config.max_position && after.abs() > net.abs() {
+        return Err(format!(
+            "position after the order would be {exposure} (with {working} working), above max_position {}",
+            config.max_position
+        ));
+    }
+    let intents = intents(signal, &plan, actions, cx)?;
+    let entry = &intents[0].client_order_id;
+    if !actions.placements.iter().any(|p| &p.client_order_id == entry) {
+        let recent = actions.placements.iter().filter(|p| within_minute(p, cx)).count();
+        if recent >= config.max_orders_per_minute as usize {
+            return Err(format!(
+                "{recent} signal orders in the last minute, max_orders_per_minute is {}",
+                config.max_orders_per_minute
+            ));
+        }
+        actions.placements.push(Placement { at: cx.now, client_order_id: entry.clone() });
+    }
+    Ok(intents)
+}
+
+/// Side, quantity and close-only of what the signal asks.
+fn plan(
+    config: &SignalConfig,
+    actions: &StrategyState,
+    signal: &Signal,
+    net: Decimal,
+    cx: &Context<'_>,
+) -> Result<Plan, String> {
+    use SignalAction::*;
+    let (side, close) = match signal.action {
+        Buy | Long | OpenLong => (Side::Buy, false),
+        Sell | Short | OpenShort => (Side::Sell, false),
+        CloseLong if net > Decimal::ZERO => (Side::Sell, true),
+        CloseShort if net < Decimal::ZERO => (Side::Buy, true),
+        Flat if !net.is_zero() => (if net > Decimal::ZERO { Side::Sell } else { Side::Buy }, true),
+        CloseLong | CloseShort | Flat | Hold => {
+            return Err(format!("no matching position on {} to close (net {net})", signal.symbol))
+        }
+    };
+    let quantity = if close {
+        signal.quantity.filter(|q| *q > Decimal::ZERO).map_or(net.abs(), |q| q.min(net.abs()))
+    } else {
+        entry_quantity(config, actions, signal, cx)?
+    };
+    if quantity <= Decimal::ZERO {
+        return Err("order quantity is zero".to_owned());
+    }
+    Ok(Plan { side, quantity: quantity.normalize(), close })
+}
+
+/// The size of an entry: quantity, else percent of equity, else the configured default.
+fn entry_quantity(
+    config: &SignalConfig,
+    actions: &StrategyState,
+    signal: &Signal,
+    cx: &Context<'_>,
+) -> Result<Decimal, String> {
+    if let Some(q) = signal.quantity.filter(|q| *q > Decimal::ZERO) {
+        return Ok(q);
+    }
+    if let Some(pct) = percent_size(signal) {
+        let equity = config.equity.or_else(|| {
+            let balances = cx.trading.balances.values().filter(|b| b.asset == config.equity_asset);
+            balances.map(|b| b.total).reduce(Decimal::saturating_add)
+        });
+        let Some(equity) = equity.filter(|e| *e > Decimal::ZERO) else {
+            return Err(format!(
+                "position_size {pct}% needs equity: set signal_to_order.equity or send {} balances",
+                config.equity_asset
+            ));
+        };
+        let Some(price) = reference_price(signal, actions) else {
+            return Err(format!(
+                "position_size {pct}% needs a price: the signal has none and none is known for {}",
+                signal.symbol
+            ));
+        };
+        let notional = (equity.saturating_mul(pct) / Decimal::ONE_HUNDRED)
+            .saturating_mul(signal.leverage.unwrap_or(Decimal::ONE));
+        return notional
+            .checked_div(price)
+            .map(|q| q.round_dp(8).normalize())
+            .ok_or_else(|| "price is zero".to_owned());
+    }
+    config.default_quantity.ok_or_else(|| {
+        "signal has no quantity or position_size and signal_to_order.default_quantity is not set".to_owned()
+    })
+}
+
+/// `position_size` (or `positionSize`) written as a percent in the raw alert.
+fn percent_size(signal: &Signal) -> Option<Decimal> {
+    let raw = ["position_size", "positionSize"].iter().find_map(|k| signal.raw.get(*k))?;
+    let text = raw.as_str()?.trim().strip_suffix('%')?;
+    Decimal::from_str_exact(text.trim()).ok().filter(|p| *p > Decimal::ZERO)
+}
+
+/// The signal's price, else the last known one.
+fn reference_price(signal: &Signal, actions: &StrategyState) -> Option<Decimal> {
+    signal.price.filter(|p| *p > Decimal::ZERO).or_else(|| actions.last_price(&signal.symbol))
+}
+
+/// Net position on a symbol, summed over accounts.
+fn net_position(cx: &Context<'_>, symbol: &str) -> Decimal {
+    let positions = cx.trading.positions.values().filter(|p| p.symbol == symbol);
+    positions.map(|p| p.net_quantity).fold(Decimal::ZERO, Decimal::saturating_add)
+}
+
+/// Signed unfilled quantity of working, non-reduce-only orders on a symbol.
+fn working_quantity(cx: &Context<'_>, symbol: &str) -> Decimal {
+    let working = cx
+        .trading
+        .orders
+        .values()
+        .filter(|o| !o.status.is_terminal() && !o.reduce_only && o.symbol.as_deref() == Some(symbol));
+    working.fold(Decimal::ZERO, |sum, o| {
+        let open =
+            o.quantity.map_or(Decimal::ZERO, |q| q.saturating_sub(o.filled_quantity).max(Decimal::ZERO));
+        match o.side {
+            Some(Side::Buy) => sum.saturating_add(open),
+            Some(Side::Sell) => sum.saturating_sub(open),
+            None => sum,
+        }
+    })
+}
+
+/// Whether a placement falls in the 60 seconds before `now`.
+fn within_minute(p: &Placement, cx: &Context<'_>) -> bool {
+    cx.now.signed_duration_since(p.at) < ChronoDuration::seconds(60)
+}
+
+/// Drops placements older than a minute.
+fn prune_placements(actions: &mut StrategyState, cx: &Context<'_>) {
+    actions.placements.retain(|p| within_minute(p, cx));
+}
+
+/// The entry (or close) intent and its attached legs.
+fn intents(
+    signal: &Signal,
+    plan: &Plan,
+    actions: &StrategyState,
+    cx: &Context<'_>,
+) -> Result<Vec<OrderIntent>, String> {
+    let legs = if plan.close { (None, None) } else { (signal.stop_loss_percent, signal.take_profit_percent) };
+    let bracketed = legs.0.is_some() || legs.1.is_some();
+    let reference = match bracketed {
+        true => Some(reference_price(signal, actions).ok_or_else(|| {
+            format!(
+                "stop_loss/take_profit need a price: the signal has none and none is known for {}",
+                signal.symbol
+            )
+        })?),
+        false => None,
+    };
+    let role = match (plan.close, bracketed) {
+        (true, _) => Role::Close,
+        (false, true) => Role::BracketedEntry,
+        (false, false) => Role::Entry,
+    };
+    let entry_id = client_order_id(&cx.trigger.key, ACTION, role, "0");
+    let base = OrderIntent {
+        client_order_id: entry_id.clone(),
+        target_client_order_id: None,
+        parent_client_order_id: None,
+        action: ACTION,
+        role,
+        op: IntentOp::Place,
+        symbol: signal.symbol.clone(),
+        side: plan.side,
+        order_type: OrderType::Market,
+        quantity: plan.quantity,
+        price: None,
+        stop_price: None,
+        reduce_only: plan.close,
+        leverage: signal.leverage,
+        account: None,
+        trigger: cx.trigger.clone(),
+        reason: format!("signal {:?} on {}", signal.action, signal.symbol),
+        created_at: cx.event.at,
+    };
+    let mut out = vec![base.clone()];
+    let long = plan.side == Side::Buy;
+    for (role, percent) in [(Role::StopLoss, legs.0), (Role::TakeProfit, legs.1)] {
+        let (Some(pct), Some(reference)) = (percent, reference) else { continue };
+        let away = reference.saturating_mul(pct) / Decimal::ONE_HUNDRED;
+        let up = (role == Role::TakeProfit) == long;
+        let price =
+            if up { reference.saturating_add(away) } else { reference.saturating_sub(away) }.normalize();
+        if price <= Decimal::ZERO {
+            return Err(format!("{role:?} {pct}% from {reference} is not a positive price"));
+        }
+        let (order_type, limit, stop) = match role {
+            Role::StopLoss => (OrderType::Stop, None, Some(price)),
+            _ => (OrderType::Limit, Some(price), None),
+        };
+        out.push(OrderIntent {
+            client_order_id: client_order_id(&cx.trigger.key, ACTION, role, "0"),
+            parent_client_order_id: Some(entry_id.clone()),
+            role,
+            side: if long { Side::Sell } else { Side::Buy },
+            order_type,
+            price: limit,
+            stop_price: stop,
+            reduce_only: true,
+            leverage: None,
+            reason: format!("{role:?} {pct}% attached to {entry_id}"),
+            ..base.clone()
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+#[path = "signal_order_tests.rs"]
+mod tests;

@@ -1,0 +1,220 @@
+//! `signal_to_order` behaviour, one test each.
+
+use chrono::Duration;
+use serde_json::{json, Value};
+
+use super::super::tests_support::{created, d, ev, filled, intents, ops, Harness};
+use super::super::{Decision, IntentOp, Role};
+use crate::trading::order::Side;
+use crate::trading::CanonicalEvent;
+
+fn config(extra: Value) -> Value {
+    let mut signal = json!({"symbols": ["BTCUSDT", "ETHUSDT"], "max_position": "1", "max_order": "0.5",
+        "max_orders_per_minute": 2, "max_signal_age": "30s", "equity": "10000"});
+    if let (Some(s), Some(e)) = (signal.as_object_mut(), extra.as_object()) {
+        s.extend(e.clone());
+    }
+    json!({"signal_to_order": signal})
+}
+
+fn harness() -> Harness {
+    Harness::new(config(json!({})))
+}
+
+fn signal(sec: i64, data: Value) -> CanonicalEvent {
+    ev("signal.generated", sec, data)
+}
+
+fn buy(quantity: &str, sec: i64) -> CanonicalEvent {
+    signal(sec, json!({"symbol": "BTCUSDT", "action": "buy", "quantity": quantity, "price": "50000"}))
+}
+
+fn refusal(decisions: &[Decision]) -> String {
+    match decisions {
+        [Decision::Refused(r)] => r.reason.clone(),
+        other => panic!("expected one refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn accepted_signal_becomes_a_market_entry() {
+    let mut h = harness();
+    let out = h.feed(&buy("0.2", 0)).decisions;
+    assert_eq!(ops(&out), vec![(IntentOp::Place, Role::Entry)]);
+    let i = intents(&out)[0];
+    assert_eq!((i.side, i.quantity, i.reduce_only), (Side::Buy, d("0.2"), false));
+    assert!(i.client_order_id.starts_with("then-"));
+}
+
+#[test]
+fn signal_for_a_symbol_not_allowed_is_refused() {
+    let out = harness().feed(&signal(0, json!({"symbol": "DOGEUSDT", "action": "buy", "quantity": "1"})));
+    assert!(refusal(&out.decisions).contains("not in signal_to_order.symbols"));
+}
+
+#[test]
+fn signal_above_max_order_is_refused() {
+    let out = harness().feed(&buy("0.6", 0));
+    assert!(refusal(&out.decisions).contains("above max_order"));
+}
+
+#[test]
+fn signal_that_would_exceed_max_position_is_refused() {
+    let mut h = harness();
+    h.feed_all(&[created("o1", "BTCUSDT", "buy", "0.8", 0), filled("o1", "0.8", "50000", 1)]);
+    let out = h.feed(&buy("0.3", 2));
+    assert!(refusal(&out.decisions).contains("above max_position"));
+}
+
+#[test]
+fn signal_beyond_max_orders_per_minute_is_refused() {
+    let mut h = harness();
+    h.feed_all(&[buy("0.1", 0), buy("0.1", 10)]);
+    let out = h.feed(&buy("0.1", 20));
+    assert!(refusal(&out.decisions).contains("max_orders_per_minute"));
+    assert_eq!(intents(&h.feed(&buy("0.1", 70)).decisions).len(), 1, "a minute later it passes again");
+}
+
+#[test]
+fn stale_signal_is_refused() {
+    let mut h = harness();
+    h.lag = Duration::seconds(45);
+    assert!(refusal(&h.feed(&buy("0.1", 0)).decisions).contains("max_signal_age"));
+}
+
+#[test]
+fn signal_while_kill_switch_is_on_is_refused() {
+    let mut h = harness();
+    assert!(h.actions.set_kill_switch(true).kill_switch);
+    assert!(refusal(&h.feed(&buy("0.1", 0)).decisions).contains("kill switch is on (set by API)"));
+    h.actions.set_kill_switch(false);
+    assert_eq!(intents(&h.feed(&buy("0.1", 1)).decisions).len(), 1);
+}
+
+#[test]
+fn signal_during_a_maintenance_window_is_refused() {
+    let mut h = harness();
+    h.feed(&ev(
+        "system.maintenance",
+        0,
+        json!({"startTime": "2024-01-15T10:30:00Z",
+        "endTime": "2024-01-15T11:00:00Z", "affectedServices": ["trading"]}),
+    ));
+    assert!(refusal(&h.feed(&buy("0.1", 60)).decisions).contains("maintenance"));
+}
+
+#[test]
+fn entry_while_margin_guard_is_tripped_is_refused() {
+    let mut h = Harness::new({
+        let mut c = config(json!({}));
+        c["margin_guard"] = json!({"threshold": "0.8", "rearm_below": "0.5", "reduce_fraction": "0.5", "max_alert_age": "30s"});
+        c
+    });
+    h.feed(&ev(
+        "position.updated",
+        0,
+        json!({"symbol": "BTCUSDT", "side": "long", "quantity": "0.4",
+        "marginRatio": "0.9"}),
+    ));
+    assert!(refusal(&h.feed(&buy("0.1", 1)).decisions).contains("margin guard tripped"));
+}
+
+#[test]
+fn signal_without_any_size_is_refused() {
+    let out = harness().feed(&signal(0, json!({"symbol": "BTCUSDT", "action": "buy"})));
+    assert!(refusal(&out.decisions).contains("default_quantity"));
+}
+
+#[test]
+fn percent_of_equity_with_leverage_and_attached_brackets() {
+    let mut h = Harness::new(config(json!({"max_order": "5", "max_position": "5"})));
+    let out = h
+        .feed(&signal(
+            0,
+            json!({"symbol": "ETHUSDT", "action": "open_long", "position_size": "10%",
+        "leverage": 5, "price": "2500", "stopLossPercent": 2, "takeProfitPercent": 6}),
+        ))
+        .decisions;
+    assert_eq!(
+        ops(&out),
+        vec![
+            (IntentOp::Place, Role::BracketedEntry),
+            (IntentOp::Place, Role::StopLoss),
+            (IntentOp::Place, Role::TakeProfit)
+        ]
+    );
+    let all = intents(&out);
+    assert_eq!((all[0].quantity, all[0].leverage), (d("2"), Some(d("5"))));
+    assert_eq!((all[1].side, all[1].stop_price, all[1].quantity), (Side::Sell, Some(d("2450")), d("2")));
+    assert_eq!(
+        (all[2].price, all[2].parent_client_order_id.as_ref()),
+        (Some(d("2650")), Some(&all[0].client_order_id))
+    );
+}
+
+#[test]
+fn close_long_sells_the_open_position_reduce_only() {
+    let mut h = harness();
+    h.feed_all(&[created("o1", "BTCUSDT", "buy", "0.3", 0), filled("o1", "0.3", "50000", 1)]);
+    let out = h.feed(&signal(2, json!({"symbol": "BTCUSDT", "action": "close_long"}))).decisions;
+    let i = intents(&out)[0];
+    assert_eq!((i.role, i.side, i.quantity, i.reduce_only), (Role::Close, Side::Sell, d("0.3"), true));
+}
+
+#[test]
+fn close_short_without_a_short_position_is_refused() {
+    let out = harness().feed(&signal(0, json!({"symbol": "BTCUSDT", "action": "close_short"})));
+    assert!(refusal(&out.decisions).contains("no matching position"));
+}
+
+#[test]
+fn the_same_signal_processed_twice_gives_the_same_id_and_counts_once() {
+    let mut h = harness();
+    let a = h.feed_as(&buy("0.1", 0), "src:s1").decisions;
+    let b = h.feed_as(&buy("0.1", 0), "src:s1").decisions;
+    assert_eq!(a, b);
+    assert_eq!(h.actions.placements.len(), 1);
+}
+
+#[test]
+fn sentinel_style_tradingview_alert_opens_a_bracketed_long_at_the_last_known_price() {
+    let mut h = Harness::new(config(json!({"max_order": "5", "max_position": "5"})));
+    h.feed(&ev("position.updated", 0, json!({"symbol": "BTCUSDT", "markPrice": "50000"})));
+    let alert = json!({"symbol": "BTCUSDT", "action": "open_long", "leverage": 5, "position_size": "10%",
+        "stop_loss": 2, "take_profit": 6}); // seed 003 writes "2%": tradingview.rs rejects the `%` today
+    let event =
+        crate::trading::parse_tradingview(&alert, &Default::default(), super::super::tests_support::t(1))
+            .unwrap();
+    let out = h.feed(&event).decisions;
+    let all = intents(&out);
+    assert_eq!(all.len(), 3, "{out:?}");
+    assert_eq!(
+        (all[0].role, all[0].quantity, all[0].leverage),
+        (Role::BracketedEntry, d("0.1"), Some(d("5")))
+    );
+    assert_eq!((all[1].stop_price, all[2].price), (Some(d("49000")), Some(d("53000"))));
+}
+
+#[test]
+fn all_actions_decide_the_same_intents_when_rerun_from_fresh_state() {
+    let config = {
+        let mut c = config(json!({"max_order": "5", "max_position": "5"}));
+        c["bracket_on_fill"] = json!({"stop_loss": "1%", "take_profit": "3%"});
+        c["margin_guard"] = json!({"threshold": "0.8", "rearm_below": "0.5", "reduce_fraction": "0.5", "max_alert_age": "30s"});
+        c
+    };
+    let events = [
+        buy("0.2", 0),
+        created("o1", "BTCUSDT", "buy", "0.2", 1),
+        filled("o1", "0.1", "50000", 2),
+        filled("o1", "0.2", "50100", 3),
+        ev("account.margin_call", 4, json!({"symbol": "BTCUSDT", "marginRatio": "0.9"})),
+        signal(5, json!({"symbol": "BTCUSDT", "action": "close_long", "price": "49000"})),
+    ];
+    let run = || Harness::new(config.clone()).feed_all(&events);
+    let first = run();
+    assert_eq!(first, run());
+    let roles: Vec<Role> = intents(&first).iter().map(|i| i.role).collect();
+    use Role::*;
+    assert_eq!(roles, vec![Entry, StopLoss, TakeProfit, StopLoss, TakeProfit, Reduce, Close]);
+}
