@@ -174,13 +174,6 @@ impl AppState {
                 Arc::new(Source::from_config(source).map_err(anyhow::Error::msg)?),
             );
         }
-        let strategy = config.routes.iter().flat_map(|r| &r.actions).filter(|a| !a.contains(':')).count();
-        if strategy > 0 {
-            tracing::warn!(
-                actions = strategy,
-                "strategy actions (bracket_on_fill, signal_to_order, margin_guard) are validated but not run yet in this version"
-            );
-        }
         for source in config.sources.iter().filter(|s| s.signature == Scheme::None) {
             tracing::warn!(source = %source.name, "source accepts unsigned webhooks (allow-list only)");
         }
@@ -239,7 +232,8 @@ pub async fn run(
             state.config.worker.batch,
         )
         .await?
-        .with_delivery(RouteTable::new(&state.config.routes), state.subscriptions.clone());
+        .with_delivery(RouteTable::new(&state.config.routes), state.subscriptions.clone())
+        .with_actions(state.config.actions.clone(), state.config.broker.target());
         let targets = Targets {
             client: state.delivery_client.clone(),
             nats: Arc::new(NatsSink::new(state.config.nats.clone())),

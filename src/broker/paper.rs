@@ -20,7 +20,10 @@ pub fn execute(intent: &Value, now: &str) -> Result<Vec<(String, Value)>, String
         _ => None,
     };
     let client_id = text("clientOrderId").ok_or("the intent has no clientOrderId")?;
-    let order_id = format!("paper-{client_id}");
+    // Amends and cancels act on an earlier order (`targetClientOrderId`); their own id names
+    // the events, so each amend is a new event and a re-sent one a duplicate.
+    let order_client_id = text("targetClientOrderId").unwrap_or_else(|| client_id.clone());
+    let order_id = format!("paper-{order_client_id}");
     let op = text("op").unwrap_or_else(|| "place".into());
     let event = |step: &str, kind: &str, data: Value| {
         let body =
@@ -29,20 +32,15 @@ pub fn execute(intent: &Value, now: &str) -> Result<Vec<(String, Value)>, String
     };
     match op.as_str() {
         "cancel" => {
-            let data = json!({ "orderId": order_id, "clientOrderId": client_id, "status": "cancelled",
+            let data = json!({ "orderId": order_id, "clientOrderId": order_client_id, "status": "cancelled",
                 "reason": text("reason").unwrap_or_else(|| "cancelled by tradehook".into()) });
             Ok(vec![event("cancel", "order.cancelled", data)])
         }
         "amend" => {
             let quantity = number("quantity").ok_or("an amend needs a quantity")?;
-            let data = json!({ "orderId": order_id, "clientOrderId": client_id, "quantity": quantity.to_string(),
-                "status": "new" });
-            let revision = text("revision").or_else(|| intent.get("revision").map(Value::to_string));
-            Ok(vec![event(
-                &format!("amend-{}", revision.unwrap_or_else(|| quantity.to_string())),
-                "order.updated",
-                data,
-            )])
+            let data = json!({ "orderId": order_id, "clientOrderId": order_client_id,
+                "quantity": quantity.to_string(), "status": "new" });
+            Ok(vec![event("amend", "order.updated", data)])
         }
         _ => place(intent, &client_id, &order_id, number, text, event),
     }
@@ -138,11 +136,15 @@ mod tests {
 
     #[test]
     fn cancels_and_amends_become_order_updates() {
-        let cancel = json!({"clientOrderId": "th-5", "op": "cancel"});
-        assert_eq!(execute(&cancel, NOW).unwrap()[0].1["event"], "order.cancelled");
-        let amend = json!({"clientOrderId": "th-5", "op": "amend", "quantity": "2", "revision": 3});
+        let cancel = json!({"clientOrderId": "th-7", "targetClientOrderId": "th-5", "op": "cancel"});
+        let events = execute(&cancel, NOW).unwrap();
+        assert_eq!(events[0].1["event"], "order.cancelled");
+        assert_eq!(events[0].1["data"]["orderId"], "paper-th-5");
+        let amend =
+            json!({"clientOrderId": "th-6", "targetClientOrderId": "th-5", "op": "amend", "quantity": "2"});
         let events = execute(&amend, NOW).unwrap();
         assert_eq!(events[0].1["data"]["quantity"], "2");
-        assert_eq!(events[0].0, "th-5:amend-3");
+        assert_eq!(events[0].1["data"]["orderId"], "paper-th-5", "the amend changes the earlier order");
+        assert_eq!(events[0].0, "th-6:amend", "named by the amend's own id");
     }
 }

@@ -49,6 +49,9 @@ pub struct Config {
     pub nats: crate::sinks::nats::NatsConfig,
     /// Where order intents of strategy actions go.
     pub broker: crate::broker::BrokerConfig,
+    /// Settings of the strategy actions routes name (`bracket_on_fill`, `signal_to_order`,
+    /// `margin_guard`).
+    pub actions: crate::trading::ActionsConfig,
     /// Log output.
     pub log: LogConfig,
 }
@@ -503,6 +506,23 @@ impl Config {
             self.alerts.validate().and_then(|()| self.nats.validate()).and_then(|()| self.broker.validate());
         if let Err((key, problem)) = sections {
             return fail(key, problem);
+        }
+        if let Err((key, problem)) = self.actions.validate() {
+            return fail(&format!("actions.{key}"), problem);
+        }
+        for (i, route) in self.routes.iter().enumerate() {
+            let configured = |name: &str| match name {
+                "bracket_on_fill" => self.actions.bracket_on_fill.is_some(),
+                "signal_to_order" => self.actions.signal_to_order.is_some(),
+                "margin_guard" => self.actions.margin_guard.is_some(),
+                _ => true,
+            };
+            if let Some(action) = route.actions.iter().find(|a| !configured(a)) {
+                return fail(
+                    &format!("route[{i}].actions"),
+                    format!("`{action}` needs an [actions.{action}] section"),
+                );
+            }
         }
         if let Some(limit) = self.server.ip_rate_limit {
             if limit.per_second == 0 || limit.burst == 0 {

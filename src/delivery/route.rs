@@ -51,6 +51,26 @@ impl RouteTable {
         self.routes.is_empty() && subscriptions.is_empty()
     }
 
+    /// The strategy actions (`bracket_on_fill`, `signal_to_order`, `margin_guard`) of the routes
+    /// that match an event.
+    pub fn strategy_actions(&self, facts: &EventFacts) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        let Some(event_type) = facts.event_type.as_deref() else { return out };
+        for route in self.routes.iter().filter(|r| route_matches(r, facts, event_type)) {
+            for action in route.actions.iter().filter(|a| !a.contains(':')) {
+                if !out.contains(&action.as_str()) {
+                    out.push(action);
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether any route names a strategy action.
+    pub fn has_strategy_actions(&self) -> bool {
+        self.routes.iter().flat_map(|r| &r.actions).any(|a| !a.contains(':'))
+    }
+
     /// The targets of an event, each once, routes first in configuration order.
     pub fn targets(&self, facts: &EventFacts, subscriptions: &[Subscription]) -> Vec<Target> {
         let mut out: Vec<Target> = Vec::new();

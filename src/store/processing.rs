@@ -47,6 +47,8 @@ pub enum EntityKind {
     Signal,
     /// A maintenance window, keyed by `start|end`.
     Maintenance,
+    /// A part of the strategy actions' state (brackets, margin-guard episodes, …).
+    Strategy(crate::trading::actions::StrategyDocKind),
 }
 
 impl EntityKind {
@@ -60,6 +62,7 @@ impl EntityKind {
             EntityKind::Ledger => "ledger",
             EntityKind::Signal => "signal",
             EntityKind::Maintenance => "maintenance",
+            EntityKind::Strategy(kind) => kind.as_str(),
         }
     }
 }

@@ -307,6 +307,7 @@ pub fn load_state(entities: Vec<(String, String, String)>) -> Result<TradingStat
             "maintenance" => {
                 state.maintenance.insert(key.clone(), serde_json::from_str(&doc).map_err(bad)?);
             }
+            other if other.starts_with("strategy_") => {}
             other => return Err(format!("unknown entity kind `{other}` in the state table")),
         }
     }

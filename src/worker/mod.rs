@@ -15,6 +15,7 @@
 pub mod apply;
 pub mod lag;
 pub mod retry;
+pub mod strategy;
 #[cfg(test)]
 mod tests;
 
@@ -35,6 +36,7 @@ use crate::trading::TradingState;
 use apply::{Parsed, SourceRules};
 use lag::LagTracker;
 use retry::{append_history, RetryPolicy};
+use strategy::Strategy;
 
 /// How long the worker waits after new events arrive before it reads them (batching).
 const LINGER: Duration = Duration::from_millis(20);
@@ -54,6 +56,8 @@ pub struct Worker {
     routes: RouteTable,
     /// Subscriptions, for the event types they list.
     subscriptions: Arc<SubscriptionSet>,
+    /// The strategy actions routes name, with their memory.
+    strategy: Strategy,
     /// Test hook: events for which applying fails, to exercise retries and dead letters.
     #[cfg(test)]
     fail_when: Option<fn(&crate::trading::CanonicalEvent) -> bool>,
@@ -68,7 +72,10 @@ impl Worker {
         lag: Arc<LagTracker>,
         batch_limit: u32,
     ) -> Result<Worker, StoreError> {
-        let state = apply::load_state(store.all_entities().await?).map_err(StoreError::Internal)?;
+        let entities = store.all_entities().await?;
+        let strategy =
+            Strategy::load(entities.clone(), Default::default(), None).map_err(StoreError::Internal)?;
+        let state = apply::load_state(entities).map_err(StoreError::Internal)?;
         let blocked = store.retrying().await?.into_iter().collect();
         Ok(Worker {
             store,
@@ -80,6 +87,7 @@ impl Worker {
             batch_limit: batch_limit.max(1),
             routes: RouteTable::default(),
             subscriptions: Arc::new(SubscriptionSet::default()),
+            strategy,
             #[cfg(test)]
             fail_when: None,
         })
@@ -89,6 +97,18 @@ impl Worker {
     pub fn with_delivery(mut self, routes: RouteTable, subscriptions: Arc<SubscriptionSet>) -> Self {
         self.routes = routes;
         self.subscriptions = subscriptions;
+        self
+    }
+
+    /// Runs the strategy actions routes name with `config`, queueing intents for `broker`.
+    pub fn with_actions(
+        mut self,
+        config: crate::trading::ActionsConfig,
+        broker: Option<&'static str>,
+    ) -> Self {
+        let state = std::mem::take(&mut self.strategy.state);
+        self.strategy = Strategy::load(std::iter::empty(), config, broker).unwrap_or_default();
+        self.strategy.state = state;
         self
     }
 
@@ -130,13 +150,25 @@ impl Worker {
 
     /// Replaces the in-memory state with the committed one.
     async fn reload(&mut self) -> Result<(), StoreError> {
-        self.state = apply::load_state(self.store.all_entities().await?).map_err(StoreError::Internal)?;
+        let entities = self.store.all_entities().await?;
+        self.strategy.state =
+            crate::trading::StrategyState::from_documents(entities.clone()).map_err(StoreError::Internal)?;
+        self.state = apply::load_state(entities).map_err(StoreError::Internal)?;
         self.blocked = self.store.retrying().await?.into_iter().collect();
         Ok(())
     }
 
     /// One round: read due events, apply, commit. Returns how many events it handled.
     pub async fn round(&mut self) -> Result<usize, StoreError> {
+        if self.routes.has_strategy_actions() {
+            let on = self.store.kill_switch().await?;
+            let documents =
+                self.strategy.follow_kill_switch(on).map_err(|e| StoreError::Internal(e.to_string()))?;
+            if !documents.is_empty() {
+                let batch = ProcessedBatch { entities: documents, ..ProcessedBatch::default() };
+                self.store.commit_processed(batch).await?;
+            }
+        }
         let events = self.store.pending(self.batch_limit).await?;
         if events.is_empty() {
             return Ok(0);
@@ -208,17 +240,28 @@ impl Worker {
                 batch.processed.push((event.seq, "stored"));
                 continue;
             };
+            let names = if routing { self.routes.strategy_actions(&facts) } else { Vec::new() };
             let state = &mut self.state;
+            let strategy = &mut self.strategy;
             #[cfg(test)]
             let fail = self.fail_when.is_some_and(|fail| fail(&canonical));
             #[cfg(not(test))]
             let fail = false;
             let applied = std::panic::catch_unwind(AssertUnwindSafe(|| {
                 assert!(!fail, "injected failure");
-                state.apply(&canonical)
+                let applied = state.apply(&canonical);
+                let decided = strategy.decide(&names, state, &canonical, event.seq);
+                (applied, decided)
             }));
             match applied {
-                Ok(applied) => {
+                Ok((applied, decided)) => {
+                    if let Some(decided) = decided {
+                        let intents = self
+                            .strategy
+                            .rows(decided, event.seq, &mut documents)
+                            .map_err(|e| e.to_string())?;
+                        batch.intents.extend(intents);
+                    }
                     for change in apply::changes(&mut self.state, &applied).map_err(|e| e.to_string())? {
                         documents.insert((change.kind, change.key.clone()), change);
                     }

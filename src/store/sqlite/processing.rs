@@ -323,7 +323,9 @@ fn requeue(tx: &Connection, seq: i64) -> rusqlite::Result<u64> {
 /// Replaces the whole trading state (for `rebuild-state`).
 pub(super) fn replace_state(entities: Vec<(EntityKind, String, String)>) -> ExecFn {
     Box::new(move |tx: &Connection| {
-        tx.execute("DELETE FROM state", [])?;
+        // The strategy actions' memory (live brackets, margin episodes) is not derived from
+        // events alone: it stays.
+        tx.execute("DELETE FROM state WHERE kind NOT LIKE 'strategy_%'", [])?;
         let mut insert = tx.prepare_cached("INSERT INTO state (kind, key, doc) VALUES (?1, ?2, ?3)")?;
         for (kind, key, doc) in &entities {
             insert.execute(params![kind.as_str(), key, doc])?;

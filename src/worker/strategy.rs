@@ -1,0 +1,130 @@
+//! The strategy actions inside processing: after an event is applied to the trading state, the
+//! actions its routes name decide order intents, and those intents, the refusals and the changed
+//! parts of the actions' own state join the same processed batch.
+//!
+//! So an intent is recorded (and queued for the broker) exactly when its triggering event is
+//! marked processed; a crash before the commit decides it again from the same state, to the same
+//! deterministic client order id, which the store keeps once.
+
+use std::collections::BTreeMap;
+
+use chrono::Utc;
+
+use crate::store::{EntityChange, EntityKind, NewIntent};
+use crate::trading::actions::{decide, Decided, Decision, StrategyDoc, StrategyState};
+use crate::trading::{ActionsConfig, CanonicalEvent, TradingState};
+
+/// The actions' configuration and memory, owned by the worker.
+#[derive(Debug, Clone, Default)]
+pub struct Strategy {
+    /// What the actions remember between events.
+    pub state: StrategyState,
+    config: ActionsConfig,
+    /// Where intents are queued (`broker:paper`, `broker:http`), if a broker is configured.
+    broker: Option<&'static str>,
+}
+
+impl Strategy {
+    /// The actions with their stored state (rows of the `state` table; other kinds are skipped).
+    pub fn load(
+        rows: impl IntoIterator<Item = (String, String, String)>,
+        config: ActionsConfig,
+        broker: Option<&'static str>,
+    ) -> Result<Strategy, String> {
+        Ok(Strategy { state: StrategyState::from_documents(rows)?, config, broker })
+    }
+
+    /// Runs the actions named in `names` on an applied event; `None` when none is named.
+    pub fn decide(
+        &mut self,
+        names: &[&str],
+        trading: &TradingState,
+        event: &CanonicalEvent,
+        seq: i64,
+    ) -> Option<Decided> {
+        if names.is_empty() {
+            return None;
+        }
+        let config = ActionsConfig {
+            bracket_on_fill: self
+                .config
+                .bracket_on_fill
+                .clone()
+                .filter(|_| names.contains(&"bracket_on_fill")),
+            signal_to_order: self
+                .config
+                .signal_to_order
+                .clone()
+                .filter(|_| names.contains(&"signal_to_order")),
+            margin_guard: self.config.margin_guard.clone().filter(|_| names.contains(&"margin_guard")),
+        };
+        let key = crate::store::sqlite::event_id(seq);
+        Some(decide(&config, &mut self.state, trading, event, &key, Utc::now()))
+    }
+
+    /// The intents and refusals of `decided` as rows to record, and its state documents.
+    pub fn rows(
+        &self,
+        decided: Decided,
+        seq: i64,
+        documents: &mut BTreeMap<(EntityKind, String), EntityChange>,
+    ) -> Result<Vec<NewIntent>, serde_json::Error> {
+        let mut intents = Vec::with_capacity(decided.decisions.len());
+        for decision in decided.decisions {
+            intents.push(self.row(decision, seq)?);
+        }
+        for doc in self.state.documents(&decided.touched)? {
+            push(documents, doc);
+        }
+        Ok(intents)
+    }
+
+    fn row(&self, decision: Decision, seq: i64) -> Result<NewIntent, serde_json::Error> {
+        Ok(match decision {
+            Decision::Intent(intent) => {
+                let mut doc = serde_json::to_value(&intent)?;
+                // The paper broker fills market orders at the last price tradehook knew.
+                if let Some(price) = self.state.last_price(&intent.symbol) {
+                    doc["referencePrice"] = serde_json::Value::String(price.to_string());
+                }
+                NewIntent {
+                    seq,
+                    client_order_id: intent.client_order_id.clone(),
+                    action: intent.action.as_str().to_owned(),
+                    symbol: Some(intent.symbol.clone()),
+                    doc: doc.to_string(),
+                    refused: None,
+                    broker: self.broker.map(str::to_owned),
+                }
+            }
+            Decision::Refused(refusal) => NewIntent {
+                seq,
+                // One refusal per action and trigger: a replay records it once.
+                client_order_id: format!("refused:{}:{}", refusal.action.as_str(), refusal.trigger.key),
+                action: refusal.action.as_str().to_owned(),
+                symbol: Some(refusal.symbol.clone()),
+                doc: serde_json::to_string(&refusal)?,
+                refused: Some(refusal.reason.clone()),
+                broker: None,
+            },
+        })
+    }
+
+    /// Follows the stored manual kill switch; the documents to save when it changed.
+    pub fn follow_kill_switch(&mut self, on: bool) -> Result<Vec<EntityChange>, serde_json::Error> {
+        if self.state.kill_switch.manual == on {
+            return Ok(Vec::new());
+        }
+        let touched = self.state.set_kill_switch(on);
+        let mut documents = BTreeMap::new();
+        for doc in self.state.documents(&touched)? {
+            push(&mut documents, doc);
+        }
+        Ok(documents.into_values().collect())
+    }
+}
+
+fn push(documents: &mut BTreeMap<(EntityKind, String), EntityChange>, doc: StrategyDoc) {
+    let kind = EntityKind::Strategy(doc.kind);
+    documents.insert((kind, doc.key.clone()), EntityChange { kind, key: doc.key, doc: doc.doc });
+}
