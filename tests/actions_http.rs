@@ -236,3 +236,33 @@ async fn margin_alerts_reduce_once_per_episode_and_stale_ones_do_nothing() {
     assert_eq!(reduce["intent"]["reduceOnly"], true);
     assert_eq!(reduce["intent"]["quantity"], "1");
 }
+
+#[tokio::test]
+async fn a_liquidation_that_closes_the_position_cancels_the_leftover_bracket() {
+    let server = TestServer::start_with(trading).await;
+    send(&server, entry_created("c1")).await;
+    send(&server, entry_fill("f1", 3.0, None)).await;
+    intents_when(&server, "the bracket placed", |all| of(all, "bracket_on_fill").len() == 2).await;
+    send(
+        &server,
+        json!({"id": "l1", "event": "order.created", "timestamp": now(), "data": {"orderId": "liq1",
+        "symbol": "ETH/USD", "side": "sell", "type": "market", "quantity": 3, "price": 0, "status": "pending",
+        "origin": "liquidation"}}),
+    )
+    .await;
+    send(
+        &server,
+        json!({"id": "l2", "event": "order.updated", "timestamp": now(), "data": {"orderId": "liq1",
+        "status": "filled", "filledQuantity": 3, "averagePrice": 1900, "origin": "liquidation"}}),
+    )
+    .await;
+    let all = intents_when(&server, "both legs cancelled", |all| {
+        of(all, "bracket_on_fill").iter().filter(|i| i["intent"]["op"] == "cancel").count() == 2
+    })
+    .await;
+    let places = of(&all, "bracket_on_fill").iter().filter(|i| i["intent"]["op"] == "place").count();
+    assert_eq!(places, 2, "the liquidation order itself gets no bracket");
+    wait_processed(server.addr).await;
+    let positions = api_get(server.addr, "/positions").await;
+    assert_eq!(positions.json["positions"][0]["side"], "flat", "{}", positions.text);
+}

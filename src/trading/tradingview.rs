@@ -87,6 +87,13 @@ fn number(json: &Value, list: &[String]) -> Result<Option<Decimal>, SchemaError>
     lookup(json, list).map(|(ptr, v)| decimal::from_json(ptr, v, Sign::NonNegative)).transpose()
 }
 
+/// A percent field: a number, or text with a trailing `%` as seed 003's alerts write it (`"2%"`).
+fn percent(json: &Value, list: &[String]) -> Result<Option<Decimal>, SchemaError> {
+    let Some((ptr, value)) = lookup(json, list) else { return Ok(None) };
+    let bare = value.as_str().map(|text| Value::String(text.trim().trim_end_matches('%').trim().to_owned()));
+    decimal::from_json(ptr, bare.as_ref().unwrap_or(value), Sign::NonNegative).map(Some)
+}
+
 /// Maps a TradingView alert to a `signal.generated` event timed at the alert's time, or at
 /// `received_at` when the alert carries none.
 pub fn parse_tradingview(
@@ -119,8 +126,8 @@ pub fn parse_tradingview(
         action,
         quantity: number(json, &mapping.quantity)?,
         price: number(json, &mapping.price)?,
-        stop_loss_percent: number(json, &mapping.stop_loss_percent)?,
-        take_profit_percent: number(json, &mapping.take_profit_percent)?,
+        stop_loss_percent: percent(json, &mapping.stop_loss_percent)?,
+        take_profit_percent: percent(json, &mapping.take_profit_percent)?,
         leverage: number(json, &mapping.leverage)?,
         strategy: text(json, &mapping.strategy)?.map(|(_, s)| s),
         confidence: None,
@@ -160,6 +167,18 @@ mod tests {
         assert_eq!(s.stop_loss_percent, Some(Decimal::from(2)));
         assert_eq!(s.take_profit_percent, Some(Decimal::from(4)));
         assert_eq!(s.leverage, Some(Decimal::from(3)));
+    }
+
+    #[test]
+    fn percents_written_as_text_like_seed_003_are_read() {
+        let alert = json!({"ticker": "ETHUSD", "action": "buy", "price": 2000, "stop_loss": "2%",
+                           "take_profit": " 6 %", "time": "2024-01-15T12:00:00Z"});
+        let event = parse_tradingview(&alert, &TradingViewMapping::default(), received()).unwrap();
+        let s = signal(&event);
+        assert_eq!(s.stop_loss_percent, Some(Decimal::from(2)));
+        assert_eq!(s.take_profit_percent, Some(Decimal::from(6)));
+        let bad = json!({"ticker": "ETHUSD", "action": "buy", "stop_loss": "two%"});
+        assert!(parse_tradingview(&bad, &TradingViewMapping::default(), received()).is_err());
     }
 
     #[test]
