@@ -241,27 +241,8 @@ fn cancel_sibling(actions: &mut StrategyState, leg: &Order, cx: &Context<'_>, ou
     let Some(legs) = set.legs.take() else { return };
     let sibling = if role == Role::StopLoss { legs.stop_loss } else { legs.take_profit };
     let order_type = if role == Role::StopLoss { OrderType::Stop } else { OrderType::Limit };
-    let revision = format!("cancel@{}+{}", set.base, set.sized);
-    out.decisions.push(Decision::Intent(OrderIntent {
-        client_order_id: client_order_id(&format!("order:{id}"), ACTION, role, &revision),
-        target_client_order_id: Some(sibling),
-        parent_client_order_id: None,
-        action: ACTION,
-        role,
-        op: IntentOp::Cancel,
-        symbol: set.symbol.clone(),
-        side: opposite(set.entry_side),
-        order_type,
-        quantity: set.sized,
-        price: None,
-        stop_price: None,
-        reduce_only: true,
-        leverage: None,
-        account: set.account.clone(),
-        trigger: cx.trigger.clone(),
-        reason: format!("{role:?} of order {id} cancelled: its other leg {leg_id} filled"),
-        created_at: cx.event.at,
-    }));
+    let reason = format!("{role:?} of order {id} cancelled: its other leg {leg_id} filled");
+    out.decisions.push(Decision::Intent(cancel_intent(id, set, cx, (role, sibling, order_type), reason)));
     let filled = cx.trading.orders.get(id).map_or(Decimal::ZERO, |o| o.filled_quantity);
     set.base = set.base.max(filled);
     set.sized = Decimal::ZERO;
@@ -285,32 +266,12 @@ fn cancel_on(actions: &mut StrategyState, key: &PositionKey, cx: &Context<'_>, w
 /// Cancel intents for both legs of one entry; the legs are forgotten.
 fn cancel_legs(id: &str, set: &mut BracketSet, cx: &Context<'_>, why: &str, out: &mut Decided) {
     let Some(legs) = set.legs.take() else { return };
-    let subject = format!("order:{id}");
-    let revision = format!("cancel@{}+{}", set.base, set.sized);
-    for (role, target, order_type) in [
+    for leg in [
         (Role::StopLoss, legs.stop_loss, OrderType::Stop),
         (Role::TakeProfit, legs.take_profit, OrderType::Limit),
     ] {
-        out.decisions.push(Decision::Intent(OrderIntent {
-            client_order_id: client_order_id(&subject, ACTION, role, &revision),
-            target_client_order_id: Some(target),
-            parent_client_order_id: None,
-            action: ACTION,
-            role,
-            op: IntentOp::Cancel,
-            symbol: set.symbol.clone(),
-            side: opposite(set.entry_side),
-            order_type,
-            quantity: set.sized,
-            price: None,
-            stop_price: None,
-            reduce_only: true,
-            leverage: None,
-            account: set.account.clone(),
-            trigger: cx.trigger.clone(),
-            reason: format!("{role:?} of order {id} cancelled: {why}"),
-            created_at: cx.event.at,
-        }));
+        let reason = format!("{:?} of order {id} cancelled: {why}", leg.0);
+        out.decisions.push(Decision::Intent(cancel_intent(id, set, cx, leg, reason)));
     }
     set.sized = Decimal::ZERO;
     set.bump(cx.event.at);
@@ -319,3 +280,34 @@ fn cancel_legs(id: &str, set: &mut BracketSet, cx: &Context<'_>, why: &str, out:
 #[cfg(test)]
 #[path = "bracket_tests.rs"]
 mod tests;
+
+/// The intent that cancels one leg (`role`, its client order id, its type) of entry `id`.
+fn cancel_intent(
+    id: &str,
+    set: &BracketSet,
+    cx: &Context<'_>,
+    (role, target, order_type): (Role, String, OrderType),
+    reason: String,
+) -> OrderIntent {
+    let revision = format!("cancel@{}+{}", set.base, set.sized);
+    OrderIntent {
+        client_order_id: client_order_id(&format!("order:{id}"), ACTION, role, &revision),
+        target_client_order_id: Some(target),
+        parent_client_order_id: None,
+        action: ACTION,
+        role,
+        op: IntentOp::Cancel,
+        symbol: set.symbol.clone(),
+        side: opposite(set.entry_side),
+        order_type,
+        quantity: set.sized,
+        price: None,
+        stop_price: None,
+        reduce_only: true,
+        leverage: None,
+        account: set.account.clone(),
+        trigger: cx.trigger.clone(),
+        reason,
+        created_at: cx.event.at,
+    }
+}
