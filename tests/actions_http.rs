@@ -266,3 +266,32 @@ async fn a_liquidation_that_closes_the_position_cancels_the_leftover_bracket() {
     let positions = api_get(server.addr, "/positions").await;
     assert_eq!(positions.json["positions"][0]["side"], "flat", "{}", positions.text);
 }
+
+#[tokio::test]
+async fn the_paper_stop_loss_fills_when_the_price_falls_through_it_and_cancels_the_take_profit() {
+    let server = TestServer::start_with(trading).await;
+    alert(&server, "buy", 50000.0).await;
+    intents_when(&server, "entry and bracket sent", |all| {
+        all.len() == 3 && all.iter().all(|i| i["outcome"] == "sent")
+    })
+    .await;
+    wait_processed(server.addr).await;
+    // The venue reports a mark price under the stop (49000): the resting paper stop fills.
+    send(
+        &server,
+        json!({"id": "mark1", "event": "position.updated", "timestamp": now(),
+        "data": {"symbol": "BTCUSD", "markPrice": 48900}}),
+    )
+    .await;
+    let all = intents_when(&server, "the take-profit cancelled", |all| {
+        of(all, "bracket_on_fill").iter().any(|i| i["intent"]["op"] == "cancel" && i["outcome"] == "sent")
+    })
+    .await;
+    let cancel = of(&all, "bracket_on_fill").into_iter().find(|i| i["intent"]["op"] == "cancel").unwrap();
+    assert_eq!(cancel["intent"]["orderType"], "limit", "the other leg, the take-profit, is cancelled");
+    wait_processed(server.addr).await;
+    let positions = api_get(server.addr, "/positions").await;
+    let position = &positions.json["positions"][0];
+    assert_eq!(position["side"], "flat", "{}", positions.text);
+    assert_eq!(position["realizedPnl"], json!(-275), "0.25 × (48900 − 50000)");
+}

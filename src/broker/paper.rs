@@ -42,6 +42,18 @@ pub fn execute(intent: &Value, now: &str) -> Result<Vec<(String, Value)>, String
                 "quantity": quantity.to_string(), "status": "new" });
             Ok(vec![event("amend", "order.updated", data)])
         }
+        "fill" => {
+            // A resting order the price reached (decided by the worker from the last price).
+            let quantity = number("quantity").ok_or("a fill needs a quantity")?;
+            let price = number("fillPrice").ok_or("a fill needs a fillPrice")?;
+            let data = json!({ "orderId": order_id, "clientOrderId": order_client_id,
+                "symbol": text("symbol"), "side": text("side"), "status": "filled",
+                "filledQuantity": quantity.to_string(), "averagePrice": price.to_string(),
+                "tradeId": format!("{order_client_id}-fill"), "lastQuantity": quantity.to_string(),
+                "lastPrice": price.to_string(),
+                "reduceOnly": intent.get("reduceOnly").and_then(Value::as_bool).unwrap_or(false) });
+            Ok(vec![event("fill", "order.updated", data)])
+        }
         _ => place(intent, &client_id, &order_id, number, text, event),
     }
 }
@@ -146,5 +158,16 @@ mod tests {
         assert_eq!(events[0].1["data"]["quantity"], "2");
         assert_eq!(events[0].1["data"]["orderId"], "paper-th-5", "the amend changes the earlier order");
         assert_eq!(events[0].0, "th-6:amend", "named by the amend's own id");
+    }
+
+    #[test]
+    fn fills_of_resting_orders_complete_the_earlier_order() {
+        let fill = json!({"op": "fill", "clientOrderId": "thsl-1", "symbol": "X", "side": "sell",
+            "quantity": "0.25", "fillPrice": "48900", "reduceOnly": true});
+        let events = execute(&fill, NOW).unwrap();
+        assert_eq!(events[0].0, "thsl-1:fill", "the same id as an immediate fill: reported once");
+        assert_eq!(events[0].1["data"]["orderId"], "paper-thsl-1");
+        assert_eq!(events[0].1["data"]["averagePrice"], "48900");
+        assert_eq!(events[0].1["data"]["status"], "filled");
     }
 }

@@ -256,6 +256,7 @@ impl Worker {
             match applied {
                 Ok((applied, decided)) => {
                     if let Some(decided) = decided {
+                        batch.deliveries.extend(self.strategy.paper_fills(&decided, &self.state, event.seq));
                         let intents = self
                             .strategy
                             .rows(decided, event.seq, &mut documents)

@@ -6,13 +6,14 @@
 //! marked processed; a crash before the commit decides it again from the same state, to the same
 //! deterministic client order id, which the store keeps once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::Utc;
 
-use crate::store::{EntityChange, EntityKind, NewIntent};
+use crate::store::{EntityChange, EntityKind, NewDelivery, NewIntent};
 use crate::trading::actions::{decide, Decided, Decision, StrategyDoc, StrategyState};
 use crate::trading::{ActionsConfig, CanonicalEvent, TradingState};
+use crate::trading::{OrderStatus, Side};
 
 /// The actions' configuration and memory, owned by the worker.
 #[derive(Debug, Clone, Default)]
@@ -22,6 +23,8 @@ pub struct Strategy {
     config: ActionsConfig,
     /// Where intents are queued (`broker:paper`, `broker:http`), if a broker is configured.
     broker: Option<&'static str>,
+    /// Resting paper orders already sent their fill (until it comes back as an event).
+    triggered: BTreeSet<String>,
 }
 
 impl Strategy {
@@ -31,7 +34,12 @@ impl Strategy {
         config: ActionsConfig,
         broker: Option<&'static str>,
     ) -> Result<Strategy, String> {
-        Ok(Strategy { state: StrategyState::from_documents(rows)?, config, broker })
+        Ok(Strategy {
+            state: StrategyState::from_documents(rows)?,
+            config,
+            broker,
+            triggered: BTreeSet::new(),
+        })
     }
 
     /// Runs the actions named in `names` on an applied event; `None` when none is named.
@@ -108,6 +116,56 @@ impl Strategy {
                 broker: None,
             },
         })
+    }
+
+    /// The paper broker's resting orders on the symbols of `decided` whose price moved, that the
+    /// new price crosses: a buy limit at or above it, a sell limit at or below it, a sell stop at
+    /// or above it, a buy stop at or below it. Each becomes a fill for the paper broker to report
+    /// (at the limit, or at the price for stops), queued with the event that moved the price.
+    pub fn paper_fills(&mut self, decided: &Decided, trading: &TradingState, seq: i64) -> Vec<NewDelivery> {
+        if self.broker != Some("broker:paper") {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for symbol in &decided.touched.prices {
+            let Some(price) = self.state.last_price(symbol) else { continue };
+            let resting =
+                trading.orders.range("paper-".to_owned()..).take_while(|(id, _)| id.starts_with("paper-"));
+            for (id, order) in resting {
+                let open = matches!(order.status, OrderStatus::Pending | OrderStatus::Open);
+                if !open || order.symbol.as_deref() != Some(symbol) || self.triggered.contains(id) {
+                    continue;
+                }
+                let (Some(side), Some(level), Some(kind), Some(quantity)) =
+                    (order.side, order.price, order.order_type.as_deref(), order.quantity)
+                else {
+                    continue;
+                };
+                let fill_at = match (kind, side) {
+                    ("limit", Side::Buy) if price <= level => level,
+                    ("limit", Side::Sell) if price >= level => level,
+                    ("stop", Side::Sell) if price <= level => price,
+                    ("stop", Side::Buy) if price >= level => price,
+                    _ => continue,
+                };
+                let client = order
+                    .client_order_id
+                    .clone()
+                    .unwrap_or_else(|| id.trim_start_matches("paper-").to_owned());
+                let fill = serde_json::json!({ "op": "fill", "clientOrderId": client, "symbol": symbol,
+                    "side": side, "quantity": quantity.to_string(), "fillPrice": fill_at.to_string(),
+                    "reduceOnly": order.reduce_only });
+                self.triggered.insert(id.clone());
+                out.push(NewDelivery {
+                    seq,
+                    target: "broker:paper".into(),
+                    webhook_id: None,
+                    held: false,
+                    payload: Some(bytes::Bytes::from(fill.to_string())),
+                });
+            }
+        }
+        out
     }
 
     /// Follows the stored manual kill switch; the documents to save when it changed.
