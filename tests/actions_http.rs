@@ -295,3 +295,35 @@ async fn the_paper_stop_loss_fills_when_the_price_falls_through_it_and_cancels_t
     assert_eq!(position["side"], "flat", "{}", positions.text);
     assert_eq!(position["realizedPnl"], json!(-275), "0.25 × (48900 − 50000)");
 }
+
+#[tokio::test]
+async fn signals_reach_the_http_broker_signed_with_the_api_key() {
+    use common::receiver::{Receiver, Script};
+    let broker = Receiver::start(Script::Ok).await;
+    let url = format!("http://{}/api/v1/orders", broker.addr);
+    let server = TestServer::start_with(|config| {
+        trading(config);
+        config.delivery.allow_private_targets = true;
+        config.broker = BrokerConfig {
+            kind: Some(BrokerKind::Http),
+            url: Some(url),
+            api_key: Some("ak_live_1".into()),
+            secret: Some("api-secret".into()),
+        };
+    })
+    .await;
+    alert(&server, "buy", 50000.0).await;
+    let all = intents_when(&server, "the order sent", |all| all.iter().any(|i| i["outcome"] == "sent")).await;
+    let got = broker.accepted();
+    assert_eq!(got.len(), 1, "the broker gets the entry once");
+    let request = &got[0];
+    let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+    assert_eq!(body["clientOrderId"], all[0]["clientOrderId"]);
+    assert_eq!(body["side"], "buy");
+    assert_eq!(request.headers["x-api-key"], "ak_live_1");
+    let timestamp = request.headers["x-timestamp"].to_str().unwrap();
+    let expected =
+        tradehook::api::signing::sign("api-secret", timestamp, "POST", "/api/v1/orders", &request.body);
+    assert_eq!(request.headers["x-signature"].to_str().unwrap(), expected, "seed 001 request signing");
+    assert!(all[0]["brokerResponse"].as_str().unwrap().contains("success"));
+}

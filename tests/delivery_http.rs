@@ -423,3 +423,39 @@ async fn tradingview_alerts_are_delivered_as_canonical_signals_without_the_passp
     assert_eq!(signal["data"]["action"], "buy");
     assert!(!text.contains("tv-pass"), "the passphrase never leaves: {text}");
 }
+
+#[tokio::test]
+async fn a_route_to_a_subscription_created_later_and_inactive_resumes_when_enabled() {
+    let receiver = Receiver::start(Script::Ok).await;
+    let server = TestServer::start_with(|config| {
+        local(config);
+        config.retry.delays = vec![Duration::from_millis(300); 5];
+        config.routes = vec![RouteConfig {
+            events: vec!["order.*".into()],
+            sources: vec![],
+            symbols: vec![],
+            statuses: vec![],
+            actions: vec!["forward:late-svc".into()],
+        }];
+    })
+    .await;
+    send(&server, order("e1", "BTC/USD")).await;
+    wait_processed(server.addr).await;
+    let created = api_post(
+        server.addr,
+        "/webhooks",
+        json!({"url": receiver.url(), "events": ["system.*"], "name": "late-svc", "active": false}),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let id = created.json["id"].as_str().unwrap().to_string();
+    eventually(10, "the delivery held for the inactive subscription", || async {
+        let shown = api_get(server.addr, &format!("/webhooks/{id}")).await;
+        (shown.json["health"]["held"] == 1).then_some(())
+    })
+    .await;
+    assert!(receiver.received().is_empty());
+    api_put(server.addr, &format!("/webhooks/{id}"), json!({"active": true})).await;
+    let got = wait_accepted(&receiver, 1).await;
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&got[0].body).unwrap()["id"], "e1");
+}

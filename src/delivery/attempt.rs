@@ -78,6 +78,8 @@ impl DeliveryClient {
         crate::tls::install_crypto_provider();
         let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            // A proxy would resolve names itself and bypass the SSRF guard's resolver.
+            .no_proxy()
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(10)))
             .pool_max_idle_per_host(config.concurrency)

@@ -120,13 +120,14 @@ const BLOCKED_V4: &[Ipv4Net] = &[
 
 /// IPv6 ranges that are not public.
 const BLOCKED_V6: &[Ipv6Net] = &[
-    v6([0, 0, 0, 0, 0, 0, 0, 0], 127),          // unspecified and loopback
-    v6([0x0100, 0, 0, 0, 0, 0, 0, 0], 64),      // discard
+    v6([0, 0, 0, 0, 0, 0, 0, 0], 96), // unspecified, loopback, IPv4-compatible
+    v6([0x2002, 0, 0, 0, 0, 0, 0, 0], 16), // 6to4 (embeds an IPv4 address)
+    v6([0x0100, 0, 0, 0, 0, 0, 0, 0], 64), // discard
     v6([0x2001, 0x0db8, 0, 0, 0, 0, 0, 0], 32), // documentation
-    v6([0x2001, 0, 0, 0, 0, 0, 0, 0], 23),      // IETF protocol assignments
-    v6([0xfc00, 0, 0, 0, 0, 0, 0, 0], 7),       // unique local
-    v6([0xfe80, 0, 0, 0, 0, 0, 0, 0], 10),      // link-local
-    v6([0xff00, 0, 0, 0, 0, 0, 0, 0], 8),       // multicast
+    v6([0x2001, 0, 0, 0, 0, 0, 0, 0], 23), // IETF protocol assignments
+    v6([0xfc00, 0, 0, 0, 0, 0, 0, 0], 7), // unique local
+    v6([0xfe80, 0, 0, 0, 0, 0, 0, 0], 10), // link-local
+    v6([0xff00, 0, 0, 0, 0, 0, 0, 0], 8), // multicast
 ];
 
 /// A DNS resolver that drops non-public addresses, and fails when none is left.

@@ -61,6 +61,8 @@ struct Context {
     nats: Arc<NatsSink>,
     notifier: Arc<Notifier>,
     broker: BrokerConfig,
+    /// The client of the `http` broker: its URL is the operator's, so private addresses are fine.
+    broker_client: DeliveryClient,
     /// Where the paper broker stores its order events.
     store: SharedStore,
     subscriptions: Arc<SubscriptionSet>,
@@ -98,11 +100,14 @@ impl Dispatcher {
         retry: RetryPolicy,
         config: DeliveryConfig,
     ) -> Self {
+        let broker_config = DeliveryConfig { allow_private_targets: true, ..config.clone() };
+        let broker_client = DeliveryClient::new(&broker_config).unwrap_or_else(|_| targets.client.clone());
         let context = Context {
             client: targets.client,
             nats: targets.nats,
             notifier: targets.notifier,
             broker: targets.broker,
+            broker_client,
             store: store.clone(),
             subscriptions,
             retry,
@@ -334,9 +339,15 @@ async fn http_broker(context: &Context, delivery: &DueDelivery) -> Result<String
     let path = reqwest::Url::parse(url).map(|u| u.path().to_owned()).unwrap_or_else(|_| "/".into());
     let headers =
         crate::broker::signed_headers(key, secret, &path, now_ms().div_euclid(1000), &delivery.body);
-    let (record, verdict) = context.client.post_with_headers(url, headers, delivery.body.clone()).await;
+    let (record, verdict) =
+        context.broker_client.post_with_headers(url, headers, delivery.body.clone()).await;
     match verdict {
         Verdict::Delivered => Ok(record.response.unwrap_or_default()),
+        // 409: the broker already has this client order id (an earlier attempt that timed out
+        // on our side reached it): the intent is placed.
+        Verdict::Failed { .. } if record.status_code == Some(409) => {
+            Ok(format!("already placed (409): {}", record.response.unwrap_or_default()))
+        }
         Verdict::Gone => Err(SinkError::permanent("the broker answered 410 Gone")),
         Verdict::Failed { error, .. } => {
             // A 4xx other than 408/429 is the broker refusing this order: retrying will not help.
@@ -410,6 +421,13 @@ async fn attempt(context: &Context, delivery: &DueDelivery) -> Outcome {
         };
         if !subscription.active {
             return held(delivery, Some(subscription.id));
+        }
+        {
+            // A change through the API (re-enabling, a new URL) starts a new streak.
+            let mut streaks = lock(&context.failing_since);
+            if streaks.get(&subscription.id).is_some_and(|since| *since < subscription.updated_at) {
+                streaks.remove(&subscription.id);
+            }
         }
         let (record, verdict) = context
             .client
@@ -528,6 +546,7 @@ fn disable(
     record: Option<crate::store::AttemptRecord>,
 ) -> Outcome {
     tracing::warn!(webhook_id, %reason, "subscription disabled");
+    lock(&context.failing_since).remove(&webhook_id);
     context.notifier.raise("subscription_disabled", &webhook_id, reason.clone());
     let mut outcome = held(delivery, Some(webhook_id.clone()));
     outcome.result.attempt = record;

@@ -154,6 +154,7 @@ impl Worker {
         self.strategy.state =
             crate::trading::StrategyState::from_documents(entities.clone()).map_err(StoreError::Internal)?;
         self.state = apply::load_state(entities).map_err(StoreError::Internal)?;
+        self.strategy.forget_triggers();
         self.blocked = self.store.retrying().await?.into_iter().collect();
         Ok(())
     }

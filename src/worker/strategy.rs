@@ -126,6 +126,13 @@ impl Strategy {
         if self.broker != Some("broker:paper") {
             return Vec::new();
         }
+        // Forget triggers whose fill came back (the order is no longer open).
+        self.triggered.retain(|id| {
+            trading
+                .orders
+                .get(id)
+                .is_some_and(|o| matches!(o.status, OrderStatus::Pending | OrderStatus::Open))
+        });
         let mut out = Vec::new();
         for symbol in &decided.touched.prices {
             let Some(price) = self.state.last_price(symbol) else { continue };
@@ -166,6 +173,12 @@ impl Strategy {
             }
         }
         out
+    }
+
+    /// Forgets which resting paper orders were sent a fill: after a failed or rolled-back round
+    /// those fills may not have been committed, so they are decided again.
+    pub fn forget_triggers(&mut self) {
+        self.triggered.clear();
     }
 
     /// Follows the stored manual kill switch; the documents to save when it changed.

@@ -91,6 +91,10 @@ pub(super) fn due(conn: &Connection, now: i64, limit: u32) -> rusqlite::Result<V
                 coalesce(d.payload, e.body), e.event_type
          FROM deliveries d JOIN events e ON e.seq = d.event_seq
          WHERE d.status = 'pending' AND d.next_attempt_at <= ?1
+           -- A broker gets intents one at a time in the order decided (a cancel never overtakes
+           -- the placement it cancels): an intent waits while an earlier one is pending.
+           AND (d.target NOT LIKE 'broker:%' OR NOT EXISTS (
+               SELECT 1 FROM deliveries p WHERE p.target = d.target AND p.status = 'pending' AND p.id < d.id))
          ORDER BY d.next_attempt_at, d.id LIMIT ?2",
     )?;
     let rows = statement.query_map(params![now, limit], |row| {
@@ -127,10 +131,14 @@ pub(super) fn commit_results(results: Vec<DeliveryResult>, health: Vec<(String, 
         // As in `queue`: hold only while the subscription is inactive in this transaction's view;
         // otherwise the delivery stays pending and is claimed again.
         let mut done = tx.prepare_cached(
-            "UPDATE deliveries SET status = ?2, attempts = ?3, history = ?4, next_attempt_at = ?5, done_at = ?6
-             WHERE id = ?1 AND status = 'pending'
+            "UPDATE deliveries SET status = ?2, attempts = ?3, history = ?4, next_attempt_at = ?5, done_at = ?6,
+                 webhook_id = coalesce(webhook_id, ?7)
+             WHERE id = ?1
+               -- An attempt that finished counts even if the subscription was disabled (and the
+               -- row held) while it ran: a delivered event is not sent again on re-enabling.
+               AND (status = 'pending' OR (status = 'held' AND ?2 IN ('delivered', 'dead')))
                AND (?2 <> 'held' OR NOT EXISTS (
-                   SELECT 1 FROM subscriptions s WHERE s.id = deliveries.webhook_id AND s.active))",
+                   SELECT 1 FROM subscriptions s WHERE s.id = coalesce(deliveries.webhook_id, ?7) AND s.active))",
         )?;
         for result in &results {
             let (status, next_at, done_at, outcome) = match &result.next {
@@ -155,8 +163,15 @@ pub(super) fn commit_results(results: Vec<DeliveryResult>, health: Vec<(String, 
                 ])?;
             }
             let Some(id) = result.delivery_id else { continue };
-            let changed =
-                done.execute(params![id, status, result.attempts, result.history, next_at, done_at])?;
+            let changed = done.execute(params![
+                id,
+                status,
+                result.attempts,
+                result.history,
+                next_at,
+                done_at,
+                result.webhook_id
+            ])?;
             if result.settles_intent && changed == 1 {
                 let response = result.attempt.as_ref().and_then(|a| a.response.as_deref());
                 match &result.next {

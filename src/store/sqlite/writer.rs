@@ -274,7 +274,7 @@ impl Writer {
                                  SELECT seq FROM events
                                  WHERE received_at < ?1 AND processed_at IS NOT NULL
                                    AND seq NOT IN (SELECT event_seq FROM dead_letters)
-                                   AND seq NOT IN (SELECT event_seq FROM deliveries WHERE status = 'pending')
+                                   AND seq NOT IN (SELECT event_seq FROM deliveries WHERE status IN ('pending', 'held'))
                                  ORDER BY received_at LIMIT ?2)
                              RETURNING key_hash, seq",
                         )?;
