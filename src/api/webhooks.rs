@@ -368,7 +368,15 @@ async fn update(
     request: Result<Json<UpdateRequest>, JsonRejection>,
 ) -> Result<Json<SubscriptionView>, ApiError> {
     let request = body(request)?;
-    let mut subscription = find(&state, &id)?;
+    // From the store, not the shared copy: a disable the dispatcher just committed must not be
+    // written back as active by an update that did not ask for it.
+    let mut subscription = state
+        .store
+        .subscriptions()
+        .await?
+        .into_iter()
+        .find(|s| s.id == id)
+        .ok_or_else(|| ApiError::not_found(format!("no subscription `{id}`")))?;
     if let Some(url) = request.url {
         subscription.url = url.trim().to_owned();
     }
