@@ -206,7 +206,8 @@ async fn queue_deliveries(
         for appended in futures::future::join_all(appends).await {
             let seq = match appended? {
                 crate::store::Appended::Accepted(id) | crate::store::Appended::Duplicate(id) => {
-                    id.trim_start_matches("evt_").parse::<i64>().context("event id")?
+                    crate::store::sqlite::seq_of(&id)
+                        .context("the store answered an id that is not evt_<n>")?
                 }
             };
             batch.processed.push((seq, "stored"));

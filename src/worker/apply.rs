@@ -65,22 +65,31 @@ pub enum Parsed {
 
 /// Parses a stored event according to its source's rules; `Err` is a schema error (final).
 pub fn parse(rules: Option<&SourceRules>, event: &PendingEvent) -> Result<Parsed, String> {
-    read(rules, event).map(|(parsed, _)| parsed)
+    read(rules, event, false).map(|(parsed, _)| parsed)
 }
 
-/// Like [`parse`], also returning what routing needs to know: type, source, symbol, status.
-pub fn read(rules: Option<&SourceRules>, event: &PendingEvent) -> Result<(Parsed, EventFacts), String> {
+/// Like [`parse`], also returning what routing needs to know (type, source, symbol, status)
+/// when `routing` is set; otherwise the facts are left empty, off the hot path.
+pub fn read(
+    rules: Option<&SourceRules>,
+    event: &PendingEvent,
+    routing: bool,
+) -> Result<(Parsed, EventFacts), String> {
     let Some(rules) = rules else {
         return Err(format!("source `{}` is not configured any more; replay it once it is", event.source));
     };
     let json: Value = serde_json::from_slice(&event.body).map_err(|e| format!("body is not JSON: {e}"))?;
     let custom_key = rules.ordering_key.iter().find_map(|pointer| json.pointer(pointer).and_then(key_text));
     let text = |pointer: &str| json.pointer(pointer).and_then(Value::as_str).map(str::to_owned);
-    let mut facts = EventFacts {
-        event_type: text("/event"),
-        source: event.source.clone(),
-        symbol: text("/data/symbol"),
-        status: text("/data/status"),
+    let mut facts = if routing {
+        EventFacts {
+            event_type: text("/event"),
+            source: event.source.clone(),
+            symbol: text("/data/symbol"),
+            status: text("/data/status"),
+        }
+    } else {
+        EventFacts::default()
     };
     match rules.format {
         Format::Generic => Ok((Parsed::Passive(custom_key), facts)),
@@ -93,9 +102,11 @@ pub fn read(rules: Option<&SourceRules>, event: &PendingEvent) -> Result<(Parsed
             let received = DateTime::<Utc>::from_timestamp_millis(event.received_at).unwrap_or_default();
             let canonical =
                 parse_tradingview(&json, &rules.tradingview, received).map_err(|e| e.to_string())?;
-            facts.event_type = Some(canonical.event_type().to_owned());
-            if let crate::trading::EventKind::Signal(signal) = &canonical.kind {
-                facts.symbol = Some(signal.symbol.clone());
+            if routing {
+                facts.event_type = Some(canonical.event_type().to_owned());
+                if let crate::trading::EventKind::Signal(signal) = &canonical.kind {
+                    facts.symbol = Some(signal.symbol.clone());
+                }
             }
             let key = custom_key.or_else(|| canonical.ordering_key().map(str::to_owned));
             Ok((Parsed::Trading(Box::new(canonical), key), facts))

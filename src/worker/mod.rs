@@ -209,7 +209,7 @@ impl Worker {
         let routing = !self.routes.is_idle(&subscriptions);
         for event in events {
             let rules = self.rules.get(&event.source);
-            let (parsed, facts) = match apply::read(rules, event) {
+            let (parsed, facts) = match apply::read(rules, event, routing) {
                 Ok(read) => read,
                 Err(reason) => {
                     batch.dead.push(dead_letter(event, reason, None));

@@ -101,7 +101,7 @@ pub(crate) fn event_id(seq: i64) -> String {
 }
 
 /// The seq of a public id, if it is one.
-fn seq_of(id: &str) -> Option<i64> {
+pub(crate) fn seq_of(id: &str) -> Option<i64> {
     id.strip_prefix("evt_").and_then(|n| n.parse().ok()).filter(|n: &i64| *n > 0)
 }
 
