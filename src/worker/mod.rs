@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::delivery::route::RouteTable;
 use crate::delivery::subscription::SubscriptionSet;
 use crate::store::{
-    now_ms, Deferral, NewDeadLetter, NewDelivery, PendingEvent, ProcessedBatch, Retry, SharedStore,
+    now_ms, Deferral, Lease, NewDeadLetter, NewDelivery, PendingEvent, ProcessedBatch, Retry, SharedStore,
     StoreError,
 };
 use crate::trading::TradingState;
@@ -161,6 +161,12 @@ impl Worker {
 
     /// One round: read due events, apply, commit. Returns how many events it handled.
     pub async fn round(&mut self) -> Result<usize, StoreError> {
+        match self.store.processing_lease().await? {
+            Lease::Standby => return Ok(0),
+            // Another node may have processed since this one last did: start from its state.
+            Lease::Held { fresh: true } => self.reload().await?,
+            Lease::Held { fresh: false } => {}
+        }
         if self.routes.has_strategy_actions() {
             let on = self.store.kill_switch().await?;
             let documents =
