@@ -163,7 +163,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<SharedStore> {
                 max_backlog: config.store.max_backlog,
                 lease: config.store.lease,
                 // Longer than any attempt can take, so a live node's claim never runs out.
-                claim: config.delivery.timeout.saturating_mul(2) + Duration::from_secs(30),
+                claim: config.delivery.timeout.saturating_mul(2) + Duration::from_secs(5),
                 pool_size: config.store.pool_size,
             };
             let store = PgStore::open(&url, options)
