@@ -44,7 +44,6 @@ pub(super) async fn queue(tx: &Transaction<'_>, deliveries: &[NewDelivery], now:
         .await
         .map_err(pg_error)?;
     tx.execute(&statement, &[&now, &seqs, &targets, &webhooks, &held, &payloads]).await.map_err(pg_error)?;
-    tx.execute("SELECT pg_notify('tradehook_deliveries', '')", &[]).await.map_err(pg_error)?;
     Ok(())
 }
 
@@ -318,7 +317,6 @@ pub(super) async fn update_subscription(tx: &Transaction<'_>, s: &Subscription) 
         )
         .await
         .map_err(pg_error)?;
-        tx.execute("SELECT pg_notify('tradehook_deliveries', '')", &[]).await.map_err(pg_error)?;
     } else if !s.active && was_active {
         tx.execute("UPDATE deliveries SET status = 'held', claimed_until = NULL WHERE webhook_id = $1 AND status = 'pending'", &[&s.id])
             .await

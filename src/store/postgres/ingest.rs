@@ -38,6 +38,8 @@ pub(super) struct Appender {
     pub max_batch: usize,
     pub backlog: Arc<AtomicU64>,
     pub arrivals: Arc<Notify>,
+    /// Tells the other nodes (see `listen::announce`).
+    pub announce: Arc<Notify>,
 }
 
 /// Runs until `Close` or every sender is gone.
@@ -103,6 +105,7 @@ async fn commit_and_answer(appender: &Appender, batch: Vec<(NewEvent, Reply)>) {
             if accepted > 0 {
                 appender.backlog.fetch_add(accepted as u64, Ordering::Relaxed);
                 appender.arrivals.notify_one();
+                appender.announce.notify_one();
             }
             for (reply, outcome) in replies.into_iter().zip(outcomes) {
                 let _ = reply.send(outcome);
@@ -159,9 +162,6 @@ async fn insert_batch(
         for row in tx.query(&lookup, &[&sources, &keys]).await.map_err(pg_error)? {
             stored.insert((row.get::<_, String>(1), row.get::<_, String>(2)), row.get::<_, i64>(0));
         }
-    }
-    if !inserted.is_empty() {
-        tx.execute("SELECT pg_notify('tradehook_events', '')", &[]).await.map_err(pg_error)?;
     }
     tx.commit().await.map_err(pg_error)?;
     let outcomes = events

@@ -1,6 +1,11 @@
-//! Wake-ups across nodes: commits that store events or queue deliveries `NOTIFY`, and every node
-//! `LISTEN`s on a connection of its own, so the processing node hears of events another node
-//! stored, and every dispatcher of deliveries another node queued, without polling.
+//! Wake-ups across nodes: after commits that store events or queue deliveries a node sends a
+//! `NOTIFY` ([`announce`]), and every node `LISTEN`s on a connection of its own ([`run`]), so the
+//! processing node hears of events another node stored, and every dispatcher of deliveries
+//! another node queued, without polling.
+//!
+//! The `NOTIFY` is sent after the commit, on its own, at most once per [`ANNOUNCE_EVERY`]: a
+//! transaction that notifies takes a database-wide lock at commit, which inside the ingest
+//! transaction serialized every commit (measured: 4.9k events/s with it in the batch).
 //!
 //! Notifications are only wake-ups: the worker and the dispatcher also look on a timer, so a
 //! lost connection costs latency, never an event. After reconnecting, both are woken once in case
@@ -13,6 +18,32 @@ use futures::StreamExt;
 use tokio::sync::Notify;
 use tokio_postgres::{AsyncMessage, NoTls};
 use tokio_util::sync::CancellationToken;
+
+/// Least time between two announcements of one kind.
+const ANNOUNCE_EVERY: Duration = Duration::from_millis(5);
+
+/// Sends `NOTIFY tradehook_events` / `tradehook_deliveries` after `events` / `deliveries` are
+/// notified locally, coalescing what comes within [`ANNOUNCE_EVERY`], until `stop`.
+pub(super) async fn announce(
+    pool: deadpool_postgres::Pool,
+    events: Arc<Notify>,
+    deliveries: Arc<Notify>,
+    stop: CancellationToken,
+) {
+    loop {
+        let channel = tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = events.notified() => "tradehook_events",
+            _ = deliveries.notified() => "tradehook_deliveries",
+        };
+        if let Ok(client) = pool.get().await {
+            if let Err(error) = client.execute("SELECT pg_notify($1, '')", &[&channel]).await {
+                tracing::debug!(%error, "cannot announce to the other nodes");
+            }
+        }
+        tokio::time::sleep(ANNOUNCE_EVERY).await;
+    }
+}
 
 /// Listens until `stop`, reconnecting after errors.
 pub(super) async fn run(

@@ -118,6 +118,9 @@ pub struct PgStore {
     claim_ms: i64,
     arrivals: Arc<Notify>,
     deliveries_ready: Arc<Notify>,
+    /// Tell the other nodes of new events / deliveries (see `listen::announce`).
+    announce_events: Arc<Notify>,
+    announce_deliveries: Arc<Notify>,
     stop: CancellationToken,
 }
 
@@ -155,26 +158,38 @@ impl PgStore {
         let arrivals = Arc::new(Notify::new());
         let deliveries_ready = Arc::new(Notify::new());
         let stop = CancellationToken::new();
+        let announce_events = Arc::new(Notify::new());
+        let announce_deliveries = Arc::new(Notify::new());
         let (queue, rx) = mpsc::channel(options.queue_capacity.max(1));
         let appender = ingest::Appender {
             pool: pool.clone(),
             max_batch: options.max_batch.max(1),
             backlog: backlog.clone(),
             arrivals: arrivals.clone(),
+            announce: announce_events.clone(),
         };
         tokio::spawn(ingest::run(appender, rx));
+        let lease_config = config.clone();
         tokio::spawn(listen::run(config, arrivals.clone(), deliveries_ready.clone(), stop.clone()));
         tokio::spawn(count_backlog(pool.clone(), backlog.clone(), stop.clone()));
+        tokio::spawn(listen::announce(
+            pool.clone(),
+            announce_events.clone(),
+            announce_deliveries.clone(),
+            stop.clone(),
+        ));
         let holder = format!("{}-{}", std::process::id(), ulid::Ulid::new());
         Ok(PgStore {
             pool,
             queue,
             backlog,
             max_backlog: options.max_backlog,
-            lease: lease::ProcessingLease::new(holder, options.lease),
+            lease: lease::ProcessingLease::new(holder, options.lease, lease_config),
             claim_ms: i64::try_from(options.claim.as_millis()).unwrap_or(i64::MAX / 4),
             arrivals,
             deliveries_ready,
+            announce_events,
+            announce_deliveries,
             stop,
         })
     }
@@ -428,6 +443,7 @@ impl Store for PgStore {
         self.backlog.fetch_sub(done.min(self.backlog.load(Ordering::Relaxed)), Ordering::Relaxed);
         if !batch.deliveries.is_empty() || !batch.intents.is_empty() {
             self.deliveries_ready.notify_one();
+            self.announce_deliveries.notify_one();
         }
         Ok(done)
     }
@@ -469,17 +485,12 @@ impl Store for PgStore {
     async fn replay_dead_letters(&self, ids: Vec<String>) -> Result<u64, StoreError> {
         let ids: Vec<i64> = ids.iter().filter_map(|id| dead_letter_seq(id)).collect();
         let (events, deliveries) = self
-            .transaction(move |tx| {
-                Box::pin(async move {
-                    let counts = processing::replay_dead_letters(tx, &ids).await?;
-                    wake_all(tx, counts.0 > 0, counts.1 > 0).await?;
-                    Ok(counts)
-                })
-            })
+            .transaction(move |tx| Box::pin(async move { processing::replay_dead_letters(tx, &ids).await }))
             .await?;
         self.requeued(events);
         if deliveries > 0 {
             self.deliveries_ready.notify_one();
+            self.announce_deliveries.notify_one();
         }
         Ok(events + deliveries)
     }
@@ -492,13 +503,7 @@ impl Store for PgStore {
     async fn replay_event(&self, id: &str) -> Result<bool, StoreError> {
         let Some(seq) = seq_of(id) else { return Ok(false) };
         let replayed = self
-            .transaction(move |tx| {
-                Box::pin(async move {
-                    let replayed = processing::replay_event(tx, seq).await?;
-                    wake_all(tx, replayed > 0, false).await?;
-                    Ok(replayed)
-                })
-            })
+            .transaction(move |tx| Box::pin(async move { processing::replay_event(tx, seq).await }))
             .await?;
         self.requeued(replayed);
         Ok(replayed > 0)
@@ -557,6 +562,7 @@ impl Store for PgStore {
             .await?;
         if changed && resumes {
             self.deliveries_ready.notify_one();
+            self.announce_deliveries.notify_one();
         }
         Ok(changed)
     }
@@ -615,27 +621,13 @@ impl Store for PgStore {
     }
 }
 
-/// Tells every node's worker (events) and dispatchers (deliveries) to look, once committed.
-async fn wake_all(
-    tx: &deadpool_postgres::Transaction<'_>,
-    events: bool,
-    deliveries: bool,
-) -> Result<(), StoreError> {
-    if events {
-        tx.execute("SELECT pg_notify('tradehook_events', '')", &[]).await.map_err(pg_error)?;
-    }
-    if deliveries {
-        tx.execute("SELECT pg_notify('tradehook_deliveries', '')", &[]).await.map_err(pg_error)?;
-    }
-    Ok(())
-}
-
 impl PgStore {
     /// Counts replayed events back into the backlog and wakes the local worker.
     fn requeued(&self, count: u64) {
         if count > 0 {
             self.backlog.fetch_add(count, Ordering::Relaxed);
             self.arrivals.notify_one();
+            self.announce_events.notify_one();
         }
     }
 }

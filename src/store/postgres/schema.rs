@@ -133,7 +133,8 @@ const MIGRATIONS: &[&str] = &[r#"
         name       TEXT PRIMARY KEY,
         holder     TEXT NOT NULL,
         epoch      BIGINT NOT NULL,
-        expires_at TIMESTAMPTZ NOT NULL
+        expires_at TIMESTAMPTZ NOT NULL,
+        locked     BOOLEAN NOT NULL           -- the holder holds the session advisory lock too
     );
 "#];
 
