@@ -108,9 +108,28 @@ async function shoot(name, viewport) {
   mkdirSync(SCREENSHOTS, { recursive: true });
   const previous = page.viewportSize();
   if (viewport) await page.setViewportSize(viewport);
+  await page.evaluate(() => document.querySelectorAll('.toast').forEach((toast) => toast.remove()));
   await page.waitForTimeout(600);
-  await page.screenshot({ path: join(SCREENSHOTS, name), fullPage: !viewport || viewport.width > 500 });
+  await page.screenshot({ path: join(SCREENSHOTS, name), fullPage: !name.startsWith('live') });
   if (viewport) await page.setViewportSize(previous);
+}
+
+/** For screenshots: a minute of varying signed traffic (and a few refusals) for the chart. */
+async function demoTraffic(seconds) {
+  const symbols = ['BTC/USD', 'ETH/USD', 'SOL/USD'];
+  const started = Date.now();
+  for (let tick = 0; Date.now() - started < seconds * 1000; tick += 1) {
+    const burst = Math.round(6 + 5 * Math.sin(tick / 9) + 3 * Math.sin(tick / 2.3));
+    const sends = Array.from({ length: Math.max(burst, 1) }, (_, i) => {
+      const symbol = symbols[(tick + i) % symbols.length];
+      const orderId = `demo-${RUN}-${tick}-${i}`;
+      return sendEvent('order.created', { orderId, symbol, side: i % 2 ? 'sell' : 'buy', type: 'limit',
+        quantity: 0.1 + (i % 4) / 10, price: 100 + tick, status: 'pending' });
+    });
+    if (tick % 17 === 5) sends.push(fetch(`${BASE}/webhook`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } }));
+    await Promise.all(sends);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
 }
 
 describe('dashboard', () => {
@@ -288,6 +307,7 @@ describe('dashboard', () => {
   test('screenshots (when asked) and no script errors on the way', async () => {
     await page.getByRole('link', { name: 'Live', exact: true }).click();
     await page.locator('#view-live').waitFor();
+    if (SCREENSHOTS) await demoTraffic(Number(process.env.UI_DEMO_SECONDS || 45));
     await shoot('live-desktop.png');
     await shoot('live-phone.png', { width: 390, height: 844 });
     await page.getByRole('link', { name: 'Trading', exact: true }).click();

@@ -106,7 +106,9 @@ function eventLink(id) {
 // A table with headings, or the empty-state sentence when there are no rows.
 function table(columns, rows, options = {}) {
   if (!rows.length) return h('p', { class: 'empty' }, options.empty || 'Nothing here yet.');
-  const head = h('tr', {}, columns.map((c) => h('th', { class: c.cls || '' }, c.label)));
+  // Headings take only the alignment and visibility of their column, not its text style.
+  const headClass = (cls) => (cls || '').split(' ').filter((c) => c === 'num' || c === 'hide-narrow').join(' ');
+  const head = h('tr', {}, columns.map((c) => h('th', { class: headClass(c.cls) || undefined }, c.label)));
   const body = rows.map((row) => h('tr', {
     class: [options.rowClass ? options.rowClass(row) : '', options.onRow ? 'clickable' : ''].join(' ').trim() || undefined,
     onclick: options.onRow ? () => options.onRow(row) : undefined,
@@ -373,7 +375,11 @@ let lastHistory = null;
 function renderCharts(history) {
   lastHistory = history;
   const now = history.now;
-  const window = history.windowSeconds;
+  // The window grows with the history (two minutes at least, whole minutes, up to ten) so a
+  // freshly started gateway's traffic is not squeezed against the right edge.
+  const oldest = history.samples.length ? history.samples[0].at : now;
+  const window = Math.min(history.windowSeconds, Math.max(120, Math.ceil((now - oldest + 1) / 60) * 60));
+  $('chart-title').textContent = `Last ${window / 60} minutes`;
   const bySecond = new Map(history.samples.map((s) => [s.at, s]));
   const recent = history.samples.filter((s) => s.at > now - 10);
   const rate = recent.reduce((sum, s) => sum + s.accepted, 0) / 10;
@@ -421,13 +427,16 @@ function drawChart(container, seconds, series, label) {
   }
   for (const s of series) {
     let path = '';
-    let drawing = false;
+    const has = (p) => p[s.key] !== undefined && (s.zeroes || p.accepted > 0);
     seconds.forEach((p, i) => {
-      const v = p[s.key];
-      const has = v !== undefined && (s.zeroes || p.accepted > 0);
-      if (!has) { drawing = false; return; }
-      path += `${drawing ? 'L' : 'M'}${x(i).toFixed(1)},${y(v).toFixed(1)}`;
-      drawing = true;
+      if (!has(p)) return;
+      const point = `${x(i).toFixed(1)},${y(p[s.key]).toFixed(1)}`;
+      const joined = i > 0 && has(seconds[i - 1]);
+      path += `${joined ? 'L' : 'M'}${point}`;
+      // A second with traffic between quiet ones is a dot, not an invisible zero-length line.
+      if (!joined && !(i + 1 < span && has(seconds[i + 1]))) {
+        root.append(svg('circle', { class: 'dot-' + s.cls, cx: x(i).toFixed(1), cy: y(p[s.key]).toFixed(1), r: 2.5 }));
+      }
     });
     if (!path) continue;
     if (s.area) {
@@ -588,10 +597,10 @@ function renderPositions(data) {
     { label: 'Symbol', get: (p) => h('strong', {}, p.symbol) },
     { label: 'Side', get: (p) => pill(p.side, p.side === 'long' ? 'ok' : p.side === 'short' ? 'danger' : '') },
     { label: 'Quantity', cls: 'num', get: (p) => num(p.quantity) },
-    { label: 'Avg price', cls: 'num', get: (p) => num(p.averagePrice) },
-    { label: 'Mark', cls: 'num', get: (p) => num(p.markPrice) },
     { label: 'Unrealized PnL', cls: 'num', get: (p) => signed(p.unrealizedPnl) },
     { label: 'Realized PnL', cls: 'num', get: (p) => signed(p.realizedPnl) },
+    { label: 'Avg price', cls: 'num', get: (p) => num(p.averagePrice) },
+    { label: 'Mark', cls: 'num', get: (p) => num(p.markPrice) },
     { label: 'Margin ratio', cls: 'num hide-narrow', get: (p) => num(p.marginRatio, 4) },
     { label: 'Account', cls: 'hide-narrow', get: (p) => p.account || dash },
   ], data.positions, { empty: 'No positions: fills and position events build them.' }));
@@ -600,12 +609,12 @@ function renderPositions(data) {
 function renderOrders(data) {
   fill($('orders'), table([
     { label: 'Order', get: (o) => h('span', { class: 'mono' }, o.orderId) },
+    { label: 'Status', get: (o) => pill(o.status) },
     { label: 'Symbol', get: (o) => o.symbol || dash },
     { label: 'Side', get: (o) => o.side || dash },
     { label: 'Type', cls: 'hide-narrow', get: (o) => o.type || dash },
     { label: 'Qty', cls: 'num', get: (o) => num(o.quantity) },
     { label: 'Price', cls: 'num hide-narrow', get: (o) => num(o.price) },
-    { label: 'Status', get: (o) => pill(o.status) },
     { label: 'Filled', cls: 'num', get: (o) => num(o.filledQuantity) },
     { label: 'Avg fill', cls: 'num', get: (o) => num(o.averagePrice) },
     { label: 'Origin', cls: 'hide-narrow', get: (o) => o.origin || dash },
@@ -660,16 +669,20 @@ function renderIntents(data) {
     { label: 'Intent', cls: 'wrap', get: (i) => describeIntent(i.intent) },
     { label: 'Outcome', get: (i) => pill(i.outcome) },
     { label: 'Reason / broker', cls: 'wrap', get: (i) => i.reason || i.brokerResponse || dash },
-    { label: 'Client order id', cls: 'mono hide-narrow', get: (i) => i.clientOrderId },
+    { label: 'Client order id', cls: 'hide-narrow', get: (i) => h('span', { class: 'mono' }, i.clientOrderId) },
   ], data.intents, { empty: 'No order intents: routes to signal_to_order, bracket_on_fill or margin_guard create them.' }));
 }
 
+// "place take profit: sell 0.25 limit @ 52000", "cancel stop loss: …".
 function describeIntent(intent) {
   if (!intent || typeof intent !== 'object') return dash;
-  const parts = [intent.op || intent.kind, intent.side, intent.quantity, intent.type || intent.orderType,
-    intent.price !== undefined && intent.price !== null ? '@ ' + intent.price : null,
-    intent.stopPrice ? 'stop ' + intent.stopPrice : null].filter((p) => p !== undefined && p !== null);
-  return parts.length ? parts.join(' ') : JSON.stringify(intent).slice(0, 80);
+  const role = intent.role ? String(intent.role).replace(/_/g, ' ') : '';
+  const order = [intent.side, num(intent.quantity), intent.orderType,
+    intent.price !== undefined && intent.price !== null ? '@ ' + num(intent.price) : null,
+    intent.stopPrice !== undefined && intent.stopPrice !== null ? 'trigger ' + num(intent.stopPrice) : null]
+    .filter((p) => p !== undefined && p !== null && p !== dash);
+  const head = [intent.op, role].filter(Boolean).join(' ');
+  return head || order.length ? `${head}${head && order.length ? ': ' : ''}${order.join(' ')}` : JSON.stringify(intent).slice(0, 80);
 }
 
 // ---------- Deliveries ----------
