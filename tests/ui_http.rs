@@ -77,6 +77,8 @@ async fn ingest_history_counts_acknowledged_and_refused_webhooks_with_latency() 
     assert!(busiest["ackP99Ms"].as_f64().unwrap() > 0.0, "{busiest}");
     assert!(busiest["ackMaxMs"].as_f64().unwrap() >= busiest["ackP50Ms"].as_f64().unwrap());
 
+    assert_eq!(history.json["dlq"], 0);
+    assert!(history.json["backlog"].is_u64() && history.json["lag"]["count"].is_u64(), "{}", history.text);
     assert_eq!(admin_get(&server, "/api/v1/live/ingest?seconds=601").await.status, StatusCode::BAD_REQUEST);
 }
 

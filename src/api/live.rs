@@ -1,6 +1,7 @@
 //! What the dashboard watches live: `GET /api/v1/live/ingest` (webhooks acknowledged and
-//! refused per second, with ack latency, over the last ten minutes) and `GET /api/v1/live/events`
-//! (newly stored events and how their processing ends).
+//! refused per second, with ack latency, over the last ten minutes, and the gauges that are cheap
+//! to read every few seconds: backlog, oldest pending event, DLQ size, processing lag) and
+//! `GET /api/v1/live/events` (newly stored events and how their processing ends).
 //!
 //! The event feed is content-negotiated. With `Accept: text/event-stream` it is a stream of
 //! Server-Sent Events that stays open: each `event: event` message carries one event's summary,
@@ -31,7 +32,8 @@ use utoipa_axum::routes;
 use crate::error::ApiError;
 use crate::live::rate::{unix_second, RateSample, WINDOW_SECONDS};
 use crate::server::AppState;
-use crate::store::{EventFilter, EventProgress, SharedStore};
+use crate::store::{now_ms, EventFilter, EventProgress, SharedStore};
+use crate::worker::lag::LagSummary;
 
 /// How often a live stream looks for new events and changed statuses.
 const POLL: Duration = Duration::from_millis(500);
@@ -72,10 +74,19 @@ pub struct IngestHistory {
     window_seconds: u64,
     /// The seconds that had traffic, oldest first; the others had none.
     samples: Vec<RateSample>,
+    /// Events stored and not yet processed.
+    backlog: u64,
+    /// Age of the oldest pending event, seconds; absent when nothing waits.
+    oldest_pending_age_seconds: Option<f64>,
+    /// Entries in the dead-letter queue.
+    dlq: u64,
+    /// Processing lag of this process's worker since start.
+    lag: LagSummary,
 }
 
 /// Webhooks acknowledged and refused per second, and ack latency, over the last minutes
-/// (this process only; kept in memory).
+/// (this process only; kept in memory); with backlog, DLQ size and lag, which unlike
+/// `GET /status` cost no scan of the events however many are stored.
 #[utoipa::path(
     get,
     path = "/live/ingest",
@@ -91,7 +102,16 @@ async fn ingest(
     let seconds = super::limit(query.seconds, WINDOW_SECONDS as u32, WINDOW_SECONDS as u32)?;
     let now = unix_second();
     let samples = state.live.ingest.samples(now, u64::from(seconds));
-    Ok(Json(IngestHistory { now, window_seconds: u64::from(seconds), samples }))
+    let oldest = state.store.oldest_pending().await?;
+    Ok(Json(IngestHistory {
+        now,
+        window_seconds: u64::from(seconds),
+        samples,
+        backlog: state.store.backlog(),
+        oldest_pending_age_seconds: oldest.map(|at| (now_ms() - at).max(0) as f64 / 1000.0),
+        dlq: state.store.dlq_size().await?,
+        lag: state.lag.summary(),
+    }))
 }
 
 /// Where the feed starts.

@@ -309,59 +309,74 @@ function route() {
 }
 
 let refreshing = false;
+let refreshAgain = false;
 let tick = 0;
+// Periodic (every 2.5 s while the tab is visible) or at once (`now`) after a view change or an
+// action; an immediate refresh asked for during another one runs right after it.
 async function refresh(now) {
-  if (!token || refreshing) return;
-  if (document.hidden && !now) return;
+  if (!token) return;
+  if (refreshing) {
+    if (now === true) refreshAgain = true;
+    return;
+  }
+  if (document.hidden && now !== true) return;
   refreshing = true;
   tick += 1;
   try {
     const slow = now === true || tick % 2 === 0; // state views every 5 s, live every 2.5 s
-    await loadHeader();
-    if (currentView === 'live') await loadLive();
-    else if (currentView === 'trading' && slow) await loadTrading();
+    await loadHeader(now);
+    if (currentView === 'trading' && slow) await loadTrading();
     else if (currentView === 'deliveries' && slow) await loadDeliveries();
     else if (currentView === 'dlq' && slow) await loadDlq();
   } finally {
     refreshing = false;
+    if (refreshAgain) {
+      refreshAgain = false;
+      refresh(true);
+    }
   }
 }
 
-// Kill switch and DLQ badge are visible from every view.
-async function loadHeader() {
-  const [kill, status] = await Promise.all([
+// Kill switch and DLQ badge are visible from every view. The live figures come from
+// /live/ingest, which is cheap; /status counts every stored event, so it is read rarely.
+async function loadHeader(now) {
+  const [kill, live] = await Promise.all([
     guarded('kill switch', () => api('GET', '/killswitch')),
-    guarded('status', () => api('GET', '/status')),
+    guarded('ingest history', () => api('GET', '/live/ingest')),
   ]);
   if (kill) {
     $('kill-indicator').hidden = !kill.on;
     renderKill(kill.on);
   }
-  if (status) {
+  if (live) {
     const badge = $('dlq-badge');
-    badge.hidden = !status.dlq;
-    badge.textContent = status.dlq;
-    renderStatus(status);
+    badge.hidden = !live.dlq;
+    badge.textContent = live.dlq;
+    renderGauges(live);
+    if (currentView === 'live') renderCharts(live);
+  }
+  if (currentView === 'live' && (now === true || tick % 12 === 1)) {
+    const status = await guarded('status', () => api('GET', '/status'));
+    if (status) renderCounts(status);
   }
 }
 
 // ---------- Live ----------
 
-function renderStatus(status) {
-  $('stat-backlog').textContent = num(status.backlog, 0);
-  $('stat-oldest').textContent = status.oldestPendingAgeSeconds != null ? 'oldest waits ' + ago(status.oldestPendingAgeSeconds) : 'events waiting';
-  $('stat-dlq').textContent = num(status.dlq, 0);
-  $('stat-dlq').parentElement.classList.toggle('alarm', status.dlq > 0);
-  $('stat-processed').textContent = num(status.processed, 0);
-  $('stat-uptime').textContent = `of ${num(status.events, 0)} stored · up ${ago(status.uptimeSeconds)}`;
-  const lag = status.lag || {};
+function renderGauges(live) {
+  $('stat-backlog').textContent = num(live.backlog, 0);
+  $('stat-oldest').textContent = live.oldestPendingAgeSeconds != null ? 'oldest waits ' + ago(live.oldestPendingAgeSeconds) : 'events waiting';
+  $('stat-dlq').textContent = num(live.dlq, 0);
+  $('stat-dlq').parentElement.classList.toggle('alarm', live.dlq > 0);
+  const lag = live.lag || {};
   $('stat-lag').textContent = lag.count ? ms(lag.p99Ms) : dash;
-  $('stat-lag-sub').textContent = lag.count ? `p99 · p50 ${ms(lag.p50Ms)} · max ${ms(lag.maxMs)}` : (status.worker ? 'nothing processed yet' : 'worker disabled');
+  $('stat-lag-sub').textContent = lag.count ? `p99 · p50 ${ms(lag.p50Ms)} · max ${ms(lag.maxMs)}` : 'nothing processed yet';
 }
 
-async function loadLive() {
-  const history = await guarded('ingest history', () => api('GET', '/live/ingest'));
-  if (history) renderCharts(history);
+function renderCounts(status) {
+  $('stat-processed').textContent = num(status.processed, 0);
+  $('stat-uptime').textContent = `of ${num(status.events, 0)} stored · up ${ago(status.uptimeSeconds)}`;
+  if (!status.worker) $('stat-lag-sub').textContent = 'worker disabled';
 }
 
 function niceMax(value) {
