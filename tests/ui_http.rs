@@ -43,6 +43,12 @@ async fn ui_page_and_files_are_served_without_credentials_and_offline() {
         assert!(answer.headers["content-type"].to_str().unwrap().starts_with(kind), "{file}");
         assert!(page.text.contains(&format!("/ui/{file}")), "the page loads {file}");
     }
+    let app = request(Method::GET, &server.url("/ui/app.js"), &[], Vec::new()).await;
+    for module in ["core.js", "live.js", "trading.js", "deliveries.js", "dlq.js"] {
+        assert!(app.text.contains(&format!("'./{module}'")), "app.js imports {module}");
+        let answer = request(Method::GET, &server.url(&format!("/ui/{module}")), &[], Vec::new()).await;
+        assert_eq!(answer.status, StatusCode::OK, "{module}");
+    }
     let missing = request(Method::GET, &server.url("/ui/secrets.txt"), &[], Vec::new()).await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     assert_eq!(missing.json["error"], "not_found");

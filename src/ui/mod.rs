@@ -24,6 +24,11 @@ const INDEX: &str = include_str!("assets/index.html");
 /// The files the page loads from `/ui/{file}`: name, content type, content.
 const ASSETS: &[(&str, &str, &[u8])] = &[
     ("app.js", "text/javascript; charset=utf-8", include_bytes!("assets/app.js")),
+    ("core.js", "text/javascript; charset=utf-8", include_bytes!("assets/core.js")),
+    ("live.js", "text/javascript; charset=utf-8", include_bytes!("assets/live.js")),
+    ("trading.js", "text/javascript; charset=utf-8", include_bytes!("assets/trading.js")),
+    ("deliveries.js", "text/javascript; charset=utf-8", include_bytes!("assets/deliveries.js")),
+    ("dlq.js", "text/javascript; charset=utf-8", include_bytes!("assets/dlq.js")),
     ("app.css", "text/css; charset=utf-8", include_bytes!("assets/app.css")),
     ("icon.svg", "image/svg+xml", include_bytes!("assets/icon.svg")),
 ];
@@ -64,7 +69,7 @@ async fn page() -> Response {
     served("text/html; charset=utf-8", INDEX.as_bytes())
 }
 
-/// A file of the dashboard (`app.js`, `app.css`, `icon.svg`).
+/// A file of the dashboard (`app.js` and the modules it imports, `app.css`, `icon.svg`).
 #[utoipa::path(
     get,
     path = "/ui/{file}",

@@ -140,7 +140,7 @@ describe('dashboard', () => {
     assert.match(response.headers.get('content-security-policy'), /script-src 'self'/);
     const html = await response.text();
     assert.doesNotMatch(html, /https?:\/\/(?!www\.w3\.org)/, 'no external resource (it must work offline)');
-    for (const file of ['app.js', 'app.css', 'icon.svg']) {
+    for (const file of ['app.js', 'core.js', 'live.js', 'trading.js', 'deliveries.js', 'dlq.js', 'app.css', 'icon.svg']) {
       assert.equal((await fetch(`${BASE}/ui/${file}`)).status, 200, file);
     }
   });
