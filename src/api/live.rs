@@ -304,6 +304,8 @@ impl Tail {
         }
         let mut out = String::new();
         let newest = newest_seq(&self.store).await?;
+        // A position past the newest event (a client that saw another store) starts from now.
+        self.last = self.last.min(newest);
         if newest - self.last > MAX_BEHIND {
             let skipped = newest - BACKFILL - self.last;
             out.push_str(&message("gap", &serde_json::json!({ "skipped": skipped })));
