@@ -119,7 +119,7 @@ async function demoTraffic(seconds) {
   const symbols = ['BTC/USD', 'ETH/USD', 'SOL/USD'];
   const started = Date.now();
   for (let tick = 0; Date.now() - started < seconds * 1000; tick += 1) {
-    const burst = Math.round(6 + 5 * Math.sin(tick / 9) + 3 * Math.sin(tick / 2.3));
+    const burst = Math.round(5 + 3 * Math.sin(tick / 9) + 2 * Math.sin(tick / 2.3));
     const sends = Array.from({ length: Math.max(burst, 1) }, (_, i) => {
       const symbol = symbols[(tick + i) % symbols.length];
       const orderId = `demo-${RUN}-${tick}-${i}`;

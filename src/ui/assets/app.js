@@ -128,7 +128,7 @@ async function loadHeader(now) {
     renderGauges(live);
     if (session.view === 'live') renderCharts(live);
   }
-  if (session.view === 'live' && (now === true || tick % 12 === 1)) {
+  if (session.view === 'live' && (now === true || tick % 4 === 1)) {
     const status = await guarded('status', () => api('GET', '/status'));
     if (status) renderCounts(status);
   }
