@@ -8,7 +8,8 @@
 #
 # Settings (environment): CONNECTIONS (32), DURATION (15s), WARMUP (1s), SECRET (bench-secret),
 # BENCH_ARGS (extra flags for `tradehook bench`, e.g. "--rate 20000"); TRADEHOOK_WORKER__ENABLED=false
-# measures ingest without processing. Both JSON reports are kept
+# measures ingest without processing; POSTGRES=postgres://user@host (no database) puts tradehook's
+# store on that PostgreSQL server, in a fresh database dropped afterwards (default: SQLite). Both JSON reports are kept
 # in bench/results/ (gitignored).
 set -euo pipefail
 
@@ -22,6 +23,7 @@ ADMIN_TOKEN=bench-admin-token-$RANDOM$RANDOM
 RESULTS="$ROOT/bench/results"
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 
+BENCH_DB=tradehook_bench_$(date -u +%Y%m%d%H%M%S)_$$
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/tradehook-bench.XXXXXX")
 SERVER_PID=""
 
@@ -37,6 +39,9 @@ cleanup() {
         tail -n 20 "$TMP/server.log" >&2
     fi
     rm -rf "$TMP"
+    if [[ -n "${POSTGRES:-}" ]]; then
+        psql "$POSTGRES/postgres" -qc "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" 2>/dev/null || true
+    fi
     exit "$status"
 }
 trap cleanup EXIT
@@ -115,10 +120,15 @@ stop_server
 # --- tradehook serve, on a fresh store --------------------------------------------------------
 PORT2=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 mkdir -p "$TMP/data"
+STORE_URL="sqlite://$TMP/data/tradehook.db"
+if [[ -n "${POSTGRES:-}" ]]; then
+    psql "$POSTGRES/postgres" -qc "CREATE DATABASE $BENCH_DB"
+    STORE_URL="$POSTGRES/$BENCH_DB"
+fi
 # Run from the scratch directory so nothing (data dir, generated secret) lands in the repository.
 (
     cd "$TMP"
-    TRADEHOOK_STORE__URL="sqlite://$TMP/data/tradehook.db" \
+    TRADEHOOK_STORE__URL="$STORE_URL" \
         TRADEHOOK_SERVER__LISTEN="127.0.0.1:$PORT2" \
         TRADEHOOK_SECRET="$SECRET" \
         TRADEHOOK_API__ADMIN_TOKEN="$ADMIN_TOKEN" \
@@ -141,7 +151,7 @@ EOF
     sleep 0.1
 done
 [[ -n "$healthy" ]] || { echo "tradehook did not answer /healthz within 30 s" >&2; exit 1; }
-echo "tradehook on 127.0.0.1:$PORT2: same client settings" >&2
+echo "tradehook on 127.0.0.1:$PORT2 (store ${STORE_URL%%://*}): same client settings" >&2
 # With the admin token the client also waits for processing to finish and reports its lag
 # (skipped when the worker is switched off: TRADEHOOK_WORKER__ENABLED=false measures ingest alone).
 if [[ "${TRADEHOOK_WORKER__ENABLED:-true}" == "false" ]]; then

@@ -32,6 +32,7 @@ use crate::ingest::source::Source;
 use crate::ingest::DEFAULT_SOURCE;
 use crate::notify::{Notifier, Thresholds};
 use crate::sinks::nats::NatsSink;
+use crate::store::postgres::{PgOptions, PgStore};
 use crate::store::sqlite::{SqliteOptions, SqliteStore};
 use crate::store::SharedStore;
 use crate::worker::lag::LagTracker;
@@ -145,8 +146,8 @@ impl Setup {
     }
 }
 
-/// Opens the configured store.
-pub fn open_store(config: &Config) -> anyhow::Result<SharedStore> {
+/// Opens the configured store (for PostgreSQL: connects and migrates the schema).
+pub async fn open_store(config: &Config) -> anyhow::Result<SharedStore> {
     match config.store_location().map_err(|e| anyhow::anyhow!("store.url: {e}"))? {
         StoreLocation::Sqlite(path) => {
             let options = SqliteOptions {
@@ -157,8 +158,20 @@ pub fn open_store(config: &Config) -> anyhow::Result<SharedStore> {
             };
             Ok(Arc::new(SqliteStore::open(&path, options)?))
         }
-        StoreLocation::Postgres(_) => {
-            anyhow::bail!("store.url: PostgreSQL is not supported yet in this version; use sqlite://")
+        StoreLocation::Postgres(url) => {
+            let options = PgOptions {
+                max_batch: config.store.max_batch,
+                queue_capacity: config.store.queue_capacity,
+                max_backlog: config.store.max_backlog,
+                lease: config.store.lease,
+                // Longer than any attempt can take, so a live node's claim never runs out.
+                claim: config.delivery.timeout.saturating_mul(2) + Duration::from_secs(5),
+                pool_size: config.store.pool_size,
+            };
+            let store = PgStore::open(&url, options)
+                .await
+                .map_err(|e| anyhow::anyhow!("store.url: cannot open the PostgreSQL store: {e}"))?;
+            Ok(Arc::new(store))
         }
     }
 }
@@ -276,6 +289,23 @@ pub async fn run(
         })
     });
     let retention = tokio::spawn(prune_loop(state.clone(), shutdown.clone()));
+    // Other nodes may change subscriptions in a shared store: follow the stored list.
+    let follower = (state.store.kind() != "sqlite").then(|| {
+        let state = state.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(2));
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tick.tick() => match state.store.subscriptions().await {
+                        Ok(list) => state.subscriptions.replace(list),
+                        Err(error) => tracing::debug!(%error, "cannot reload subscriptions"),
+                    },
+                }
+            }
+        })
+    });
     let monitor = tokio::spawn(state.notifier.clone().watch(
         state.store.clone(),
         state.lag.clone(),
@@ -295,6 +325,9 @@ pub async fn run(
     }
     retention.abort();
     monitor.abort();
+    if let Some(follower) = follower {
+        follower.abort();
+    }
     worker_stop.cancel();
     if let Some(Err(error)) = match worker_task {
         Some(task) => Some(task.await),

@@ -68,7 +68,10 @@ async fn a_burst_of_bad_signatures_raises_signature_failures_once() {
         assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
     }
     let alert = next_of_kind(&mut alerts, "signature_failures").await;
-    assert!(alert.message.starts_with("10 requests refused"), "{}", alert.message);
+    // The monitor may look while the burst is still arriving: it fires once it is over the limit.
+    let counted: usize = alert.message.split(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0);
+    assert!((6..=10).contains(&counted), "{}", alert.message);
+    assert!(alert.message.contains("requests refused"), "{}", alert.message);
     assert!(!alert.message.contains(SECRET), "{}", alert.message);
     assert_eq!(alert.node.as_deref(), Some("test-node"));
     // The throttle holds the repeats of the next checks back.

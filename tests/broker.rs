@@ -18,14 +18,13 @@ use tradehook::delivery::subscription::SubscriptionSet;
 use tradehook::delivery::{Dispatcher, Targets};
 use tradehook::notify::Notifier;
 use tradehook::sinks::nats::{NatsConfig, NatsSink};
-use tradehook::store::sqlite::{SqliteOptions, SqliteStore};
-use tradehook::store::{now_ms, Appended, EventFilter, NewEvent, NewIntent, ProcessedBatch, SharedStore};
+use tradehook::store::{
+    now_ms, Appended, EventFilter, Lease, NewEvent, NewIntent, ProcessedBatch, SharedStore,
+};
 use tradehook::worker::retry::RetryPolicy;
 
-fn open(dir: &std::path::Path) -> SharedStore {
-    let options =
-        SqliteOptions { max_batch: 64, queue_capacity: 1024, max_backlog: 1_000_000, max_page_count: None };
-    Arc::new(SqliteStore::open(&dir.join("t.db"), options).unwrap())
+async fn open(dir: &std::path::Path) -> SharedStore {
+    common::open_store(dir).await
 }
 
 /// Stores a trigger event and records `intents` as processed with it.
@@ -54,6 +53,8 @@ async fn record(store: &SharedStore, key: &str, intents: Vec<(String, String)>, 
         })
         .collect();
     let batch = ProcessedBatch { processed: vec![(seq, "applied")], intents, ..ProcessedBatch::default() };
+    // As the worker does: only the holder of the processing lease may commit.
+    assert!(matches!(store.processing_lease().await.unwrap(), Lease::Held { .. }));
     store.commit_processed(batch).await.unwrap();
 }
 
@@ -77,7 +78,7 @@ async fn outcomes(store: &SharedStore) -> Vec<(String, String)> {
 #[tokio::test]
 async fn the_http_broker_gets_each_intent_once_signed_with_the_api_key() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let store = open(dir.path()).await;
     let broker_http = Receiver::start(Script::FailTimes(503, 1)).await;
     let broker = BrokerConfig {
         kind: Some(BrokerKind::Http),
@@ -114,7 +115,7 @@ async fn the_http_broker_gets_each_intent_once_signed_with_the_api_key() {
 #[tokio::test]
 async fn a_broker_refusal_is_a_failed_intent_in_the_dead_letter_queue() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let store = open(dir.path()).await;
     let broker_http = Receiver::start(Script::Always(422)).await;
     let broker = BrokerConfig {
         kind: Some(BrokerKind::Http),
@@ -140,7 +141,7 @@ async fn a_broker_refusal_is_a_failed_intent_in_the_dead_letter_queue() {
 #[tokio::test]
 async fn the_paper_broker_fills_market_orders_and_feeds_the_fills_back() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let store = open(dir.path()).await;
     let intent = r#"{"clientOrderId":"th-p1","op":"place","symbol":"BTC/USD","side":"buy","orderType":"market","quantity":"0.25","referencePrice":"50000"}"#;
     record(&store, "s1", vec![("th-p1".into(), intent.into())], "broker:paper").await;
     let stop = CancellationToken::new();

@@ -103,25 +103,3 @@ async fn every_acked_event_survives_kill_9_mid_load() {
         acked.len()
     );
 }
-
-/// POST that reports connection failures as `None` instead of panicking.
-async fn try_post(url: &str, scheme: Scheme, secret: &str, body: &[u8]) -> Option<(u16, serde_json::Value)> {
-    use bytes::Bytes;
-    use http_body_util::{BodyExt, Full};
-    let context = tradehook::ingest::signature::SignContext {
-        timestamp: chrono::Utc::now().timestamp(),
-        message_id: String::new(),
-        token_field: None,
-    };
-    let signed = tradehook::ingest::signature::sign(scheme, secret, body, &context).ok()?;
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<Full<Bytes>>();
-    let mut request = http::Request::post(url).header("content-type", "application/json");
-    for (name, value) in &signed.headers {
-        request = request.header(name.as_str(), value.as_str());
-    }
-    let response = client.request(request.body(Full::new(Bytes::from(signed.body))).ok()?).await.ok()?;
-    let status = response.status().as_u16();
-    let bytes = response.into_body().collect().await.ok()?.to_bytes();
-    Some((status, serde_json::from_slice(&bytes).unwrap_or_default()))
-}

@@ -312,7 +312,7 @@ async fn status_reports_backlog_and_store() {
     post_event(&server, &order_event("s1")).await;
     let status = admin_get(&server, "/api/v1/status").await;
     assert_eq!(status.json["backlog"], 1);
-    assert_eq!(status.json["store"], "sqlite");
+    assert_eq!(status.json["store"], if common::postgres().is_some() { "postgres" } else { "sqlite" });
     assert!(status.json["oldestPendingAgeSeconds"].as_f64().is_some());
 }
 

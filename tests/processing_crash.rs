@@ -91,7 +91,7 @@ fn rebuild(dir: &Path, check: bool) -> std::process::Output {
     let mut command = Command::new(binary());
     command
         .arg("rebuild-state")
-        .env("TRADEHOOK_STORE__URL", format!("sqlite://{}", dir.join("tradehook.db").display()))
+        .env("TRADEHOOK_STORE__URL", common::store_url(dir))
         .env("TRADEHOOK_SECRET", SECRET)
         .env("TRADEHOOK_API__ADMIN_TOKEN", ADMIN_TOKEN);
     if check {

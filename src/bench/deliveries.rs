@@ -206,8 +206,7 @@ async fn queue_deliveries(
         for appended in futures::future::join_all(appends).await {
             let seq = match appended? {
                 crate::store::Appended::Accepted(id) | crate::store::Appended::Duplicate(id) => {
-                    crate::store::sqlite::seq_of(&id)
-                        .context("the store answered an id that is not evt_<n>")?
+                    crate::store::seq_of(&id).context("the store answered an id that is not evt_<n>")?
                 }
             };
             batch.processed.push((seq, "stored"));

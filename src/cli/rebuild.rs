@@ -19,7 +19,7 @@ pub struct RebuildArgs {
 /// Rebuilds (or checks) and prints what it found.
 pub async fn run(args: RebuildArgs, config: Config) -> anyhow::Result<()> {
     let setup = server::Setup::prepare(config)?;
-    let store = server::open_store(&setup.config)?;
+    let store = server::open_store(&setup.config).await?;
     let rules = SourceRules::from_config(&setup.config.sources);
     let stored = worker::apply::load_state(store.all_entities().await?).map_err(anyhow::Error::msg)?;
     let rebuilt = if args.check {

@@ -14,7 +14,7 @@ use crate::server::{self, AppState, Setup};
 pub async fn run(config: Config) -> anyhow::Result<()> {
     super::init_logging(&config);
     let setup = Setup::prepare(config)?;
-    let store = server::open_store(&setup.config)?;
+    let store = server::open_store(&setup.config).await?;
     let state = Arc::new(AppState::new(&setup, store)?);
     let listen = &setup.config.server.listen;
     let listener =

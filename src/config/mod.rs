@@ -93,6 +93,12 @@ pub struct StoreConfig {
     pub max_batch: usize,
     /// Requests waiting for the writer above which ingest answers 503.
     pub queue_capacity: usize,
+    /// PostgreSQL: how long the processing lease lasts unrenewed, so how soon another node
+    /// takes over processing from one that died.
+    #[serde(with = "humantime_serde_compat")]
+    pub lease: Duration,
+    /// PostgreSQL: connections each node keeps in its pool.
+    pub pool_size: usize,
 }
 
 /// `[api]`.
@@ -333,6 +339,8 @@ impl Default for StoreConfig {
             max_pending_age: Duration::from_secs(300),
             max_batch: 1024,
             queue_capacity: 16_384,
+            lease: Duration::from_secs(10),
+            pool_size: 12,
         }
     }
 }
@@ -408,6 +416,12 @@ impl Config {
         }
         if let Err(problem) = self.store_location() {
             return fail("store.url", problem);
+        }
+        if self.store.lease < Duration::from_secs(1) {
+            return fail("store.lease", "must be at least 1s".into());
+        }
+        if !(2..=1000).contains(&self.store.pool_size) {
+            return fail("store.pool_size", "must be between 2 and 1000".into());
         }
         if self.store.max_batch == 0 || self.store.queue_capacity == 0 {
             return fail("store.max_batch", "max_batch and queue_capacity must be at least 1".into());

@@ -200,7 +200,9 @@ impl Dispatcher {
         if free == 0 {
             return Ok((0, false));
         }
-        let busy = in_flight.len();
+        // A claiming store hands out only deliveries not in flight, and holds each for its claim
+        // time: ask for no more than will start now.
+        let busy = if self.store.claims_deliveries() { 0 } else { in_flight.len() };
         let limit = u32::try_from(free + busy).unwrap_or(u32::MAX).min(20_000);
         let due = self.store.due_deliveries(now_ms(), limit).await?;
         let read = due.len();
@@ -412,7 +414,7 @@ fn count(next: &DeliveryNext) {
 
 /// One attempt of one delivery, decided.
 async fn attempt(context: &Context, delivery: &DueDelivery) -> Outcome {
-    let message_id = crate::store::sqlite::event_id(delivery.seq);
+    let message_id = crate::store::event_id(delivery.seq);
     if let Some(name) = delivery.target.strip_prefix("forward:") {
         let Some(subscription) = context.subscriptions.find(name) else {
             let error =
@@ -587,7 +589,7 @@ fn failed(
         if attempts >= FAILING_ALERT_AFTER {
             let message = format!(
                 "delivery of {} failed {attempts} times; last: {error}",
-                crate::store::sqlite::event_id(delivery.seq)
+                crate::store::event_id(delivery.seq)
             );
             context.notifier.raise("subscription_failing", id, message);
         }

@@ -9,6 +9,7 @@
 pub mod dedupe;
 pub mod delivery;
 pub mod intents;
+pub mod postgres;
 pub mod processing;
 pub mod progress;
 pub mod sqlite;
@@ -169,6 +170,13 @@ pub trait Store: Send + Sync + 'static {
     /// Wakes whoever waits for new events (the worker) after a commit that stored some.
     fn arrivals(&self) -> Arc<tokio::sync::Notify>;
 
+    /// Whether this process may process events now. Several nodes on one store process one at a
+    /// time: the holder of a lease, whose commits are fenced (see `postgres/lease.rs`). A store
+    /// of one process (SQLite) always holds it.
+    async fn processing_lease(&self) -> Result<Lease, StoreError> {
+        Ok(Lease::Held { fresh: false })
+    }
+
     /// Ordering keys of events waiting for a retry, with when that retry is due (unix ms).
     async fn retrying(&self) -> Result<Vec<(String, i64)>, StoreError>;
     /// Up to `limit` due, unprocessed events, in arrival order.
@@ -207,6 +215,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Wakes the dispatcher after commits that queued or re-queued deliveries.
     fn deliveries_ready(&self) -> Arc<tokio::sync::Notify>;
+    /// Whether [`Store::due_deliveries`] claims what it returns (several nodes share the store):
+    /// then it never returns a delivery claimed before and not yet committed, so the caller
+    /// asks only for as many as it will start. Otherwise it returns deliveries in flight too.
+    fn claims_deliveries(&self) -> bool {
+        false
+    }
     /// Up to `limit` pending deliveries due at `now` (unix ms), the longest-waiting first.
     async fn due_deliveries(&self, now: i64, limit: u32) -> Result<Vec<DueDelivery>, StoreError>;
     /// When the next pending delivery is due (unix ms).
@@ -247,6 +261,34 @@ pub trait Store: Send + Sync + 'static {
     async fn kill_switch(&self) -> Result<bool, StoreError>;
     /// Turns the manual kill switch on or off (durably).
     async fn set_kill_switch(&self, on: bool) -> Result<(), StoreError>;
+}
+
+/// Whether this node processes events (see [`Store::processing_lease`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lease {
+    /// This node processes; `fresh` when it just took over and must load the committed state
+    /// first (another node may have processed meanwhile).
+    Held {
+        /// Just taken over.
+        fresh: bool,
+    },
+    /// Another node processes; this one waits.
+    Standby,
+}
+
+/// The public id of the event stored at `seq`.
+pub(crate) fn event_id(seq: i64) -> String {
+    format!("evt_{seq}")
+}
+
+/// The seq of a public `evt_…` id, if it is one.
+pub(crate) fn seq_of(id: &str) -> Option<i64> {
+    id.strip_prefix("evt_").and_then(|n| n.parse().ok()).filter(|n: &i64| *n > 0)
+}
+
+/// The row id of a `dlq_…` id, if it is one.
+pub(crate) fn dead_letter_seq(id: &str) -> Option<i64> {
+    id.strip_prefix("dlq_").and_then(|n| n.parse().ok()).filter(|n: &i64| *n > 0)
 }
 
 /// A shared handle to the store.

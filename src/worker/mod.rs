@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::delivery::route::RouteTable;
 use crate::delivery::subscription::SubscriptionSet;
 use crate::store::{
-    now_ms, Deferral, NewDeadLetter, NewDelivery, PendingEvent, ProcessedBatch, Retry, SharedStore,
+    now_ms, Deferral, Lease, NewDeadLetter, NewDelivery, PendingEvent, ProcessedBatch, Retry, SharedStore,
     StoreError,
 };
 use crate::trading::TradingState;
@@ -40,6 +40,9 @@ use strategy::Strategy;
 
 /// How long the worker waits after new events arrive before it reads them (batching).
 const LINGER: Duration = Duration::from_millis(20);
+
+/// How often a node on standby checks whether the processing lease is free.
+const STANDBY_CHECK: Duration = Duration::from_millis(500);
 
 /// The background processor of stored events.
 pub struct Worker {
@@ -58,6 +61,8 @@ pub struct Worker {
     subscriptions: Arc<SubscriptionSet>,
     /// The strategy actions routes name, with their memory.
     strategy: Strategy,
+    /// Another node holds the processing lease: look again now and then, not on every arrival.
+    standby: bool,
     /// Test hook: events for which applying fails, to exercise retries and dead letters.
     #[cfg(test)]
     fail_when: Option<fn(&crate::trading::CanonicalEvent) -> bool>,
@@ -88,6 +93,7 @@ impl Worker {
             routes: RouteTable::default(),
             subscriptions: Arc::new(SubscriptionSet::default()),
             strategy,
+            standby: false,
             #[cfg(test)]
             fail_when: None,
         })
@@ -119,6 +125,12 @@ impl Worker {
         while !shutdown.is_cancelled() {
             match self.round().await {
                 Ok(handled) if handled >= self.batch_limit as usize => continue,
+                Ok(_) if self.standby => {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(STANDBY_CHECK) => {}
+                    }
+                }
                 Ok(_) => {
                     failures = 0;
                     // Sleep until new events arrive, or a retry may be due.
@@ -161,6 +173,16 @@ impl Worker {
 
     /// One round: read due events, apply, commit. Returns how many events it handled.
     pub async fn round(&mut self) -> Result<usize, StoreError> {
+        match self.store.processing_lease().await? {
+            Lease::Standby => {
+                self.standby = true;
+                return Ok(0);
+            }
+            // Another node may have processed since this one last did: start from its state.
+            Lease::Held { fresh: true } => self.reload().await?,
+            Lease::Held { fresh: false } => {}
+        }
+        self.standby = false;
         if self.routes.has_strategy_actions() {
             let on = self.store.kill_switch().await?;
             let documents =

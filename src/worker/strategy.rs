@@ -66,7 +66,7 @@ impl Strategy {
                 .filter(|_| names.contains(&"signal_to_order")),
             margin_guard: self.config.margin_guard.clone().filter(|_| names.contains(&"margin_guard")),
         };
-        let key = crate::store::sqlite::event_id(seq);
+        let key = crate::store::event_id(seq);
         Some(decide(&config, &mut self.state, trading, event, &key, Utc::now()))
     }
 
@@ -155,6 +155,11 @@ impl Strategy {
                     ("stop", Side::Buy) if price >= level => price,
                     _ => continue,
                 };
+                // Reduce-only: like a venue, never fill what would not reduce the position (the
+                // event that moved the price may have closed it, e.g. a liquidation).
+                if order.reduce_only && !reduces(trading, order, side) {
+                    continue;
+                }
                 let client = order
                     .client_order_id
                     .clone()
@@ -198,4 +203,15 @@ impl Strategy {
 fn push(documents: &mut BTreeMap<(EntityKind, String), EntityChange>, doc: StrategyDoc) {
     let kind = EntityKind::Strategy(doc.kind);
     documents.insert((kind, doc.key.clone()), EntityChange { kind, key: doc.key, doc: doc.doc });
+}
+
+/// Whether an order on `side` reduces the open position of its account and symbol.
+fn reduces(trading: &TradingState, order: &crate::trading::Order, side: Side) -> bool {
+    let Some(symbol) = order.symbol.clone() else { return false };
+    let key = crate::trading::PositionKey { account: order.account.clone(), symbol };
+    let net = trading.positions.get(&key).map(|p| p.net_quantity).unwrap_or_default();
+    match side {
+        Side::Sell => net > rust_decimal::Decimal::ZERO,
+        Side::Buy => net < rust_decimal::Decimal::ZERO,
+    }
 }

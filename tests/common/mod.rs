@@ -35,10 +35,73 @@ pub struct TestServer {
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
-/// A configuration for tests: SQLite in `dir`, one `default` hmac-sha256 source.
+/// The PostgreSQL server the integration suite runs against instead of SQLite, from
+/// `TEST_POSTGRES_URL` (a URL without a database, e.g. `postgres://postgres@127.0.0.1`).
+/// `.ci/run` runs the suite twice: without it (SQLite) and with it.
+pub fn postgres() -> Option<String> {
+    std::env::var("TEST_POSTGRES_URL").ok().filter(|url| !url.is_empty())
+}
+
+/// The store of the test gateway kept in `dir`: an SQLite file there, or on PostgreSQL a fresh
+/// database of its own, named after `dir` and this test process (so a restarted server finds
+/// its data again), created on first use.
+pub fn store_url(dir: &Path) -> String {
+    let Some(base) = postgres() else {
+        return format!("sqlite://{}", dir.join("tradehook.db").display());
+    };
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(dir.display().to_string().as_bytes());
+    let name = format!("th_t_{}_{}", std::process::id(), &hex::encode(digest)[..12]);
+    create_database(&base, &name);
+    format!("{}/{name}", base.trim_end_matches('/'))
+}
+
+/// Creates database `name` unless it exists (on a thread of its own: callers may be inside a
+/// runtime or not).
+fn create_database(base: &str, name: &str) {
+    let admin = format!("{}/postgres", base.trim_end_matches('/'));
+    let name = name.to_owned();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+                .await
+                .unwrap_or_else(|e| panic!("TEST_POSTGRES_URL: cannot connect to {admin}: {e}"));
+            tokio::spawn(connection);
+            let exists = client
+                .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+                .await
+                .unwrap()
+                .is_some();
+            if !exists {
+                if let Err(error) = client.batch_execute(&format!("CREATE DATABASE {name}")).await {
+                    assert_eq!(
+                        error.code(),
+                        Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE),
+                        "{error}"
+                    );
+                }
+            }
+        });
+    })
+    .join()
+    .unwrap();
+}
+
+/// Opens the test store kept in `dir` directly (no server), SQLite or PostgreSQL as above.
+pub async fn open_store(dir: &Path) -> tradehook::store::SharedStore {
+    let mut config = Config::default();
+    config.store.url = store_url(dir);
+    config.store.max_batch = 64;
+    config.store.queue_capacity = 1024;
+    server::open_store(&config).await.unwrap()
+}
+
+/// A configuration for tests: the test store in `dir` (see [`store_url`]), one `default`
+/// hmac-sha256 source.
 pub fn test_config(dir: &Path) -> Config {
     let mut config = Config::default();
-    config.store.url = format!("sqlite://{}", dir.join("tradehook.db").display());
+    config.store.url = store_url(dir);
     config.server.listen = "127.0.0.1:0".into();
     config.api.admin_token = Some(ADMIN_TOKEN.into());
     config.sources = vec![SourceConfig::new("default", Scheme::HmacSha256, vec![SECRET.into()])];
@@ -58,7 +121,7 @@ impl TestServer {
         adjust(&mut config);
         config.validate().unwrap();
         let setup = Setup::prepare(config).unwrap();
-        let store = server::open_store(&setup.config).unwrap();
+        let store = server::open_store(&setup.config).await.unwrap();
         let state = Arc::new(AppState::new(&setup, store).unwrap());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -183,7 +246,7 @@ impl ServerProcess {
         let mut child = Command::new(binary())
             .envs(env.iter().copied())
             .arg("serve")
-            .env("TRADEHOOK_STORE__URL", format!("sqlite://{}", dir.join("tradehook.db").display()))
+            .env("TRADEHOOK_STORE__URL", store_url(dir))
             .env("TRADEHOOK_SERVER__LISTEN", "127.0.0.1:0")
             .env("TRADEHOOK_SECRET", SECRET)
             .env("TRADEHOOK_API__ADMIN_TOKEN", ADMIN_TOKEN)
@@ -293,4 +356,31 @@ where
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// POST that reports connection failures as `None` instead of panicking.
+pub async fn try_post(
+    url: &str,
+    scheme: Scheme,
+    secret: &str,
+    body: &[u8],
+) -> Option<(u16, serde_json::Value)> {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    let context = tradehook::ingest::signature::SignContext {
+        timestamp: chrono::Utc::now().timestamp(),
+        message_id: String::new(),
+        token_field: None,
+    };
+    let signed = tradehook::ingest::signature::sign(scheme, secret, body, &context).ok()?;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
+    let mut request = http::Request::post(url).header("content-type", "application/json");
+    for (name, value) in &signed.headers {
+        request = request.header(name.as_str(), value.as_str());
+    }
+    let response = client.request(request.body(Full::new(Bytes::from(signed.body))).ok()?).await.ok()?;
+    let status = response.status().as_u16();
+    let bytes = response.into_body().collect().await.ok()?.to_bytes();
+    Some((status, serde_json::from_slice(&bytes).unwrap_or_default()))
 }

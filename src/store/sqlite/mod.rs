@@ -96,15 +96,7 @@ const CHECKPOINT_BUSY: Duration = Duration::from_millis(20);
 /// Pause between checkpoints when the last one found nothing to copy.
 const CHECKPOINT_IDLE: Duration = Duration::from_millis(200);
 
-/// The public id of the event stored at `seq`.
-pub(crate) fn event_id(seq: i64) -> String {
-    format!("evt_{seq}")
-}
-
-/// The seq of a public id, if it is one.
-pub(crate) fn seq_of(id: &str) -> Option<i64> {
-    id.strip_prefix("evt_").and_then(|n| n.parse().ok()).filter(|n: &i64| *n > 0)
-}
+pub(crate) use super::{event_id, seq_of};
 
 /// The SQLite store. See the module documentation.
 pub struct SqliteStore {
@@ -568,12 +560,12 @@ impl Store for SqliteStore {
     }
 
     async fn dead_letter(&self, id: &str) -> Result<Option<DeadLetter>, StoreError> {
-        let Some(id) = processing::dead_letter_seq(id) else { return Ok(None) };
+        let Some(id) = super::dead_letter_seq(id) else { return Ok(None) };
         self.read(move |conn| processing::dead_letter(conn, id)).await
     }
 
     async fn replay_dead_letters(&self, ids: Vec<String>) -> Result<u64, StoreError> {
-        let ids: Vec<i64> = ids.iter().filter_map(|id| processing::dead_letter_seq(id)).collect();
+        let ids: Vec<i64> = ids.iter().filter_map(|id| super::dead_letter_seq(id)).collect();
         let deliveries = self.exec(processing::replay_dead_letters(ids.clone(), true)).await?;
         let events = self.exec(processing::replay_dead_letters(ids, false)).await?;
         self.requeued(events);
@@ -584,7 +576,7 @@ impl Store for SqliteStore {
     }
 
     async fn discard_dead_letter(&self, id: &str) -> Result<bool, StoreError> {
-        let Some(id) = processing::dead_letter_seq(id) else { return Ok(false) };
+        let Some(id) = super::dead_letter_seq(id) else { return Ok(false) };
         Ok(self.exec(processing::discard_dead_letter(id)).await? > 0)
     }
 

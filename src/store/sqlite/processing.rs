@@ -219,11 +219,6 @@ fn dead_letter_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeadLetter>
     })
 }
 
-/// The seq of a `dlq_<n>` id.
-pub(super) fn dead_letter_seq(id: &str) -> Option<i64> {
-    id.strip_prefix("dlq_").and_then(|n| n.parse().ok()).filter(|n: &i64| *n > 0)
-}
-
 /// Dead letters matching `filter`, newest first.
 pub(super) fn dead_letters(
     conn: &Connection,

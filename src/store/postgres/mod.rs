@@ -1,0 +1,652 @@
+//! The shared store: PostgreSQL, for several `tradehook serve` nodes behind one load balancer.
+//!
+//! The same [`Store`] contract as SQLite, over a connection pool (deadpool-postgres):
+//! - **Ingest**: concurrent appends share a commit — one multi-row `INSERT … ON CONFLICT DO
+//!   NOTHING` per batch (`ingest.rs`); the unique `(source, event_key)` finds duplicates across
+//!   nodes. Connections ask for `synchronous_commit = on`, so a commit is on disk when it returns.
+//!   Any database error answers 503 (never a false 200), and the pool reconnects by itself once
+//!   the database is back.
+//! - **Processing**: one node at a time, the holder of a lease with fencing (`lease.rs`); its
+//!   commits are the same one-transaction processed batches as on SQLite.
+//! - **Deliveries**: every node's dispatcher claims due deliveries with `FOR UPDATE SKIP LOCKED`
+//!   and a claim time (`delivery.rs`); a dead node's claims are taken over when they run out.
+//! - **Wake-ups** across nodes by `LISTEN`/`NOTIFY` (`listen.rs`).
+
+mod delivery;
+mod ingest;
+mod intents;
+mod lease;
+mod listen;
+mod processing;
+mod progress;
+mod schema;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{
+    Client, GenericClient, Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime,
+};
+use tokio::sync::{mpsc, oneshot, Notify};
+use tokio_postgres::{NoTls, Row};
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    dead_letter_seq, event_id, now_ms, rfc3339, seq_of, Appended, DeadLetter, DeadLetterFilter,
+    DeliveryAttempt, DeliveryResult, DueDelivery, EntityKind, EventFilter, HealthChange, Lease, NewEvent,
+    PendingEvent, ProcessedBatch, Store, StoreError, StoreStats, StoredAlert, StoredEvent, StoredIntent,
+    SubscriptionHealth,
+};
+use crate::delivery::subscription::Subscription;
+use ingest::Job;
+
+/// Tunables of the PostgreSQL store.
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    /// Most events in one commit.
+    pub max_batch: usize,
+    /// Requests that may wait for a commit.
+    pub queue_capacity: usize,
+    /// Pending events (all nodes) above which appends are refused.
+    pub max_backlog: u64,
+    /// How long the processing lease lasts without renewal: a dead processing node is replaced
+    /// after this.
+    pub lease: Duration,
+    /// How long a node's claim on a delivery lasts: a dead node's deliveries are retried after it.
+    pub claim: Duration,
+    /// Connections in the pool.
+    pub pool_size: usize,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        PgOptions {
+            max_batch: 512,
+            queue_capacity: 8192,
+            max_backlog: 1_000_000,
+            lease: Duration::from_secs(10),
+            claim: Duration::from_secs(90),
+            pool_size: 12,
+        }
+    }
+}
+
+/// Maps a database error: connection trouble, shutdown, overload or a failed transaction is
+/// `Unavailable` (answer 503, try again); the rest is a bug or corruption.
+pub(super) fn pg_error(error: tokio_postgres::Error) -> StoreError {
+    let retriable = match error.code() {
+        // 08 connection, 25 transaction state, 40 rollback (serialization, deadlock),
+        // 53 resources (disk full, too many connections), 57 operator (shutdown, cancel).
+        Some(code) => matches!(&code.code()[..2], "08" | "25" | "40" | "53" | "57"),
+        None => true,
+    };
+    let text = describe(&error);
+    if retriable {
+        StoreError::Unavailable(format!("database: {text}"))
+    } else {
+        StoreError::Internal(format!("database: {text}"))
+    }
+}
+
+/// An error's text without values from the statement (a database error's detail can quote them).
+pub(super) fn describe(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => error.to_string(),
+    }
+}
+
+pub(super) fn pool_error(error: PoolError) -> StoreError {
+    match error {
+        PoolError::Backend(error) => pg_error(error),
+        other => StoreError::Unavailable(format!("database: {other}")),
+    }
+}
+
+pub(super) fn to_i64(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// The PostgreSQL store. See the module documentation.
+pub struct PgStore {
+    pool: Pool,
+    queue: mpsc::Sender<Job>,
+    backlog: Arc<AtomicU64>,
+    max_backlog: u64,
+    lease: lease::ProcessingLease,
+    claim_ms: i64,
+    arrivals: Arc<Notify>,
+    deliveries_ready: Arc<Notify>,
+    stop: CancellationToken,
+}
+
+impl PgStore {
+    /// Connects, migrates the schema and starts the appender, the listener and the backlog
+    /// counter. Fails with `Unavailable` when the database cannot be reached.
+    pub async fn open(url: &str, options: PgOptions) -> Result<PgStore, StoreError> {
+        let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
+            StoreError::Internal(format!("store.url is not a PostgreSQL connection URL: {e}"))
+        })?;
+        let extra = format!("{} -c synchronous_commit=on", config.get_options().unwrap_or_default());
+        config
+            .options(extra.trim())
+            .application_name("tradehook")
+            .connect_timeout(Duration::from_secs(5))
+            .keepalives_idle(Duration::from_secs(15));
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size.max(4))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_secs(5)))
+            .create_timeout(Some(Duration::from_secs(5)))
+            .recycle_timeout(Some(Duration::from_secs(5)))
+            .build()
+            .map_err(|e| StoreError::Internal(format!("cannot build the connection pool: {e}")))?;
+        let mut client = pool.get().await.map_err(pool_error)?;
+        schema::migrate(&mut client).await?;
+        let pending = count_pending(&client).await?;
+        drop(client);
+        let backlog = Arc::new(AtomicU64::new(pending));
+        let arrivals = Arc::new(Notify::new());
+        let deliveries_ready = Arc::new(Notify::new());
+        let stop = CancellationToken::new();
+        let (queue, rx) = mpsc::channel(options.queue_capacity.max(1));
+        let appender = ingest::Appender {
+            pool: pool.clone(),
+            max_batch: options.max_batch.max(1),
+            backlog: backlog.clone(),
+            arrivals: arrivals.clone(),
+        };
+        tokio::spawn(ingest::run(appender, rx));
+        tokio::spawn(listen::run(config, arrivals.clone(), deliveries_ready.clone(), stop.clone()));
+        tokio::spawn(count_backlog(pool.clone(), backlog.clone(), stop.clone()));
+        let holder = format!("{}-{}", std::process::id(), ulid::Ulid::new());
+        Ok(PgStore {
+            pool,
+            queue,
+            backlog,
+            max_backlog: options.max_backlog,
+            lease: lease::ProcessingLease::new(holder, options.lease),
+            claim_ms: i64::try_from(options.claim.as_millis()).unwrap_or(i64::MAX / 4),
+            arrivals,
+            deliveries_ready,
+            stop,
+        })
+    }
+
+    async fn client(&self) -> Result<Client, StoreError> {
+        self.pool.get().await.map_err(pool_error)
+    }
+
+    /// Runs `work` in one transaction and commits it.
+    async fn transaction<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        F: for<'t> FnOnce(
+            &'t deadpool_postgres::Transaction<'t>,
+        ) -> futures::future::BoxFuture<'t, Result<T, StoreError>>,
+    {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        let value = work(&tx).await?;
+        tx.commit().await.map_err(pg_error)?;
+        Ok(value)
+    }
+}
+
+async fn count_pending(client: &impl GenericClient) -> Result<u64, StoreError> {
+    let row = client
+        .query_one("SELECT count(*) FROM events WHERE processed_at IS NULL", &[])
+        .await
+        .map_err(pg_error)?;
+    Ok(row.get::<_, i64>(0).max(0) as u64)
+}
+
+/// Keeps the backlog figure (which ingest checks on every request) current across nodes.
+async fn count_backlog(pool: Pool, backlog: Arc<AtomicU64>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        if let Ok(client) = pool.get().await {
+            if let Ok(pending) = count_pending(&client).await {
+                backlog.store(pending, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+const EVENT_COLUMNS: &str =
+    "seq, source, event_key, event_type, received_at, client_ip, headers, body, processed_at";
+
+fn event_from_row(row: &Row) -> StoredEvent {
+    let headers: String = row.get(6);
+    let body: Vec<u8> = row.get(7);
+    let payload = serde_json::from_slice(&body)
+        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&body).into_owned()));
+    let seq: i64 = row.get(0);
+    StoredEvent {
+        id: event_id(seq),
+        seq,
+        source: row.get(1),
+        event_key: row.get(2),
+        event_type: row.get(3),
+        received_at: rfc3339(row.get(4)),
+        client_ip: row.get(5),
+        headers: serde_json::from_str(&headers).unwrap_or(serde_json::Value::Null),
+        payload,
+        processed_at: row.get::<_, Option<i64>>(8).map(rfc3339),
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn append(&self, event: NewEvent) -> Result<Appended, StoreError> {
+        let backlog = self.backlog.load(Ordering::Relaxed);
+        if backlog >= self.max_backlog {
+            return Err(StoreError::Saturated(format!(
+                "{backlog} events are waiting to be processed (limit {})",
+                self.max_backlog
+            )));
+        }
+        let (reply, answer) = oneshot::channel();
+        self.queue.try_send(Job::Append(event, reply)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => {
+                StoreError::Saturated("the write queue is full; retry shortly".into())
+            }
+            mpsc::error::TrySendError::Closed(_) => {
+                StoreError::Unavailable("the store is shutting down".into())
+            }
+        })?;
+        answer.await.map_err(|_| StoreError::Unavailable("the appender stopped".into()))?
+    }
+
+    async fn event(&self, id: &str) -> Result<Option<StoredEvent>, StoreError> {
+        let Some(seq) = seq_of(id) else { return Ok(None) };
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq = $1");
+        let row = self.client().await?.query_opt(&sql, &[&seq]).await.map_err(pg_error)?;
+        Ok(row.as_ref().map(event_from_row))
+    }
+
+    async fn events(&self, filter: EventFilter) -> Result<Vec<StoredEvent>, StoreError> {
+        // Tailing reads forward from a point; everything else shows the newest first.
+        let order = if filter.after_seq.is_some() { "ASC" } else { "DESC" };
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events
+             WHERE ($1::text IS NULL OR source = $1) AND ($2::text IS NULL OR event_type = $2)
+               AND ($3::bigint IS NULL OR received_at >= $3) AND ($4::bigint IS NULL OR received_at < $4)
+               AND ($5::bigint IS NULL OR seq < $5) AND ($6::bigint IS NULL OR seq > $6)
+             ORDER BY seq {order} LIMIT $7"
+        );
+        let limit = i64::from(filter.limit.clamp(1, 1000));
+        let rows = self
+            .client()
+            .await?
+            .query(
+                &sql,
+                &[
+                    &filter.source,
+                    &filter.event_type,
+                    &filter.since,
+                    &filter.until,
+                    &filter.before_seq,
+                    &filter.after_seq,
+                    &limit,
+                ],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(rows.iter().map(event_from_row).collect())
+    }
+
+    async fn progress(&self, after_seq: i64, limit: u32) -> Result<Vec<super::EventProgress>, StoreError> {
+        progress::after(&self.client().await?, after_seq, limit).await
+    }
+
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM events WHERE processed_at IS NULL),
+                        (SELECT received_at FROM events WHERE processed_at IS NULL ORDER BY seq LIMIT 1),
+                        (SELECT count(*) FROM dead_letters)",
+                &[],
+            )
+            .await
+            .map_err(pg_error)?;
+        let events = row.get::<_, i64>(0).max(0) as u64;
+        let backlog = row.get::<_, i64>(1).max(0) as u64;
+        let now = now_ms();
+        Ok(StoreStats {
+            events,
+            backlog,
+            oldest_pending_age_seconds: row
+                .get::<_, Option<i64>>(2)
+                .map(|at| (now - at).max(0) as f64 / 1000.0),
+            processed: events.saturating_sub(backlog),
+            dlq: row.get::<_, i64>(3).max(0) as u64,
+        })
+    }
+
+    async fn prune(&self, cutoff: i64, limit: u32) -> Result<u64, StoreError> {
+        self.transaction(move |tx| {
+            Box::pin(async move {
+                let gone = tx
+                    .query(
+                        "DELETE FROM events WHERE seq IN (
+                             SELECT seq FROM events
+                             WHERE received_at < $1 AND processed_at IS NOT NULL
+                               AND seq NOT IN (SELECT event_seq FROM dead_letters)
+                               AND seq NOT IN (SELECT event_seq FROM deliveries WHERE status IN ('pending', 'held'))
+                             ORDER BY received_at LIMIT $2
+                             FOR UPDATE SKIP LOCKED)
+                         RETURNING seq",
+                        &[&cutoff, &i64::from(limit)],
+                    )
+                    .await
+                    .map_err(pg_error)?;
+                let seqs: Vec<i64> = gone.iter().map(|row| row.get(0)).collect();
+                tx.execute("DELETE FROM deliveries WHERE event_seq = ANY($1)", &[&seqs]).await.map_err(pg_error)?;
+                tx.execute(
+                    "DELETE FROM delivery_attempts WHERE id IN (SELECT id FROM delivery_attempts WHERE at < $1 LIMIT 10000)",
+                    &[&cutoff],
+                )
+                .await
+                .map_err(pg_error)?;
+                Ok(seqs.len() as u64)
+            })
+        })
+        .await
+    }
+
+    async fn dlq_size(&self) -> Result<u64, StoreError> {
+        processing::dead_letter_count(&self.client().await?).await
+    }
+
+    async fn oldest_pending(&self) -> Result<Option<i64>, StoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_opt("SELECT received_at FROM events WHERE processed_at IS NULL ORDER BY seq LIMIT 1", &[])
+            .await
+            .map_err(pg_error)?;
+        Ok(row.map(|row| row.get(0)))
+    }
+
+    async fn check_writable(&self) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO meta (key, value) VALUES ('probe', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                &[&now_ms().to_string()],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(())
+    }
+
+    fn backlog(&self) -> u64 {
+        self.backlog.load(Ordering::Relaxed)
+    }
+
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn close(&self) {
+        let (reply, done) = oneshot::channel();
+        if self.queue.send(Job::Close(reply)).await.is_ok() {
+            let _ = done.await;
+        }
+        self.stop.cancel();
+    }
+
+    fn arrivals(&self) -> Arc<Notify> {
+        self.arrivals.clone()
+    }
+
+    async fn processing_lease(&self) -> Result<Lease, StoreError> {
+        self.lease.acquire(&self.client().await?).await
+    }
+
+    async fn retrying(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        processing::retrying(&self.client().await?).await
+    }
+
+    async fn pending(&self, limit: u32) -> Result<Vec<PendingEvent>, StoreError> {
+        processing::pending(&self.client().await?, limit, now_ms()).await
+    }
+
+    async fn commit_processed(&self, batch: ProcessedBatch) -> Result<u64, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        // First: renew the lease or find that another node holds it (then nothing commits).
+        self.lease.fence(&tx).await?;
+        let done = processing::commit_processed(&tx, &batch).await?;
+        tx.commit().await.map_err(pg_error)?;
+        self.backlog.fetch_sub(done.min(self.backlog.load(Ordering::Relaxed)), Ordering::Relaxed);
+        if !batch.deliveries.is_empty() || !batch.intents.is_empty() {
+            self.deliveries_ready.notify_one();
+        }
+        Ok(done)
+    }
+
+    async fn all_entities(&self) -> Result<Vec<(String, String, String)>, StoreError> {
+        processing::all_entities(&self.client().await?).await
+    }
+
+    async fn entities(
+        &self,
+        kind: EntityKind,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        processing::entities(&self.client().await?, kind, after.as_deref(), limit).await
+    }
+
+    async fn entity(&self, kind: EntityKind, key: &str) -> Result<Option<String>, StoreError> {
+        processing::entity(&self.client().await?, kind, key).await
+    }
+
+    async fn entities_with_prefix(&self, kind: EntityKind, prefix: &str) -> Result<Vec<String>, StoreError> {
+        processing::entities_with_prefix(&self.client().await?, kind, prefix).await
+    }
+
+    async fn alerts(&self, before: Option<i64>, limit: u32) -> Result<Vec<StoredAlert>, StoreError> {
+        processing::alerts(&self.client().await?, before, limit).await
+    }
+
+    async fn dead_letters(&self, filter: DeadLetterFilter) -> Result<Vec<DeadLetter>, StoreError> {
+        processing::dead_letters(&self.client().await?, &filter).await
+    }
+
+    async fn dead_letter(&self, id: &str) -> Result<Option<DeadLetter>, StoreError> {
+        let Some(id) = dead_letter_seq(id) else { return Ok(None) };
+        processing::dead_letter(&self.client().await?, id).await
+    }
+
+    async fn replay_dead_letters(&self, ids: Vec<String>) -> Result<u64, StoreError> {
+        let ids: Vec<i64> = ids.iter().filter_map(|id| dead_letter_seq(id)).collect();
+        let (events, deliveries) = self
+            .transaction(move |tx| {
+                Box::pin(async move {
+                    let counts = processing::replay_dead_letters(tx, &ids).await?;
+                    wake_all(tx, counts.0 > 0, counts.1 > 0).await?;
+                    Ok(counts)
+                })
+            })
+            .await?;
+        self.requeued(events);
+        if deliveries > 0 {
+            self.deliveries_ready.notify_one();
+        }
+        Ok(events + deliveries)
+    }
+
+    async fn discard_dead_letter(&self, id: &str) -> Result<bool, StoreError> {
+        let Some(id) = dead_letter_seq(id) else { return Ok(false) };
+        processing::discard_dead_letter(&self.client().await?, id).await
+    }
+
+    async fn replay_event(&self, id: &str) -> Result<bool, StoreError> {
+        let Some(seq) = seq_of(id) else { return Ok(false) };
+        let replayed = self
+            .transaction(move |tx| {
+                Box::pin(async move {
+                    let replayed = processing::replay_event(tx, seq).await?;
+                    wake_all(tx, replayed > 0, false).await?;
+                    Ok(replayed)
+                })
+            })
+            .await?;
+        self.requeued(replayed);
+        Ok(replayed > 0)
+    }
+
+    async fn applied_events(&self, after_seq: i64, limit: u32) -> Result<Vec<PendingEvent>, StoreError> {
+        processing::applied_events(&self.client().await?, after_seq, limit).await
+    }
+
+    async fn replace_state(&self, entities: Vec<(EntityKind, String, String)>) -> Result<u64, StoreError> {
+        self.transaction(move |tx| Box::pin(async move { processing::replace_state(tx, &entities).await }))
+            .await
+    }
+
+    fn deliveries_ready(&self) -> Arc<Notify> {
+        self.deliveries_ready.clone()
+    }
+
+    fn claims_deliveries(&self) -> bool {
+        true
+    }
+
+    async fn due_deliveries(&self, now: i64, limit: u32) -> Result<Vec<DueDelivery>, StoreError> {
+        delivery::claim_due(&self.client().await?, now, limit, self.claim_ms).await
+    }
+
+    async fn next_delivery_due(&self) -> Result<Option<i64>, StoreError> {
+        delivery::next_due(&self.client().await?).await
+    }
+
+    async fn commit_deliveries(
+        &self,
+        results: Vec<DeliveryResult>,
+        health: Vec<(String, HealthChange)>,
+    ) -> Result<(), StoreError> {
+        self.transaction(move |tx| {
+            Box::pin(async move { delivery::commit_results(tx, &results, &health).await })
+        })
+        .await
+    }
+
+    async fn subscriptions(&self) -> Result<Vec<Subscription>, StoreError> {
+        delivery::subscriptions(&self.client().await?).await
+    }
+
+    async fn create_subscription(&self, subscription: Subscription) -> Result<(), StoreError> {
+        delivery::insert_subscription(&self.client().await?, &subscription).await
+    }
+
+    async fn update_subscription(&self, subscription: Subscription) -> Result<bool, StoreError> {
+        let resumes = subscription.active;
+        let changed = self
+            .transaction(move |tx| {
+                Box::pin(async move { delivery::update_subscription(tx, &subscription).await })
+            })
+            .await?;
+        if changed && resumes {
+            self.deliveries_ready.notify_one();
+        }
+        Ok(changed)
+    }
+
+    async fn delete_subscription(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.transaction(move |tx| Box::pin(async move { delivery::delete_subscription(tx, &id).await }))
+            .await
+    }
+
+    async fn delivery_attempts(
+        &self,
+        webhook_id: &str,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<DeliveryAttempt>, StoreError> {
+        delivery::attempts(&self.client().await?, webhook_id, before, limit).await
+    }
+
+    async fn subscription_health(&self, webhook_id: &str) -> Result<SubscriptionHealth, StoreError> {
+        delivery::health(&self.client().await?, webhook_id, now_ms()).await
+    }
+
+    async fn intents(
+        &self,
+        before: Option<i64>,
+        action: Option<String>,
+        outcome: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<StoredIntent>, StoreError> {
+        intents::list(&self.client().await?, before, action.as_deref(), outcome.as_deref(), limit).await
+    }
+
+    async fn kill_switch(&self) -> Result<bool, StoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_opt("SELECT value FROM meta WHERE key = 'kill_switch'", &[])
+            .await
+            .map_err(pg_error)?;
+        Ok(row.is_some_and(|row| row.get::<_, String>(0) == "on"))
+    }
+
+    async fn set_kill_switch(&self, on: bool) -> Result<(), StoreError> {
+        let value = if on { "on" } else { "off" };
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO meta (key, value) VALUES ('kill_switch', $1)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                &[&value],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(())
+    }
+}
+
+/// Tells every node's worker (events) and dispatchers (deliveries) to look, once committed.
+async fn wake_all(
+    tx: &deadpool_postgres::Transaction<'_>,
+    events: bool,
+    deliveries: bool,
+) -> Result<(), StoreError> {
+    if events {
+        tx.execute("SELECT pg_notify('tradehook_events', '')", &[]).await.map_err(pg_error)?;
+    }
+    if deliveries {
+        tx.execute("SELECT pg_notify('tradehook_deliveries', '')", &[]).await.map_err(pg_error)?;
+    }
+    Ok(())
+}
+
+impl PgStore {
+    /// Counts replayed events back into the backlog and wakes the local worker.
+    fn requeued(&self, count: u64) {
+        if count > 0 {
+            self.backlog.fetch_add(count, Ordering::Relaxed);
+            self.arrivals.notify_one();
+        }
+    }
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}

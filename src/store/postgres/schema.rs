@@ -1,0 +1,168 @@
+//! The PostgreSQL schema, as versioned migrations.
+//!
+//! The same tables as the SQLite store, in PostgreSQL's types: times are unix milliseconds
+//! (`BIGINT`), documents are JSON text, bodies are `BYTEA`. Differences that matter:
+//! - `events` has a UNIQUE `(source, event_key)`: de-duplication across nodes is the database's,
+//!   not one process's memory (the SQLite store keeps an in-memory index instead).
+//! - `state.key` sorts bytewise (`COLLATE "C"`), as in SQLite, so paging and prefix scans agree.
+//! - `deliveries.claimed_until`: a node claims a delivery before attempting it (see `delivery.rs`).
+//! - `leases`: which node processes events (see `lease.rs`).
+//!
+//! [`migrate`] applies what is missing in one transaction under an advisory lock, so two nodes
+//! starting at once do not race: the second waits, then finds nothing left to do.
+
+use deadpool_postgres::Client;
+
+use super::{pg_error, StoreError};
+
+/// An advisory-lock key of tradehook's own ("th-migr" as bytes).
+const MIGRATION_LOCK: i64 = 0x0074_682d_6d69_6772;
+
+/// Schema versions, applied in order; `tradehook_schema` records the ones that ran.
+const MIGRATIONS: &[&str] = &[r#"
+    CREATE TABLE events (
+        seq             BIGSERIAL PRIMARY KEY,     -- arrival (commit) order; public id is evt_<seq>
+        source          TEXT NOT NULL,
+        event_key       TEXT NOT NULL,             -- de-duplication key within the source
+        event_type      TEXT,
+        received_at     BIGINT NOT NULL,           -- unix ms
+        client_ip       TEXT NOT NULL,
+        headers         TEXT NOT NULL,             -- JSON object, secrets removed
+        body            BYTEA NOT NULL,
+        processed_at    BIGINT,                    -- NULL = not yet processed
+        outcome         TEXT,
+        attempts        BIGINT NOT NULL DEFAULT 0,
+        next_attempt_at BIGINT,
+        ordering_key    TEXT,
+        history         TEXT,
+        UNIQUE (source, event_key)
+    );
+    CREATE INDEX events_pending ON events (seq) WHERE processed_at IS NULL;
+    CREATE INDEX events_received ON events (received_at);
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE state (
+        kind TEXT NOT NULL,
+        key  TEXT COLLATE "C" NOT NULL,
+        doc  TEXT NOT NULL,
+        PRIMARY KEY (kind, key)
+    );
+    CREATE TABLE alerts (
+        id        BIGSERIAL PRIMARY KEY,
+        kind      TEXT NOT NULL,
+        subject   TEXT NOT NULL,
+        message   TEXT NOT NULL,
+        at        TEXT NOT NULL,
+        event_seq BIGINT
+    );
+    CREATE TABLE dead_letters (
+        id          BIGSERIAL PRIMARY KEY,
+        event_seq   BIGINT NOT NULL,
+        kind        TEXT NOT NULL,                 -- event | delivery
+        webhook_id  TEXT,
+        reason      TEXT NOT NULL,
+        attempts    BIGINT NOT NULL,
+        last_error  TEXT NOT NULL,
+        history     TEXT NOT NULL,
+        dead_at     BIGINT NOT NULL,
+        delivery_id BIGINT,
+        target      TEXT
+    );
+    CREATE INDEX dead_letters_event ON dead_letters (event_seq);
+    CREATE TABLE subscriptions (
+        id              TEXT PRIMARY KEY,
+        name            TEXT UNIQUE,
+        url             TEXT NOT NULL,
+        events          TEXT NOT NULL,
+        secret          TEXT NOT NULL,
+        active          BOOLEAN NOT NULL,
+        description     TEXT,
+        disabled_reason TEXT,
+        failing_since   BIGINT,
+        last_success_at BIGINT,
+        last_error      TEXT,
+        created_at      BIGINT NOT NULL,
+        updated_at      BIGINT NOT NULL
+    );
+    CREATE TABLE deliveries (
+        id              BIGSERIAL PRIMARY KEY,
+        event_seq       BIGINT NOT NULL,
+        target          TEXT NOT NULL,
+        webhook_id      TEXT,
+        status          TEXT NOT NULL,             -- pending | held | delivered | dead
+        attempts        BIGINT NOT NULL DEFAULT 0,
+        next_attempt_at BIGINT NOT NULL,
+        history         TEXT NOT NULL DEFAULT '[]',
+        payload         BYTEA,
+        created_at      BIGINT NOT NULL,
+        done_at         BIGINT,
+        intent_id       BIGINT,
+        claimed_until   BIGINT                     -- unix ms; a node is attempting it until then
+    );
+    CREATE INDEX deliveries_due ON deliveries (next_attempt_at, id) WHERE status = 'pending';
+    CREATE INDEX deliveries_event ON deliveries (event_seq);
+    CREATE INDEX deliveries_waiting ON deliveries (webhook_id) WHERE status IN ('pending', 'held');
+    CREATE INDEX deliveries_broker ON deliveries (target, id) WHERE status = 'pending' AND target LIKE 'broker:%';
+    CREATE TABLE delivery_attempts (
+        id          BIGSERIAL PRIMARY KEY,
+        delivery_id BIGINT,
+        webhook_id  TEXT,
+        event_seq   BIGINT,
+        at          BIGINT NOT NULL,
+        status_code BIGINT,
+        latency_ms  DOUBLE PRECISION NOT NULL,
+        response    TEXT,
+        error       TEXT,
+        outcome     TEXT NOT NULL
+    );
+    CREATE INDEX delivery_attempts_webhook ON delivery_attempts (webhook_id, id);
+    CREATE INDEX delivery_attempts_at ON delivery_attempts (at);
+    CREATE TABLE intents (
+        id              BIGSERIAL PRIMARY KEY,
+        client_order_id TEXT NOT NULL UNIQUE,
+        action          TEXT NOT NULL,
+        symbol          TEXT,
+        outcome         TEXT NOT NULL,
+        reason          TEXT,
+        doc             TEXT NOT NULL,
+        event_seq       BIGINT,
+        broker_response TEXT,
+        created_at      BIGINT NOT NULL,
+        updated_at      BIGINT NOT NULL
+    );
+    CREATE TABLE leases (
+        name       TEXT PRIMARY KEY,
+        holder     TEXT NOT NULL,
+        epoch      BIGINT NOT NULL,
+        expires_at TIMESTAMPTZ NOT NULL
+    );
+"#];
+
+/// Applies the migrations this database has not seen, in one transaction, one node at a time.
+pub(super) async fn migrate(client: &mut Client) -> Result<(), StoreError> {
+    let tx = client.transaction().await.map_err(pg_error)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await.map_err(pg_error)?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS tradehook_schema (version BIGINT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+        .await
+        .map_err(pg_error)?;
+    let done: i64 = tx
+        .query_one("SELECT coalesce(max(version), 0) FROM tradehook_schema", &[])
+        .await
+        .map_err(pg_error)?
+        .get(0);
+    let known = MIGRATIONS.len() as i64;
+    if done > known {
+        return Err(StoreError::Internal(format!(
+            "the database has schema version {done}, newer than this tradehook knows ({known}); upgrade tradehook"
+        )));
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(done as usize) {
+        let version = index as i64 + 1;
+        tx.batch_execute(sql)
+            .await
+            .map_err(|e| StoreError::Internal(format!("migration {version}: {}", super::describe(&e))))?;
+        tx.execute("INSERT INTO tradehook_schema (version) VALUES ($1)", &[&version])
+            .await
+            .map_err(pg_error)?;
+    }
+    tx.commit().await.map_err(pg_error)
+}

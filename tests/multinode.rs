@@ -1,0 +1,189 @@
+//! Several `tradehook serve` processes on one PostgreSQL behave as one gateway (SPEC §7).
+//!
+//! Two server processes share a database. Orders arrive as a created event and four cumulative
+//! updates each; every event is sent to BOTH nodes (a sender retrying through the load balancer),
+//! alternating which node hears it first, while one node — the one processing — is killed with
+//! `kill -9` mid-load and restarted. Then:
+//! - every acknowledged event is stored, once (both nodes answered with the same id);
+//! - every event was processed exactly once: one outbox row per event for the `*` subscription,
+//!   which the processing transaction writes together with the "processed" mark;
+//! - per order, events were stored and processed in the order they were sent;
+//! - the final orders are right, and every event reached the subscriber.
+//!
+//! Runs in the PostgreSQL pass of the suite (`TEST_POSTGRES_URL`; `.ci/run` sets it).
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use common::receiver::{Receiver, Script};
+use common::*;
+use serde_json::json;
+use tradehook::ingest::signature::Scheme;
+
+const ORDERS: usize = 40;
+const STEPS: usize = 5;
+
+/// Event `step` of order `k`: created, then cumulative fills 2, 5, 8 and finally 10 of 10.
+fn order_step(k: usize, step: usize) -> String {
+    let id = format!("o{k}-{step}");
+    let order = format!("ord-{k}");
+    let body = if step == 0 {
+        json!({"id": id, "event": "order.created", "timestamp": "2024-01-15T10:30:00Z", "data": {
+            "orderId": order, "symbol": "BTC/USD", "side": "buy", "type": "limit", "quantity": 10,
+            "price": 100, "status": "open"}})
+    } else {
+        let filled = [0, 2, 5, 8, 10][step];
+        let status = if filled == 10 { "filled" } else { "partially_filled" };
+        json!({"id": id, "event": "order.updated", "timestamp": format!("2024-01-15T10:30:0{step}Z"), "data": {
+            "orderId": order, "status": status, "filledQuantity": filled, "averagePrice": 100}})
+    };
+    body.to_string()
+}
+
+/// Sends `body` to `node` until one answers 200; `None` while that node is down.
+async fn send_to(nodes: &RwLock<[SocketAddr; 2]>, node: usize, body: &str) -> Option<String> {
+    for _ in 0..3 {
+        let url = format!("http://{}/webhook", nodes.read().unwrap()[node]);
+        let answer = tokio::time::timeout(
+            Duration::from_secs(5),
+            try_post(&url, Scheme::HmacSha256, SECRET, body.as_bytes()),
+        )
+        .await;
+        if let Ok(Some((200, json))) = answer {
+            return json["id"].as_str().map(str::to_owned);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_on_one_database_act_as_one_gateway_through_a_kill_9() {
+    let Some(_) = postgres() else {
+        eprintln!("skipped: the PostgreSQL pass (TEST_POSTGRES_URL) runs this test");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("TRADEHOOK_STORE__LEASE", "2s"),
+        ("TRADEHOOK_DELIVERY__ALLOW_PRIVATE_TARGETS", "true"),
+        // Claims of the killed node run out after 2 × timeout + 5 s.
+        ("TRADEHOOK_DELIVERY__TIMEOUT", "2s"),
+    ];
+    // The first node takes the processing lease; it is the one killed.
+    let mut first = ServerProcess::start_with_env(dir.path(), &env);
+    wait_processed(first.addr).await;
+    let second = ServerProcess::start_with_env(dir.path(), &env);
+    let nodes = Arc::new(RwLock::new([first.addr, second.addr]));
+
+    let receiver = Receiver::start(Script::Ok).await;
+    let subscribed = api_post(
+        second.addr,
+        "/webhooks",
+        json!({"url": format!("http://{}/hook", receiver.addr), "events": ["*"]}),
+    )
+    .await;
+    assert_eq!(subscribed.status, 201, "{}", subscribed.text);
+    // Both nodes follow the stored subscriptions (every 2 s) before load starts.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+
+    let answered = Arc::new(AtomicUsize::new(0));
+    let senders: Vec<_> = (0..ORDERS)
+        .map(|k| {
+            let (nodes, answered) = (nodes.clone(), answered.clone());
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for step in 0..STEPS {
+                    let body = order_step(k, step);
+                    let first = (k + step) % 2;
+                    let x = send_to(&nodes, first, &body).await;
+                    let y = send_to(&nodes, 1 - first, &body).await;
+                    answered.fetch_add(1, Ordering::Relaxed);
+                    if let (Some(x), Some(y)) = (&x, &y) {
+                        assert_eq!(x, y, "both nodes name the one stored event");
+                    }
+                    let id = x.or(y).unwrap_or_else(|| panic!("neither node acknowledged o{k}-{step}"));
+                    ids.push(id);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                ids
+            })
+        })
+        .collect();
+
+    while answered.load(Ordering::Relaxed) < ORDERS * STEPS * 2 / 5 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    first.kill9();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let restarted = ServerProcess::start_with_env(dir.path(), &env);
+    nodes.write().unwrap()[0] = restarted.addr;
+
+    let mut acked = Vec::new();
+    for sender in senders {
+        acked.push(sender.await.unwrap());
+    }
+    wait_processed(second.addr).await;
+
+    // Stored once each, under the ids the senders were given.
+    let status = api_get(second.addr, "/status").await;
+    assert_eq!(status.json["events"], ORDERS * STEPS, "{}", status.text);
+    for id in acked.iter().flatten() {
+        assert_eq!(api_get(restarted.addr, &format!("/events/{id}")).await.status, 200, "{id} is stored");
+    }
+
+    // Processed exactly once, in order per key.
+    let (db, connection) =
+        tokio_postgres::connect(&store_url(dir.path()), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let rows = db
+        .query(
+            "SELECT e.event_key, e.seq, e.processed_at, e.outcome, count(d.id)
+             FROM events e LEFT JOIN deliveries d ON d.event_seq = e.seq
+             WHERE e.source = 'default' GROUP BY e.seq ORDER BY e.seq",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), ORDERS * STEPS);
+    let mut per_order: HashMap<String, Vec<(usize, i64, i64)>> = HashMap::new();
+    for row in &rows {
+        let key: String = row.get(0);
+        assert_eq!(row.get::<_, Option<String>>(3).as_deref(), Some("applied"), "{key}");
+        assert_eq!(row.get::<_, i64>(4), 1, "{key}: one outbox row = processed once");
+        let (order, step) = key.split_once('-').unwrap();
+        let processed: i64 = row.get::<_, Option<i64>>(2).unwrap();
+        per_order.entry(order.to_owned()).or_default().push((step.parse().unwrap(), row.get(1), processed));
+    }
+    for (order, mut events) in per_order {
+        events.sort_by_key(|(_, seq, _)| *seq);
+        let steps: Vec<usize> = events.iter().map(|(step, ..)| *step).collect();
+        assert_eq!(steps, (0..STEPS).collect::<Vec<_>>(), "{order}: stored in the order sent");
+        assert!(events.windows(2).all(|w| w[0].2 <= w[1].2), "{order}: processed in the order stored");
+    }
+
+    // The state is right, seen from either node.
+    for k in 0..ORDERS {
+        let order = api_get(restarted.addr, &format!("/orders/ord-{k}")).await;
+        assert_eq!(order.json["status"], "filled", "{}", order.text);
+        assert_eq!(order.json["filledQuantity"], 10, "{}", order.text);
+    }
+    // Every event reached the subscriber (at least once: a delivery in flight on the killed node
+    // is sent again once its claim runs out, by design of at-least-once delivery).
+    let all: HashSet<String> = acked.iter().flatten().cloned().collect();
+    eventually(30, "every event delivered", || async {
+        let got: HashSet<String> = receiver
+            .received()
+            .iter()
+            .filter_map(|r| r.headers.get("webhook-id").and_then(|v| v.to_str().ok()).map(str::to_owned))
+            .collect();
+        (got.len() >= all.len()).then_some(())
+    })
+    .await;
+    drop(second);
+}

@@ -1,0 +1,176 @@
+//! What only a shared store must do, against a real PostgreSQL (`TEST_POSTGRES_URL`; `.ci/run`
+//! sets it): two nodes — two stores on one database — storing the same event at once, starting
+//! at once, processing in turn under the lease, and claiming deliveries.
+//!
+//! Without `TEST_POSTGRES_URL` (the SQLite pass of the suite) these tests say so and pass: there
+//! is nothing shared to test.
+
+mod common;
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tradehook::config::Config;
+use tradehook::server;
+use tradehook::store::{
+    now_ms, Appended, DeliveryNext, DeliveryResult, Lease, NewDelivery, NewEvent, ProcessedBatch,
+    SharedStore, StoreError,
+};
+
+fn skip() -> bool {
+    if common::postgres().is_none() {
+        eprintln!("skipped: set TEST_POSTGRES_URL to run the shared-store tests");
+        return true;
+    }
+    false
+}
+
+/// One node's store on the database of `dir`, with a lease of `lease`.
+async fn node(dir: &Path, lease: Duration) -> SharedStore {
+    let mut config = Config::default();
+    config.store.url = common::store_url(dir);
+    config.store.lease = lease;
+    server::open_store(&config).await.unwrap()
+}
+
+fn event(key: &str) -> NewEvent {
+    NewEvent {
+        source: "default".into(),
+        event_key: key.into(),
+        event_type: Some("test".into()),
+        body: Bytes::from(format!(r#"{{"id":"{key}","event":"test"}}"#)),
+        headers: "{}".into(),
+        client_ip: "127.0.0.1".into(),
+        received_at: now_ms(),
+    }
+}
+
+fn seq(appended: &Appended) -> i64 {
+    let (Appended::Accepted(id) | Appended::Duplicate(id)) = appended;
+    id.trim_start_matches("evt_").parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_starting_at_once_migrate_once() {
+    if skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let lease = Duration::from_secs(10);
+    let (a, b) = tokio::join!(node(dir.path(), lease), node(dir.path(), lease));
+    // Both work on the one schema.
+    assert!(matches!(a.append(event("m1")).await.unwrap(), Appended::Accepted(_)));
+    assert!(matches!(b.append(event("m1")).await.unwrap(), Appended::Duplicate(_)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_event_sent_to_two_nodes_at_once_is_stored_once_with_one_id() {
+    if skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let a = node(dir.path(), Duration::from_secs(10)).await;
+    let b = node(dir.path(), Duration::from_secs(10)).await;
+    let sends = (0..300).map(|i| {
+        let (a, b) = (a.clone(), b.clone());
+        async move {
+            let key = format!("k{i}");
+            let (x, y) = tokio::join!(a.append(event(&key)), b.append(event(&key)));
+            (x.unwrap(), y.unwrap())
+        }
+    });
+    for (x, y) in futures::future::join_all(sends).await {
+        let accepted = [&x, &y].iter().filter(|o| matches!(o, Appended::Accepted(_))).count();
+        assert_eq!(accepted, 1, "exactly one node stores it: {x:?} {y:?}");
+        assert_eq!(seq(&x), seq(&y), "both answers carry the first id");
+    }
+    assert_eq!(a.stats().await.unwrap().events, 300);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_lease_holder_commits_and_a_lapsed_holder_is_fenced_off() {
+    if skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let lease = Duration::from_secs(1);
+    let a = node(dir.path(), lease).await;
+    let b = node(dir.path(), lease).await;
+    let first = seq(&a.append(event("e1")).await.unwrap());
+    let second = seq(&a.append(event("e2")).await.unwrap());
+
+    assert_eq!(a.processing_lease().await.unwrap(), Lease::Held { fresh: true });
+    assert_eq!(b.processing_lease().await.unwrap(), Lease::Standby);
+    let done = |seq| ProcessedBatch { processed: vec![(seq, "applied")], ..ProcessedBatch::default() };
+    assert!(matches!(b.commit_processed(done(first)).await, Err(StoreError::Unavailable(_))));
+    assert_eq!(a.commit_processed(done(first)).await.unwrap(), 1);
+
+    // A stalls past its lease; B takes over, loads the state and processes.
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    assert_eq!(b.processing_lease().await.unwrap(), Lease::Held { fresh: true });
+    assert_eq!(b.commit_processed(done(second)).await.unwrap(), 1);
+    // A wakes up with work decided from its old state: fenced off, nothing of it commits.
+    let stale = ProcessedBatch { processed: vec![(second, "applied")], ..ProcessedBatch::default() };
+    let refused = a.commit_processed(stale).await;
+    assert!(
+        matches!(refused, Err(StoreError::Unavailable(ref m)) if m.contains("another node")),
+        "{refused:?}"
+    );
+    assert_eq!(a.processing_lease().await.unwrap(), Lease::Standby);
+    assert_eq!(a.stats().await.unwrap().backlog, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_claim_disjoint_deliveries_and_take_over_a_dead_nodes_claims() {
+    if skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let a = node(dir.path(), Duration::from_secs(10)).await;
+    let b = node(dir.path(), Duration::from_secs(10)).await;
+    let mut batch = ProcessedBatch::default();
+    for i in 0..200 {
+        let seq = seq(&a.append(event(&format!("d{i}"))).await.unwrap());
+        batch.processed.push((seq, "applied"));
+        batch.deliveries.push(NewDelivery {
+            seq,
+            target: "nats:test".into(),
+            webhook_id: None,
+            held: false,
+            payload: None,
+        });
+    }
+    assert!(matches!(a.processing_lease().await.unwrap(), Lease::Held { .. }));
+    a.commit_processed(batch).await.unwrap();
+
+    let now = now_ms();
+    let (x, y) = tokio::join!(a.due_deliveries(now, 150), b.due_deliveries(now, 150));
+    let (x, y) = (x.unwrap(), y.unwrap());
+    let ids_x: HashSet<i64> = x.iter().map(|d| d.id).collect();
+    let ids_y: HashSet<i64> = y.iter().map(|d| d.id).collect();
+    assert!(ids_x.is_disjoint(&ids_y), "no delivery is claimed by both nodes");
+    assert_eq!(ids_x.len() + ids_y.len(), 200);
+    assert!(a.due_deliveries(now, 500).await.unwrap().is_empty(), "claimed deliveries are not due again");
+
+    // A commits its results; B dies with its claims. Once they run out, A takes them over.
+    let results = x
+        .iter()
+        .map(|d| DeliveryResult {
+            delivery_id: Some(d.id),
+            seq: Some(d.seq),
+            webhook_id: None,
+            attempts: 0,
+            history: "[]".into(),
+            attempt: None,
+            next: DeliveryNext::Delivered,
+            settles_intent: false,
+        })
+        .collect();
+    a.commit_deliveries(results, Vec::new()).await.unwrap();
+    drop(b);
+    let later = now + 10 * 60 * 1000;
+    let taken: HashSet<i64> = a.due_deliveries(later, 500).await.unwrap().iter().map(|d| d.id).collect();
+    assert_eq!(taken, ids_y, "only the dead node's unfinished deliveries come back");
+}
