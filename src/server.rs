@@ -65,6 +65,8 @@ pub struct AppState {
     pub delivery_client: DeliveryClient,
     /// Operational alerts to `[alerts] url` (and the log); counts signature failures.
     pub notifier: Arc<Notifier>,
+    /// What the dashboard watches: ingest per second, and the end of live streams at shutdown.
+    pub live: crate::live::Live,
 }
 
 /// A secret that start-up generated (or read from the data directory) rather than configuration.
@@ -206,6 +208,7 @@ impl AppState {
             subscriptions: Arc::new(SubscriptionSet::default()),
             delivery_client: DeliveryClient::new(&config.delivery).map_err(anyhow::Error::msg)?,
             notifier: Arc::new(Notifier::new(&config.alerts)),
+            live: crate::live::Live::default(),
         })
     }
 }
@@ -214,7 +217,8 @@ impl AppState {
 pub fn router(state: Arc<AppState>) -> Router {
     let routes = OpenApiRouter::with_openapi(crate::api::openapi::base())
         .merge(crate::ingest::router())
-        .merge(crate::api::router(state.clone()));
+        .merge(crate::api::router(state.clone()))
+        .merge(crate::ui::router());
     let (router, _) = crate::api::openapi::serve(routes);
     router
         .fallback(|| async { ApiError::not_found("no such route").into_response() })
@@ -308,6 +312,7 @@ pub async fn run(
         Thresholds::from_config(&state.config.alerts),
         shutdown.clone(),
     ));
+    state.live.close_on(shutdown.clone());
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let stop = shutdown.clone();
     // Answers are small and written once: do not let Nagle hold one back for the client's ACK.

@@ -43,6 +43,10 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/intents"),
     ("get", "/api/v1/killswitch"),
     ("post", "/api/v1/killswitch"),
+    ("get", "/api/v1/live/ingest"),
+    ("get", "/api/v1/live/events"),
+    ("get", "/ui"),
+    ("get", "/ui/{file}"),
 ];
 
 const METHODS: [&str; 5] = ["get", "put", "post", "delete", "patch"];

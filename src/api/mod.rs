@@ -8,6 +8,7 @@ pub mod dlq;
 pub mod events;
 pub mod health;
 pub mod intents;
+pub mod live;
 pub mod openapi;
 pub mod rejection;
 pub mod signing;
@@ -112,6 +113,7 @@ pub fn router(state: Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
         .merge(dlq::router())
         .merge(webhooks::router())
         .merge(intents::router())
+        .merge(live::router())
         .layer(DefaultBodyLimit::max(signing::MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(state, auth::require_credentials));
     OpenApiRouter::new().nest("/api/v1", v1).merge(health::router())

@@ -73,7 +73,9 @@ pub const SIGNING_SCHEMES: [&str; 3] = ["apiKey", "apiTimestamp", "apiSignature"
         (name = "dlq", description = "The dead-letter queue"),
         (name = "webhooks", description = "Subscriptions: outbound webhooks, their delivery log and tests"),
         (name = "status", description = "Gateway status and the audit log of refused requests"),
+        (name = "live", description = "What the dashboard watches: ingest per second, the live event feed"),
         (name = "health", description = "Liveness, readiness, metrics and this document"),
+        (name = "ui", description = "The dashboard at /ui (the page asks for the admin token)"),
     )
 )]
 struct ApiDoc;

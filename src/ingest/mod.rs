@@ -160,9 +160,11 @@ async fn receive(state: &AppState, source_name: &str, peer: SocketAddr, request:
         Ok(appended) => {
             source.metrics.ok.increment(1);
             source.metrics.ack_seconds.record(started.elapsed().as_secs_f64());
+            state.live.ingest.record_ack(started.elapsed());
             accepted_response(&appended)
         }
         Err(Rejection { error, body }) => {
+            state.live.ingest.record_refused();
             let status = error.status.as_str().to_owned();
             metrics::counter!("tradehook_requests_total", "source" => source.name.clone(), "status" => status)
                 .increment(1);

@@ -11,6 +11,7 @@ pub mod delivery;
 pub mod intents;
 pub mod postgres;
 pub mod processing;
+pub mod progress;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -30,6 +31,7 @@ pub use processing::{
     DeadLetter, DeadLetterFilter, Deferral, EntityChange, EntityKind, NewAlert, NewDeadLetter, PendingEvent,
     ProcessedBatch, Retry, StoredAlert,
 };
+pub use progress::EventProgress;
 
 /// An event as ingest hands it to the store.
 #[derive(Debug, Clone)]
@@ -143,6 +145,11 @@ pub trait Store: Send + Sync + 'static {
     async fn event(&self, id: &str) -> Result<Option<StoredEvent>, StoreError>;
     /// Events matching `filter`, newest first.
     async fn events(&self, filter: EventFilter) -> Result<Vec<StoredEvent>, StoreError>;
+    /// Progress of up to `limit` events after `after_seq`, in arrival order, without bodies.
+    async fn progress(&self, after_seq: i64, limit: u32) -> Result<Vec<EventProgress>, StoreError> {
+        let filter = EventFilter { after_seq: Some(after_seq), limit, ..EventFilter::default() };
+        Ok(self.events(filter).await?.iter().map(EventProgress::of).collect())
+    }
     /// Counts for status and readiness.
     async fn stats(&self) -> Result<StoreStats, StoreError>;
     /// Deletes up to `limit` processed events received before `cutoff` (unix ms), except dead

@@ -18,6 +18,7 @@ mod intents;
 mod lease;
 mod listen;
 mod processing;
+mod progress;
 mod schema;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -317,6 +318,10 @@ impl Store for PgStore {
             .await
             .map_err(pg_error)?;
         Ok(rows.iter().map(event_from_row).collect())
+    }
+
+    async fn progress(&self, after_seq: i64, limit: u32) -> Result<Vec<super::EventProgress>, StoreError> {
+        progress::after(&self.client().await?, after_seq, limit).await
     }
 
     async fn stats(&self) -> Result<StoreStats, StoreError> {

@@ -10,6 +10,7 @@
 mod delivery;
 mod intents;
 mod processing;
+mod progress;
 mod writer;
 
 use std::fs::File;
@@ -434,6 +435,14 @@ impl Store for SqliteStore {
             rows.collect()
         })
         .await
+    }
+
+    async fn progress(
+        &self,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<crate::store::EventProgress>, StoreError> {
+        self.read(move |conn| progress::after(conn, after_seq, limit)).await
     }
 
     async fn stats(&self) -> Result<StoreStats, StoreError> {

@@ -1,0 +1,317 @@
+// The dashboard end to end, in a real headless Chromium driven by playwright-core, against a
+// running `tradehook serve` (started by .ci/ui, which passes TRADEHOOK_URL, TRADEHOOK_TOKEN and
+// TRADEHOOK_SECRET). The tests run in order on one signed-in page, like an operator would.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHmac, randomUUID } from 'node:crypto';
+import { createServer } from 'node:http';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const BASE = required('TRADEHOOK_URL');
+const TOKEN = required('TRADEHOOK_TOKEN');
+const SECRET = required('TRADEHOOK_SECRET');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const SCREENSHOTS = process.env.UI_SCREENSHOT_DIR;
+const RUN = randomUUID().slice(0, 8);
+
+function required(name) {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set: run this test through .ci/ui`);
+  return value;
+}
+
+// ---------- talking to the gateway directly ----------
+
+/** POSTs a seed-001 event to the default source, signed like a real sender; returns `evt_…`. */
+async function sendEvent(type, data, id = `${type}-${RUN}-${randomUUID()}`) {
+  const body = JSON.stringify({ id, event: type, timestamp: new Date().toISOString(), data });
+  const signature = createHmac('sha256', SECRET).update(body).digest('hex');
+  const response = await fetch(`${BASE}/webhook`, {
+    method: 'POST', body, headers: { 'content-type': 'application/json', 'x-webhook-signature': signature },
+  });
+  const answer = await response.json();
+  assert.equal(response.status, 200, JSON.stringify(answer));
+  assert.equal(answer.status, 'accepted');
+  return answer.id;
+}
+
+async function api(method, path, body) {
+  const headers = { authorization: `Bearer ${TOKEN}` };
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  const response = await fetch(`${BASE}/api/v1${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await response.text();
+  assert.ok(response.ok, `${method} ${path}: ${response.status} ${text}`);
+  return text ? JSON.parse(text) : null;
+}
+
+/** Polls `check` until it returns something truthy (or throws after `seconds`). */
+async function eventually(what, check, seconds = 15) {
+  const deadline = Date.now() + seconds * 1000;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+// ---------- a webhook receiver the test controls ----------
+
+const receiver = { healthy: false, received: [] };
+const receiverServer = createServer((request, response) => {
+  let body = '';
+  request.on('data', (chunk) => { body += chunk; });
+  request.on('end', () => {
+    if (receiver.healthy) {
+      receiver.received.push({ id: request.headers['webhook-id'], body });
+      response.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
+    } else {
+      response.writeHead(500, { 'content-type': 'text/plain' }).end('receiver is down for the test');
+    }
+  });
+});
+
+// ---------- the browser ----------
+
+let browser;
+let page;
+const consoleErrors = [];
+
+before(async () => {
+  await new Promise((resolve) => receiverServer.listen(0, '127.0.0.1', resolve));
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    // Playwright gives every launch a fresh temporary profile (user-data-dir).
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  const context = await browser.newContext({ viewport: { width: 1366, height: 900 } });
+  page = await context.newPage();
+  page.setDefaultTimeout(15000);
+  // Script errors only: the browser also logs refused requests (the wrong token's 401) as errors.
+  page.on('console', (message) => {
+    if (message.type() === 'error' && !message.text().startsWith('Failed to load resource')) consoleErrors.push(message.text());
+  });
+  page.on('pageerror', (error) => consoleErrors.push(String(error)));
+});
+
+after(async () => {
+  await browser?.close();
+  receiverServer.close();
+});
+
+async function shoot(name, viewport) {
+  if (!SCREENSHOTS) return;
+  mkdirSync(SCREENSHOTS, { recursive: true });
+  const previous = page.viewportSize();
+  if (viewport) await page.setViewportSize(viewport);
+  await page.evaluate(() => document.querySelectorAll('.toast').forEach((toast) => toast.remove()));
+  await page.waitForTimeout(600);
+  await page.screenshot({ path: join(SCREENSHOTS, name), fullPage: !name.startsWith('live') });
+  if (viewport) await page.setViewportSize(previous);
+}
+
+/** For screenshots: a minute of varying signed traffic (and a few refusals) for the chart. */
+async function demoTraffic(seconds) {
+  const symbols = ['BTC/USD', 'ETH/USD', 'SOL/USD'];
+  const started = Date.now();
+  for (let tick = 0; Date.now() - started < seconds * 1000; tick += 1) {
+    const burst = Math.round(5 + 3 * Math.sin(tick / 9) + 2 * Math.sin(tick / 2.3));
+    const sends = Array.from({ length: Math.max(burst, 1) }, (_, i) => {
+      const symbol = symbols[(tick + i) % symbols.length];
+      const orderId = `demo-${RUN}-${tick}-${i}`;
+      return sendEvent('order.created', { orderId, symbol, side: i % 2 ? 'sell' : 'buy', type: 'limit',
+        quantity: 0.1 + (i % 4) / 10, price: 100 + tick, status: 'pending' });
+    });
+    if (tick % 17 === 5) sends.push(fetch(`${BASE}/webhook`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } }));
+    await Promise.all(sends);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
+describe('dashboard', () => {
+  test('serves its page and files from the binary, with a strict content security policy', async () => {
+    const response = await fetch(`${BASE}/ui`);
+    assert.equal(response.status, 200);
+    assert.match(response.headers.get('content-type'), /^text\/html/);
+    assert.match(response.headers.get('content-security-policy'), /script-src 'self'/);
+    const html = await response.text();
+    assert.doesNotMatch(html, /https?:\/\/(?!www\.w3\.org)/, 'no external resource (it must work offline)');
+    for (const file of ['app.js', 'core.js', 'live.js', 'trading.js', 'deliveries.js', 'dlq.js', 'app.css', 'icon.svg']) {
+      assert.equal((await fetch(`${BASE}/ui/${file}`)).status, 200, file);
+    }
+  });
+
+  test('sign in: a wrong token is refused on the form, the right one opens the dashboard', async () => {
+    await page.goto(`${BASE}/ui`);
+    await page.locator('#token').fill('not-the-token');
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByText('That token is not valid.').waitFor();
+    assert.ok(await page.locator('#nav').isHidden());
+
+    await page.locator('#token').fill(TOKEN);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.locator('#view-live').waitFor();
+    await page.locator('#feed-state', { hasText: 'live' }).waitFor();
+    assert.ok(!page.url().includes(TOKEN), 'the token is never in the URL');
+    assert.equal(await page.evaluate(() => sessionStorage.getItem('tradehook.adminToken')), TOKEN);
+    assert.equal(await page.evaluate(() => localStorage.length), 0, 'nothing kept beyond the session');
+  });
+
+  test('an event sent now appears in the live feed, is processed, and its payload opens', async () => {
+    const orderId = `ui-order-${RUN}`;
+    const id = await sendEvent('order.created', {
+      orderId, symbol: 'BTC/USD', side: 'buy', type: 'limit', quantity: 0.5, price: 48000, status: 'pending',
+    });
+    const row = page.locator(`#feed-rows tr[data-id="${id}"]`);
+    await row.waitFor();
+    await assert.doesNotReject(row.locator('td', { hasText: 'order.created' }).waitFor());
+    await row.locator('.pill', { hasText: 'applied' }).waitFor();
+
+    await row.getByRole('link', { name: id }).click();
+    const dialog = page.locator('#inspect');
+    await dialog.getByText(`"orderId": "${orderId}"`).waitFor();
+    const headers = await dialog.locator('pre.json').nth(1).textContent();
+    assert.doesNotMatch(headers, new RegExp(SECRET), 'no secret in the shown headers');
+    await dialog.getByRole('button', { name: 'Close' }).click();
+    await dialog.waitFor({ state: 'hidden' });
+
+    // The ingest chart and the numbers fill in from the per-second history.
+    await page.locator('#chart-rate svg path.line-rate').waitFor();
+    await eventually('the ingest rate to count the event', async () =>
+      (await page.locator('#stat-rate').textContent()) !== '0');
+  });
+
+  test('trading state, intents and the paper broker show on the Trading view', async () => {
+    await sendEvent('account.balance_updated', { asset: 'USD', available: 95000, locked: 5000, total: 100000 });
+    await sendEvent('signal.generated', {
+      symbol: 'BTC/USD', recommendation: 'buy', confidence: 80, quantity: 0.25, price: 50000, strategy: 'e2e',
+    });
+    await eventually('the paper fill to become a position', async () => {
+      const positions = await api('GET', '/positions');
+      return positions.positions.some((p) => p.symbol === 'BTC/USD' && p.side === 'long');
+    });
+    await page.getByRole('link', { name: 'Trading', exact: true }).click();
+    await page.locator('#positions td', { hasText: 'BTC/USD' }).first().waitFor();
+    await page.locator('#balances td', { hasText: 'USD' }).first().waitFor();
+    await page.locator('#intents td', { hasText: 'signal_to_order' }).first().waitFor();
+    await page.locator('#intents td', { hasText: 'bracket_on_fill' }).first().waitFor();
+    await page.locator('#orders td', { hasText: `ui-order-${RUN}` }).click();
+    await page.getByText(`Fills of ui-order-${RUN}`).waitFor();
+    await shoot('trading-desktop.png');
+  });
+
+  test('kill switch: cancelling the confirmation changes nothing, confirming turns it on and off', async () => {
+    await page.getByRole('link', { name: 'Trading', exact: true }).click();
+    assert.equal((await api('GET', '/killswitch')).on, false);
+    const toggle = page.locator('#kill-toggle');
+    await toggle.filter({ hasText: 'Turn kill switch on' }).waitFor();
+
+    await toggle.click();
+    const confirm = page.locator('#confirm');
+    await confirm.getByText('Turn the kill switch ON?').waitFor();
+    await confirm.getByRole('button', { name: 'Cancel' }).click();
+    await confirm.waitFor({ state: 'hidden' });
+    assert.equal((await api('GET', '/killswitch')).on, false, 'cancel leaves it off');
+
+    await toggle.click();
+    await confirm.getByRole('button', { name: 'Turn on' }).click();
+    await page.locator('#kill-indicator').waitFor();
+    assert.equal((await api('GET', '/killswitch')).on, true, 'the API says it is on');
+    await toggle.filter({ hasText: 'Turn kill switch off' }).waitFor();
+
+    await toggle.click();
+    await confirm.getByRole('button', { name: 'Turn off' }).click();
+    await page.locator('#kill-indicator').waitFor({ state: 'hidden' });
+    assert.equal((await api('GET', '/killswitch')).on, false, 'and off again');
+  });
+
+  test('dead letters: a replayed delivery leaves the list for good; a bad event replayed comes back and is discarded', async () => {
+    // A subscription whose receiver fails: its delivery becomes a dead letter after one retry.
+    const created = await api('POST', '/webhooks', {
+      url: `http://127.0.0.1:${receiverServer.address().port}/hook`, events: ['account.balance_updated'],
+      name: `e2e-${RUN}`,
+    });
+    const deliveredEvent = await sendEvent('account.balance_updated', { asset: 'EUR', available: 10, locked: 0, total: 10 });
+    // A schema-invalid event (negative quantity) is acknowledged, then dead-lettered.
+    const badEvent = await sendEvent('order.created', {
+      orderId: `ui-bad-${RUN}`, symbol: 'BTC/USD', side: 'buy', type: 'market', quantity: -1, price: 0, status: 'pending',
+    });
+    const entries = await eventually('both dead letters', async () => {
+      const list = (await api('GET', '/dlq')).deadLetters;
+      const delivery = list.find((d) => d.eventId === deliveredEvent && d.kind === 'delivery');
+      const bad = list.find((d) => d.eventId === badEvent && d.kind === 'event');
+      return delivery && bad ? { delivery, bad } : null;
+    });
+
+    await page.getByRole('link', { name: /Dead letters/ }).click();
+    const deliveryRow = page.locator(`#dlq tr[data-key="${entries.delivery.id}"]`);
+    const badRow = page.locator(`#dlq tr[data-key="${entries.bad.id}"]`);
+    await deliveryRow.waitFor();
+    await badRow.getByText(/quantity/).first().waitFor();
+    await shoot('dlq-desktop.png');
+
+    // Inspect shows the attempt history.
+    await deliveryRow.getByRole('button', { name: 'Inspect' }).click();
+    await page.locator('#inspect').getByText(/answered 500/).first().waitFor();
+    await page.locator('#inspect').getByRole('button', { name: 'Close' }).click();
+
+    // The receiver is back: replaying delivers, and the entry is gone for good.
+    receiver.healthy = true;
+    await deliveryRow.getByRole('button', { name: 'Replay' }).click();
+    await deliveryRow.waitFor({ state: 'detached' });
+    await eventually('the replayed delivery to arrive', async () => receiver.received.some((r) => r.id === deliveredEvent));
+    await page.waitForTimeout(1000);
+    const afterReplay = (await api('GET', '/dlq')).deadLetters;
+    assert.ok(!afterReplay.some((d) => d.eventId === deliveredEvent), 'the delivery did not come back');
+
+    // The invalid event fails again when replayed: its entry leaves, a new one (new id) takes its place.
+    await badRow.getByRole('button', { name: 'Replay' }).click();
+    await badRow.waitFor({ state: 'detached' });
+    const again = await eventually('the invalid event to be dead-lettered again', async () =>
+      (await api('GET', '/dlq')).deadLetters.find((d) => d.eventId === badEvent));
+    assert.notEqual(again.id, entries.bad.id);
+
+    // Discard it through the selection and the confirmation dialog.
+    const againRow = page.locator(`#dlq tr[data-key="${again.id}"]`);
+    await againRow.locator('input[type=checkbox]').check();
+    await page.locator('#dlq-discard-selected').click();
+    await page.locator('#confirm').getByRole('button', { name: 'Discard' }).click();
+    await againRow.waitFor({ state: 'detached' });
+    assert.ok(!(await api('GET', '/dlq')).deadLetters.some((d) => d.eventId === badEvent), 'discarded');
+    if ((await api('GET', '/dlq')).deadLetters.length === 0) {
+      await page.getByText('The dead-letter queue is empty').waitFor();
+    }
+
+    // Deliveries: the subscription shows its health, and can be disabled and enabled again.
+    await page.getByRole('link', { name: 'Deliveries' }).click();
+    const subscription = page.locator('#subscriptions tr', { hasText: `e2e-${RUN}` });
+    await subscription.locator('.pill', { hasText: 'active' }).waitFor();
+    await subscription.getByRole('button', { name: 'Log' }).click();
+    await page.locator('#delivery-log td', { hasText: 'receiver is down for the test' }).first().waitFor();
+    await page.locator('#delivery-log td', { hasText: 'answered 500' }).first().waitFor();
+    await page.locator('#delivery-log .pill', { hasText: 'delivered' }).first().waitFor();
+    await subscription.getByRole('button', { name: 'Disable' }).click();
+    await page.locator('#confirm').getByRole('button', { name: 'Disable' }).click();
+    await subscription.locator('.pill', { hasText: 'disabled' }).waitFor();
+    assert.equal((await api('GET', `/webhooks/${created.id}`)).active, false);
+    await subscription.getByRole('button', { name: 'Enable' }).click();
+    await subscription.locator('.pill', { hasText: 'active' }).waitFor();
+    assert.equal((await api('GET', `/webhooks/${created.id}`)).active, true);
+    await shoot('deliveries-desktop.png');
+  });
+
+  test('screenshots (when asked) and no script errors on the way', async () => {
+    await page.getByRole('link', { name: 'Live', exact: true }).click();
+    await page.locator('#view-live').waitFor();
+    if (SCREENSHOTS) await demoTraffic(Number(process.env.UI_DEMO_SECONDS || 45));
+    await shoot('live-desktop.png');
+    await shoot('live-phone.png', { width: 390, height: 844 });
+    await page.getByRole('link', { name: 'Trading', exact: true }).click();
+    await shoot('trading-phone.png', { width: 390, height: 844 });
+    assert.deepEqual(consoleErrors, []);
+  });
+});
