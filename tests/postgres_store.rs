@@ -174,3 +174,21 @@ async fn nodes_claim_disjoint_deliveries_and_take_over_a_dead_nodes_claims() {
     let taken: HashSet<i64> = a.due_deliveries(later, 500).await.unwrap().iter().map(|d| d.id).collect();
     assert_eq!(taken, ids_y, "only the dead node's unfinished deliveries come back");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_event_many_times_at_once_on_one_node_is_stored_once() {
+    if skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let a = node(dir.path(), Duration::from_secs(10)).await;
+    // Concurrent appends share batches: the same id lands in one INSERT several times.
+    let answers = futures::future::join_all((0..50).map(|_| a.append(event("same"))))
+        .await
+        .into_iter()
+        .map(Result::unwrap);
+    let answers: Vec<Appended> = answers.collect();
+    assert_eq!(answers.iter().filter(|o| matches!(o, Appended::Accepted(_))).count(), 1, "{answers:?}");
+    assert!(answers.iter().all(|o| seq(o) == seq(&answers[0])), "{answers:?}");
+    assert_eq!(a.stats().await.unwrap().events, 1);
+}

@@ -1,9 +1,9 @@
 //! Group commit on PostgreSQL: appends that arrive together share one transaction.
 //!
 //! A batch is ONE multi-row `INSERT … SELECT FROM unnest(…) ON CONFLICT (source, event_key) DO
-//! NOTHING RETURNING`, then a look-up of the ids that conflicted (stored before, by any node), then
-//! COMMIT — with `synchronous_commit = on`, the commit returns once the WAL is flushed. Only then
-//! is anyone in the batch answered. Up to [`CONCURRENT_COMMITS`] batches commit at once (the
+//! NOTHING RETURNING`, a transaction of its own: with `synchronous_commit = on` it returns once
+//! the WAL is flushed. Then, only if some rows conflicted, a look-up of the ids stored before (by
+//! any node). Only then is anyone in the batch answered. Up to [`CONCURRENT_COMMITS`] batches commit at once (the
 //! database overlaps their flushes); while they do, the next batch gathers. A failed batch is
 //! answered 503 as a whole: nobody gets an ack that is not committed.
 //!
@@ -121,13 +121,14 @@ async fn commit_and_answer(appender: &Appender, batch: Vec<(NewEvent, Reply)>) {
     }
 }
 
-/// Inserts `events` in one transaction; per event, accepted or the id of the first one stored.
+/// Inserts `events` in one statement — committed on its own (autocommit), so the batch costs one
+/// round trip and one WAL flush — then looks up the ids of those that were stored before; per
+/// event, accepted or the id of the first one stored.
 async fn insert_batch(
     pool: &Pool,
     events: &[NewEvent],
 ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
-    let mut client = pool.get().await.map_err(pool_error)?;
-    let tx = client.transaction().await.map_err(pg_error)?;
+    let client = pool.get().await.map_err(pool_error)?;
     let sources: Vec<&str> = events.iter().map(|e| e.source.as_str()).collect();
     let keys: Vec<&str> = events.iter().map(|e| e.event_key.as_str()).collect();
     let types: Vec<Option<&str>> = events.iter().map(|e| e.event_type.as_deref()).collect();
@@ -135,16 +136,20 @@ async fn insert_batch(
     let ips: Vec<&str> = events.iter().map(|e| e.client_ip.as_str()).collect();
     let headers: Vec<&str> = events.iter().map(|e| e.headers.as_str()).collect();
     let bodies: Vec<&[u8]> = events.iter().map(|e| &e.body[..]).collect();
-    let insert = tx
+    // ORDER BY n: sequence numbers follow the order the requests arrived in.
+    let insert = client
         .prepare_cached(
             "INSERT INTO events (source, event_key, event_type, received_at, client_ip, headers, body)
-             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::bytea[])
+             SELECT source, event_key, event_type, received_at, client_ip, headers, body
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::bytea[])
+                  WITH ORDINALITY AS i(source, event_key, event_type, received_at, client_ip, headers, body, n)
+             ORDER BY n
              ON CONFLICT (source, event_key) DO NOTHING
              RETURNING seq, source, event_key",
         )
         .await
         .map_err(pg_error)?;
-    let rows = tx
+    let rows = client
         .query(&insert, &[&sources, &keys, &types, &received, &ips, &headers, &bodies])
         .await
         .map_err(pg_error)?;
@@ -152,18 +157,19 @@ async fn insert_batch(
         rows.iter().map(|row| ((row.get(1), row.get(2)), row.get(0))).collect();
     let mut stored = HashMap::new();
     if inserted.len() < events.len() {
-        let lookup = tx
+        // Duplicates (or one event twice in this batch): a fresh statement sees every commit,
+        // including another node's that made our insert skip the row.
+        let lookup = client
             .prepare_cached(
                 "SELECT e.seq, e.source, e.event_key FROM events e, unnest($1::text[], $2::text[]) AS k(source, event_key)
                  WHERE e.source = k.source AND e.event_key = k.event_key",
             )
             .await
             .map_err(pg_error)?;
-        for row in tx.query(&lookup, &[&sources, &keys]).await.map_err(pg_error)? {
+        for row in client.query(&lookup, &[&sources, &keys]).await.map_err(pg_error)? {
             stored.insert((row.get::<_, String>(1), row.get::<_, String>(2)), row.get::<_, i64>(0));
         }
     }
-    tx.commit().await.map_err(pg_error)?;
     let outcomes = events
         .iter()
         .map(|event| {
