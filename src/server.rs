@@ -312,7 +312,9 @@ pub async fn run(
     ));
     state.live.close_on(shutdown.clone());
     // Plain or TLS, bounded, with header deadlines; returns when every connection has ended.
-    crate::listener::serve(listener, router(state.clone()), &state.config.server, shutdown.clone()).await?;
+    // An error (a TLS file gone since validation) still stops the worker and closes the store.
+    let served =
+        crate::listener::serve(listener, router(state.clone()), &state.config.server, shutdown.clone()).await;
     if let Some(pruner) = pruner {
         pruner.abort();
     }
@@ -329,7 +331,7 @@ pub async fn run(
         tracing::error!(%error, "worker task failed");
     }
     state.store.close().await;
-    Ok(())
+    served
 }
 
 /// Deletes processed events older than `store.retention` once a minute, in chunks so no single
