@@ -14,6 +14,7 @@ pub mod config;
 pub mod delivery;
 pub mod error;
 pub mod ingest;
+pub mod listener;
 pub mod live;
 pub mod metrics;
 pub mod notify;

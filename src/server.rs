@@ -5,14 +5,12 @@
 //! commit what is queued, return.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::serve::ListenerExt;
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
@@ -313,13 +311,10 @@ pub async fn run(
         shutdown.clone(),
     ));
     state.live.close_on(shutdown.clone());
-    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let stop = shutdown.clone();
-    // Answers are small and written once: do not let Nagle hold one back for the client's ACK.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await?;
+    // Plain or TLS, bounded, with header deadlines; returns when every connection has ended.
+    // An error (a TLS file gone since validation) still stops the worker and closes the store.
+    let served =
+        crate::listener::serve(listener, router(state.clone()), &state.config.server, shutdown.clone()).await;
     if let Some(pruner) = pruner {
         pruner.abort();
     }
@@ -336,7 +331,7 @@ pub async fn run(
         tracing::error!(%error, "worker task failed");
     }
     state.store.close().await;
-    Ok(())
+    served
 }
 
 /// Deletes processed events older than `store.retention` once a minute, in chunks so no single

@@ -132,7 +132,7 @@ async fn drain(url: &str, token: &str, started: std::time::Instant) -> anyhow::R
     let load_ended = std::time::Instant::now();
     loop {
         let (code, body) =
-            super::client::request(http::Method::GET, &status_url, &headers, Vec::new()).await?;
+            super::client::request(http::Method::GET, &status_url, &headers, Vec::new(), None).await?;
         if !code.is_success() {
             anyhow::bail!("{status_url} answered {code}; is --admin-token right?");
         }

@@ -1,13 +1,13 @@
 //! A small HTTP client for the commands that talk to a running gateway (`send`, `events`,
 //! `dlq`, `replay`): where the gateway is and how to authenticate, taken from the same
-//! configuration the gateway uses.
+//! configuration the gateway uses. Speaks HTTP and HTTPS; `--cacert` trusts a given CA or
+//! self-signed certificate instead of the system's roots.
+
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use bytes::Bytes;
 use http::{Method, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 
 use crate::config::Config;
 use crate::server::ADMIN_TOKEN_FILE;
@@ -21,24 +21,52 @@ pub struct ApiArgs {
     /// Admin token; default: TRADEHOOK_API__ADMIN_TOKEN, the configured one, or data/admin-token.
     #[arg(long, env = "TRADEHOOK_API__ADMIN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// PEM file of the CA (or self-signed certificate) to trust for https:// instead of the
+    /// system's roots; default: `server.tls.cert` when the configuration has TLS.
+    #[arg(long)]
+    pub cacert: Option<PathBuf>,
 }
 
-/// Sends one request and returns the status and body.
+/// The URL scheme of the configured listener.
+pub fn scheme(config: &Config) -> &'static str {
+    if config.server.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    }
+}
+
+/// The `--cacert` to use: the given one, else the configured server certificate.
+pub fn cacert(given: Option<&Path>, config: &Config) -> Option<PathBuf> {
+    given.map(Path::to_path_buf).or_else(|| config.server.tls.as_ref().map(|tls| tls.cert.clone()))
+}
+
+/// Sends one request and returns the status and body; `cacert` replaces the trusted roots.
 pub async fn request(
     method: Method,
     url: &str,
     headers: &[(String, String)],
     body: Vec<u8>,
+    cacert: Option<&Path>,
 ) -> anyhow::Result<(StatusCode, Bytes)> {
-    let mut builder = http::Request::builder().method(method).uri(url);
-    for (name, value) in headers {
-        builder = builder.header(name.as_str(), value.as_str());
+    crate::tls::install_crypto_provider();
+    let mut builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).no_proxy();
+    if let Some(path) = cacert {
+        let pem = std::fs::read(path).with_context(|| format!("--cacert: cannot read {}", path.display()))?;
+        let roots = reqwest::Certificate::from_pem_bundle(&pem)
+            .ok()
+            .filter(|roots| !roots.is_empty())
+            .with_context(|| format!("--cacert: no PEM certificate in {}", path.display()))?;
+        builder = builder.tls_certs_only(roots);
     }
-    let request = builder.body(Full::new(Bytes::from(body))).context("cannot build the request")?;
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let response = client.request(request).await.with_context(|| format!("cannot reach {url}"))?;
+    let client = builder.build().context("cannot build the HTTP client")?;
+    let mut request = client.request(method, url).body(body);
+    for (name, value) in headers {
+        request = request.header(name.as_str(), value.as_str());
+    }
+    let response = request.send().await.with_context(|| format!("cannot reach {url}"))?;
     let status = response.status();
-    let body = response.into_body().collect().await.context("cannot read the answer")?.to_bytes();
+    let body = response.bytes().await.context("cannot read the answer")?;
     Ok((status, body))
 }
 
@@ -46,12 +74,14 @@ pub async fn request(
 pub struct ApiClient {
     base: String,
     token: String,
+    cacert: Option<PathBuf>,
 }
 
 impl ApiClient {
     /// Resolves the URL and token from the arguments and the configuration.
     pub fn new(args: &ApiArgs, config: &Config) -> anyhow::Result<ApiClient> {
-        let base = args.url.clone().unwrap_or_else(|| format!("http://{}", config.server.listen));
+        let base =
+            args.url.clone().unwrap_or_else(|| format!("{}://{}", scheme(config), config.server.listen));
         let token = match (&args.token, &config.api.admin_token) {
             (Some(token), _) | (None, Some(token)) => token.clone(),
             (None, None) => {
@@ -68,7 +98,8 @@ impl ApiClient {
                     })?
             }
         };
-        Ok(ApiClient { base: base.trim_end_matches('/').to_string(), token })
+        let cacert = cacert(args.cacert.as_deref(), config);
+        Ok(ApiClient { base: base.trim_end_matches('/').to_string(), token, cacert })
     }
 
     /// Calls `/api/v1{path}` and returns the JSON answer; a non-2xx answer is an error naming
@@ -85,7 +116,7 @@ impl ApiClient {
             headers.push(("content-type".into(), "application/json".into()));
         }
         let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
-        let (status, answer) = request(method, &url, &headers, bytes).await?;
+        let (status, answer) = request(method, &url, &headers, bytes, self.cacert.as_deref()).await?;
         let json: serde_json::Value = serde_json::from_slice(&answer).unwrap_or(serde_json::Value::Null);
         if !status.is_success() {
             let reason = json["reason"]

@@ -11,6 +11,10 @@ pub fn run(path: Option<&Path>) -> anyhow::Result<()> {
     println!("configuration ok ({origin})");
     println!("  listen      {}", config.server.listen);
     println!("  store       {}", config.store.url);
+    match &config.server.tls {
+        Some(tls) => println!("  tls         cert {} key {}", tls.cert.display(), tls.key.display()),
+        None => println!("  tls         off (plain HTTP)"),
+    }
     if config.sources.is_empty() {
         println!("  sources     default (zero-config, hmac-sha256)");
     }

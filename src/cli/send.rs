@@ -38,6 +38,10 @@ pub struct SendArgs {
     /// For the token scheme: put the token in this JSON field instead of the query.
     #[arg(long)]
     pub token_field: Option<String>,
+    /// PEM file of the CA (or self-signed certificate) to trust for https:// instead of the
+    /// system's roots; default: `server.tls.cert` when the configuration has TLS.
+    #[arg(long)]
+    pub cacert: Option<PathBuf>,
 }
 
 /// Builds, signs, sends and reports.
@@ -82,7 +86,9 @@ pub async fn run(args: SendArgs, config_path: Option<&Path>) -> anyhow::Result<(
     let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
     headers.extend(signed.headers.iter().cloned());
     let started = Instant::now();
-    let (status, answer) = super::client::request(http::Method::POST, &url, &headers, signed.body).await?;
+    let cacert = super::client::cacert(args.cacert.as_deref(), &config);
+    let (status, answer) =
+        super::client::request(http::Method::POST, &url, &headers, signed.body, cacert.as_deref()).await?;
     let elapsed = started.elapsed();
     println!(
         "{} {} in {:.2} ms",
@@ -99,10 +105,11 @@ pub async fn run(args: SendArgs, config_path: Option<&Path>) -> anyhow::Result<(
 
 fn default_url(config: &Config, source: &str) -> String {
     let listen = &config.server.listen;
+    let scheme = super::client::scheme(config);
     if source == DEFAULT_SOURCE {
-        format!("http://{listen}/webhook")
+        format!("{scheme}://{listen}/webhook")
     } else {
-        format!("http://{listen}/webhooks/{source}")
+        format!("{scheme}://{listen}/webhooks/{source}")
     }
 }
 

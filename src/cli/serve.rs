@@ -24,6 +24,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     server::cancel_on_signals(shutdown.clone());
     tracing::info!(%address, store = state.store.kind(), sources = state.sources.len(), "tradehook is listening");
+    if let Some(warning) = plain_http_warning(address, setup.config.server.tls.is_some()) {
+        tracing::warn!("{warning}");
+    }
     server::run(listener, state, shutdown).await?;
     tracing::info!("stopped cleanly");
     Ok(())
@@ -39,7 +42,8 @@ fn print_banner(setup: &Setup, address: std::net::SocketAddr) {
         ($($arg:tt)*) => { let _ = writeln!(out, $($arg)*); };
     }
     let config = &setup.config;
-    println!("tradehook {} listening on http://{address}", env!("CARGO_PKG_VERSION"));
+    let scheme = if config.server.tls.is_some() { "https" } else { "http" };
+    println!("tradehook {} listening on {scheme}://{address}", env!("CARGO_PKG_VERSION"));
     for source in &config.sources {
         let path = if source.name == DEFAULT_SOURCE {
             "/webhook (and /webhooks/default)".to_string()
@@ -59,12 +63,41 @@ fn print_banner(setup: &Setup, address: std::net::SocketAddr) {
     if config.sources.iter().any(|s| s.name == DEFAULT_SOURCE) {
         let config_flag =
             std::env::var("TRADEHOOK_CONFIG").map(|p| format!(" --config {p}")).unwrap_or_default();
+        let cacert = match &config.server.tls {
+            Some(tls) => format!(" --cacert {}", tls.cert.display()),
+            None => String::new(),
+        };
         println!(
-            "send a first event:\n  tradehook{config_flag} send order.created --url http://{address}/webhook"
+            "send a first event:\n  tradehook{config_flag} send order.created --url {scheme}://{address}/webhook{cacert}"
         );
     }
-    if !address.ip().is_loopback() {
-        println!("warning: plain HTTP on a non-loopback address; put TLS in front or configure [server.tls]");
+    if let Some(warning) = plain_http_warning(address, config.server.tls.is_some()) {
+        println!("warning: {warning}");
     }
     let _ = out.flush();
+}
+
+/// The warning for listening in plain HTTP where other machines can reach it, if that is the case.
+fn plain_http_warning(address: std::net::SocketAddr, tls: bool) -> Option<&'static str> {
+    (!tls && !address.ip().is_loopback())
+        .then_some("plain HTTP on a non-loopback address; configure [server.tls] or put TLS in front")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_http_warning;
+
+    #[test]
+    fn plain_http_on_a_public_address_warns() {
+        assert!(plain_http_warning("0.0.0.0:8080".parse().unwrap(), false).is_some());
+        assert!(plain_http_warning("[::]:8080".parse().unwrap(), false).is_some());
+        assert!(plain_http_warning("192.0.2.7:8080".parse().unwrap(), false).is_some());
+    }
+
+    #[test]
+    fn loopback_or_tls_does_not_warn() {
+        assert!(plain_http_warning("127.0.0.1:8080".parse().unwrap(), false).is_none());
+        assert!(plain_http_warning("[::1]:8080".parse().unwrap(), false).is_none());
+        assert!(plain_http_warning("0.0.0.0:8443".parse().unwrap(), true).is_none());
+    }
 }

@@ -16,9 +16,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::ingest::signature::Scheme;
 pub use alerts::{redacted_url, AlertsConfig};
+pub use listener::TlsConfig;
 use units::{de_size, humantime_serde_compat, ser_size};
 
 mod alerts;
+mod listener;
 pub(crate) mod units;
 
 /// The whole configuration of one gateway process.
@@ -73,6 +75,14 @@ pub struct ServerConfig {
     pub max_tracked_ips: usize,
     /// Rejected requests kept in the audit log (oldest dropped first).
     pub audit_log_size: usize,
+    /// Built-in TLS (`[server.tls]`); absent = plain HTTP.
+    pub tls: Option<TlsConfig>,
+    /// How long a client may take to send a request's headers (and, for a new connection, its
+    /// TLS handshake and first request); an idle HTTP/1.1 connection is closed after it.
+    #[serde(with = "humantime_serde_compat")]
+    pub header_timeout: Duration,
+    /// Most connections open at once; further ones wait to be accepted until one closes.
+    pub max_connections: usize,
 }
 
 /// `[store]`.
@@ -326,6 +336,9 @@ impl Default for ServerConfig {
             ip_rate_limit: None,
             max_tracked_ips: 100_000,
             audit_log_size: 1000,
+            tls: None,
+            header_timeout: listener::default_header_timeout(),
+            max_connections: listener::default_max_connections(),
         }
     }
 }
@@ -542,6 +555,12 @@ impl Config {
             if limit.per_second == 0 || limit.burst == 0 {
                 return fail("server.ip_rate_limit", "per_second and burst must be at least 1".into());
             }
+        }
+        let server = &self.server;
+        if let Err((key, problem)) =
+            listener::validate(server.tls.as_ref(), server.header_timeout, server.max_connections)
+        {
+            return fail(key, problem);
         }
         Ok(())
     }

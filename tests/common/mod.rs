@@ -262,7 +262,7 @@ impl ServerProcess {
         // Keep draining so the server never writes into a closed pipe.
         std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
         let addr = first
-            .split("http://")
+            .split("://")
             .nth(1)
             .and_then(|rest| rest.trim().parse().ok())
             .unwrap_or_else(|| panic!("no address in banner: {first:?}"));
