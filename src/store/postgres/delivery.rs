@@ -165,6 +165,13 @@ pub(super) async fn commit_results(
             )
             .await
             .map_err(pg_error)?;
+        if changed == 0 {
+            // Not applied (the row moved on meanwhile, e.g. its subscription was disabled by
+            // this very batch): the claim ends all the same, or the row would wait it out.
+            tx.execute("UPDATE deliveries SET claimed_until = NULL WHERE id = $1", &[&id])
+                .await
+                .map_err(pg_error)?;
+        }
         if result.settles_intent && changed == 1 {
             let response = result.attempt.as_ref().and_then(|a| a.response.as_deref());
             match &result.next {
