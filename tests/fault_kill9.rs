@@ -148,7 +148,9 @@ async fn twenty_kill_9_under_load_lose_no_acked_event_and_apply_none_twice() {
     let stored = stored_events(server.addr).await;
     let lost: Vec<_> = acked.iter().filter(|(key, id)| stored.get(id) != Some(key)).collect();
     assert!(lost.is_empty(), "{} of {} acked events lost, e.g. {:?}", lost.len(), acked.len(), &lost[..1]);
-    assert!(server.terminate().success());
+    // Stopped the same way: what was committed is what the store holds. (A graceful stop may
+    // wait up to 2 × 10 s for deliveries in flight to the receiver, longer than the helper waits.)
+    server.kill9();
 
     let record = processing_record(dir.path()).await;
     assert_eq!(record.len(), stored.len(), "the API and the store disagree");
@@ -168,7 +170,7 @@ async fn twenty_kill_9_under_load_lose_no_acked_event_and_apply_none_twice() {
 
     let processed = record.iter().filter(|(_, processed, _)| *processed).count();
     eprintln!(
-        "fault_kill9: acked {}, stored {}, processed {}, applied twice 0, acked lost 0, kills {kills}, \
+        "fault_kill9: acked {}, stored {}, processed {}, applied twice 0, acked lost 0, kills {kills} (+1 to stop), \
          requests cut off by a kill {}, refused 503 {}, {SENDERS} senders, {:.1} s",
         acked.len(),
         stored.len(),
