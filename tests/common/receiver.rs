@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -25,6 +25,9 @@ pub enum Script {
     RetryAfterOnce(u64),
     /// 302 to this URL always.
     Redirect(String),
+    /// These answers in turn, starting at the index, over and over: (status, milliseconds to
+    /// wait before answering — longer than `[delivery] timeout` makes the attempt time out).
+    Cycle(Vec<(u16, u64)>, usize),
 }
 
 /// One request as received.
@@ -38,6 +41,8 @@ pub struct Received {
     pub at: Instant,
     /// What was answered.
     pub status: u16,
+    /// How long the receiver waited before answering.
+    pub slept: Duration,
 }
 
 #[derive(Default)]
@@ -87,22 +92,35 @@ impl Receiver {
 }
 
 async fn answer(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: Bytes) -> Response {
-    let mut inner = inner.lock().unwrap();
-    let script = inner.script.clone().unwrap_or(Script::Ok);
-    let (status, next, extra): (u16, Option<Script>, Option<(&str, String)>) = match script {
-        Script::Ok => (200, None, None),
-        Script::FailTimes(status, n) if n > 0 => (status, Some(Script::FailTimes(status, n - 1)), None),
-        Script::FailTimes(..) => (200, None, None),
-        Script::Always(status) => (status, None, None),
-        Script::RetryAfterOnce(seconds) => {
-            (429, Some(Script::Ok), Some(("retry-after", seconds.to_string())))
+    let (status, extra, slept) = {
+        let mut inner = inner.lock().unwrap();
+        let script = inner.script.clone().unwrap_or(Script::Ok);
+        let mut slept = Duration::ZERO;
+        let (status, next, extra): (u16, Option<Script>, Option<(&str, String)>) = match script {
+            Script::Ok => (200, None, None),
+            Script::FailTimes(status, n) if n > 0 => (status, Some(Script::FailTimes(status, n - 1)), None),
+            Script::FailTimes(..) => (200, None, None),
+            Script::Always(status) => (status, None, None),
+            Script::RetryAfterOnce(seconds) => {
+                (429, Some(Script::Ok), Some(("retry-after", seconds.to_string())))
+            }
+            Script::Redirect(to) => (302, None, Some(("location", to))),
+            Script::Cycle(steps, at) => {
+                let (status, wait) = steps[at % steps.len()];
+                slept = Duration::from_millis(wait);
+                let next = (at + 1) % steps.len();
+                (status, Some(Script::Cycle(steps, next)), None)
+            }
+        };
+        if let Some(next) = next {
+            inner.script = Some(next);
         }
-        Script::Redirect(to) => (302, None, Some(("location", to))),
+        inner.received.push(Received { headers, body, at: Instant::now(), status, slept });
+        (status, extra, slept)
     };
-    if let Some(next) = next {
-        inner.script = Some(next);
+    if !slept.is_zero() {
+        tokio::time::sleep(slept).await;
     }
-    inner.received.push(Received { headers, body, at: Instant::now(), status });
     let mut response = (StatusCode::from_u16(status).unwrap(), r#"{"status":"success"}"#).into_response();
     if let Some((name, value)) = extra {
         response.headers_mut().insert(name, HeaderValue::from_str(&value).unwrap());
