@@ -3,36 +3,13 @@
 
 mod common;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use http::Method;
 use tradehook::ingest::signature::Scheme;
-
-/// Pages through `/api/v1/events` and returns every stored public id with its event key.
-async fn stored_events(addr: std::net::SocketAddr) -> HashMap<String, String> {
-    let auth = format!("Bearer {ADMIN_TOKEN}");
-    let mut all = HashMap::new();
-    let mut after = 0i64;
-    loop {
-        let url = format!("http://{addr}/api/v1/events?limit=1000&after={after}");
-        let page = request(Method::GET, &url, &[("authorization", &auth)], Vec::new()).await;
-        let events = page.json["events"].as_array().cloned().unwrap_or_default();
-        if events.is_empty() {
-            return all;
-        }
-        for event in &events {
-            all.insert(
-                event["id"].as_str().unwrap().to_string(),
-                event["eventKey"].as_str().unwrap().to_string(),
-            );
-            after = after.max(event["seq"].as_i64().unwrap());
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acked_event_survives_kill_9_mid_load() {

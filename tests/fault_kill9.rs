@@ -11,8 +11,6 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use common::receiver::{Receiver, Script};
 use common::*;
-use http::Method;
 use serde_json::json;
 use tradehook::ingest::signature::Scheme;
 
@@ -30,28 +27,6 @@ const SENDERS: usize = 12;
 const LOAD: Duration = Duration::from_millis(1000);
 
 const ENV: [(&str, &str); 1] = [("TRADEHOOK_DELIVERY__ALLOW_PRIVATE_TARGETS", "true")];
-
-/// Every stored public id with its event key, paged through `/api/v1/events`.
-async fn stored_events(addr: SocketAddr) -> HashMap<String, String> {
-    let auth = format!("Bearer {ADMIN_TOKEN}");
-    let mut all = HashMap::new();
-    let mut after = 0i64;
-    loop {
-        let url = format!("http://{addr}/api/v1/events?limit=1000&after={after}");
-        let page = request(Method::GET, &url, &[("authorization", &auth)], Vec::new()).await;
-        let events = page.json["events"].as_array().cloned().unwrap_or_default();
-        if events.is_empty() {
-            return all;
-        }
-        for event in &events {
-            all.insert(
-                event["id"].as_str().unwrap().to_string(),
-                event["eventKey"].as_str().unwrap().to_string(),
-            );
-            after = after.max(event["seq"].as_i64().unwrap());
-        }
-    }
-}
 
 /// One row per stored event of the `default` source: (event key, processed, outbox rows).
 async fn processing_record(dir: &Path) -> Vec<(String, bool, i64)> {

@@ -384,3 +384,25 @@ pub async fn try_post(
     let bytes = response.into_body().collect().await.ok()?.to_bytes();
     Some((status, serde_json::from_slice(&bytes).unwrap_or_default()))
 }
+
+/// Every stored public id with its event key, paged through `/api/v1/events`.
+pub async fn stored_events(addr: SocketAddr) -> std::collections::HashMap<String, String> {
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    let mut all = std::collections::HashMap::new();
+    let mut after = 0i64;
+    loop {
+        let url = format!("http://{addr}/api/v1/events?limit=1000&after={after}");
+        let page = request(Method::GET, &url, &[("authorization", &auth)], Vec::new()).await;
+        let events = page.json["events"].as_array().cloned().unwrap_or_default();
+        if events.is_empty() {
+            return all;
+        }
+        for event in &events {
+            all.insert(
+                event["id"].as_str().unwrap().to_string(),
+                event["eventKey"].as_str().unwrap().to_string(),
+            );
+            after = after.max(event["seq"].as_i64().unwrap());
+        }
+    }
+}
