@@ -1,4 +1,4 @@
-//! Secrets never reach the logs: a full run of `tradehook serve` at debug level — good and bad
+//! Secrets never reach the logs: a full run of `tradehook serve` at trace level — good and bad
 //! signatures, a token-scheme source with its passphrase in the body and in the query, the admin
 //! token and request signing on the API, a subscription created and its secret read back — and
 //! then every configured or generated secret is searched for in everything the process printed.
@@ -51,7 +51,7 @@ allow_private_targets = true
         .current_dir(dir.path())
         .args(["serve", "--config", "tradehook.toml"])
         .env_remove("TRADEHOOK_SECRET")
-        .env("RUST_LOG", "debug")
+        .env("RUST_LOG", "trace")
         .stdout(Stdio::from(out.try_clone().unwrap()))
         .stderr(Stdio::from(out))
         .spawn()
