@@ -288,7 +288,7 @@ pub async fn run(
     });
     let retention = tokio::spawn(prune_loop(state.clone(), shutdown.clone()));
     // Other nodes may change subscriptions in a shared store: follow the stored list.
-    let follower = (state.store.kind() != "sqlite").then(|| {
+    let follower = state.store.shared().then(|| {
         let state = state.clone();
         let stop = shutdown.clone();
         tokio::spawn(async move {

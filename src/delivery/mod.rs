@@ -202,7 +202,7 @@ impl Dispatcher {
         }
         // A claiming store hands out only deliveries not in flight, and holds each for its claim
         // time: ask for no more than will start now.
-        let busy = if self.store.claims_deliveries() { 0 } else { in_flight.len() };
+        let busy = if self.store.shared() { 0 } else { in_flight.len() };
         let limit = u32::try_from(free + busy).unwrap_or(u32::MAX).min(20_000);
         let due = self.store.due_deliveries(now_ms(), limit).await?;
         let read = due.len();

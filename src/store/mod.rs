@@ -215,10 +215,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Wakes the dispatcher after commits that queued or re-queued deliveries.
     fn deliveries_ready(&self) -> Arc<tokio::sync::Notify>;
-    /// Whether [`Store::due_deliveries`] claims what it returns (several nodes share the store):
-    /// then it never returns a delivery claimed before and not yet committed, so the caller
-    /// asks only for as many as it will start. Otherwise it returns deliveries in flight too.
-    fn claims_deliveries(&self) -> bool {
+    /// Whether several processes share this store (PostgreSQL). Then [`Store::due_deliveries`]
+    /// claims what it returns — it never returns a delivery claimed before and not yet
+    /// committed, so the caller asks only for as many as it will start (otherwise it returns
+    /// deliveries in flight too) — and other processes may change the subscriptions.
+    fn shared(&self) -> bool {
         false
     }
     /// Up to `limit` pending deliveries due at `now` (unix ms), the longest-waiting first.

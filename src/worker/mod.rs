@@ -77,6 +77,9 @@ impl Worker {
         lag: Arc<LagTracker>,
         batch_limit: u32,
     ) -> Result<Worker, StoreError> {
+        // Take (or learn of) the processing lease before loading: a holder then loads the state
+        // as of its own lease, and its first round need not load it again.
+        store.processing_lease().await?;
         let entities = store.all_entities().await?;
         let strategy =
             Strategy::load(entities.clone(), Default::default(), None).map_err(StoreError::Internal)?;

@@ -60,19 +60,6 @@ pub struct PgOptions {
     pub pool_size: usize,
 }
 
-impl Default for PgOptions {
-    fn default() -> Self {
-        PgOptions {
-            max_batch: 512,
-            queue_capacity: 8192,
-            max_backlog: 1_000_000,
-            lease: Duration::from_secs(10),
-            claim: Duration::from_secs(90),
-            pool_size: 12,
-        }
-    }
-}
-
 /// Maps a database error: connection trouble, shutdown, overload or a failed transaction is
 /// `Unavailable` (answer 503, try again); the rest is a bug or corruption.
 pub(super) fn pg_error(error: tokio_postgres::Error) -> StoreError {
@@ -103,10 +90,6 @@ pub(super) fn pool_error(error: PoolError) -> StoreError {
         PoolError::Backend(error) => pg_error(error),
         other => StoreError::Unavailable(format!("database: {other}")),
     }
-}
-
-pub(super) fn to_i64(n: usize) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// The PostgreSQL store. See the module documentation.
@@ -527,7 +510,7 @@ impl Store for PgStore {
         self.deliveries_ready.clone()
     }
 
-    fn claims_deliveries(&self) -> bool {
+    fn shared(&self) -> bool {
         true
     }
 

@@ -5,7 +5,7 @@
 use deadpool_postgres::{GenericClient, Transaction};
 use tokio_postgres::Row;
 
-use super::{event_id, pg_error, to_i64, StoreError};
+use super::{event_id, pg_error, StoreError};
 use crate::store::processing::{
     DeadLetter, DeadLetterFilter, EntityKind, PendingEvent, ProcessedBatch, StoredAlert,
 };
@@ -365,7 +365,7 @@ pub(super) async fn replace_state(
     )
     .await
     .map_err(pg_error)?;
-    Ok(to_i64(entities.len()) as u64)
+    Ok(entities.len() as u64)
 }
 
 /// Number of dead letters.
