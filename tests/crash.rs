@@ -19,30 +19,14 @@ async fn every_acked_event_survives_kill_9_mid_load() {
         let mut server = ServerProcess::start(dir.path());
         let url = format!("http://{}/webhook", server.addr);
         let stop = Arc::new(AtomicBool::new(false));
-        let senders: Vec<_> = (0..16)
-            .map(|sender| {
-                let (url, stop, acked) = (url.clone(), stop.clone(), acked.clone());
-                tokio::spawn(async move {
-                    let mut n = 0;
-                    while !stop.load(Ordering::Relaxed) {
-                        let key = format!("c{cycle}-s{sender}-n{n}");
-                        n += 1;
-                        let answer = tokio::time::timeout(
-                            Duration::from_secs(5),
-                            try_post(&url, Scheme::HmacSha256, SECRET, order_event(&key).as_bytes()),
-                        )
-                        .await;
-                        match answer {
-                            Ok(Some((200, json))) if json["status"] == "accepted" => {
-                                acked.lock().unwrap().push((key, json["id"].as_str().unwrap().to_string()));
-                            }
-                            // Refused or cut off by the kill: not acknowledged, so no promise made.
-                            _ => tokio::time::sleep(Duration::from_millis(5)).await,
-                        }
-                    }
-                })
-            })
-            .collect();
+        let acked_here = acked.clone();
+        let seen = Arc::new(move |(key, answer): LoadAnswer| {
+            // Refused or cut off by the kill: not acknowledged, so no promise made.
+            if let Some((200, json)) = answer.filter(|(_, json)| json["status"] == "accepted") {
+                acked_here.lock().unwrap().push((key, json["id"].as_str().unwrap().to_string()));
+            }
+        });
+        let senders = send_until_stopped(&url, 16, &format!("c{cycle}"), &stop, seen);
         tokio::time::sleep(Duration::from_millis(800)).await;
         server.kill9();
         stop.store(true, Ordering::Relaxed);

@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 use common::receiver::{Receiver, Script};
 use common::*;
 use serde_json::json;
-use tradehook::ingest::signature::Scheme;
 
 const CYCLES: usize = 20;
 const SENDERS: usize = 12;
@@ -72,40 +71,22 @@ async fn twenty_kill_9_under_load_lose_no_acked_event_and_apply_none_twice() {
         let mut server = ServerProcess::start_with_env(dir.path(), &ENV);
         let url = format!("http://{}/webhook", server.addr);
         let stop = Arc::new(AtomicBool::new(false));
-        let senders: Vec<_> = (0..SENDERS)
-            .map(|sender| {
-                let (url, stop, acked) = (url.clone(), stop.clone(), acked.clone());
-                let (cut_off, refused) = (cut_off.clone(), refused.clone());
-                tokio::spawn(async move {
-                    let mut n = 0;
-                    while !stop.load(Ordering::Relaxed) {
-                        let key = format!("c{cycle}-s{sender}-n{n}");
-                        n += 1;
-                        let answer = tokio::time::timeout(
-                            Duration::from_secs(5),
-                            try_post(&url, Scheme::HmacSha256, SECRET, order_event(&key).as_bytes()),
-                        )
-                        .await;
-                        match answer {
-                            Ok(Some((200, json))) if json["status"] == "accepted" => {
-                                acked.lock().unwrap().push((key, json["id"].as_str().unwrap().to_string()));
-                            }
-                            // "Cannot store now" is an honest refusal, not a promise.
-                            Ok(Some((503, _))) => {
-                                refused.fetch_add(1, Ordering::Relaxed);
-                                tokio::time::sleep(Duration::from_millis(5)).await;
-                            }
-                            Ok(Some((status, json))) => panic!("{key}: unexpected {status} {json}"),
-                            // Cut off by the kill: never acknowledged, so no promise was made.
-                            _ => {
-                                cut_off.fetch_add(1, Ordering::Relaxed);
-                                tokio::time::sleep(Duration::from_millis(5)).await;
-                            }
-                        }
-                    }
-                })
-            })
-            .collect();
+        let (acked_here, cut_off_here, refused_here) = (acked.clone(), cut_off.clone(), refused.clone());
+        let seen = Arc::new(move |(key, answer): LoadAnswer| match answer {
+            Some((200, json)) if json["status"] == "accepted" => {
+                acked_here.lock().unwrap().push((key, json["id"].as_str().unwrap().to_string()));
+            }
+            // "Cannot store now" is an honest refusal, not a promise.
+            Some((503, _)) => {
+                refused_here.fetch_add(1, Ordering::Relaxed);
+            }
+            Some((status, json)) => panic!("{key}: unexpected {status} {json}"),
+            // Cut off by the kill: never acknowledged, so no promise was made.
+            None => {
+                cut_off_here.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        let senders = send_until_stopped(&url, SENDERS, &format!("c{cycle}"), &stop, seen);
         tokio::time::sleep(LOAD).await;
         server.kill9();
         kills += 1;

@@ -406,3 +406,43 @@ pub async fn stored_events(addr: SocketAddr) -> std::collections::HashMap<String
         }
     }
 }
+
+/// One answer to an event sent under load: its key, and the status with the JSON body, or `None`
+/// when the request failed or took over 5 s (e.g. cut off by a kill).
+pub type LoadAnswer = (String, Option<(u16, serde_json::Value)>);
+
+/// Starts `senders` tasks that send unique signed order events (keys `{prefix}-s{sender}-n{n}`)
+/// to `url` until `stop`, each answer handed to `seen`; after an answer other than 200 a sender
+/// pauses 5 ms. Await the handles after setting `stop` (a panic in `seen` fails there).
+pub fn send_until_stopped(
+    url: &str,
+    senders: usize,
+    prefix: &str,
+    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+    seen: std::sync::Arc<dyn Fn(LoadAnswer) + Send + Sync>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..senders)
+        .map(|sender| {
+            let (url, stop, seen, prefix) = (url.to_owned(), stop.clone(), seen.clone(), prefix.to_owned());
+            tokio::spawn(async move {
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let key = format!("{prefix}-s{sender}-n{n}");
+                    n += 1;
+                    let answer = tokio::time::timeout(
+                        Duration::from_secs(5),
+                        try_post(&url, Scheme::HmacSha256, SECRET, order_event(&key).as_bytes()),
+                    )
+                    .await
+                    .ok()
+                    .flatten();
+                    let pause = !matches!(answer, Some((200, _)));
+                    seen((key, answer));
+                    if pause {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                }
+            })
+        })
+        .collect()
+}
