@@ -227,3 +227,58 @@ async fn unknown_paths_and_wrong_methods_answer_json() {
     let answer = request(Method::DELETE, &server.url("/api/v1/events"), &auth, Vec::new()).await;
     assert!(answer.headers.contains_key("allow"), "405 keeps Allow: {:?}", answer.headers);
 }
+
+/// The management API is unusable without credentials: every documented `/api/v1` operation,
+/// with a plausible body, answers 401 with the JSON error body when the credentials are missing,
+/// a wrong bearer token, or a bearer token that is a prefix of the right one — and the writes it
+/// refused changed nothing.
+#[tokio::test]
+async fn every_api_v1_operation_refuses_requests_without_valid_credentials() {
+    let server = TestServer::start().await;
+    let doc = document(&server).await;
+    let prefix = format!("Bearer {}", &ADMIN_TOKEN[..ADMIN_TOKEN.len() - 1]);
+    let wrong: [&[(&str, &str)]; 4] = [
+        &[("content-type", "application/json")],
+        &[("content-type", "application/json"), ("authorization", "Bearer not-the-token")],
+        &[("content-type", "application/json"), ("authorization", prefix.as_str())],
+        &[("content-type", "application/json"), ("authorization", ADMIN_TOKEN)],
+    ];
+    let bodies: &[(&str, &str)] = &[
+        ("/api/v1/webhooks", r#"{"url":"https://example.com/hook","events":["*"]}"#),
+        ("/api/v1/killswitch", r#"{"on":true}"#),
+        ("/api/v1/dlq/replay", r#"{"ids":["dlq_1"]}"#),
+    ];
+    let mut checked = 0;
+    for (method, path) in operations(&doc).into_iter().filter(|(_, p)| p.starts_with("/api/v1/")) {
+        let concrete = path.replace("{id}", "x1").replace("{orderId}", "o1");
+        let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        let body = bodies.iter().find(|(p, _)| *p == path).map(|(_, b)| b.as_bytes().to_vec());
+        for headers in wrong {
+            let answer =
+                request(method.clone(), &server.url(&concrete), headers, body.clone().unwrap_or_default())
+                    .await;
+            assert_eq!(
+                answer.status,
+                StatusCode::UNAUTHORIZED,
+                "{method} {path} with {headers:?}: {}",
+                answer.text
+            );
+            assert!(answer.json["error"].is_string(), "{method} {path}: {}", answer.text);
+            assert!(!answer.text.contains(ADMIN_TOKEN), "{method} {path} echoes the token");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 4 * 25, "only {checked} refusals checked: is the document complete?");
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    let auth = [("authorization", auth.as_str())];
+    let hooks = request(Method::GET, &server.url("/api/v1/webhooks"), &auth, Vec::new()).await;
+    assert_eq!(hooks.status, StatusCode::OK, "{}", hooks.text);
+    assert_eq!(
+        hooks.json["webhooks"].as_array().map(Vec::len),
+        Some(0),
+        "a refused POST created one: {}",
+        hooks.text
+    );
+    let switch = request(Method::GET, &server.url("/api/v1/killswitch"), &auth, Vec::new()).await;
+    assert_eq!(switch.json["on"], false, "a refused POST engaged the kill switch: {}", switch.text);
+}

@@ -32,7 +32,9 @@ pub struct Payload {
 
 /// Checks `body` is JSON no deeper than the limit and reads its type and id fields.
 pub fn read(body: &[u8], id_fields: &[String]) -> Result<Payload, JsonError> {
-    if is_default_id_rule(id_fields) {
+    // Only for objects: a derived struct also deserializes from a JSON array, field by position,
+    // which would read `["a","b","c"]` as having the id `c` (found by fuzz/payload).
+    if is_default_id_rule(id_fields) && body.trim_ascii_start().first() == Some(&b'{') {
         guard::check_depth(body)?;
         if let Ok(envelope) = serde_json::from_slice::<Envelope<'_>>(body) {
             return Ok(envelope.into_payload());
@@ -189,6 +191,8 @@ mod tests {
             format!(r#"{{"id":"{long}","event":"{long}"}}"#),
             r#"{"id":"dup","id":"last"}"#.to_string(),
             r#"[{"id":"in-array"}]"#.to_string(),
+            r#"["order.created","alert","evt-by-position","e-4"]"#.to_string(),
+            " [\"x\"]".to_string(),
             r#""just a string""#.to_string(),
             "{}".to_string(),
         ];
