@@ -4,11 +4,20 @@
 //! an event that is not stored; the failed batches roll back whole, so smaller events still fit
 //! and an event id that got a `503` is new, not a duplicate, when it is sent again.
 //!
+//! The second test fills the filesystem itself: the store lives on a small tmpfs mounted for the
+//! test (root only: it skips, saying so, where `mount` is refused), a file takes all but a little
+//! of the space, and concurrent senders fill the rest. The gateway answers `503` with
+//! `Retry-After` (never a false `200`) while the disk is full; once the file is deleted it accepts
+//! again, refused ids included, and processes everything — without a restart.
+//!
 //! SQLite only: PostgreSQL's disk-full path is the database's, see `tests/postgres_outage.rs`
 //! for a database that cannot take writes.
 
 mod common;
 
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use common::*;
@@ -56,18 +65,150 @@ async fn a_full_store_answers_503_with_retry_after_and_never_a_false_200() {
     let task = tokio::spawn(server::run(listener, state, shutdown.clone()));
     let url = format!("http://{addr}/webhook");
 
-    // Concurrent senders of ~100 KiB events, each until it has been refused three times.
+    let (accepted, refused) = fill_until_refused(&url, "big", 100 * 1024).await;
+    assert_stored(addr, &accepted).await;
+    let ready = request(Method::GET, &format!("http://{addr}/readyz"), &[], Vec::new()).await;
+
+    // Without a restart: a small event fits, and a refused event id was rolled back (new, not a
+    // duplicate) when it comes again small.
+    let small = post_event_to(&url, &order_event("small-after-full")).await;
+    assert_eq!(
+        (small.status.as_u16(), small.json["status"].as_str()),
+        (200, Some("accepted")),
+        "{}",
+        small.text
+    );
+    let again = post_event_to(&url, &order_event(&refused[0])).await;
+    assert_eq!(
+        (again.status.as_u16(), again.json["status"].as_str()),
+        (200, Some("accepted")),
+        "{}",
+        again.text
+    );
+
+    eprintln!(
+        "fault_store_full: max_page_count {MAX_PAGES}, {SENDERS} senders of 100 KiB events: {} accepted (all stored), \
+         {} answered 503 with Retry-After, 0 false 200; /readyz while full: {}; small event and a refused id resent small: accepted",
+        accepted.len(),
+        refused.len(),
+        ready.status
+    );
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+}
+
+/// A tmpfs of a few MiB mounted on a fresh directory, unmounted when dropped.
+struct SmallFilesystem {
+    dir: tempfile::TempDir,
+}
+
+impl SmallFilesystem {
+    /// `None` where this process may not mount (not root, or no tmpfs).
+    fn mount(size: &str) -> Option<SmallFilesystem> {
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tradehook-test"])
+            .arg(dir.path())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        mounted.then_some(SmallFilesystem { dir })
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Bytes free for an unprivileged writer.
+    fn available(&self) -> u64 {
+        let output = Command::new("df").args(["--output=avail", "-B1"]).arg(self.path()).output().unwrap();
+        let text = String::from_utf8(output.stdout).unwrap();
+        text.lines().nth(1).and_then(|line| line.trim().parse().ok()).expect("df prints the free bytes")
+    }
+}
+
+impl Drop for SmallFilesystem {
+    fn drop(&mut self) {
+        // Lazy: a store file still open (a failed test) must not keep the mount behind.
+        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_answers_503_and_recovers_when_space_is_freed_without_a_restart() {
+    if postgres().is_some() {
+        eprintln!("skipped: the store is a SQLite file on a small filesystem; PostgreSQL's disk is its own");
+        return;
+    }
+    let Some(disk) = SmallFilesystem::mount("12m") else {
+        eprintln!("skipped: this process may not mount a tmpfs (run as root to fill a real filesystem)");
+        return;
+    };
+    let server = TestServer::start_with(|config| {
+        config.store.url = format!("sqlite://{}", disk.path().join("tradehook.db").display());
+    })
+    .await;
+    let url = server.url("/webhook");
+    // Some events first, so the schema, the WAL and the processing path are all in use.
+    for n in 0..20 {
+        let answer = post_event_to(&url, &order_event(&format!("before-{n}"))).await;
+        assert_eq!(answer.status, 200, "{}", answer.text);
+    }
+    wait_processed(server.addr).await;
+
+    // A file takes all but 1.5 MiB; senders of ~20 KiB events fill the rest.
+    let filler = disk.path().join("filler");
+    let room = 1536 * 1024;
+    let size = disk.available().saturating_sub(room);
+    std::fs::write(&filler, vec![0u8; usize::try_from(size).unwrap()]).unwrap();
+    let (accepted, refused) = fill_until_refused(&url, "full", 20 * 1024).await;
+    assert_stored(server.addr, &accepted).await;
+    let while_full = disk.available();
+
+    // Space comes back: the same process accepts again — the refused ids as new events — and
+    // processes everything, without a restart.
+    std::fs::remove_file(&filler).unwrap();
+    let mut resent = 0;
+    for key in &refused {
+        let answer = eventually(10, "an accepted event after space was freed", || async {
+            let answer = post_event_to(&url, &padded_event(key, 20 * 1024)).await;
+            (answer.status == 200).then_some(answer)
+        })
+        .await;
+        assert_eq!(answer.json["status"], "accepted", "{key} was refused, so it is new: {}", answer.text);
+        resent += 1;
+    }
+    let status = wait_processed(server.addr).await;
+    let ready = request(Method::GET, &server.url("/readyz"), &[], Vec::new()).await;
+    assert_eq!(ready.status, 200, "{}", ready.text);
+    assert_eq!(status["dlq"], 0, "nothing dead-lettered by the full disk: {status}");
+    assert_eq!(status["events"], status["processed"], "{status}");
+    eprintln!(
+        "fault_store_full (disk): {SENDERS} senders of 20 KiB events on a 12 MiB tmpfs: {} accepted (all stored), \
+         {} answered 503 with Retry-After, 0 false 200, {while_full} bytes free while full; after freeing space: \
+         {resent} refused ids accepted as new, {} events stored and processed, /readyz 200, no restart",
+        accepted.len(),
+        refused.len(),
+        status["events"],
+    );
+    server.stop().await;
+}
+
+/// Concurrent senders of events padded to about `pad` bytes, each until it has been refused
+/// (`503` with `Retry-After`) three times: the (event key, id) pairs accepted and the keys refused.
+async fn fill_until_refused(url: &str, prefix: &str, pad: usize) -> (Vec<(String, String)>, Vec<String>) {
     let senders: Vec<_> = (0..SENDERS)
         .map(|sender| {
-            let url = url.clone();
+            let url = url.to_owned();
+            let prefix = prefix.to_owned();
             tokio::spawn(async move {
                 let (mut accepted, mut refused) = (Vec::new(), Vec::new());
                 let mut n = 0;
-                while refused.len() < 3 && n < 200 {
-                    let key = format!("big-s{sender}-n{n}");
+                while refused.len() < 3 && n < 400 {
+                    let key = format!("{prefix}-s{sender}-n{n}");
                     n += 1;
-                    let body = padded_event(&key, 100 * 1024);
-                    let answer = post_signed(&url, Scheme::HmacSha256, SECRET, body.as_bytes(), &[]).await;
+                    let body = padded_event(&key, pad);
+                    let answer = post_event_to(&url, &body).await;
                     match answer.status.as_u16() {
                         200 => {
                             assert_eq!(answer.json["status"], "accepted", "{}", answer.text);
@@ -101,48 +242,16 @@ async fn a_full_store_answers_503_with_retry_after_and_never_a_false_200() {
         accepted.len(),
         refused.len()
     );
+    (accepted, refused)
+}
 
-    // No false 200: every accepted event is stored under the id it was given.
-    let auth = format!("Bearer {ADMIN_TOKEN}");
-    for (key, id) in &accepted {
-        let stored = request(
-            Method::GET,
-            &format!("http://{addr}/api/v1/events/{id}"),
-            &[("authorization", &auth)],
-            Vec::new(),
-        )
-        .await;
+/// No false 200: every accepted event is stored under the id it was given.
+async fn assert_stored(addr: SocketAddr, accepted: &[(String, String)]) {
+    for (key, id) in accepted {
+        let stored = api_get(addr, &format!("/events/{id}")).await;
         assert_eq!(stored.status, 200, "{key} acked as {id} but not stored");
         assert_eq!(stored.json["eventKey"], key.as_str(), "{}", stored.text);
     }
-    let ready = request(Method::GET, &format!("http://{addr}/readyz"), &[], Vec::new()).await;
-
-    // Without a restart: a small event fits, and a refused event id was rolled back (new, not a
-    // duplicate) when it comes again small.
-    let small = post_event_to(&url, &order_event("small-after-full")).await;
-    assert_eq!(
-        (small.status.as_u16(), small.json["status"].as_str()),
-        (200, Some("accepted")),
-        "{}",
-        small.text
-    );
-    let again = post_event_to(&url, &order_event(&refused[0])).await;
-    assert_eq!(
-        (again.status.as_u16(), again.json["status"].as_str()),
-        (200, Some("accepted")),
-        "{}",
-        again.text
-    );
-
-    eprintln!(
-        "fault_store_full: max_page_count {MAX_PAGES}, {SENDERS} senders of 100 KiB events: {} accepted (all stored), \
-         {} answered 503 with Retry-After, 0 false 200; /readyz while full: {}; small event and a refused id resent small: accepted",
-        accepted.len(),
-        refused.len(),
-        ready.status
-    );
-    shutdown.cancel();
-    task.await.unwrap().unwrap();
 }
 
 /// POSTs `body` to `url`, signed for the default source.
