@@ -41,7 +41,8 @@ fuzz_target!(|data: &[u8]| {
             trading.apply(&event);
             let decided = decide(&config, &mut strategy, &trading, &event, &format!("fuzz:{line}"), received);
             let documents = strategy.documents(&decided.touched).expect("strategy state serializes");
-            let rows = documents.into_iter().filter_map(|d| Some((d.kind.as_str().to_owned(), d.key, d.doc?)));
+            let rows =
+                documents.into_iter().filter_map(|d| Some((d.kind.as_str().to_owned(), d.key, d.doc?)));
             StrategyState::from_documents(rows).expect("stored strategy state reads back");
         }
     }

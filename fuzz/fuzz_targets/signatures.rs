@@ -67,7 +67,9 @@ fn verifier(scheme: Scheme, keys: &Keys) -> Verifier {
 fn header_map(pairs: &[(&str, &[u8])]) -> HeaderMap {
     let mut map = HeaderMap::new();
     for (name, value) in pairs {
-        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_bytes(value)) {
+        if let (Ok(name), Ok(value)) =
+            (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_bytes(value))
+        {
             map.append(name, value);
         }
     }
@@ -116,7 +118,12 @@ fuzz_target!(|input: Input<'_>| {
     let Ok(pairs) = signed
         .headers
         .iter()
-        .map(|(n, v)| Ok::<_, ()>((HeaderName::from_bytes(n.as_bytes()).map_err(|_| ())?, HeaderValue::from_str(v).map_err(|_| ())?)))
+        .map(|(n, v)| {
+            Ok::<_, ()>((
+                HeaderName::from_bytes(n.as_bytes()).map_err(|_| ())?,
+                HeaderValue::from_str(v).map_err(|_| ())?,
+            ))
+        })
         .collect::<Result<Vec<_>, ()>>()
     else {
         // A message id that cannot be a header value (sign copies it as given).
