@@ -112,8 +112,7 @@ impl DeliveryClient {
     ) -> (AttemptRecord, Verdict) {
         let at = now_ms();
         let started = Instant::now();
-        let mut record =
-            AttemptRecord { at, status_code: None, latency_ms: 0.0, response: None, error: None };
+        let mut record = AttemptRecord::unanswered(at, 0.0, None);
         let verdict = match self.send(url, headers, body, &mut record).await {
             Ok(verdict) => verdict,
             Err(error) => Verdict::Failed { error, not_before: None },

@@ -475,13 +475,8 @@ async fn attempt(context: &Context, delivery: &DueDelivery) -> Outcome {
     } else {
         Err(SinkError::permanent(format!("`{}` is not a delivery target", delivery.target)))
     };
-    let mut record = crate::store::AttemptRecord {
-        at,
-        status_code: None,
-        latency_ms: started.elapsed().as_secs_f64() * 1000.0,
-        response: None,
-        error: None,
-    };
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let mut record = crate::store::AttemptRecord::unanswered(at, latency_ms, None);
     match sent {
         Ok(response) => {
             record.response = Some(response).filter(|r| !r.is_empty());
@@ -572,16 +567,7 @@ fn failed(
     let history = append_history(&delivery.history, now, &error);
     let (record, not_before) = match attempt {
         Some((record, not_before)) => (record, not_before.map(|d| d.min(context.config.max_retry_after))),
-        None => {
-            let record = crate::store::AttemptRecord {
-                at: now,
-                status_code: None,
-                latency_ms: 0.0,
-                response: None,
-                error: Some(error.clone()),
-            };
-            (record, None)
-        }
+        None => (crate::store::AttemptRecord::unanswered(now, 0.0, Some(error.clone())), None),
     };
     let mut health = Vec::new();
     if let Some(id) = &webhook_id {

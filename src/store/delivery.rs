@@ -57,6 +57,14 @@ pub struct AttemptRecord {
     pub error: Option<String>,
 }
 
+impl AttemptRecord {
+    /// An attempt that started at `at` and has no HTTP answer (yet): what the sender fills in
+    /// as it learns it, or all there is for a target that is not HTTP or could not be tried.
+    pub fn unanswered(at: i64, latency_ms: f64, error: Option<String>) -> Self {
+        AttemptRecord { at, status_code: None, latency_ms, response: None, error }
+    }
+}
+
 /// What happens to a delivery after an attempt.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DeliveryNext {

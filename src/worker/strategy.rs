@@ -15,12 +15,30 @@ use crate::trading::actions::{decide, Decided, Decision, StrategyDoc, StrategySt
 use crate::trading::{ActionsConfig, CanonicalEvent, TradingState};
 use crate::trading::{OrderStatus, Side};
 
+const BRACKET_ON_FILL: usize = 1;
+const SIGNAL_TO_ORDER: usize = 2;
+const MARGIN_GUARD: usize = 4;
+
+/// The set of actions `names` names, as bits.
+fn action_mask(names: &[&str]) -> usize {
+    names.iter().fold(0, |mask, name| {
+        mask | match *name {
+            "bracket_on_fill" => BRACKET_ON_FILL,
+            "signal_to_order" => SIGNAL_TO_ORDER,
+            "margin_guard" => MARGIN_GUARD,
+            _ => 0,
+        }
+    })
+}
+
 /// The actions' configuration and memory, owned by the worker.
 #[derive(Debug, Clone, Default)]
 pub struct Strategy {
     /// What the actions remember between events.
     pub state: StrategyState,
-    config: ActionsConfig,
+    /// The configuration as each set of route-named actions sees it, by [`action_mask`]: only
+    /// the named actions on. Made once, so deciding clones no configuration.
+    configs: [ActionsConfig; 8],
     /// Where intents are queued (`broker:paper`, `broker:http`), if a broker is configured.
     broker: Option<&'static str>,
     /// Resting paper orders already sent their fill (until it comes back as an event).
@@ -36,7 +54,11 @@ impl Strategy {
     ) -> Result<Strategy, String> {
         Ok(Strategy {
             state: StrategyState::from_documents(rows)?,
-            config,
+            configs: std::array::from_fn(|mask| ActionsConfig {
+                bracket_on_fill: config.bracket_on_fill.clone().filter(|_| mask & BRACKET_ON_FILL != 0),
+                signal_to_order: config.signal_to_order.clone().filter(|_| mask & SIGNAL_TO_ORDER != 0),
+                margin_guard: config.margin_guard.clone().filter(|_| mask & MARGIN_GUARD != 0),
+            }),
             broker,
             triggered: BTreeSet::new(),
         })
@@ -53,21 +75,9 @@ impl Strategy {
         if names.is_empty() {
             return None;
         }
-        let config = ActionsConfig {
-            bracket_on_fill: self
-                .config
-                .bracket_on_fill
-                .clone()
-                .filter(|_| names.contains(&"bracket_on_fill")),
-            signal_to_order: self
-                .config
-                .signal_to_order
-                .clone()
-                .filter(|_| names.contains(&"signal_to_order")),
-            margin_guard: self.config.margin_guard.clone().filter(|_| names.contains(&"margin_guard")),
-        };
+        let config = &self.configs[action_mask(names)];
         let key = crate::store::event_id(seq);
-        Some(decide(&config, &mut self.state, trading, event, &key, Utc::now()))
+        Some(decide(config, &mut self.state, trading, event, &key, Utc::now()))
     }
 
     /// The intents and refusals of `decided` as rows to record, and its state documents.
