@@ -7,6 +7,7 @@ mod common;
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use common::receiver::{Receiver, Script};
 use common::*;
 use http::StatusCode;
@@ -101,6 +102,34 @@ async fn subscribers_get_matching_events_signed_both_ways() {
     assert_eq!(log[0]["statusCode"], 200);
     assert_eq!(log[0]["eventId"], event_id.as_str());
     assert!(log[0]["response"].as_str().unwrap().contains("success"));
+}
+
+/// A receiver's answer is kept as text in the attempt log, whatever bytes it holds: a NUL (which
+/// PostgreSQL's text refuses) must neither fail the commit of the result nor hold up the
+/// deliveries after it.
+#[tokio::test]
+async fn an_answer_with_nul_and_invalid_utf8_is_logged_and_stalls_nothing() {
+    let body = Bytes::from_static(b"ok\0after-nul \xff\xfe \x01end");
+    let receiver = Receiver::start(Script::Body(200, body)).await;
+    let server = TestServer::start_with(local).await;
+    let subscription = subscribe(&server, &receiver, &["*"]).await;
+    let id = subscription["id"].as_str().unwrap();
+    send(&server, order("nul-1", "BTC/USD")).await;
+    send(&server, order("nul-2", "BTC/USD")).await;
+    wait_accepted(&receiver, 2).await;
+    let log = eventually(10, "both results committed", || async {
+        let log = deliveries(&server, id).await;
+        (log.len() == 2).then_some(log)
+    })
+    .await;
+    for attempt in &log {
+        assert_eq!(attempt["outcome"], "delivered", "{attempt}");
+        let response = attempt["response"].as_str().unwrap_or_default();
+        assert!(response.starts_with("ok") && response.ends_with("end"), "{response:?}");
+        assert!(!response.contains('\0'), "{response:?}");
+    }
+    let health = api_get(server.addr, &format!("/webhooks/{id}")).await;
+    assert!(health.json["health"]["lastSuccessAt"].is_string(), "{}", health.text);
 }
 
 #[tokio::test]

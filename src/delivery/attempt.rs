@@ -164,7 +164,7 @@ impl DeliveryClient {
             }
         }
         if !prefix.is_empty() {
-            record.response = Some(String::from_utf8_lossy(&prefix).into_owned());
+            record.response = Some(crate::store::storable_text(&prefix));
         }
         Ok(classify(status, retry_after.as_deref(), SystemTime::now()))
     }

@@ -142,7 +142,7 @@ async fn read_prefix(mut pipe: impl AsyncRead + Unpin) -> Vec<u8> {
 async fn collect(reader: Option<tokio::task::JoinHandle<Vec<u8>>>) -> String {
     let Some(mut reader) = reader else { return String::new() };
     match tokio::time::timeout(OUTPUT_GRACE, &mut reader).await {
-        Ok(Ok(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+        Ok(Ok(bytes)) => crate::store::storable_text(&bytes),
         _ => {
             reader.abort();
             String::new()

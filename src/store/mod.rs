@@ -295,6 +295,13 @@ pub(crate) fn dead_letter_seq(id: &str) -> Option<i64> {
 /// A shared handle to the store.
 pub type SharedStore = Arc<dyn Store>;
 
+/// Bytes from outside (a receiver's answer, a command's output) as text every store keeps:
+/// invalid UTF-8 and NUL (which PostgreSQL's `text` refuses, failing the whole commit) become
+/// U+FFFD.
+pub fn storable_text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).replace('\0', "\u{FFFD}")
+}
+
 /// Milliseconds since the unix epoch, now.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()

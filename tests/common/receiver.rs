@@ -28,6 +28,8 @@ pub enum Script {
     /// These answers in turn, starting at the index, over and over: (status, milliseconds to
     /// wait before answering — longer than `[delivery] timeout` makes the attempt time out).
     Cycle(Vec<(u16, u64)>, usize),
+    /// This status with this raw body, always.
+    Body(u16, Bytes),
 }
 
 /// One request as received.
@@ -92,12 +94,17 @@ impl Receiver {
 }
 
 async fn answer(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: Bytes) -> Response {
-    let (status, extra, slept) = {
+    let (status, extra, slept, answer_body) = {
         let mut inner = inner.lock().unwrap();
         let script = inner.script.clone().unwrap_or(Script::Ok);
         let mut slept = Duration::ZERO;
+        let mut answer_body = Bytes::from_static(br#"{"status":"success"}"#);
         let (status, next, extra): (u16, Option<Script>, Option<(&str, String)>) = match script {
             Script::Ok => (200, None, None),
+            Script::Body(status, body) => {
+                answer_body = body;
+                (status, None, None)
+            }
             Script::FailTimes(status, n) if n > 0 => (status, Some(Script::FailTimes(status, n - 1)), None),
             Script::FailTimes(..) => (200, None, None),
             Script::Always(status) => (status, None, None),
@@ -116,12 +123,12 @@ async fn answer(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body
             inner.script = Some(next);
         }
         inner.received.push(Received { headers, body, at: Instant::now(), status, slept });
-        (status, extra, slept)
+        (status, extra, slept, answer_body)
     };
     if !slept.is_zero() {
         tokio::time::sleep(slept).await;
     }
-    let mut response = (StatusCode::from_u16(status).unwrap(), r#"{"status":"success"}"#).into_response();
+    let mut response = (StatusCode::from_u16(status).unwrap(), answer_body).into_response();
     if let Some((name, value)) = extra {
         response.headers_mut().insert(name, HeaderValue::from_str(&value).unwrap());
     }
