@@ -127,6 +127,37 @@ async fn signed_body_that_is_not_json_is_400() {
     assert_eq!(answer.json["error"], "invalid_json");
 }
 
+/// A NUL (`\u0000`) in any JSON string is refused at the door: PostgreSQL's text cannot hold it,
+/// and an event stored with one would fail every commit that quotes it (an id, a type, a
+/// dead-letter reason naming a bad status) — on PostgreSQL, the whole processing round.
+#[tokio::test]
+async fn a_nul_in_any_json_string_is_400_and_processing_goes_on() {
+    let server = TestServer::start().await;
+    let with_nul = [
+        r#"{"id":"nul\u0000id","event":"order.created"}"#,
+        r#"{"id":"nul-type","event":"order.\u0000created"}"#,
+        r#"{"id":"nul-status","event":"order.updated","data":{"orderId":"o-nul","status":"filled\u0000"}}"#,
+        r#"{"id":"nul-key","data":{"a\u0000b":1}}"#,
+        r#"{"id":"nul-array","data":{"tags":["x","\u0000"]}}"#,
+    ];
+    for body in with_nul {
+        let answer = post_event(&server, body).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{body}: {}", answer.text);
+        assert_eq!(answer.json["error"], "invalid_json", "{body}");
+        assert!(answer.json["reason"].as_str().unwrap().contains("NUL"), "{}", answer.text);
+    }
+    // An escaped backslash before `u0000` is no NUL.
+    let mut literal: serde_json::Value = serde_json::from_str(&order_event("not-nul")).unwrap();
+    literal["note"] = serde_json::Value::String(r"C:\u0000".into());
+    assert!(literal.to_string().contains(r#""C:\\u0000""#), "{literal}");
+    let literal = post_event(&server, &literal.to_string()).await;
+    assert_eq!(literal.status, StatusCode::OK, "{}", literal.text);
+    let valid = post_event(&server, &order_event("after-nul")).await;
+    assert_eq!(valid.status, StatusCode::OK, "{}", valid.text);
+    let status = wait_processed(server.addr).await;
+    assert_eq!(status["dlq"], 0, "{status}");
+}
+
 #[tokio::test]
 async fn nesting_deeper_than_64_is_400() {
     let server = TestServer::start().await;

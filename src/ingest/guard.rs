@@ -195,13 +195,142 @@ pub enum JsonError {
     /// Not JSON at all.
     #[error("body is not valid JSON: {0}")]
     Invalid(String),
+    /// A string (or key) holds `\u0000`: PostgreSQL's text cannot hold it, so an event with one
+    /// could never be stored or processed there; refused on every store alike.
+    #[error("a JSON string holds a NUL character (\\u0000), which tradehook does not accept")]
+    Nul,
 }
 
 /// Parses a body as JSON after checking its nesting depth without recursion, so a hostile
-/// `[[[[…` cannot exhaust the stack.
+/// `[[[[…` cannot exhaust the stack, and after [`screen`]ing it.
 pub fn parse_json(body: &[u8]) -> Result<serde_json::Value, JsonError> {
     check_depth(body)?;
+    screen(body)?;
     serde_json::from_slice(body).map_err(|e| JsonError::Invalid(e.to_string()))
+}
+
+/// With serde_json's `raw_value` feature, an object whose first key is this is not read as an
+/// object: its value, a string, is parsed again as the JSON it stands for (unchecked for depth).
+/// No webhook has a reason to send it; it is refused wherever it stands.
+pub const RESERVED_KEY: &str = "$serde_json::private::RawValue";
+
+/// Markers of the two refusals [`Checked`] makes, found again in serde_json's error text.
+const NUL_MARK: &str = "tradehook-nul-in-string";
+const RESERVED_MARK: &str = "tradehook-reserved-key";
+
+/// Reads the whole document once without building it, checking what `serde_json::Value` would
+/// check (syntax, UTF-8, escapes, numbers in range) plus what tradehook refuses: a NUL in any
+/// string or key, and the [`RESERVED_KEY`].
+pub fn screen(body: &[u8]) -> Result<(), JsonError> {
+    serde_json::from_slice::<Checked>(body).map(drop).map_err(json_error)
+}
+
+/// The refusal a serde_json error stands for.
+pub fn json_error(error: serde_json::Error) -> JsonError {
+    let message = error.to_string();
+    if message.contains(NUL_MARK) {
+        JsonError::Nul
+    } else if message.contains(RESERVED_MARK) {
+        JsonError::Invalid(format!("the key `{RESERVED_KEY}` is reserved"))
+    } else {
+        JsonError::Invalid(message)
+    }
+}
+
+/// Fails a deserializer on a string holding a NUL.
+pub fn refuse_nul<E: serde::de::Error>(text: &str) -> Result<(), E> {
+    if text.contains('\0') {
+        return Err(E::custom(NUL_MARK));
+    }
+    Ok(())
+}
+
+/// Fails a deserializer on an object key that is NUL-bearing or the [`RESERVED_KEY`].
+pub fn refuse_key<E: serde::de::Error>(key: &str) -> Result<(), E> {
+    refuse_nul(key)?;
+    if key == RESERVED_KEY {
+        return Err(E::custom(RESERVED_MARK));
+    }
+    Ok(())
+}
+
+/// Any JSON value, checked as [`screen`] says and dropped. (`IgnoredAny` would skip numbers and
+/// the strings of a byte slice without checking them: found by fuzz/payload.)
+pub struct Checked;
+
+impl<'de> serde::Deserialize<'de> for Checked {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(CheckedVisitor)
+    }
+}
+
+struct CheckedVisitor;
+
+impl<'de> serde::de::Visitor<'de> for CheckedVisitor {
+    type Value = Checked;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Checked, E> {
+        refuse_nul(text)?;
+        Ok(Checked)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_unit<E>(self) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
+        while seq.next_element::<Checked>()?.is_some() {}
+        Ok(Checked)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
+        while map.next_entry::<CheckedKey, Checked>()?.is_some() {}
+        Ok(Checked)
+    }
+}
+
+/// An object key, checked by [`refuse_key`] and dropped.
+struct CheckedKey;
+
+impl<'de> serde::Deserialize<'de> for CheckedKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(CheckedKeyVisitor)
+    }
+}
+
+struct CheckedKeyVisitor;
+
+impl serde::de::Visitor<'_> for CheckedKeyVisitor {
+    type Value = CheckedKey;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<CheckedKey, E> {
+        refuse_key(key)?;
+        Ok(CheckedKey)
+    }
 }
 
 /// Refuses nesting deeper than [`MAX_JSON_DEPTH`], found without recursion; run it before any

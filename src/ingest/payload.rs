@@ -17,7 +17,7 @@ use std::marker::PhantomData;
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use super::event_id;
-use super::guard::{self, JsonError};
+use super::guard::{self, refuse_key, refuse_nul, Checked, JsonError};
 
 /// Longest event type kept, in characters.
 const MAX_EVENT_TYPE_CHARS: usize = 100;
@@ -132,7 +132,8 @@ impl Visitor<'_> for KeyVisitor {
         f.write_str("an object key")
     }
 
-    fn visit_str<E>(self, key: &str) -> Result<Key, E> {
+    fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Key, E> {
+        refuse_key(key)?;
         Ok(match key {
             "event" => Key::Event,
             "type" => Key::Type,
@@ -140,61 +141,6 @@ impl Visitor<'_> for KeyVisitor {
             "eventId" => Key::EventId,
             _ => Key::Other,
         })
-    }
-}
-
-/// Any JSON value, checked exactly as `serde_json::Value` would take it (numbers in range,
-/// strings valid) and dropped. `IgnoredAny` would skip numbers without checking them: a number
-/// out of range would pass here and be refused by the worker (found by fuzz/payload).
-struct Checked;
-
-impl<'de> Deserialize<'de> for Checked {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(CheckedVisitor)
-    }
-}
-
-struct CheckedVisitor;
-
-impl<'de> Visitor<'de> for CheckedVisitor {
-    type Value = Checked;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_str<E>(self, _: &str) -> Result<Checked, E> {
-        Ok(Checked)
-    }
-
-    fn visit_u64<E>(self, _: u64) -> Result<Checked, E> {
-        Ok(Checked)
-    }
-
-    fn visit_i64<E>(self, _: i64) -> Result<Checked, E> {
-        Ok(Checked)
-    }
-
-    fn visit_f64<E>(self, _: f64) -> Result<Checked, E> {
-        Ok(Checked)
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<Checked, E> {
-        Ok(Checked)
-    }
-
-    fn visit_unit<E>(self) -> Result<Checked, E> {
-        Ok(Checked)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
-        while seq.next_element::<Checked>()?.is_some() {}
-        Ok(Checked)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
-        while map.next_entry::<Checked, Checked>()?.is_some() {}
-        Ok(Checked)
     }
 }
 
@@ -239,15 +185,18 @@ impl<'de: 'a, 'a> Visitor<'de> for FieldVisitor<'a> {
         f.write_str("any JSON value")
     }
 
-    fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Self::Value, E> {
+    fn visit_borrowed_str<E: serde::de::Error>(self, text: &'de str) -> Result<Self::Value, E> {
+        refuse_nul(text)?;
         Ok(Field::Text(Cow::Borrowed(text)))
     }
 
-    fn visit_str<E>(self, text: &str) -> Result<Self::Value, E> {
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+        refuse_nul(text)?;
         Ok(Field::Text(Cow::Owned(text.to_owned())))
     }
 
-    fn visit_string<E>(self, text: String) -> Result<Self::Value, E> {
+    fn visit_string<E: serde::de::Error>(self, text: String) -> Result<Self::Value, E> {
+        refuse_nul(&text)?;
         Ok(Field::Text(Cow::Owned(text)))
     }
 
@@ -341,6 +290,26 @@ mod tests {
         // A number out of range in a field the one-pass reader skips (found by fuzz/payload).
         assert!(matches!(read(br#"{"bd":-7e99999,"id":"x"}"#, &defaults()), Err(JsonError::Invalid(_))));
         assert!(matches!(read(br#"{"id":[1e400]}"#, &defaults()), Err(JsonError::Invalid(_))));
+        // serde_json's raw-value key (the general path would parse its string as the object):
+        // refused anywhere, in any spelling, by both paths alike (found in review).
+        for body in [
+            r#"{"$serde_json::private::RawValue":"x"}"#,
+            r#"{"\u0024serde_json::private::RawValue":"{\"id\":\"evt-9\"}"}"#,
+            r#"{"id":"a","data":{"$serde_json::private::RawValue":"1"}}"#,
+        ] {
+            for fields in [defaults(), vec!["/id".to_owned()]] {
+                let refused = read(body.as_bytes(), &fields);
+                assert!(
+                    matches!(&refused, Err(JsonError::Invalid(r)) if r.contains("reserved")),
+                    "{body}: {refused:?}"
+                );
+            }
+        }
+        // NUL anywhere: refused by both paths alike.
+        for body in [r#"{"id":"a\u0000"}"#, r#"{"x":{"k\u0000":1},"id":"a"}"#, r#"{"x":["\u0000"]}"#] {
+            assert_eq!(read(body.as_bytes(), &defaults()), Err(JsonError::Nul), "{body}");
+            assert_eq!(read(body.as_bytes(), &["/id".to_owned()]), Err(JsonError::Nul), "{body}");
+        }
         // Invalid UTF-8 in a field the one-pass reader skips (found by fuzz/payload).
         let skipped = b"{\"id\":\"e-1\",\"data\":{\"orderId\":\"12\xcc\xd43\"}}";
         assert!(matches!(read(skipped, &defaults()), Err(JsonError::Invalid(_))));
