@@ -44,5 +44,17 @@ fuzz_target!(|input: Input<'_>| {
     assert_eq!(untrusted.to_canonical(), peer.to_canonical(), "no trusted proxies: the peer is the client");
     if !ip_in(&proxies, peer) {
         assert_eq!(client, untrusted, "an untrusted peer's X-Forwarded-For was believed");
+    } else if client != untrusted {
+        // Behind a trusted proxy: an address from the header, and a trusted one only when every
+        // hop after it is trusted too (the chain ran out of untrusted addresses).
+        let hops: Vec<IpAddr> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
+            .map(|ip| ip.to_canonical())
+            .collect();
+        assert!(hops.contains(&client.to_canonical()), "{client} is not from the header {hops:?}");
     }
 });

@@ -31,13 +31,11 @@ fuzz_target!(|body: &[u8]| {
         (Err(_), Err(_)) => {}
         _ => panic!("one path accepted and the other refused: fast {fast:?}, general {slow:?}"),
     }
+    // What ingest accepts, the worker can read (it parses stored bodies as `Value`).
     if fast.is_ok() {
         assert!(serde_json::from_slice::<serde_json::Value>(body).is_ok());
     }
-    // Configured pointers take the general path; it must agree with itself.
+    // Configured pointers always take the general path: it accepts what the fast path accepts.
     let pointers = vec!["/data/id".to_owned(), "/0".to_owned(), "/id".to_owned()];
-    assert_eq!(payload::read(body, &pointers).is_ok(), slow.is_ok());
-    if let Ok(Some(id)) = payload::read(body, &pointers).map(|p| p.body_id) {
-        assert!(!id.is_empty());
-    }
+    assert_eq!(payload::read(body, &pointers).is_ok(), fast.is_ok());
 });
