@@ -141,6 +141,11 @@ async fn a_full_disk_answers_503_and_recovers_when_space_is_freed_without_a_rest
         return;
     }
     let Some(disk) = SmallFilesystem::mount("12m") else {
+        // .ci/run sets it: there the test runs as root and must not skip unseen.
+        assert!(
+            std::env::var_os("REQUIRE_TMPFS_TEST").is_none(),
+            "REQUIRE_TMPFS_TEST is set but this process may not mount a tmpfs"
+        );
         eprintln!("skipped: this process may not mount a tmpfs (run as root to fill a real filesystem)");
         return;
     };
@@ -164,6 +169,7 @@ async fn a_full_disk_answers_503_and_recovers_when_space_is_freed_without_a_rest
     let (accepted, refused) = fill_until_refused(&url, "full", 20 * 1024).await;
     assert_stored(server.addr, &accepted).await;
     let while_full = disk.available();
+    assert!(while_full < 20 * 1024, "the 503s came while {while_full} bytes were still free");
 
     // Space comes back: the same process accepts again — the refused ids as new events — and
     // processes everything, without a restart.
@@ -221,6 +227,8 @@ async fn fill_until_refused(url: &str, prefix: &str, pad: usize) -> (Vec<(String
                                 wait.is_some_and(|w| w.parse::<u64>().is_ok()),
                                 "503 without Retry-After"
                             );
+                            let reason = answer.json["reason"].as_str().unwrap_or_default();
+                            assert!(reason.contains("full"), "a 503 for another reason: {}", answer.text);
                             refused.push(key);
                         }
                         other => panic!("{key}: unexpected {other} {}", answer.text),
