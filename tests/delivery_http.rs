@@ -132,6 +132,34 @@ async fn an_answer_with_nul_and_invalid_utf8_is_logged_and_stalls_nothing() {
     assert!(health.json["health"]["lastSuccessAt"].is_string(), "{}", health.text);
 }
 
+/// Management input with a NUL (which PostgreSQL's text cannot hold) is a 400 on every store,
+/// never a 5xx, and stores nothing.
+#[tokio::test]
+async fn subscription_text_with_nul_is_refused() {
+    let receiver = Receiver::start(Script::Ok).await;
+    let server = TestServer::start_with(local).await;
+    let url = receiver.url();
+    let bodies = [
+        json!({"url": url, "events": ["*"], "description": "a\u{0}b"}),
+        json!({"url": url, "events": ["order.\u{0}"]}),
+        json!({"url": url, "events": ["*"], "name": "n\u{0}"}),
+        json!({"url": format!("{url}?q=\u{0}"), "events": ["*"]}),
+        json!({"url": url, "events": ["*"], "secret": "secret-with-\u{0}-nul"}),
+    ];
+    for body in &bodies {
+        let answer = api_post(server.addr, "/webhooks", body.clone()).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{body}: {}", answer.text);
+        assert!(answer.json["error"].is_string(), "{}", answer.text);
+        assert!(!answer.text.contains("secret-with"), "a refusal quotes the secret: {}", answer.text);
+    }
+    let created = subscribe(&server, &receiver, &["*"]).await;
+    let id = created["id"].as_str().unwrap();
+    let put = api_put(server.addr, &format!("/webhooks/{id}"), json!({"description": "x\u{0}"})).await;
+    assert_eq!(put.status, StatusCode::BAD_REQUEST, "{}", put.text);
+    let list = api_get(server.addr, "/webhooks").await;
+    assert_eq!(list.json["webhooks"].as_array().map(Vec::len), Some(1), "{}", list.text);
+}
+
 #[tokio::test]
 async fn a_failing_receiver_is_retried_until_it_succeeds() {
     let receiver = Receiver::start(Script::FailTimes(500, 2)).await;

@@ -282,3 +282,38 @@ async fn every_api_v1_operation_refuses_requests_without_valid_credentials() {
     let switch = request(Method::GET, &server.url("/api/v1/killswitch"), &auth, Vec::new()).await;
     assert_eq!(switch.json["on"], false, "a refused POST engaged the kill switch: {}", switch.text);
 }
+
+/// A NUL (`%00`) in any path or query parameter of a read is never a 5xx: PostgreSQL's text
+/// refuses NUL, so a store query quoting it must be answered as "not found" or 400, not fail.
+/// (With `TEST_POSTGRES_URL` this runs against PostgreSQL.)
+#[tokio::test]
+async fn a_nul_in_any_parameter_of_a_read_is_never_a_server_error() {
+    let server = TestServer::start().await;
+    post_event(&server, &order_event("nul-params")).await;
+    let doc = document(&server).await;
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    let auth = [("authorization", auth.as_str())];
+    let mut checked = 0;
+    for (method, path) in operations(&doc).into_iter().filter(|(m, _)| m == "get") {
+        let parameters = doc["paths"][&path]["get"]["parameters"].as_array().cloned().unwrap_or_default();
+        let query: Vec<String> = parameters
+            .iter()
+            .filter(|p| p["in"] == "query")
+            .filter_map(|p| p["name"].as_str())
+            .map(|name| format!("{name}=a%00b"))
+            .collect();
+        let concrete =
+            path.replace("{id}", "x%00y").replace("{orderId}", "o%00p").replace("{source}", "s%00");
+        let mut urls = vec![server.url(&concrete)];
+        urls.extend(query.iter().map(|q| format!("{}?{q}", server.url(&path.replace("{id}", "x1")))));
+        for url in urls {
+            let answer = request(Method::GET, &url, &auth, Vec::new()).await;
+            assert!(answer.status.as_u16() < 500, "{method} {url}: {} {}", answer.status, answer.text);
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "only {checked} requests: is the document complete?");
+    let replay =
+        api_post(server.addr, "/dlq/replay", serde_json::json!({"filter": {"reason": "a\u{0}"}})).await;
+    assert_eq!(replay.status, StatusCode::BAD_REQUEST, "{}", replay.text);
+}

@@ -103,6 +103,21 @@ pub(crate) fn limit(value: Option<u32>, default: u32, max: u32) -> Result<u32, A
     }
 }
 
+/// Refuses a path or query holding `%00`: no store keeps a NUL in text (PostgreSQL refuses it,
+/// and a query quoting one fails), and no id, filter or name of the API has one.
+async fn refuse_nul_in_uri(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let uri = request.uri();
+    if uri.path().contains("%00") || uri.query().is_some_and(|q| q.contains("%00")) {
+        return ApiError::bad_request("invalid_request", "the path or query holds a NUL character (%00)")
+            .into_response();
+    }
+    next.run(request).await
+}
+
 /// `/api/v1` (behind the admin token or request signing) merged with the health routes. A new
 /// resource file adds `.merge(<resource>::router())` to `v1` here.
 pub fn router(state: Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
@@ -115,6 +130,7 @@ pub fn router(state: Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
         .merge(intents::router())
         .merge(live::router())
         .layer(DefaultBodyLimit::max(signing::MAX_BODY))
+        .layer(axum::middleware::from_fn(refuse_nul_in_uri))
         .layer(axum::middleware::from_fn_with_state(state, auth::require_credentials));
     OpenApiRouter::new().nest("/api/v1", v1).merge(health::router())
 }
