@@ -93,7 +93,7 @@ const TOKEN_PARAM: &str = "`token` scheme: the shared token, when it is not in t
         description = "The event, signed over its raw bytes by the source's scheme"),
     responses(
         (status = 200, description = "Stored (or already stored): acknowledged", body = Acknowledgement),
-        (status = 400, description = "Not JSON, or nested deeper than 64", body = ErrorBody),
+        (status = 400, description = "Not JSON, nested deeper than 64, or a NUL in a string", body = ErrorBody),
         (status = 401, description = "Signature missing, invalid or stale", body = ErrorBody),
         (status = 403, description = "Client address not in the source's allow-list", body = ErrorBody),
         (status = 404, description = "No `default` source configured", body = ErrorBody),
@@ -125,7 +125,7 @@ async fn receive_default(
         description = "The event, signed over its raw bytes by the source's scheme"),
     responses(
         (status = 200, description = "Stored (or already stored): acknowledged", body = Acknowledgement),
-        (status = 400, description = "Not JSON, or nested deeper than 64", body = ErrorBody),
+        (status = 400, description = "Not JSON, nested deeper than 64, or a NUL in a string", body = ErrorBody),
         (status = 401, description = "Signature missing, invalid or stale", body = ErrorBody),
         (status = 403, description = "Client address not in the source's allow-list", body = ErrorBody),
         (status = 404, description = "No source of that name", body = ErrorBody),
