@@ -316,4 +316,9 @@ async fn a_nul_in_any_parameter_of_a_read_is_never_a_server_error() {
     let replay =
         api_post(server.addr, "/dlq/replay", serde_json::json!({"filter": {"reason": "a\u{0}"}})).await;
     assert_eq!(replay.status, StatusCode::BAD_REQUEST, "{}", replay.text);
+    let ids = api_post(server.addr, "/dlq/replay", serde_json::json!({"ids": ["dlq_\u{0}"]})).await;
+    assert_eq!(ids.status, StatusCode::BAD_REQUEST, "{}", ids.text);
+    // The document says so: free-form strings of parameters and bodies carry a no-NUL pattern.
+    let text = doc.to_string();
+    assert!(text.contains(r#""pattern":"^[^\\u0000]*$""#), "no NUL pattern in the document");
 }

@@ -92,7 +92,7 @@ async fn check_signed(state: &AppState, request: Request) -> Result<Request, Api
 }
 
 /// The whole body, within [`MAX_BODY`] (413) and the server's body timeout (408).
-async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+pub(super) async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -103,9 +103,11 @@ pub(crate) fn limit(value: Option<u32>, default: u32, max: u32) -> Result<u32, A
     }
 }
 
-/// Refuses a path or query holding `%00`: no store keeps a NUL in text (PostgreSQL refuses it,
-/// and a query quoting one fails), and no id, filter or name of the API has one.
-async fn refuse_nul_in_uri(
+/// Refuses a NUL in a path or query (`%00`) or in any string or key of a JSON body: no store
+/// keeps a NUL in text (PostgreSQL refuses it, and a query quoting one fails), no id, filter or
+/// field of the API has one, and the document says so (`openapi::finish`).
+async fn refuse_nul(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
@@ -115,7 +117,25 @@ async fn refuse_nul_in_uri(
         return ApiError::bad_request("invalid_request", "the path or query holds a NUL character (%00)")
             .into_response();
     }
-    next.run(request).await
+    let json = request
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("application/json"));
+    if !json {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = match auth::read_body(&state, &parts.headers, body).await {
+        Ok(bytes) => bytes,
+        Err(error) => return error.into_response(),
+    };
+    // Anything else wrong with the body is the handler's to answer.
+    if crate::ingest::guard::screen(&bytes) == Err(crate::ingest::guard::JsonError::Nul) {
+        return ApiError::bad_request("invalid_body", "a string of the body holds a NUL character (\\u0000)")
+            .into_response();
+    }
+    next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await
 }
 
 /// `/api/v1` (behind the admin token or request signing) merged with the health routes. A new
@@ -130,7 +150,7 @@ pub fn router(state: Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
         .merge(intents::router())
         .merge(live::router())
         .layer(DefaultBodyLimit::max(signing::MAX_BODY))
-        .layer(axum::middleware::from_fn(refuse_nul_in_uri))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), refuse_nul))
         .layer(axum::middleware::from_fn_with_state(state, auth::require_credentials));
     OpenApiRouter::new().nest("/api/v1", v1).merge(health::router())
 }

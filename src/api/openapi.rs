@@ -41,10 +41,11 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Router};
 use bytes::Bytes;
 use utoipa::openapi::path::{Operation, PathItem};
+use utoipa::openapi::schema::{ArrayItems, Schema, SchemaType, Type};
 use utoipa::openapi::security::{
     ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
 };
-use utoipa::openapi::{ContentBuilder, OpenApi, Ref, ResponseBuilder};
+use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, ResponseBuilder};
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
@@ -147,7 +148,8 @@ where
 }
 
 /// Gives every `/api/v1` operation its security (bearer token, or the three signing headers)
-/// and the error answers of the shared layers, unless the handler declared them itself.
+/// and the error answers of the shared layers, unless the handler declared them itself, and
+/// documents that no string of the API holds a NUL ([`forbid_nul`]).
 pub fn finish(openapi: &mut OpenApi) {
     let bearer = SecurityRequirement::new(ADMIN_TOKEN_SCHEME, Vec::<String>::new());
     let signed = SIGNING_SCHEMES
@@ -156,6 +158,38 @@ pub fn finish(openapi: &mut OpenApi) {
         .fold(SecurityRequirement::new(SIGNING_SCHEMES[0], Vec::<String>::new()), |req, name| {
             req.add(*name, Vec::<String>::new())
         });
+    // Request bodies only: answers may quote what was refused (the audit log's body prefixes).
+    let mut bodies: Vec<String> = Vec::new();
+    for (path, item) in openapi.paths.paths.iter_mut() {
+        if !path.starts_with("/api/v1/") {
+            continue;
+        }
+        for operation in operations(item) {
+            let Some(RefOr::T(body)) = operation.request_body.as_mut() else { continue };
+            for content in body.content.values_mut() {
+                let RefOr::T(content) = content else { continue };
+                match content.schema.as_mut() {
+                    Some(RefOr::Ref(reference)) => bodies.push(reference.ref_location.clone()),
+                    Some(schema) => forbid_nul(schema),
+                    None => {}
+                }
+            }
+        }
+    }
+    if let Some(components) = openapi.components.as_mut() {
+        // A body's schema and the schemas it refers to, however deep.
+        let mut done = std::collections::BTreeSet::new();
+        while let Some(location) = bodies.pop() {
+            let name = location.trim_start_matches("#/components/schemas/").to_owned();
+            if !done.insert(name.clone()) {
+                continue;
+            }
+            if let Some(schema) = components.schemas.get_mut(&name) {
+                referred(schema, &mut bodies);
+                forbid_nul(schema);
+            }
+        }
+    }
     for (path, item) in openapi.paths.paths.iter_mut() {
         let management = path.starts_with("/api/v1/");
         for operation in operations(item) {
@@ -165,12 +199,66 @@ pub fn finish(openapi: &mut OpenApi) {
                 add_error(operation, 400, "The request is not valid: the reason says which part");
             }
             if management {
+                for parameter in operation.parameters.iter_mut().flatten() {
+                    if let RefOr::T(parameter) = parameter {
+                        parameter.schema.iter_mut().for_each(forbid_nul);
+                    }
+                }
                 operation.security = Some(vec![bearer.clone(), signed.clone()]);
                 add_error(operation, 401, "Credentials missing or not valid (the reason says which)");
                 add_error(operation, 408, "The body was not received in time");
                 add_error(operation, 413, "The body is over 1 MiB");
                 add_error(operation, 503, "The store cannot answer now; retry after `Retry-After`");
             }
+        }
+    }
+}
+
+/// A string without NUL, as a JSON Schema pattern.
+const NO_NUL: &str = "^[^\\u0000]*$";
+
+/// Documents that free-form strings hold no NUL: no store keeps one (PostgreSQL's text refuses
+/// it), so the API answers 400 to a NUL in a path, query or body field.
+fn forbid_nul(schema: &mut RefOr<Schema>) {
+    let RefOr::T(schema) = schema else { return };
+    match schema {
+        Schema::Object(object) => {
+            let string = match &object.schema_type {
+                SchemaType::Type(kind) => *kind == Type::String,
+                SchemaType::Array(kinds) => kinds.contains(&Type::String),
+                _ => false,
+            };
+            if string && object.pattern.is_none() && object.format.is_none() && object.enum_values.is_none() {
+                object.pattern = Some(NO_NUL.to_owned());
+            }
+            object.properties.values_mut().for_each(forbid_nul);
+        }
+        Schema::Array(array) => {
+            if let ArrayItems::RefOrSchema(items) = &mut array.items {
+                forbid_nul(items);
+            }
+        }
+        Schema::OneOf(one) => one.items.iter_mut().for_each(forbid_nul),
+        Schema::AllOf(all) => all.items.iter_mut().for_each(forbid_nul),
+        Schema::AnyOf(any) => any.items.iter_mut().for_each(forbid_nul),
+        _ => {}
+    }
+}
+
+/// Adds the locations of the schemas `schema` refers to to `names`.
+fn referred(schema: &RefOr<Schema>, names: &mut Vec<String>) {
+    let json = serde_json::to_value(schema).unwrap_or_default();
+    let mut stack = vec![&json];
+    while let Some(value) = stack.pop() {
+        match value {
+            serde_json::Value::Object(map) => {
+                if let Some(serde_json::Value::String(location)) = map.get("$ref") {
+                    names.push(location.clone());
+                }
+                stack.extend(map.values());
+            }
+            serde_json::Value::Array(items) => stack.extend(items),
+            _ => {}
         }
     }
 }
