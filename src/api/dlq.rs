@@ -59,10 +59,6 @@ pub struct FilterQuery {
 
 impl FilterQuery {
     fn into_filter(self, default_limit: u32) -> Result<DeadLetterFilter, ApiError> {
-        let texts = [&self.source, &self.event_type, &self.reason];
-        if texts.iter().any(|text| text.as_ref().is_some_and(|t| t.contains('\0'))) {
-            return Err(ApiError::bad_request("invalid_filter", "a filter holds a NUL character"));
-        }
         let limit = super::limit(self.limit, default_limit, 10_000)?;
         let kind = self.kind.map(|kind| match kind {
             DeadLetterKind::Event => "event".to_string(),

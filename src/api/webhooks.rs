@@ -201,11 +201,6 @@ fn invalid(reason: impl Into<String>) -> ApiError {
 
 /// Checks the fields a user sets; `id` is the subscription being changed, if any.
 fn validate(state: &AppState, s: &Subscription) -> Result<(), ApiError> {
-    // No store keeps a NUL in text (PostgreSQL refuses it); `events` and `name` allow less still.
-    let texts = [("url", Some(&s.url)), ("secret", Some(&s.secret)), ("description", s.description.as_ref())];
-    if let Some((field, _)) = texts.iter().find(|(_, text)| text.is_some_and(|t| t.contains('\0'))) {
-        return Err(invalid(format!("`{field}` holds a NUL character")));
-    }
     check_url(&s.url, state.config.delivery.allow_private_targets).map_err(|e| invalid(e.to_string()))?;
     if s.url.len() > 2048 {
         return Err(invalid("`url` is longer than 2048 characters"));
