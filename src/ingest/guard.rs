@@ -226,7 +226,7 @@ pub fn screen(body: &[u8]) -> Result<(), JsonError> {
 }
 
 /// The refusal a serde_json error stands for.
-pub fn json_error(error: serde_json::Error) -> JsonError {
+fn json_error(error: serde_json::Error) -> JsonError {
     let message = error.to_string();
     if message.contains(NUL_MARK) {
         JsonError::Nul
@@ -264,7 +264,8 @@ impl<'de> serde::Deserialize<'de> for Checked {
     }
 }
 
-struct CheckedVisitor;
+/// The visitor behind [`Checked`]; other visitors hand it the arrays and objects they skip.
+pub struct CheckedVisitor;
 
 impl<'de> serde::de::Visitor<'de> for CheckedVisitor {
     type Value = Checked;

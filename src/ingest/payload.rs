@@ -17,7 +17,7 @@ use std::marker::PhantomData;
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use super::event_id;
-use super::guard::{self, refuse_key, refuse_nul, Checked, JsonError};
+use super::guard::{self, refuse_key, refuse_nul, Checked, CheckedVisitor, JsonError};
 
 /// Longest event type kept, in characters.
 const MAX_EVENT_TYPE_CHARS: usize = 100;
@@ -220,14 +220,12 @@ impl<'de: 'a, 'a> Visitor<'de> for FieldVisitor<'a> {
         Ok(Field::Other)
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<Checked>()?.is_some() {}
-        Ok(Field::Other)
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        CheckedVisitor.visit_seq(seq).map(|_| Field::Other)
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        while map.next_entry::<Checked, Checked>()?.is_some() {}
-        Ok(Field::Other)
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        CheckedVisitor.visit_map(map).map(|_| Field::Other)
     }
 }
 
@@ -296,6 +294,7 @@ mod tests {
             r#"{"$serde_json::private::RawValue":"x"}"#,
             r#"{"\u0024serde_json::private::RawValue":"{\"id\":\"evt-9\"}"}"#,
             r#"{"id":"a","data":{"$serde_json::private::RawValue":"1"}}"#,
+            r#"{"id":{"$serde_json::private::RawValue":"1"}}"#,
         ] {
             for fields in [defaults(), vec!["/id".to_owned()]] {
                 let refused = read(body.as_bytes(), &fields);
