@@ -161,18 +161,34 @@ pub fn finish(openapi: &mut OpenApi) {
     // Request bodies only: answers may quote what was refused (the audit log's body prefixes).
     let mut bodies: Vec<String> = Vec::new();
     for (path, item) in openapi.paths.paths.iter_mut() {
-        if !path.starts_with("/api/v1/") {
-            continue;
-        }
+        let management = path.starts_with("/api/v1/");
         for operation in operations(item) {
-            let Some(RefOr::T(body)) = operation.request_body.as_mut() else { continue };
-            for content in body.content.values_mut() {
-                let RefOr::T(content) = content else { continue };
-                match content.schema.as_mut() {
-                    Some(RefOr::Ref(reference)) => bodies.push(reference.ref_location.clone()),
-                    Some(schema) => forbid_nul(schema),
-                    None => {}
+            let has_input = operation.parameters.as_ref().is_some_and(|p| !p.is_empty())
+                || operation.request_body.is_some();
+            if has_input {
+                add_error(operation, 400, "The request is not valid: the reason says which part");
+            }
+            if management {
+                for parameter in operation.parameters.iter_mut().flatten() {
+                    if let RefOr::T(parameter) = parameter {
+                        parameter.schema.iter_mut().for_each(forbid_nul);
+                    }
                 }
+                if let Some(RefOr::T(body)) = operation.request_body.as_mut() {
+                    for content in body.content.values_mut() {
+                        let RefOr::T(content) = content else { continue };
+                        match content.schema.as_mut() {
+                            Some(RefOr::Ref(reference)) => bodies.push(reference.ref_location.clone()),
+                            Some(schema) => forbid_nul(schema),
+                            None => {}
+                        }
+                    }
+                }
+                operation.security = Some(vec![bearer.clone(), signed.clone()]);
+                add_error(operation, 401, "Credentials missing or not valid (the reason says which)");
+                add_error(operation, 408, "The body was not received in time");
+                add_error(operation, 413, "The body is over 1 MiB");
+                add_error(operation, 503, "The store cannot answer now; retry after `Retry-After`");
             }
         }
     }
@@ -187,28 +203,6 @@ pub fn finish(openapi: &mut OpenApi) {
             if let Some(schema) = components.schemas.get_mut(&name) {
                 referred(schema, &mut bodies);
                 forbid_nul(schema);
-            }
-        }
-    }
-    for (path, item) in openapi.paths.paths.iter_mut() {
-        let management = path.starts_with("/api/v1/");
-        for operation in operations(item) {
-            let has_input = operation.parameters.as_ref().is_some_and(|p| !p.is_empty())
-                || operation.request_body.is_some();
-            if has_input {
-                add_error(operation, 400, "The request is not valid: the reason says which part");
-            }
-            if management {
-                for parameter in operation.parameters.iter_mut().flatten() {
-                    if let RefOr::T(parameter) = parameter {
-                        parameter.schema.iter_mut().for_each(forbid_nul);
-                    }
-                }
-                operation.security = Some(vec![bearer.clone(), signed.clone()]);
-                add_error(operation, 401, "Credentials missing or not valid (the reason says which)");
-                add_error(operation, 408, "The body was not received in time");
-                add_error(operation, 413, "The body is over 1 MiB");
-                add_error(operation, 503, "The store cannot answer now; retry after `Retry-After`");
             }
         }
     }
