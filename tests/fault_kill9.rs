@@ -29,21 +29,25 @@ const ENV: [(&str, &str); 1] = [("TRADEHOOK_DELIVERY__ALLOW_PRIVATE_TARGETS", "t
 
 /// One row per stored event of the `default` source: (event key, processed, outbox rows).
 async fn processing_record(dir: &Path) -> Vec<(String, bool, i64)> {
-    const QUERY: &str = "SELECT e.event_key, e.processed_at IS NOT NULL, count(d.id)
+    const POSTGRES_QUERY: &str = "SELECT e.event_key, e.processed_at IS NOT NULL, count(d.id)
         FROM events e LEFT JOIN deliveries d ON d.event_seq = e.seq
         WHERE e.source = 'default' GROUP BY e.seq, e.event_key, e.processed_at ORDER BY e.seq";
+    // SQLite keeps the processed marks in their own narrow table.
+    const SQLITE_QUERY: &str = "SELECT e.event_key, p.seq IS NOT NULL, count(d.id)
+        FROM events e LEFT JOIN processed p ON p.seq = e.seq LEFT JOIN deliveries d ON d.event_seq = e.seq
+        WHERE e.source = 'default' GROUP BY e.seq, e.event_key, p.seq ORDER BY e.seq";
     let url = store_url(dir);
     if postgres().is_some() {
         let (db, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
         tokio::spawn(connection);
-        let rows = db.query(QUERY, &[]).await.unwrap();
+        let rows = db.query(POSTGRES_QUERY, &[]).await.unwrap();
         return rows.iter().map(|row| (row.get(0), row.get(1), row.get(2))).collect();
     }
     let path = url.trim_start_matches("sqlite://").to_owned();
     tokio::task::spawn_blocking(move || {
         let db =
             rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
-        let mut statement = db.prepare(QUERY).unwrap();
+        let mut statement = db.prepare(SQLITE_QUERY).unwrap();
         let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?))).unwrap();
         rows.map(Result::unwrap).collect()
     })

@@ -46,8 +46,8 @@ const MIGRATIONS: &[&str] = &[
         client_ip    TEXT NOT NULL,
         headers      TEXT NOT NULL,            -- JSON object, secrets removed
         body         BLOB NOT NULL,
-        processed_at INTEGER,                  -- NULL = not yet processed
-        outcome      TEXT,                     -- applied, ignored, dead, … once processed
+        processed_at INTEGER,                  -- unused since migration 4: see `pending` and `processed`
+        outcome      TEXT,                     -- unused since migration 4
         attempts     INTEGER NOT NULL DEFAULT 0,  -- failed processing attempts
         next_attempt_at INTEGER,               -- unix ms; NULL = due now
         ordering_key TEXT,                     -- set once known (a failure or a deferral)
@@ -89,6 +89,7 @@ const MIGRATIONS: &[&str] = &[
 "#,
     delivery::MIGRATION,
     intents::MIGRATION,
+    processing::MIGRATION,
 ];
 
 /// Pause between checkpoints while the WAL is being written.
@@ -157,10 +158,10 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Arrival time of the oldest unprocessed event (through the partial `events_pending` index).
+/// Arrival time of the oldest unprocessed event.
 fn oldest_pending(conn: &Connection) -> rusqlite::Result<Option<i64>> {
     conn.query_row(
-        "SELECT received_at FROM events WHERE processed_at IS NULL ORDER BY seq LIMIT 1",
+        "SELECT e.received_at FROM pending p CROSS JOIN events e ON e.seq = p.seq ORDER BY p.seq LIMIT 1",
         [],
         |row| row.get(0),
     )
@@ -265,9 +266,8 @@ impl SqliteStore {
         conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(unavailable)?;
         let dedupe = load_dedupe(&conn)?;
         let reader = open_connection(path)?;
-        let pending: u64 = reader
-            .query_row("SELECT count(*) FROM events WHERE processed_at IS NULL", [], |row| row.get(0))
-            .map_err(unavailable)?;
+        let pending: u64 =
+            reader.query_row("SELECT count(*) FROM pending", [], |row| row.get(0)).map_err(unavailable)?;
         let backlog = Arc::new(AtomicU64::new(pending));
         let (queue, rx) = mpsc::channel(options.queue_capacity.max(1));
         let writer_backlog = backlog.clone();
@@ -346,8 +346,8 @@ impl SqliteStore {
     }
 }
 
-const EVENT_COLUMNS: &str =
-    "seq, seq, source, event_key, event_type, received_at, client_ip, headers, body, processed_at";
+const EVENT_COLUMNS: &str = "seq, seq, source, event_key, event_type, received_at, client_ip, headers, body,
+     (SELECT at FROM processed WHERE processed.seq = events.seq)";
 
 fn event_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
     let headers: String = row.get(7)?;
@@ -449,10 +449,7 @@ impl Store for SqliteStore {
         let now = now_ms();
         self.read(move |conn| {
             let events: u64 = conn.query_row("SELECT count(*) FROM events", [], |row| row.get(0))?;
-            let backlog: u64 =
-                conn.query_row("SELECT count(*) FROM events WHERE processed_at IS NULL", [], |row| {
-                    row.get(0)
-                })?;
+            let backlog: u64 = conn.query_row("SELECT count(*) FROM pending", [], |row| row.get(0))?;
             let oldest = oldest_pending(conn)?;
             Ok(StoreStats {
                 events,

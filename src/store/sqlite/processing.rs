@@ -13,13 +13,35 @@ use crate::store::processing::{
 };
 use crate::store::{now_ms, rfc3339};
 
+/// Processing state kept apart from the wide `events` rows. Marking an event processed used to
+/// rewrite its row (body, headers) and a partial index in the commit after the one that stored
+/// it: every event's pages were written twice. Now an append adds a row of `pending` and
+/// processing moves it to `processed` — both narrow tables appended at their right edge, whose
+/// few pages stay hot. Events stay wide and immutable except for the retry bookkeeping of
+/// failures (`attempts`, `next_attempt_at`, `ordering_key`, `history`).
+pub(super) const MIGRATION: &str = r#"
+    CREATE TABLE pending (seq INTEGER PRIMARY KEY);       -- stored, not yet processed
+    CREATE TABLE processed (
+        seq     INTEGER PRIMARY KEY,                      -- the event's seq
+        at      INTEGER NOT NULL,                         -- unix ms
+        outcome TEXT NOT NULL                             -- applied, ignored, stored, dead, …
+    );
+    INSERT INTO pending (seq) SELECT seq FROM events WHERE processed_at IS NULL;
+    INSERT INTO processed (seq, at, outcome)
+        SELECT seq, processed_at, coalesce(outcome, 'applied') FROM events WHERE processed_at IS NOT NULL;
+    -- The old columns keep their values (rewriting every row would stall the upgrade); nothing
+    -- reads them any more.
+    DROP INDEX events_pending;
+"#;
+
 /// Up to `limit` unprocessed events that are due at `now`, in arrival order.
 pub(super) fn pending(conn: &Connection, limit: u32, now: i64) -> rusqlite::Result<Vec<PendingEvent>> {
     let mut statement = conn.prepare_cached(
-        "SELECT seq, source, body, received_at, attempts, coalesce(history, '[]'),
-                max(received_at, coalesce(next_attempt_at, 0)) FROM events
-         WHERE processed_at IS NULL AND (next_attempt_at IS NULL OR next_attempt_at <= ?1)
-         ORDER BY seq LIMIT ?2",
+        "SELECT e.seq, e.source, e.body, e.received_at, e.attempts, coalesce(e.history, '[]'),
+                max(e.received_at, coalesce(e.next_attempt_at, 0))
+         FROM pending p CROSS JOIN events e ON e.seq = p.seq
+         WHERE e.next_attempt_at IS NULL OR e.next_attempt_at <= ?1
+         ORDER BY p.seq LIMIT ?2",
     )?;
     let rows = statement.query_map(params![now, limit], pending_from_row)?;
     rows.collect()
@@ -41,8 +63,8 @@ fn pending_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<PendingEvent> {
 /// Ordering keys of events waiting for a retry, with when it is due.
 pub(super) fn retrying(conn: &Connection) -> rusqlite::Result<Vec<(String, i64)>> {
     let mut statement = conn.prepare(
-        "SELECT ordering_key, max(next_attempt_at) FROM events
-         WHERE processed_at IS NULL AND attempts > 0 AND ordering_key IS NOT NULL GROUP BY ordering_key",
+        "SELECT e.ordering_key, max(e.next_attempt_at) FROM pending p CROSS JOIN events e ON e.seq = p.seq
+         WHERE e.attempts > 0 AND e.ordering_key IS NOT NULL GROUP BY e.ordering_key",
     )?;
     let rows =
         statement.query_map([], |row| Ok((row.get(0)?, row.get::<_, Option<i64>>(1)?.unwrap_or(0))))?;
@@ -54,14 +76,8 @@ pub(super) fn commit_processed(batch: ProcessedBatch) -> ExecFn {
     Box::new(move |tx: &Connection| {
         let now = now_ms();
         let mut done = 0u64;
-        {
-            let mut mark = tx.prepare_cached(
-                "UPDATE events SET processed_at = ?2, outcome = ?3, next_attempt_at = NULL
-                 WHERE seq = ?1 AND processed_at IS NULL",
-            )?;
-            for (seq, outcome) in &batch.processed {
-                done += mark.execute(params![seq, now, outcome])? as u64;
-            }
+        for (seq, outcome) in &batch.processed {
+            done += mark_processed(tx, *seq, now, outcome)?;
         }
         for retry in &batch.retries {
             tx.execute(
@@ -77,12 +93,14 @@ pub(super) fn commit_processed(batch: ProcessedBatch) -> ExecFn {
             )?;
         }
         for dead in &batch.dead {
-            let marked = tx.execute(
-                "UPDATE events SET processed_at = ?2, outcome = 'dead', attempts = ?3, next_attempt_at = NULL,
-                 history = ?4 WHERE seq = ?1 AND processed_at IS NULL",
-                params![dead.seq, now, dead.attempts, dead.history],
-            )?;
-            done += marked as u64;
+            let marked = mark_processed(tx, dead.seq, now, "dead")?;
+            if marked > 0 {
+                tx.execute(
+                    "UPDATE events SET attempts = ?2, next_attempt_at = NULL, history = ?3 WHERE seq = ?1",
+                    params![dead.seq, dead.attempts, dead.history],
+                )?;
+            }
+            done += marked;
             tx.execute(
                 "INSERT INTO dead_letters (event_seq, kind, reason, attempts, last_error, history, dead_at)
                  VALUES (?1, 'event', ?2, ?3, ?4, ?5, ?6)",
@@ -92,7 +110,7 @@ pub(super) fn commit_processed(batch: ProcessedBatch) -> ExecFn {
                 // Events that waited behind this one go ahead now.
                 tx.execute(
                     "UPDATE events SET next_attempt_at = NULL
-                     WHERE processed_at IS NULL AND ordering_key = ?1 AND attempts = 0",
+                     WHERE seq IN (SELECT seq FROM pending) AND ordering_key = ?1 AND attempts = 0",
                     params![key],
                 )?;
             }
@@ -128,6 +146,17 @@ pub(super) fn commit_processed(batch: ProcessedBatch) -> ExecFn {
         }
         Ok(done)
     })
+}
+
+/// Moves a pending event to `processed` with `outcome`; 1 if it was pending, else 0 (nothing
+/// changes: it was processed already).
+fn mark_processed(tx: &Connection, seq: i64, now: i64, outcome: &str) -> rusqlite::Result<u64> {
+    if tx.prepare_cached("DELETE FROM pending WHERE seq = ?1")?.execute([seq])? == 0 {
+        return Ok(0);
+    }
+    tx.prepare_cached("INSERT INTO processed (seq, at, outcome) VALUES (?1, ?2, ?3)")?
+        .execute(params![seq, now, outcome])?;
+    Ok(1)
 }
 
 /// Every stored entity: (kind, key, doc).
@@ -307,12 +336,15 @@ pub(super) fn replay_event(seq: i64) -> ExecFn {
 }
 
 fn requeue(tx: &Connection, seq: i64) -> rusqlite::Result<u64> {
-    let changed = tx.execute(
-        "UPDATE events SET processed_at = NULL, outcome = NULL, attempts = 0, next_attempt_at = ?2, history = NULL
-         WHERE seq = ?1 AND processed_at IS NOT NULL",
+    if tx.execute("DELETE FROM processed WHERE seq = ?1", [seq])? == 0 {
+        return Ok(0);
+    }
+    tx.execute("INSERT INTO pending (seq) VALUES (?1)", [seq])?;
+    tx.execute(
+        "UPDATE events SET attempts = 0, next_attempt_at = ?2, history = NULL WHERE seq = ?1",
         params![seq, crate::store::now_ms()],
     )?;
-    Ok(changed as u64)
+    Ok(1)
 }
 
 /// Replaces the whole trading state (for `rebuild-state`).
@@ -336,8 +368,9 @@ pub(super) fn applied_events(
     limit: u32,
 ) -> rusqlite::Result<Vec<PendingEvent>> {
     let mut statement = conn.prepare_cached(
-        "SELECT seq, source, body, received_at, attempts, '[]', received_at FROM events
-         WHERE seq > ?1 AND outcome = 'applied' ORDER BY seq LIMIT ?2",
+        "SELECT e.seq, e.source, e.body, e.received_at, e.attempts, '[]', e.received_at
+         FROM processed p CROSS JOIN events e ON e.seq = p.seq
+         WHERE p.seq > ?1 AND p.outcome = 'applied' ORDER BY p.seq LIMIT ?2",
     )?;
     let rows = statement.query_map(params![after_seq, limit], pending_from_row)?;
     rows.collect()

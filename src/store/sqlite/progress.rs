@@ -8,8 +8,8 @@ use crate::store::{rfc3339, EventProgress};
 /// Up to `limit` events after `after_seq`, in arrival order.
 pub(super) fn after(conn: &Connection, after_seq: i64, limit: u32) -> rusqlite::Result<Vec<EventProgress>> {
     let mut statement = conn.prepare_cached(
-        "SELECT seq, source, event_type, received_at, processed_at, outcome, attempts
-         FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        "SELECT e.seq, e.source, e.event_type, e.received_at, p.at, p.outcome, e.attempts
+         FROM events e LEFT JOIN processed p ON p.seq = e.seq WHERE e.seq > ?1 ORDER BY e.seq LIMIT ?2",
     )?;
     let rows = statement.query_map(params![after_seq, limit.clamp(1, 1000)], |row| {
         Ok(EventProgress {

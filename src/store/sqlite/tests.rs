@@ -268,3 +268,48 @@ async fn a_replayed_event_is_due_from_its_replay_not_its_arrival() {
     assert_eq!(pending.len(), 1);
     assert!(pending[0].due_at >= before, "lag counts from the replay: {} < {before}", pending[0].due_at);
 }
+
+/// A file written before processing marks moved to their own tables opens with its processed
+/// events still processed (with their outcome and time) and its pending ones still pending.
+#[tokio::test]
+async fn a_database_from_before_the_processing_tables_keeps_its_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+        for sql in &MIGRATIONS[..3] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 3).unwrap();
+        let at = now_ms() - 1_000;
+        for (key, processed, outcome) in
+            [("a", Some(at), Some("applied")), ("b", None, None), ("c", Some(at), None)]
+        {
+            conn.execute(
+                "INSERT INTO events (source, event_key, key_hash, event_type, received_at, client_ip, headers, body,
+                                     processed_at, outcome)
+                 VALUES ('default', ?1, ?2, 'order.updated', ?3, '127.0.0.1', '{}', ?4, ?5, ?6)",
+                rusqlite::params![key, key.len() as i64 * 7919 + key.as_bytes()[0] as i64, at, b"{}".to_vec(), processed, outcome],
+            )
+            .unwrap();
+        }
+    }
+    let store = SqliteStore::open(&path, options()).unwrap();
+    assert_eq!(store.backlog(), 1);
+    let pending = store.pending(10).await.unwrap();
+    assert_eq!(pending.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![2]);
+    let progress = store.progress(0, 10).await.unwrap();
+    let shown: Vec<(bool, Option<&str>)> =
+        progress.iter().map(|p| (p.processed, p.outcome.as_deref())).collect();
+    assert_eq!(shown, vec![(true, Some("applied")), (false, None), (true, Some("applied"))]);
+    assert!(store.event("evt_1").await.unwrap().unwrap().processed_at.is_some());
+    assert!(store.event("evt_2").await.unwrap().unwrap().processed_at.is_none());
+    let stats = store.stats().await.unwrap();
+    assert_eq!((stats.events, stats.backlog, stats.processed), (3, 1, 2));
+    // Processing the pending one leaves nothing due, and its mark is the new kind.
+    let batch = ProcessedBatch { processed: vec![(2, "stored")], ..ProcessedBatch::default() };
+    assert_eq!(store.commit_processed(batch).await.unwrap(), 1);
+    assert!(store.pending(10).await.unwrap().is_empty());
+    assert_eq!(store.progress(1, 1).await.unwrap()[0].outcome.as_deref(), Some("stored"));
+}

@@ -221,6 +221,7 @@ impl Writer {
                 "INSERT INTO events (source, event_key, key_hash, event_type, received_at, client_ip, headers, body)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?;
+            let mut queue = tx.prepare_cached("INSERT INTO pending (seq) VALUES (?1)")?;
             for write in batch.iter_mut() {
                 match write {
                     Write::Append(event, _) => {
@@ -240,6 +241,7 @@ impl Writer {
                             &event.body[..],
                         ])?;
                         let seq = tx.last_insert_rowid();
+                        queue.execute([seq])?;
                         if self.dedupe.insert(hash, seq) {
                             added.push(hash);
                         }
@@ -272,7 +274,7 @@ impl Writer {
                         let mut delete = tx.prepare_cached(
                             "DELETE FROM events WHERE seq IN (
                                  SELECT seq FROM events
-                                 WHERE received_at < ?1 AND processed_at IS NOT NULL
+                                 WHERE received_at < ?1 AND seq IN (SELECT seq FROM processed)
                                    AND seq NOT IN (SELECT event_seq FROM dead_letters)
                                    AND seq NOT IN (SELECT event_seq FROM deliveries WHERE status IN ('pending', 'held'))
                                  ORDER BY received_at LIMIT ?2)
@@ -282,6 +284,10 @@ impl Writer {
                             .query_map(params![*cutoff, *limit], |row| Ok((row.get(0)?, row.get(1)?)))?
                             .collect::<rusqlite::Result<Vec<(i64, i64)>>>()?;
                         let seqs: Vec<i64> = gone.iter().map(|(_, seq)| *seq).collect();
+                        let mut forget = tx.prepare_cached("DELETE FROM processed WHERE seq = ?1")?;
+                        for seq in &seqs {
+                            forget.execute([seq])?;
+                        }
                         super::delivery::prune(&tx, &seqs, *cutoff)?;
                         outcomes.push(Outcome::Pruned(gone));
                     }
