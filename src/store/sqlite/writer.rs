@@ -274,7 +274,8 @@ impl Writer {
                         let mut delete = tx.prepare_cached(
                             "DELETE FROM events WHERE seq IN (
                                  SELECT seq FROM events
-                                 WHERE received_at < ?1 AND seq IN (SELECT seq FROM processed)
+                                 WHERE received_at < ?1
+                                   AND EXISTS (SELECT 1 FROM processed p WHERE p.seq = events.seq)
                                    AND seq NOT IN (SELECT event_seq FROM dead_letters)
                                    AND seq NOT IN (SELECT event_seq FROM deliveries WHERE status IN ('pending', 'held'))
                                  ORDER BY received_at LIMIT ?2)
