@@ -158,6 +158,11 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Events stored and not yet processed.
+fn pending_count(conn: &Connection) -> rusqlite::Result<u64> {
+    conn.query_row("SELECT count(*) FROM pending", [], |row| row.get(0))
+}
+
 /// Arrival time of the oldest unprocessed event.
 fn oldest_pending(conn: &Connection) -> rusqlite::Result<Option<i64>> {
     conn.query_row(
@@ -266,9 +271,7 @@ impl SqliteStore {
         conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(unavailable)?;
         let dedupe = load_dedupe(&conn)?;
         let reader = open_connection(path)?;
-        let pending: u64 =
-            reader.query_row("SELECT count(*) FROM pending", [], |row| row.get(0)).map_err(unavailable)?;
-        let backlog = Arc::new(AtomicU64::new(pending));
+        let backlog = Arc::new(AtomicU64::new(pending_count(&reader).map_err(unavailable)?));
         let (queue, rx) = mpsc::channel(options.queue_capacity.max(1));
         let writer_backlog = backlog.clone();
         let arrivals = Arc::new(Notify::new());
@@ -449,7 +452,7 @@ impl Store for SqliteStore {
         let now = now_ms();
         self.read(move |conn| {
             let events: u64 = conn.query_row("SELECT count(*) FROM events", [], |row| row.get(0))?;
-            let backlog: u64 = conn.query_row("SELECT count(*) FROM pending", [], |row| row.get(0))?;
+            let backlog = pending_count(conn)?;
             let oldest = oldest_pending(conn)?;
             Ok(StoreStats {
                 events,

@@ -283,14 +283,13 @@ async fn a_database_from_before_the_processing_tables_keeps_its_progress() {
         }
         conn.pragma_update(None, "user_version", 3).unwrap();
         let at = now_ms() - 1_000;
-        for (key, processed, outcome) in
-            [("a", Some(at), Some("applied")), ("b", None, None), ("c", Some(at), None)]
-        {
+        let rows = [("a", Some(at), Some("applied")), ("b", None, None), ("c", Some(at), None)];
+        for (hash, (key, processed, outcome)) in (1i64..).zip(rows) {
             conn.execute(
                 "INSERT INTO events (source, event_key, key_hash, event_type, received_at, client_ip, headers, body,
                                      processed_at, outcome)
                  VALUES ('default', ?1, ?2, 'order.updated', ?3, '127.0.0.1', '{}', ?4, ?5, ?6)",
-                rusqlite::params![key, key.len() as i64 * 7919 + key.as_bytes()[0] as i64, at, b"{}".to_vec(), processed, outcome],
+                rusqlite::params![key, hash, at, b"{}".to_vec(), processed, outcome],
             )
             .unwrap();
         }
