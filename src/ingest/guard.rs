@@ -343,21 +343,14 @@ pub fn check_depth(body: &[u8]) -> Result<(), JsonError> {
     Ok(())
 }
 
-/// The deepest nesting of `{`/`[` outside strings.
+/// The deepest nesting of `{`/`[` outside strings. Strings, most of a webhook's bytes, are
+/// skipped with `memchr` to their closing quote instead of byte by byte.
 fn nesting_depth(body: &[u8]) -> usize {
-    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
-    for &byte in body {
-        if in_string {
-            match byte {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
+    let (mut depth, mut deepest, mut at) = (0usize, 0usize, 0usize);
+    while let Some(&byte) = body.get(at) {
+        at += 1;
         match byte {
-            b'"' => in_string = true,
+            b'"' => at = past_string(body, at),
             b'{' | b'[' => {
                 depth += 1;
                 deepest = deepest.max(depth);
@@ -367,6 +360,19 @@ fn nesting_depth(body: &[u8]) -> usize {
         }
     }
     deepest
+}
+
+/// Where scanning resumes after the string whose contents start at `at`: just past its closing
+/// quote, or the end of `body` if it has none. A backslash escapes the byte after it.
+fn past_string(body: &[u8], mut at: usize) -> usize {
+    while let Some(rest) = body.get(at..) {
+        match memchr::memchr2(b'"', b'\\', rest) {
+            Some(offset) if rest[offset] == b'"' => return at + offset + 1,
+            Some(offset) => at += offset + 2,
+            None => break,
+        }
+    }
+    body.len()
 }
 
 #[cfg(test)]
@@ -475,6 +481,46 @@ mod tests {
     fn brackets_inside_strings_do_not_count() {
         let body = format!(r#"{{"a":"{}\"{}"}}"#, "[".repeat(100), "{".repeat(100));
         assert!(parse_json(body.as_bytes()).is_ok());
+    }
+
+    /// The bytes of `body` outside its strings (quotes included), read one byte at a time.
+    fn outside_strings_bytewise(body: &[u8]) -> Vec<u8> {
+        let (mut outside, mut in_string, mut escaped) = (Vec::new(), false, false);
+        for &byte in body {
+            match (in_string, byte) {
+                (true, _) if escaped => escaped = false,
+                (true, b'\\') => escaped = true,
+                (true, b'"') => in_string = false,
+                (true, _) => {}
+                (false, b'"') => in_string = true,
+                (false, _) => outside.push(byte),
+            }
+        }
+        outside
+    }
+
+    #[test]
+    fn escapes_and_unclosed_strings_are_scanned_like_json() {
+        for (body, depth) in [
+            (&br#"{"a":"\\"}"#[..], 1), // an escaped backslash does not escape the quote
+            (br#"{"a":"\"[[["}"#, 1),   // an escaped quote does not end the string
+            (br#"[["\"#, 2),            // a backslash as the last byte
+            (br#"[["[[[["#, 2),         // a string that never closes hides the rest
+            (br#"[""[[]]]"#, 3),        // an empty string
+        ] {
+            assert_eq!(nesting_depth(body), depth, "{}", String::from_utf8_lossy(body));
+        }
+    }
+
+    proptest::proptest! {
+        /// Over bodies made mostly of the bytes that matter (quotes, backslashes, brackets), the
+        /// depth is that of the brackets left once the strings are removed by reading every byte.
+        #[test]
+        fn skipping_strings_finds_the_same_depth_as_reading_every_byte(
+            body in proptest::collection::vec(proptest::sample::select(b"\"\\{}[]a:,".to_vec()), 0..200)
+        ) {
+            proptest::prop_assert_eq!(nesting_depth(&body), nesting_depth(&outside_strings_bytewise(&body)));
+        }
     }
 
     #[test]
