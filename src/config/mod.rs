@@ -265,13 +265,16 @@ pub struct RouteConfig {
 pub struct WorkerConfig {
     /// Process stored events in this process (false: ingest only, events wait in the store).
     pub enabled: bool,
-    /// Most events applied and committed in one round (one transaction).
+    /// Most events applied and committed in one round (one transaction). Under load a round
+    /// takes this many and the next starts at once, so the first event of a round has waited
+    /// for the whole previous one: at ~20,000 events/s, 2000 kept lag p99 at 95–163 ms and 500
+    /// at 60–68 ms with the same throughput (README, Benchmarks).
     pub batch: u32,
 }
 
 impl Default for WorkerConfig {
     fn default() -> Self {
-        WorkerConfig { enabled: true, batch: 2000 }
+        WorkerConfig { enabled: true, batch: 500 }
     }
 }
 
