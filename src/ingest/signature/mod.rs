@@ -16,6 +16,7 @@ mod standard;
 mod stripe;
 mod token;
 
+#[cfg(feature = "server")]
 pub(crate) use token::percent_encode;
 
 #[cfg(test)]
