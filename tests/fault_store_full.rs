@@ -7,7 +7,7 @@
 //! The second test fills the filesystem itself: the store lives on a small tmpfs mounted for the
 //! test (root only: it skips, saying so, where `mount` is refused), a file takes all but a little
 //! of the space, and concurrent senders fill the rest. The gateway answers `503` with
-//! `Retry-After` (never a false `200`) while the disk is full; once the file is deleted it accepts
+//! `Retry-After` (never a false `200`) and `/readyz` fails while the disk is full; once the file is deleted it accepts
 //! again, refused ids included, and processes everything — without a restart.
 //!
 //! SQLite only: PostgreSQL's disk-full path is the database's, see `tests/postgres_outage.rs`
@@ -170,6 +170,10 @@ async fn a_full_disk_answers_503_and_recovers_when_space_is_freed_without_a_rest
     assert_stored(server.addr, &accepted).await;
     let while_full = disk.available();
     assert!(while_full < 20 * 1024, "the 503s came while {while_full} bytes were still free");
+    // A load balancer must stop sending here: not ready, saying why.
+    let not_ready = request(Method::GET, &server.url("/readyz"), &[], Vec::new()).await;
+    assert_eq!(not_ready.status, 503, "{}", not_ready.text);
+    assert!(not_ready.text.contains("full"), "{}", not_ready.text);
 
     // Space comes back: the same process accepts again — the refused ids as new events — and
     // processes everything, without a restart.

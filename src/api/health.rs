@@ -53,8 +53,9 @@ async fn healthz() -> Json<Alive> {
     Json(Alive { status: "ok" })
 }
 
-/// Ready when the store commits a probe write, the backlog is under its limit and — when this
-/// process runs the worker — the oldest pending event is younger than `store.max_pending_age`.
+/// Ready when the store commits a probe write (on SQLite one that needs room for an event), the
+/// backlog is under its limit and — when this process runs the worker — the oldest pending event
+/// is younger than `store.max_pending_age`.
 #[utoipa::path(
     get,
     path = "/readyz",

@@ -144,6 +144,39 @@ async fn probe_commits_when_writable() {
     store.check_writable().await.unwrap();
 }
 
+/// A store that cannot place an event is not writable, even though one small row could still be
+/// updated in place (what the probe alone used to do).
+#[tokio::test]
+async fn probe_fails_once_events_no_longer_fit_and_passes_with_room_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let store = SqliteStore::open(&path, SqliteOptions { max_page_count: Some(64), ..options() }).unwrap();
+    store.check_writable().await.unwrap();
+    let mut stored = 0;
+    loop {
+        let mut filler = event(&format!("fill-{stored}"));
+        filler.body = Bytes::from(vec![b'x'; 1024]);
+        match store.append(filler).await {
+            Ok(Appended::Accepted(_)) => stored += 1,
+            Err(StoreError::Unavailable(reason)) if reason.contains("full") => break,
+            other => panic!("expected accepted or full, got {other:?}"),
+        }
+        assert!(stored < 1000, "a 64-page store took {stored} events of 1 KiB");
+    }
+    match store.check_writable().await {
+        Err(StoreError::Unavailable(reason)) => assert!(reason.contains("full"), "{reason}"),
+        other => panic!("a store that refuses 1 KiB events passed the probe: {other:?}"),
+    }
+    // The failed probe changed nothing: every stored event is still there.
+    assert_eq!(store.backlog(), stored);
+    store.close().await;
+    drop(store);
+    // With room again (no cap), the same file passes.
+    let store = SqliteStore::open(&path, options()).unwrap();
+    store.check_writable().await.unwrap();
+    assert!(matches!(store.append(event("after")).await, Ok(Appended::Accepted(_))));
+}
+
 #[tokio::test]
 async fn full_database_answers_unavailable_then_recovers_for_small_events() {
     let dir = tempfile::tempdir().unwrap();

@@ -29,7 +29,7 @@ use crate::store::{now_ms, Appended, NewEvent, StoreError};
 pub(super) enum Write {
     /// Store an event (or find it stored) and answer.
     Append(NewEvent, oneshot::Sender<Result<Appended, StoreError>>),
-    /// Commit a tiny write to prove the database is writable.
+    /// Prove the database can take an event now (see [`probe`]).
     Probe(oneshot::Sender<Result<(), StoreError>>),
     /// Run a statement group (processing results, DLQ changes) inside the batch's transaction,
     /// in its own savepoint so its failure does not fail the appends beside it. Answered with
@@ -178,6 +178,7 @@ impl Writer {
         };
         let mut closing = None;
         let mut appends = 0u64;
+        let mut probes = Vec::new();
         for write in batch.drain(..) {
             let outcome = next();
             match write {
@@ -194,7 +195,7 @@ impl Writer {
                         _ => Err(StoreError::Internal("lost an outcome".into())),
                     }));
                 }
-                Write::Probe(reply) => drop(reply.send(outcome.map(|_| ()))),
+                Write::Probe(reply) => probes.push((reply, outcome)),
                 Write::Prune { reply, .. } => {
                     let _ = reply.send(outcome.map(|o| match o {
                         Outcome::Pruned(gone) => gone.len() as u64,
@@ -206,6 +207,15 @@ impl Writer {
         }
         if appends > 0 {
             metrics::histogram!("tradehook_store_batch_size").record(appends as f64);
+        }
+        // Once everyone else is answered, and each in a transaction of its own: a probe that
+        // finds the store full can make SQLite roll back its whole transaction, which must not
+        // take appends that still fit with it.
+        for (reply, outcome) in probes {
+            let _ = reply.send(outcome.and_then(|_| {
+                self.probe_alone()
+                    .map_err(|error| StoreError::Unavailable(format!("the store has no room for an event: {error}")))
+            }));
         }
         closing
     }
@@ -250,26 +260,10 @@ impl Writer {
                     Write::Exec(work, _) => {
                         // Taken out of the request: it runs exactly once.
                         let work = std::mem::replace(work, Box::new(|_| Ok(0)));
-                        tx.execute_batch("SAVEPOINT exec")?;
-                        match work(&tx) {
-                            Ok(count) => {
-                                tx.execute_batch("RELEASE exec")?;
-                                outcomes.push(Outcome::Executed(Ok(count)));
-                            }
-                            Err(error) => {
-                                tx.execute_batch("ROLLBACK TO exec; RELEASE exec")?;
-                                outcomes.push(Outcome::Executed(Err(error.to_string())));
-                            }
-                        }
+                        outcomes.push(Outcome::Executed(in_savepoint(&tx, work)?));
                     }
-                    Write::Probe(_) => {
-                        tx.execute(
-                            "INSERT INTO meta (key, value) VALUES ('probe', ?1)
-                             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                            params![now_ms().to_string()],
-                        )?;
-                        outcomes.push(Outcome::Nothing);
-                    }
+                    // Run after the batch is answered, in a transaction of its own.
+                    Write::Probe(_) => outcomes.push(Outcome::Nothing),
                     Write::Prune { cutoff, limit, .. } => {
                         let mut delete = tx.prepare_cached(
                             "DELETE FROM events WHERE seq IN (
@@ -299,6 +293,53 @@ impl Writer {
         tx.commit()?;
         Ok(outcomes)
     }
+
+    /// [`probe`] in a transaction of its own, committed: the WAL must take it too.
+    fn probe_alone(&mut self) -> rusqlite::Result<()> {
+        let tx = self.conn.transaction()?;
+        probe(&tx)?;
+        tx.commit()
+    }
+}
+
+/// Runs `work` in its own savepoint: its failure is rolled back alone and reported, the writes
+/// beside it in the transaction stay. `Err` only when the transaction itself is broken.
+fn in_savepoint(
+    tx: &Connection,
+    work: impl FnOnce(&Connection) -> rusqlite::Result<u64>,
+) -> rusqlite::Result<Result<u64, String>> {
+    tx.execute_batch("SAVEPOINT exec")?;
+    match work(tx) {
+        Ok(count) => {
+            tx.execute_batch("RELEASE exec")?;
+            Ok(Ok(count))
+        }
+        Err(error) => match tx.execute_batch("ROLLBACK TO exec; RELEASE exec") {
+            Ok(()) => Ok(Err(error.to_string())),
+            // SQLite rolled back the whole transaction (it may, on a full disk or database): the
+            // batch fails with the cause, not with "no such savepoint".
+            Err(_) => Err(error),
+        },
+    }
+}
+
+/// Room the readiness probe takes and gives back in its transaction: about a large event with its
+/// headers. A store that cannot place this many bytes refuses events, so `/readyz` must fail.
+const PROBE_ROOM: i64 = 16 * 1024;
+
+/// The readiness probe: a tiny committed write plus [`PROBE_ROOM`] bytes placed and
+/// removed again, which needs new pages (from the free list or by growing the file, within
+/// `max_page_count`) as an append does. Without it a full store answered `/readyz` 200: updating
+/// one small row needs no new page.
+fn probe(tx: &Connection) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ('probe', ?1)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        params![now_ms().to_string()],
+    )?;
+    tx.execute("INSERT INTO meta (key, value) VALUES ('probe_room', zeroblob(?1))", [PROBE_ROOM])?;
+    tx.execute("DELETE FROM meta WHERE key = 'probe_room'", [])?;
+    Ok(())
 }
 
 /// The seq of an already stored event with the same source and event id, if any.
