@@ -136,7 +136,14 @@ const MIGRATIONS: &[&str] = &[r#"
         expires_at TIMESTAMPTZ NOT NULL,
         locked     BOOLEAN NOT NULL           -- the holder holds the session advisory lock too
     );
-"#];
+"#,
+    // Events that waited behind a dead-lettered one are found by its ordering key, not by a scan
+    // of the whole backlog; only failed or deferred events have one, so appends never touch it.
+    r#"
+    CREATE INDEX events_ordering_key ON events (ordering_key)
+        WHERE processed_at IS NULL AND ordering_key IS NOT NULL;
+"#,
+];
 
 /// Applies the migrations this database has not seen, in one transaction, one node at a time.
 pub(super) async fn migrate(client: &mut Client) -> Result<(), StoreError> {

@@ -90,6 +90,7 @@ const MIGRATIONS: &[&str] = &[
     delivery::MIGRATION,
     intents::MIGRATION,
     processing::MIGRATION,
+    processing::ORDERING_KEY_MIGRATION,
 ];
 
 /// Pause between checkpoints while the WAL is being written.

@@ -34,6 +34,17 @@ pub(super) const MIGRATION: &str = r#"
     DROP INDEX events_pending;
 "#;
 
+/// Events that waited behind a dead-lettered one are found by its ordering key. Only events that
+/// failed or were deferred have one, so appends never touch this index.
+pub(super) const ORDERING_KEY_MIGRATION: &str = r#"
+    CREATE INDEX events_ordering_key ON events (ordering_key) WHERE ordering_key IS NOT NULL;
+"#;
+
+/// Lets the not yet failed events of an ordering key (`?1`) go ahead: the one they waited behind
+/// is dead-lettered. Driven by `events_ordering_key`, not by a scan of the whole backlog.
+pub(super) const UNBLOCK_SQL: &str = "UPDATE events SET next_attempt_at = NULL
+     WHERE ordering_key = ?1 AND attempts = 0 AND EXISTS (SELECT 1 FROM pending p WHERE p.seq = events.seq)";
+
 /// Up to `limit` unprocessed events that are due at `now`, in arrival order.
 pub(super) fn pending(conn: &Connection, limit: u32, now: i64) -> rusqlite::Result<Vec<PendingEvent>> {
     let mut statement = conn.prepare_cached(
@@ -108,11 +119,7 @@ pub(super) fn commit_processed(batch: ProcessedBatch) -> ExecFn {
             )?;
             if let Some(key) = &dead.ordering_key {
                 // Events that waited behind this one go ahead now.
-                tx.execute(
-                    "UPDATE events SET next_attempt_at = NULL
-                     WHERE seq IN (SELECT seq FROM pending) AND ordering_key = ?1 AND attempts = 0",
-                    params![key],
-                )?;
+                tx.execute(UNBLOCK_SQL, params![key])?;
             }
         }
         {

@@ -345,3 +345,60 @@ async fn a_database_from_before_the_processing_tables_keeps_its_progress() {
     assert!(store.pending(10).await.unwrap().is_empty());
     assert_eq!(store.progress(1, 1).await.unwrap()[0].outcome.as_deref(), Some("stored"));
 }
+
+/// Unblocking the events behind a dead letter reads the ordering key's index, not the whole
+/// backlog: with a million events waiting, a scan of `pending` would hold the writer (and every
+/// acknowledgement) for as long as it takes.
+#[tokio::test]
+async fn unblocking_an_ordering_key_uses_its_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let store = SqliteStore::open(&path, options()).unwrap();
+    store.append(event("one")).await.unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let plan: Vec<String> = conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {}", super::processing::UNBLOCK_SQL))
+        .unwrap()
+        .query_map(["BTCUSDT"], |row| row.get(3))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert!(
+        plan.first().is_some_and(|step| step.starts_with("SEARCH events USING INDEX events_ordering_key (ordering_key=?")),
+        "{plan:?}"
+    );
+    assert!(!plan.iter().any(|step| step.starts_with("SCAN")), "{plan:?}");
+}
+
+/// A dead letter releases the events of its ordering key that were deferred behind it (they are
+/// due at once), and only those.
+#[tokio::test]
+async fn a_dead_letter_releases_the_events_deferred_behind_it() {
+    use crate::store::processing::{Deferral, NewDeadLetter};
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("t.db"), options()).unwrap();
+    let mut seqs = Vec::new();
+    for key in ["blocking", "behind", "other-key"] {
+        let Appended::Accepted(id) = store.append(event(key)).await.unwrap() else { panic!("not accepted") };
+        seqs.push(seq_of(&id).unwrap());
+    }
+    let (blocking, behind, other) = (seqs[0], seqs[1], seqs[2]);
+    let in_an_hour = now_ms() + 3_600_000;
+    let deferred = [(behind, "BTCUSDT"), (other, "ETHUSDT")]
+        .map(|(seq, key)| Deferral { seq, ordering_key: key.into(), until: in_an_hour })
+        .to_vec();
+    store.commit_processed(ProcessedBatch { deferred, ..Default::default() }).await.unwrap();
+    let due = |events: Vec<PendingEvent>| events.iter().map(|e| e.seq).collect::<Vec<_>>();
+    assert_eq!(due(store.pending(10).await.unwrap()), [blocking]);
+
+    let dead = NewDeadLetter {
+        seq: blocking,
+        reason: "retries exhausted".into(),
+        attempts: 3,
+        last_error: "boom".into(),
+        history: "[]".into(),
+        ordering_key: Some("BTCUSDT".into()),
+    };
+    store.commit_processed(ProcessedBatch { dead: vec![dead], ..Default::default() }).await.unwrap();
+    assert_eq!(due(store.pending(10).await.unwrap()), [behind], "only BTCUSDT's waiting event goes ahead");
+}
