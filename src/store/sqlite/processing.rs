@@ -35,7 +35,8 @@ pub(super) const MIGRATION: &str = r#"
 "#;
 
 /// Events that waited behind a dead-lettered one are found by its ordering key. Only events that
-/// failed or were deferred have one, so appends never touch this index.
+/// failed or were deferred have one, so appends never touch this index; processed ones stay in it
+/// until they are pruned, so a release reads that key's recent failures, not the whole backlog.
 pub(super) const ORDERING_KEY_MIGRATION: &str = r#"
     CREATE INDEX events_ordering_key ON events (ordering_key) WHERE ordering_key IS NOT NULL;
 "#;
