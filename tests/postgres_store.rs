@@ -192,3 +192,111 @@ async fn one_event_many_times_at_once_on_one_node_is_stored_once() {
     assert!(answers.iter().all(|o| seq(o) == seq(&answers[0])), "{answers:?}");
     assert_eq!(a.stats().await.unwrap().events, 1);
 }
+
+/// A connection of the test's own to the database the nodes of `dir` share.
+async fn connect(dir: &Path) -> tokio_postgres::Client {
+    let (client, connection) =
+        tokio_postgres::connect(&common::store_url(dir), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+/// The schema version the database records.
+async fn schema_version(db: &tokio_postgres::Client) -> i64 {
+    db.query_one("SELECT max(version) FROM tradehook_schema", &[]).await.unwrap().get(0)
+}
+
+/// Whether the ordering-key index exists and is valid (`None`: it does not exist).
+async fn ordering_key_index_valid(db: &tokio_postgres::Client) -> Option<bool> {
+    db.query_opt("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('events_ordering_key')", &[])
+        .await
+        .unwrap()
+        .map(|row| row.get(0))
+}
+
+/// A node on a fresh database, the test's own connection to it and its schema version.
+async fn node_and_database(dir: &Path, lease: Duration) -> (SharedStore, tokio_postgres::Client, i64) {
+    let node = node(dir, lease).await;
+    let db = connect(dir).await;
+    let version = schema_version(&db).await;
+    (node, db, version)
+}
+
+/// Takes the database back to schema version 1, from before the ordering-key index (migration 2).
+const BEFORE_ORDERING_KEY_INDEX: &str = "DELETE FROM tradehook_schema WHERE version >= 2";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_upgrading_the_schema_does_not_stop_the_others_storing_events() {
+    if skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let lease = Duration::from_secs(10);
+    let (running, db, version) = node_and_database(dir.path(), lease).await;
+    db.batch_execute(&format!("DROP INDEX events_ordering_key; {BEFORE_ORDERING_KEY_INDEX}")).await.unwrap();
+
+    // A write to `events` still open when the upgrade starts: an index build must wait for it. A
+    // plain CREATE INDEX would queue for a lock that every INSERT after it then queues behind.
+    let mut writer = connect(dir.path()).await;
+    let open = writer.transaction().await.unwrap();
+    open.execute(
+        "INSERT INTO events (source, event_key, received_at, client_ip, headers, body)
+         VALUES ('default', 'open-write', 0, '127.0.0.1', '{}', '\\x7b7d')",
+        &[],
+    )
+    .await
+    .unwrap();
+    let path = dir.path().to_owned();
+    let upgrading = tokio::spawn(async move { node(&path, lease).await });
+    common::eventually(10, "the upgrade builds the index", || async {
+        let building: i64 = db
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND state = 'active' AND pid <> pg_backend_pid()
+                   AND query LIKE '%CREATE INDEX%events_ordering_key%'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        (building == 1).then_some(())
+    })
+    .await;
+
+    // Meanwhile the running node stores events as usual.
+    let stored = tokio::time::timeout(Duration::from_secs(5), running.append(event("during-upgrade"))).await;
+    assert!(
+        matches!(stored, Ok(Ok(Appended::Accepted(_)))),
+        "an append waited for the index build: {stored:?}"
+    );
+
+    open.commit().await.unwrap();
+    let upgraded = tokio::time::timeout(Duration::from_secs(30), upgrading).await.unwrap().unwrap();
+    assert_eq!(ordering_key_index_valid(&db).await, Some(true));
+    assert_eq!(schema_version(&db).await, version);
+    assert!(matches!(upgraded.append(event("during-upgrade")).await.unwrap(), Appended::Duplicate(_)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_build_left_invalid_by_an_interrupted_upgrade_is_done_again() {
+    if skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let lease = Duration::from_secs(10);
+    let (first, db, version) = node_and_database(dir.path(), lease).await;
+    // What a concurrent build interrupted half-way (a crash, a cancel) leaves behind.
+    db.batch_execute(&format!(
+        "UPDATE pg_index SET indisvalid = false WHERE indexrelid = to_regclass('events_ordering_key');
+         {BEFORE_ORDERING_KEY_INDEX}"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(ordering_key_index_valid(&db).await, Some(false));
+    drop(first);
+
+    let again = node(dir.path(), lease).await;
+    assert_eq!(ordering_key_index_valid(&db).await, Some(true), "the invalid index was kept");
+    assert_eq!(schema_version(&db).await, version);
+    assert!(matches!(again.append(event("after")).await.unwrap(), Appended::Accepted(_)));
+}

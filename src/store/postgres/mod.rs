@@ -134,10 +134,8 @@ impl PgStore {
             .recycle_timeout(Some(Duration::from_secs(5)))
             .build()
             .map_err(|e| StoreError::Internal(format!("cannot build the connection pool: {e}")))?;
-        let mut client = pool.get().await.map_err(pool_error)?;
-        schema::migrate(&mut client).await?;
-        let pending = count_pending(&client).await?;
-        drop(client);
+        migrate(&config).await?;
+        let pending = count_pending(&pool.get().await.map_err(pool_error)?).await?;
         let backlog = Arc::new(AtomicU64::new(pending));
         let arrivals = Arc::new(Notify::new());
         let deliveries_ready = Arc::new(Notify::new());
@@ -195,6 +193,16 @@ impl PgStore {
         tx.commit().await.map_err(pg_error)?;
         Ok(value)
     }
+}
+
+/// Migrates the schema on a connection of its own, closed after (see [`schema::migrate`]).
+async fn migrate(config: &tokio_postgres::Config) -> Result<(), StoreError> {
+    let (mut client, connection) = config.connect(NoTls).await.map_err(pg_error)?;
+    let connection = tokio::spawn(connection);
+    let result = schema::migrate(&mut client).await;
+    drop(client);
+    let _ = connection.await;
+    result
 }
 
 async fn count_pending(client: &impl GenericClient) -> Result<u64, StoreError> {

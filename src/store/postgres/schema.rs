@@ -8,18 +8,39 @@
 //! - `deliveries.claimed_until`: a node claims a delivery before attempting it (see `delivery.rs`).
 //! - `leases`: which node processes events (see `lease.rs`).
 //!
-//! [`migrate`] applies what is missing in one transaction under an advisory lock, so two nodes
-//! starting at once do not race: the second waits, then finds nothing left to do.
+//! [`migrate`] applies what is missing under an advisory lock, so two nodes starting at once do
+//! not race: the second waits, then finds nothing left to do. Table changes run in one
+//! transaction; an index on a table that may already be large is built `CONCURRENTLY`, outside
+//! it, so the other nodes go on storing and processing events while it builds (see [`Migration`]).
 
-use deadpool_postgres::Client;
+use std::time::Duration;
+
+use tokio_postgres::Client;
 
 use super::{pg_error, StoreError};
 
 /// An advisory-lock key of tradehook's own ("th-migr" as bytes).
 const MIGRATION_LOCK: i64 = 0x0074_682d_6d69_6772;
 
+/// One schema version.
+enum Migration {
+    /// Statements run in the migration transaction.
+    Tables(&'static str),
+    /// `CREATE INDEX CONCURRENTLY IF NOT EXISTS <name> …`, run outside any transaction.
+    ///
+    /// A plain `CREATE INDEX` holds a lock that stops every INSERT and UPDATE of the table until
+    /// the whole table has been read: on a table of millions of events, every node would answer
+    /// 503 for the length of an upgrade. A concurrent build lets them write meanwhile. If it is
+    /// interrupted, PostgreSQL leaves the index behind marked invalid; the next start drops it
+    /// and builds it again.
+    Index { name: &'static str, sql: &'static str },
+}
+
+/// Pause between two attempts to take the migration lock.
+const LOCK_RETRY: Duration = Duration::from_millis(100);
+
 /// Schema versions, applied in order; `tradehook_schema` records the ones that ran.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[Migration] = &[Migration::Tables(r#"
     CREATE TABLE events (
         seq             BIGSERIAL PRIMARY KEY,     -- arrival (commit) order; public id is evt_<seq>
         source          TEXT NOT NULL,
@@ -136,23 +157,51 @@ const MIGRATIONS: &[&str] = &[r#"
         expires_at TIMESTAMPTZ NOT NULL,
         locked     BOOLEAN NOT NULL           -- the holder holds the session advisory lock too
     );
-"#,
+"#),
     // Events that waited behind a dead-lettered one are found by its ordering key, not by a scan
     // of the whole backlog; only failed or deferred events have one, so appends never touch it.
-    r#"
-    CREATE INDEX events_ordering_key ON events (ordering_key)
-        WHERE processed_at IS NULL AND ordering_key IS NOT NULL;
-"#,
+    Migration::Index {
+        name: "events_ordering_key",
+        sql: "CREATE INDEX CONCURRENTLY IF NOT EXISTS events_ordering_key ON events (ordering_key)
+              WHERE processed_at IS NULL AND ordering_key IS NOT NULL",
+    },
 ];
 
-/// Applies the migrations this database has not seen, in one transaction, one node at a time.
+/// Applies the migrations this database has not seen, one node at a time.
+///
+/// `client` must be a connection of its own, closed after: the lock is the session's, so a
+/// connection that went back to a pool still holding it would keep every other node waiting.
 pub(super) async fn migrate(client: &mut Client) -> Result<(), StoreError> {
-    let tx = client.transaction().await.map_err(pg_error)?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await.map_err(pg_error)?;
-    tx.batch_execute("CREATE TABLE IF NOT EXISTS tradehook_schema (version BIGINT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+    lock(client).await?;
+    let result = apply(client).await;
+    // Not released if the connection broke: then closing it releases the lock.
+    let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await;
+    result
+}
+
+/// Takes the session-level migration lock, asking again until it is free.
+///
+/// Asking again, not waiting inside `pg_advisory_lock`: a waiting statement holds a snapshot,
+/// and a concurrent index build waits for every snapshot older than its own, so a node waiting
+/// for the lock would stall the build of the node holding it (PostgreSQL would end that cycle by
+/// failing one of the two with a deadlock).
+async fn lock(client: &Client) -> Result<(), StoreError> {
+    loop {
+        let row = client.query_one("SELECT pg_try_advisory_lock($1)", &[&MIGRATION_LOCK]).await.map_err(pg_error)?;
+        if row.get::<_, bool>(0) {
+            return Ok(());
+        }
+        tokio::time::sleep(LOCK_RETRY).await;
+    }
+}
+
+/// Runs the missing migrations; the caller holds the lock.
+async fn apply(client: &mut Client) -> Result<(), StoreError> {
+    client
+        .batch_execute("CREATE TABLE IF NOT EXISTS tradehook_schema (version BIGINT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
         .await
         .map_err(pg_error)?;
-    let done: i64 = tx
+    let done: i64 = client
         .query_one("SELECT coalesce(max(version), 0) FROM tradehook_schema", &[])
         .await
         .map_err(pg_error)?
@@ -163,14 +212,36 @@ pub(super) async fn migrate(client: &mut Client) -> Result<(), StoreError> {
             "the database has schema version {done}, newer than this tradehook knows ({known}); upgrade tradehook"
         )));
     }
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(done as usize) {
+    let failed = |version: i64| move |e: tokio_postgres::Error| {
+        StoreError::Internal(format!("migration {version}: {}", super::describe(&e)))
+    };
+    const RECORD: &str = "INSERT INTO tradehook_schema (version) VALUES ($1)";
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(done as usize) {
         let version = index as i64 + 1;
-        tx.batch_execute(sql)
-            .await
-            .map_err(|e| StoreError::Internal(format!("migration {version}: {}", super::describe(&e))))?;
-        tx.execute("INSERT INTO tradehook_schema (version) VALUES ($1)", &[&version])
-            .await
-            .map_err(pg_error)?;
+        match migration {
+            Migration::Tables(sql) => {
+                let tx = client.transaction().await.map_err(pg_error)?;
+                tx.batch_execute(sql).await.map_err(failed(version))?;
+                tx.execute(RECORD, &[&version]).await.map_err(pg_error)?;
+                tx.commit().await.map_err(pg_error)?;
+            }
+            Migration::Index { name, sql } => {
+                let valid: Option<bool> = client
+                    .query_opt("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)", &[name])
+                    .await
+                    .map_err(pg_error)?
+                    .map(|row| row.get(0));
+                if valid == Some(false) {
+                    tracing::warn!(index = name, "an interrupted index build left it invalid; building it again");
+                    client
+                        .batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {name}"))
+                        .await
+                        .map_err(failed(version))?;
+                }
+                client.batch_execute(sql).await.map_err(failed(version))?;
+                client.execute(RECORD, &[&version]).await.map_err(pg_error)?;
+            }
+        }
     }
-    tx.commit().await.map_err(pg_error)
+    Ok(())
 }
