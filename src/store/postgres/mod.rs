@@ -215,17 +215,32 @@ async fn count_pending(client: &impl GenericClient) -> Result<u64, StoreError> {
 
 /// Keeps the backlog figure (which ingest checks on every request) current across nodes.
 async fn count_backlog(pool: Pool, backlog: Arc<AtomicU64>, stop: CancellationToken) {
+    let mut pause = COUNT_EVERY;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = tokio::time::sleep(pause) => {}
         }
         if let Ok(client) = pool.get().await {
+            let started = std::time::Instant::now();
             if let Ok(pending) = count_pending(&client).await {
                 backlog.store(pending, Ordering::Relaxed);
             }
+            pause = next_count_in(started.elapsed());
         }
     }
+}
+
+/// How often the backlog is counted while counting is quick.
+const COUNT_EVERY: Duration = Duration::from_secs(1);
+
+/// The pause before the next count, after one that took `took`. Counting reads every pending
+/// row: with a backlog of millions (when the database is already the bottleneck) a count every
+/// second would keep a backend busy. So the pause grows with the count's own time, which keeps
+/// counting under a tenth of one backend's time; the figure is then a few seconds old, still
+/// fine for a limit of that size.
+fn next_count_in(took: Duration) -> Duration {
+    COUNT_EVERY.max(took * 10)
 }
 
 const EVENT_COLUMNS: &str =
@@ -631,5 +646,20 @@ impl PgStore {
 impl Drop for PgStore {
     fn drop(&mut self) {
         self.stop.cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backlog_is_counted_every_second_and_never_for_more_than_a_tenth_of_the_time() {
+        assert_eq!(next_count_in(Duration::from_millis(3)), COUNT_EVERY);
+        assert_eq!(next_count_in(Duration::from_millis(100)), COUNT_EVERY);
+        for took in [150, 400, 2_000, 30_000].map(Duration::from_millis) {
+            let pause = next_count_in(took);
+            assert!(took.as_secs_f64() / (took + pause).as_secs_f64() <= 0.1 / 1.1 + 1e-9, "{took:?} then {pause:?}");
+        }
     }
 }
