@@ -88,8 +88,9 @@ pub(super) fn commit_processed(batch: ProcessedBatch) -> ExecFn {
     Box::new(move |tx: &Connection| {
         let now = now_ms();
         let mut done = 0u64;
+        let mut marks = Marks::new(tx)?;
         for (seq, outcome) in &batch.processed {
-            done += mark_processed(tx, *seq, now, outcome)?;
+            done += marks.processed(*seq, now, outcome)?;
         }
         for retry in &batch.retries {
             tx.execute(
@@ -105,7 +106,7 @@ pub(super) fn commit_processed(batch: ProcessedBatch) -> ExecFn {
             )?;
         }
         for dead in &batch.dead {
-            let marked = mark_processed(tx, dead.seq, now, "dead")?;
+            let marked = marks.processed(dead.seq, now, "dead")?;
             if marked > 0 {
                 tx.execute(
                     "UPDATE events SET attempts = ?2, next_attempt_at = NULL, history = ?3 WHERE seq = ?1",
@@ -156,15 +157,29 @@ pub(super) fn commit_processed(batch: ProcessedBatch) -> ExecFn {
     })
 }
 
-/// Moves a pending event to `processed` with `outcome`; 1 if it was pending, else 0 (nothing
-/// changes: it was processed already).
-fn mark_processed(tx: &Connection, seq: i64, now: i64, outcome: &str) -> rusqlite::Result<u64> {
-    if tx.prepare_cached("DELETE FROM pending WHERE seq = ?1")?.execute([seq])? == 0 {
-        return Ok(0);
+/// The two statements that mark events processed, looked up once per batch.
+struct Marks<'a> {
+    unqueue: rusqlite::CachedStatement<'a>,
+    record: rusqlite::CachedStatement<'a>,
+}
+
+impl<'a> Marks<'a> {
+    fn new(tx: &'a Connection) -> rusqlite::Result<Self> {
+        Ok(Marks {
+            unqueue: tx.prepare_cached("DELETE FROM pending WHERE seq = ?1")?,
+            record: tx.prepare_cached("INSERT INTO processed (seq, at, outcome) VALUES (?1, ?2, ?3)")?,
+        })
     }
-    tx.prepare_cached("INSERT INTO processed (seq, at, outcome) VALUES (?1, ?2, ?3)")?
-        .execute(params![seq, now, outcome])?;
-    Ok(1)
+
+    /// Moves a pending event to `processed` with `outcome`; 1 if it was pending, else 0 (nothing
+    /// changes: it was processed already).
+    fn processed(&mut self, seq: i64, now: i64, outcome: &str) -> rusqlite::Result<u64> {
+        if self.unqueue.execute([seq])? == 0 {
+            return Ok(0);
+        }
+        self.record.execute(params![seq, now, outcome])?;
+        Ok(1)
+    }
 }
 
 /// Every stored entity: (kind, key, doc).
