@@ -98,6 +98,49 @@ async fn fill_before_order_and_overfill_raise_alerts() {
 }
 
 #[tokio::test]
+async fn a_filtered_page_is_filled_from_the_whole_list_not_cut_from_its_first_page() {
+    let server = TestServer::start().await;
+    // Orders p1…p5 stay pending; p9 and q1 (key order: after them) end filled.
+    for n in 1..=5 {
+        send(&server, order_created(&format!("pc{n}"), &format!("p{n}"), "buy", 1.0)).await;
+    }
+    send(&server, order_created("pc9", "p9", "buy", 0.2)).await;
+    send(&server, order_filled("pf9", "p9", 0.2, 100.0, "2024-01-15T10:30:01Z")).await;
+    // The oldest alert is q1's overfill; three newer ones are fills of orders never created.
+    send(&server, order_created("qc1", "q1", "buy", 1.0)).await;
+    send(&server, order_filled("qf1", "q1", 1.5, 100.0, "2024-01-15T10:30:01Z")).await;
+    for n in 1..=3 {
+        send(&server, order_filled(&format!("uf{n}"), &format!("u{n}"), 0.1, 100.0, "2024-01-15T10:30:02Z"))
+            .await;
+    }
+    wait_processed(server.addr).await;
+
+    let first = api_get(server.addr, "/orders?status=filled&limit=1").await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text);
+    let ids = |page: &Answer| -> Vec<String> {
+        page.json["orders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["orderId"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(ids(&first), ["p9"], "{}", first.text);
+    let next = first.json["next"].as_str().expect("more may follow a full page").to_owned();
+    let second = api_get(server.addr, &format!("/orders?status=filled&limit=1&after={next}")).await;
+    assert_eq!(ids(&second), ["q1"], "{}", second.text);
+
+    let overfills = api_get(server.addr, "/alerts?kind=overfill&limit=2").await;
+    let alerts = overfills.json["alerts"].as_array().unwrap();
+    assert_eq!(alerts.len(), 1, "{}", overfills.text);
+    assert_eq!(alerts[0]["kind"], "overfill");
+    assert_eq!(overfills.json["next"], serde_json::Value::Null, "nothing older of that kind");
+    let newest = api_get(server.addr, "/alerts?kind=fill_before_order&limit=2").await;
+    assert_eq!(newest.json["alerts"].as_array().unwrap().len(), 2, "{}", newest.text);
+    assert!(newest.json["next"].is_i64(), "a full page says where to go on: {}", newest.text);
+}
+
+#[tokio::test]
 async fn schema_invalid_event_is_acked_then_dead_lettered_without_touching_state() {
     let server = TestServer::start().await;
     let id = send(

@@ -196,8 +196,9 @@ pub trait Store: Send + Sync + 'static {
     async fn entity(&self, kind: EntityKind, key: &str) -> Result<Option<String>, StoreError>;
     /// Documents of one kind whose key starts with `prefix`, in key order.
     async fn entities_with_prefix(&self, kind: EntityKind, prefix: &str) -> Result<Vec<String>, StoreError>;
-    /// Alerts, newest first, older than the alert id `before` when given.
-    async fn alerts(&self, before: Option<i64>, limit: u32) -> Result<Vec<StoredAlert>, StoreError>;
+    /// Alerts, newest first, older than the alert id `before` and only of `kind` when given.
+    async fn alerts(&self, before: Option<i64>, limit: u32, kind: Option<String>)
+        -> Result<Vec<StoredAlert>, StoreError>;
     /// Dead letters matching the filter, newest first.
     async fn dead_letters(&self, filter: DeadLetterFilter) -> Result<Vec<DeadLetter>, StoreError>;
     /// One dead letter by its `dlq_…` id.

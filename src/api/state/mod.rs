@@ -74,23 +74,46 @@ struct PageQuery {
     limit: Option<u32>,
 }
 
-/// Reads one page of documents of `kind` and decodes them; `next` is set when the page is full.
+/// Most stored documents one request reads to fill a filtered page. A filter that matches few of
+/// many entities gets a short page with `next` (where to go on) instead of a request that reads
+/// the whole table.
+const SCAN_BUDGET: usize = 20_000;
+
+/// Reads documents of `kind` in key order after `after` and keeps those `keep` accepts, until
+/// `limit` are kept or the documents run out. `next` is set when more may follow: the key of the
+/// last document kept on a full page, or of the last one read when [`SCAN_BUDGET`] ran out first.
 async fn documents<T: serde::de::DeserializeOwned>(
     state: &AppState,
     kind: EntityKind,
-    after: Option<String>,
+    mut after: Option<String>,
     limit: Option<u32>,
+    keep: impl Fn(&T) -> bool,
 ) -> Result<(Vec<T>, Option<String>), ApiError> {
     let limit = super::limit(limit, 100, 1000)?;
-    let rows = state.store.entities(kind, after, limit).await?;
-    let next = (rows.len() == limit as usize).then(|| rows.last().map(|(key, _)| key.clone())).flatten();
-    let decoded = rows
-        .into_iter()
-        .map(|(key, doc)| {
-            serde_json::from_str(&doc).map_err(|e| ApiError::internal(format!("stored {key}: {e}")))
-        })
-        .collect::<Result<Vec<T>, _>>()?;
-    Ok((decoded, next))
+    let mut kept = Vec::new();
+    let mut read = 0;
+    loop {
+        let rows = state.store.entities(kind, after.clone(), limit).await?;
+        let last_page = rows.len() < limit as usize;
+        for (key, doc) in rows {
+            read += 1;
+            let document: T =
+                serde_json::from_str(&doc).map_err(|e| ApiError::internal(format!("stored {key}: {e}")))?;
+            if keep(&document) {
+                kept.push(document);
+            }
+            after = Some(key);
+            if kept.len() == limit as usize {
+                return Ok((kept, after));
+            }
+        }
+        if last_page {
+            return Ok((kept, None));
+        }
+        if read >= SCAN_BUDGET {
+            return Ok((kept, after));
+        }
+    }
 }
 
 /// A page of orders.
@@ -124,14 +147,12 @@ async fn orders(
             )
         })?),
     };
-    let (orders, next): (Vec<Order>, _) =
-        documents(&state, EntityKind::Order, query.after, query.limit).await?;
-    let orders = orders
-        .iter()
-        .filter(|o| status.is_none_or(|s| o.status == s))
-        .filter(|o| query.symbol.as_ref().is_none_or(|s| o.symbol.as_ref() == Some(s)))
-        .map(|o| OrderView::new(o, false))
-        .collect();
+    let symbol = query.symbol;
+    let (orders, next): (Vec<Order>, _) = documents(&state, EntityKind::Order, query.after, query.limit, |o: &Order| {
+        status.is_none_or(|s| o.status == s) && symbol.as_ref().is_none_or(|s| o.symbol.as_ref() == Some(s))
+    })
+    .await?;
+    let orders = orders.iter().map(|o| OrderView::new(o, false)).collect();
     Ok(Json(OrderPage { orders, next }))
 }
 
@@ -188,13 +209,13 @@ async fn positions(
     query: super::QueryResult<SymbolQuery>,
 ) -> Result<Json<PositionPage>, ApiError> {
     let query = super::query(query)?;
+    let symbol = query.symbol;
     let (positions, next): (Vec<Position>, _) =
-        documents(&state, EntityKind::Position, query.after, query.limit).await?;
-    let positions = positions
-        .iter()
-        .filter(|p| query.symbol.as_ref().is_none_or(|s| &p.symbol == s))
-        .map(PositionOut::new)
-        .collect();
+        documents(&state, EntityKind::Position, query.after, query.limit, |p: &Position| {
+            symbol.as_ref().is_none_or(|s| &p.symbol == s)
+        })
+        .await?;
+    let positions = positions.iter().map(PositionOut::new).collect();
     Ok(Json(PositionPage { positions, next }))
 }
 
@@ -221,7 +242,7 @@ async fn balances(
 ) -> Result<Json<BalancePage>, ApiError> {
     let query = super::query(query)?;
     let (balances, next): (Vec<Balance>, _) =
-        documents(&state, EntityKind::Balance, query.after, query.limit).await?;
+        documents(&state, EntityKind::Balance, query.after, query.limit, |_: &Balance| true).await?;
     Ok(Json(BalancePage { balances: balances.into_iter().map(BalanceOut::new).collect(), next }))
 }
 
@@ -247,13 +268,16 @@ async fn signals(
     query: super::QueryResult<SymbolQuery>,
 ) -> Result<Json<SignalPage>, ApiError> {
     let query = super::query(query)?;
-    let (records, next): (Vec<crate::trading::state::SignalRecord>, _) =
-        documents(&state, EntityKind::Signal, query.after, query.limit).await?;
-    let signals = records
-        .into_iter()
-        .filter(|r| query.symbol.as_ref().is_none_or(|s| &r.signal.symbol == s))
-        .map(SignalOut::new)
-        .collect();
+    let symbol = query.symbol;
+    let (records, next) = documents(
+        &state,
+        EntityKind::Signal,
+        query.after,
+        query.limit,
+        |r: &crate::trading::state::SignalRecord| symbol.as_ref().is_none_or(|s| &r.signal.symbol == s),
+    )
+    .await?;
+    let signals = records.into_iter().map(SignalOut::new).collect();
     Ok(Json(SignalPage { signals, next }))
 }
 
@@ -294,10 +318,7 @@ async fn alerts(
 ) -> Result<Json<AlertPage>, ApiError> {
     let query = super::query(query)?;
     let limit = super::limit(query.limit, 100, 1000)?;
-    let mut alerts = state.store.alerts(query.before, limit).await?;
+    let alerts = state.store.alerts(query.before, limit, query.kind).await?;
     let next = (alerts.len() == limit as usize).then(|| alerts.last().map(|a| a.id)).flatten();
-    if let Some(kind) = &query.kind {
-        alerts.retain(|a| &a.kind == kind);
-    }
     Ok(Json(AlertPage { alerts, next }))
 }

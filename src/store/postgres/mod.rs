@@ -480,8 +480,13 @@ impl Store for PgStore {
         processing::entities_with_prefix(&self.client().await?, kind, prefix).await
     }
 
-    async fn alerts(&self, before: Option<i64>, limit: u32) -> Result<Vec<StoredAlert>, StoreError> {
-        processing::alerts(&self.client().await?, before, limit).await
+    async fn alerts(
+        &self,
+        before: Option<i64>,
+        limit: u32,
+        kind: Option<String>,
+    ) -> Result<Vec<StoredAlert>, StoreError> {
+        processing::alerts(&self.client().await?, before, limit, kind.as_deref()).await
     }
 
     async fn dead_letters(&self, filter: DeadLetterFilter) -> Result<Vec<DeadLetter>, StoreError> {

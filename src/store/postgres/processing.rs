@@ -232,16 +232,18 @@ pub(super) async fn entity(
     Ok(row.map(|row| row.get(0)))
 }
 
-/// Alerts, newest first, older than `before` when given.
+/// Alerts, newest first, older than `before` and of `kind` when given.
 pub(super) async fn alerts(
     client: &impl GenericClient,
     before: Option<i64>,
     limit: u32,
+    kind: Option<&str>,
 ) -> Result<Vec<StoredAlert>> {
     let rows = client
         .query(
-            "SELECT id, kind, subject, message, at, event_seq FROM alerts WHERE id < $1 ORDER BY id DESC LIMIT $2",
-            &[&before.unwrap_or(i64::MAX), &i64::from(limit)],
+            "SELECT id, kind, subject, message, at, event_seq FROM alerts
+             WHERE id < $1 AND ($3::text IS NULL OR kind = $3) ORDER BY id DESC LIMIT $2",
+            &[&before.unwrap_or(i64::MAX), &i64::from(limit), &kind],
         )
         .await
         .map_err(pg_error)?;

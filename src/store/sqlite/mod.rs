@@ -560,8 +560,13 @@ impl Store for SqliteStore {
         self.read(move |conn| processing::entities_with_prefix(conn, kind, &prefix)).await
     }
 
-    async fn alerts(&self, before: Option<i64>, limit: u32) -> Result<Vec<StoredAlert>, StoreError> {
-        self.read(move |conn| processing::alerts(conn, before, limit)).await
+    async fn alerts(
+        &self,
+        before: Option<i64>,
+        limit: u32,
+        kind: Option<String>,
+    ) -> Result<Vec<StoredAlert>, StoreError> {
+        self.read(move |conn| processing::alerts(conn, before, limit, kind.as_deref())).await
     }
 
     async fn dead_letters(&self, filter: DeadLetterFilter) -> Result<Vec<DeadLetter>, StoreError> {

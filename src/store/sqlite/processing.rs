@@ -227,16 +227,18 @@ pub(super) fn entity(conn: &Connection, kind: EntityKind, key: &str) -> rusqlite
     .optional()
 }
 
-/// The newest alerts, newest first, optionally older than `before` (an alert id).
+/// The newest alerts, newest first, optionally older than `before` (an alert id) and of `kind`.
 pub(super) fn alerts(
     conn: &Connection,
     before: Option<i64>,
     limit: u32,
+    kind: Option<&str>,
 ) -> rusqlite::Result<Vec<StoredAlert>> {
     let mut statement = conn.prepare_cached(
-        "SELECT id, kind, subject, message, at, event_seq FROM alerts WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
+        "SELECT id, kind, subject, message, at, event_seq FROM alerts
+         WHERE id < ?1 AND (?3 IS NULL OR kind = ?3) ORDER BY id DESC LIMIT ?2",
     )?;
-    let rows = statement.query_map(params![before.unwrap_or(i64::MAX), limit], |row| {
+    let rows = statement.query_map(params![before.unwrap_or(i64::MAX), limit, kind], |row| {
         Ok(StoredAlert {
             id: row.get(0)?,
             kind: row.get(1)?,
