@@ -50,6 +50,52 @@ fn config_check_accepts_the_example_file() {
 }
 
 #[test]
+fn config_check_and_its_errors_never_print_the_database_password() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in [
+        "postgres://tradehook:pw-s3cret@db.internal:5432/tradehook",
+        "postgres://db.internal/th?password=pw-s3cret",
+    ] {
+        let output = tradehook(dir.path())
+            .args(["config", "check"])
+            .env("TRADEHOOK_STORE__URL", url)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(!stdout.contains("pw-s3cret") && stdout.contains("***"), "{stdout}");
+        assert!(stdout.contains("db.internal"), "the rest of the URL is shown: {stdout}");
+    }
+    // A typo in the scheme: the error quotes the URL, without its password.
+    let output = tradehook(dir.path())
+        .args(["config", "check"])
+        .env("TRADEHOOK_STORE__URL", "postgress://tradehook:pw-s3cret@db.internal/tradehook")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("store.url") && !stderr.contains("pw-s3cret"), "{stderr}");
+}
+
+#[test]
+fn variables_an_exec_action_gives_its_command_are_not_taken_for_config_keys() {
+    // An `exec:` action's command gets TRADEHOOK_EVENT_ID and TRADEHOOK_EVENT_TYPE; one that runs
+    // tradehook itself (to send an event on, say) must still load its configuration.
+    let dir = tempfile::tempdir().unwrap();
+    let output = tradehook(dir.path())
+        .args(["config", "check"])
+        .env("TRADEHOOK_EVENT_ID", "evt_42")
+        .env("TRADEHOOK_EVENT_TYPE", "order.updated")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    // Other unknown names are still typos worth stopping for.
+    let output =
+        tradehook(dir.path()).args(["config", "check"]).env("TRADEHOOK_SERVE__LISTEN", "x").output().unwrap();
+    assert!(!output.status.success());
+}
+
+#[test]
 fn bad_environment_override_stops_with_one_line_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let output = tradehook(dir.path())

@@ -10,7 +10,7 @@ pub fn run(path: Option<&Path>) -> anyhow::Result<()> {
     let origin = path.map(|p| p.display().to_string()).unwrap_or_else(|| "built-in defaults".into());
     println!("configuration ok ({origin})");
     println!("  listen      {}", config.server.listen);
-    println!("  store       {}", config.store.url);
+    println!("  store       {}", crate::config::printable_store_url(&config.store.url));
     match &config.server.tls {
         Some(tls) => println!("  tls         cert {} key {}", tls.cert.display(), tls.key.display()),
         None => println!("  tls         off (plain HTTP)"),

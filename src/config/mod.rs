@@ -396,6 +396,38 @@ fn default_tolerance() -> Duration {
 fn default_id_fields() -> Vec<String> {
     vec!["/id".into(), "/eventId".into()]
 }
+/// `TRADEHOOK_*` variables that are not configuration keys: the zero-config secret, the config
+/// file, what an `exec:` action's command is given (`TRADEHOOK_EVENT_ID`, …; so a command may run
+/// `tradehook send`), and the benchmark client's thread count. Any other `TRADEHOOK_*` name must
+/// be a key: a typo is an error, not silently ignored.
+const NOT_CONFIG_KEYS: [&str; 5] = ["SECRET", "CONFIG", "EVENT_ID", "EVENT_TYPE", "BENCH_CLIENT_THREADS"];
+
+/// `store.url` fit to print: a password, in the user part or a `password` parameter, shows as
+/// `***`. SQLite URLs (a file path) are printed as they are.
+pub fn printable_store_url(url: &str) -> String {
+    if url.trim_start().starts_with("sqlite://") {
+        return url.to_owned();
+    }
+    let Ok(mut parsed) = reqwest::Url::parse(url.trim()) else {
+        return "<not a URL>".into();
+    };
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("***"));
+    }
+    let is_password = |key: &str| key.eq_ignore_ascii_case("password");
+    if parsed.query_pairs().any(|(key, _)| is_password(&key)) {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(key, value)| {
+                let value = if is_password(&key) { "***".into() } else { value.into_owned() };
+                (key.into_owned(), value)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string()
+}
+
 fn default_token_field() -> String {
     "passphrase".into()
 }
@@ -415,7 +447,7 @@ impl Config {
             }
             figment = figment.merge(Toml::file_exact(path));
         }
-        let figment = figment.merge(Env::prefixed("TRADEHOOK_").ignore(&["SECRET", "CONFIG"]).split("__"));
+        let figment = figment.merge(Env::prefixed("TRADEHOOK_").ignore(&NOT_CONFIG_KEYS).split("__"));
         let config: Config = figment.extract().map_err(|e| ConfigError(one_line(&e)))?;
         config.validate()?;
         Ok(config)
@@ -579,7 +611,7 @@ impl Config {
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Ok(StoreLocation::Postgres(url.to_string()))
         } else {
-            Err(format!("`{url}` must start with sqlite:// or postgres://"))
+            Err(format!("`{}` must start with sqlite:// or postgres://", printable_store_url(url)))
         }
     }
 
