@@ -35,14 +35,65 @@ pub struct AuditLog {
     entries: Mutex<VecDeque<Rejection>>,
 }
 
+/// What a masked secret reads as.
+const REDACTED: &str = "<redacted>";
+
+/// `text` with the value of every `"field": …` masked: a string up to its closing quote (or the
+/// end of the text, when the prefix cut it), anything else up to the next `,` or `}`.
+fn mask_field(text: &str, field: &str) -> String {
+    let name = format!("\"{field}\"");
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(found) = rest.find(&name) {
+        let after_name = found + name.len();
+        out.push_str(&rest[..after_name]);
+        rest = &rest[after_name..];
+        let value = rest.trim_start();
+        let Some(value) = value.strip_prefix(':') else { continue };
+        let value = value.trim_start();
+        out.push_str(&rest[..rest.len() - value.len()]);
+        let end = match value.strip_prefix('"') {
+            Some(string) => {
+                let mut escaped = false;
+                let close = string.char_indices().find(|&(_, c)| {
+                    let closes = c == '"' && !escaped;
+                    escaped = c == '\\' && !escaped;
+                    closes
+                });
+                close.map_or(value.len(), |(i, _)| i + 2)
+            }
+            None => value.find([',', '}']).unwrap_or(value.len()),
+        };
+        out.push_str(REDACTED);
+        rest = &value[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `text` cut to at most `max` bytes, at a character boundary.
+fn cut(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
 impl AuditLog {
     /// An empty log keeping at most `capacity` entries.
     pub fn new(capacity: usize) -> Self {
         AuditLog { capacity: capacity.max(1), entries: Mutex::new(VecDeque::new()) }
     }
 
-    /// Records a rejection, dropping the oldest when full. Any of `secrets` found in the body
-    /// prefix (a TradingView passphrase in a body that failed for another reason) is masked.
+    /// Records a rejection, dropping the oldest when full. Any of `secrets` in the body (a
+    /// TradingView passphrase in a body that failed for another reason) and the value of
+    /// `token_field` (a token that failed, maybe an old one) are masked before the prefix is cut,
+    /// so a secret across the cut leaves no part of itself behind.
+    #[allow(clippy::too_many_arguments)]
     pub fn record(
         &self,
         client_ip: String,
@@ -51,12 +102,18 @@ impl AuditLog {
         reason: &str,
         body: &[u8],
         secrets: &[String],
+        token_field: Option<&str>,
     ) {
-        let prefix = &body[..body.len().min(BODY_PREFIX_LEN)];
-        let mut body_prefix = String::from_utf8_lossy(prefix).into_owned();
+        let longest = secrets.iter().map(String::len).max().unwrap_or(0);
+        let window = &body[..body.len().min(BODY_PREFIX_LEN + longest)];
+        let mut text = String::from_utf8_lossy(window).into_owned();
         for secret in secrets.iter().filter(|s| !s.is_empty()) {
-            body_prefix = body_prefix.replace(secret.as_str(), "<redacted>");
+            text = text.replace(secret.as_str(), REDACTED);
         }
+        if let Some(field) = token_field {
+            text = mask_field(&text, field);
+        }
+        let body_prefix = cut(text, BODY_PREFIX_LEN);
         let entry = Rejection {
             at: crate::store::rfc3339(crate::store::now_ms()),
             client_ip,
@@ -87,7 +144,7 @@ mod tests {
     fn keeps_only_the_newest_entries() {
         let log = AuditLog::new(3);
         for i in 0..10 {
-            log.record("127.0.0.1".into(), "default", 401, &format!("r{i}"), b"{}", &[]);
+            log.record("127.0.0.1".into(), "default", 401, &format!("r{i}"), b"{}", &[], None);
         }
         let recent = log.recent(10);
         assert_eq!(recent.len(), 3);
@@ -98,7 +155,7 @@ mod tests {
     #[test]
     fn body_prefix_is_bounded() {
         let log = AuditLog::new(3);
-        log.record("127.0.0.1".into(), "default", 413, "too big", &vec![b'a'; 10_000], &[]);
+        log.record("127.0.0.1".into(), "default", 413, "too big", &vec![b'a'; 10_000], &[], None);
         assert_eq!(log.recent(1)[0].body_prefix.len(), BODY_PREFIX_LEN);
     }
 
@@ -106,8 +163,36 @@ mod tests {
     fn configured_secrets_are_masked_in_the_body_prefix() {
         let log = AuditLog::new(3);
         let body = br#"{"passphrase":"tv-pass-123","ticker":"BTCUSD""#;
-        log.record("127.0.0.1".into(), "tv", 400, "not JSON", body, &["tv-pass-123".into()]);
+        log.record("127.0.0.1".into(), "tv", 400, "not JSON", body, &["tv-pass-123".into()], None);
         let prefix = &log.recent(1)[0].body_prefix;
         assert!(!prefix.contains("tv-pass-123") && prefix.contains("<redacted>"), "{prefix}");
+    }
+
+    #[test]
+    fn a_secret_across_the_cut_leaves_no_part_of_itself() {
+        let log = AuditLog::new(3);
+        let mut body = vec![b' '; BODY_PREFIX_LEN - 5];
+        body.extend_from_slice(b"tv-pass-123\"}");
+        log.record("127.0.0.1".into(), "tv", 400, "not JSON", &body, &["tv-pass-123".into()], None);
+        let prefix = &log.recent(1)[0].body_prefix;
+        assert!(prefix.len() <= BODY_PREFIX_LEN);
+        assert!(!prefix.contains("tv-pa"), "{prefix:?}");
+    }
+
+    #[test]
+    fn the_token_field_is_masked_whatever_it_holds() {
+        let log = AuditLog::new(5);
+        let secrets = ["new-pass".to_string()];
+        // A rotated-out passphrase, with escapes, spaces and a key after it.
+        let body = br#"{"ticker":"BTCUSD", "passphrase" : "old-\"pass", "price":1}"#;
+        log.record("127.0.0.1".into(), "tv", 401, "bad token", body, &secrets, Some("passphrase"));
+        let prefix = &log.recent(1)[0].body_prefix;
+        assert_eq!(prefix, r#"{"ticker":"BTCUSD", "passphrase" : <redacted>, "price":1}"#);
+        // Not a string, twice, and a value the cut ends inside.
+        let mut body = br#"{"passphrase":12345,"x":{"passphrase":true},"passphrase":""#.to_vec();
+        body.extend(std::iter::repeat_n(b'z', 400));
+        log.record("127.0.0.1".into(), "tv", 401, "bad token", &body, &secrets, Some("passphrase"));
+        let prefix = &log.recent(1)[0].body_prefix;
+        assert_eq!(prefix, r#"{"passphrase":<redacted>,"x":{"passphrase":<redacted>},"passphrase":<redacted>"#);
     }
 }

@@ -4,7 +4,7 @@
 use ipnet::IpNet;
 
 use super::guard::{self, SourceLimiter};
-use super::signature::{SecretError, Verifier, VerifyOptions};
+use super::signature::{Scheme, SecretError, Verifier, VerifyOptions};
 use crate::config::{Format, SourceConfig};
 
 /// One configured sender of webhooks, ready to check requests.
@@ -25,6 +25,9 @@ pub struct Source {
     pub id_fields: Vec<String>,
     /// Secrets, kept only to mask them wherever request data is recorded.
     pub secrets: Vec<String>,
+    /// The body field a `token` source reads its token from: its value is masked wherever request
+    /// data is recorded, whether or not it is a configured secret (an old, rotated one, say).
+    pub token_field: Option<String>,
     /// Metric handles of the success path, resolved once instead of per request.
     pub metrics: SourceMetrics,
 }
@@ -61,6 +64,7 @@ impl Source {
             max_body: config.max_body,
             id_fields: config.id_fields.clone(),
             secrets: config.secrets.clone(),
+            token_field: (config.signature == Scheme::Token).then(|| config.token_field.clone()),
             metrics: SourceMetrics::new(&config.name),
         })
     }
