@@ -155,9 +155,10 @@ async fn the_paper_broker_fills_market_orders_and_feeds_the_fills_back() {
     let events = store.events(filter).await.unwrap();
     let types: Vec<_> = events.iter().rev().map(|e| e.event_type.clone().unwrap()).collect();
     assert_eq!(types, ["order.created", "order.updated"]);
-    assert_eq!(events[0].payload["data"]["status"], "filled");
-    assert_eq!(events[0].payload["data"]["averagePrice"], "50000");
-    assert_eq!(events[0].payload["data"]["clientOrderId"], "th-p1");
+    let payload = events[0].payload_json();
+    assert_eq!(payload["data"]["status"], "filled");
+    assert_eq!(payload["data"]["averagePrice"], "50000");
+    assert_eq!(payload["data"]["clientOrderId"], "th-p1");
     stop.cancel();
     task.await.unwrap();
 }

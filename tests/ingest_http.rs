@@ -29,6 +29,21 @@ async fn accepted_event_is_stored_and_readable_by_its_id() {
 }
 
 #[tokio::test]
+async fn the_events_api_shows_the_payload_exactly_as_received() {
+    let server = TestServer::start().await;
+    // Decimals an f64 cannot hold, trailing zeros and key order are part of what was sent.
+    let body = r#"{"id":"raw1","event":"order.updated","data":{"orderId":"o-raw","price":1.50,"quantity":0.123456789012345678901,"cumulative":12345678901234567890123}}"#;
+    let answer = post_event(&server, body).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    let id = answer.json["id"].as_str().unwrap().to_string();
+    let one = admin_get(&server, &format!("/api/v1/events/{id}")).await;
+    assert!(one.text.contains(&format!("\"payload\":{body}")), "{}", one.text);
+    let list = admin_get(&server, "/api/v1/events").await;
+    assert!(list.text.contains(&format!("\"payload\":{body}")), "{}", list.text);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn duplicate_event_answers_duplicate_with_the_first_id() {
     let server = TestServer::start().await;
     let first = post_event(&server, &order_event("dup")).await;

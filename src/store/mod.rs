@@ -81,10 +81,27 @@ pub struct StoredEvent {
     pub client_ip: String,
     /// Headers minus secrets.
     pub headers: serde_json::Value,
-    /// The payload: JSON when it parses, else a UTF-8 (lossy) string.
-    pub payload: serde_json::Value,
+    /// The payload as stored, byte for byte, when it is JSON (so `1.50` stays `1.50` and a
+    /// decimal keeps every digit); else a JSON string of it (lossy UTF-8).
+    #[schema(value_type = serde_json::Value)]
+    pub payload: Box<serde_json::value::RawValue>,
     /// When processing finished, RFC 3339; `None` while pending.
     pub processed_at: Option<String>,
+}
+
+impl StoredEvent {
+    /// The payload parsed, for code that reads fields of it.
+    pub fn payload_json(&self) -> serde_json::Value {
+        serde_json::from_str(self.payload.get()).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// A stored body as [`StoredEvent::payload`]: its own text when it is JSON, else a JSON string.
+pub(crate) fn payload_of(body: &[u8]) -> Box<serde_json::value::RawValue> {
+    let text = String::from_utf8_lossy(body);
+    serde_json::from_str(&text)
+        .or_else(|_| serde_json::value::to_raw_value(&text))
+        .unwrap_or_default()
 }
 
 /// Which events to list.

@@ -6,7 +6,9 @@
 //! other keys in their original order. Tokens are compared as SHA-256 digests in constant time,
 //! which also hides their length.
 
-use serde_json::{Map, Value};
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use subtle::{Choice, ConstantTimeEq};
 
@@ -54,7 +56,7 @@ impl Tokens {
             });
         }
         let (object, value) = strip_field(request.body, field).ok_or(SignatureError::Missing(MISSING))?;
-        let Value::String(token) = value else {
+        let Ok(token) = serde_json::from_str::<String>(value.get()) else {
             return Err(SignatureError::Malformed(NOT_A_STRING));
         };
         if !self.accepts(token.as_bytes()) {
@@ -69,17 +71,53 @@ fn digest(token: &[u8]) -> [u8; 32] {
     Sha256::digest(token).into()
 }
 
-/// Parses `body` as a JSON object and takes `field` out of it, keeping the other keys in order.
-/// `None` when the body is not a JSON object or has no such field.
-fn strip_field(body: &[u8], field: &str) -> Option<(Map<String, Value>, Value)> {
+/// Parses `body` as a JSON object and takes `field` out of it (every copy; the value of the last
+/// one is returned, as a JSON reader would see it). The other members keep their order and their
+/// exact text: `1.50` stays `1.50`, a decimal keeps every digit. `None` when the body is not a
+/// JSON object or has no such field.
+fn strip_field(body: &[u8], field: &str) -> Option<(RawObject, Box<RawValue>)> {
     // Most bodies never mention the field; skip parsing them. A backslash could hide the name
     // behind a JSON escape, so such bodies are always parsed.
     if !contains(body, field.as_bytes()) && !body.contains(&b'\\') {
         return None;
     }
-    let mut object: Map<String, Value> = serde_json::from_slice(body).ok()?;
-    let value = object.shift_remove(field)?;
-    Some((object, value))
+    let RawObject(members) = serde_json::from_slice(body).ok()?;
+    let (taken, kept): (Vec<_>, Vec<_>) = members.into_iter().partition(|(name, _)| name == field);
+    let value = taken.into_iter().last()?.1;
+    Some((RawObject(kept), value))
+}
+
+/// A JSON object as its members in order, each value as its own text.
+struct RawObject(Vec<(String, Box<RawValue>)>);
+
+impl<'de> Deserialize<'de> for RawObject {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> Visitor<'de> for Members {
+            type Value = RawObject;
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawObject, A::Error> {
+                let mut members = Vec::new();
+                while let Some(member) = map.next_entry()? {
+                    members.push(member);
+                }
+                Ok(RawObject(members))
+            }
+        }
+        deserializer.deserialize_map(Members)
+    }
+}
+
+impl Serialize for RawObject {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (name, value) in &self.0 {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
+    }
 }
 
 /// Whether `needle` occurs in `haystack`.
@@ -88,7 +126,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 }
 
 /// Serializes the redacted body.
-fn serialize(object: &Map<String, Value>) -> Result<Vec<u8>, SignatureError> {
+fn serialize(object: &RawObject) -> Result<Vec<u8>, SignatureError> {
     // A map of strings to values always serializes; the error arm only avoids a panic path.
     serde_json::to_vec(object).map_err(|_| SignatureError::Malformed("JSON body"))
 }
@@ -149,9 +187,11 @@ pub(super) fn sign(secret: &str, body: &[u8], context: &SignContext) -> Result<S
         return Ok(Signed { headers: vec![], query: Some(query), body: body.to_vec() });
     };
     let not_an_object = SecretError::Body { scheme: Scheme::Token, reason: "the body is not a JSON object" };
-    let mut object: Map<String, Value> = serde_json::from_slice(body).map_err(|_| not_an_object.clone())?;
-    object.insert(field.clone(), Value::String(secret.to_owned()));
-    let body = serde_json::to_vec(&object).map_err(|_| not_an_object)?;
+    let RawObject(mut members) = serde_json::from_slice(body).map_err(|_| not_an_object.clone())?;
+    members.retain(|(name, _)| name != field);
+    let token = serde_json::value::to_raw_value(secret).map_err(|_| not_an_object.clone())?;
+    members.push((field.clone(), token));
+    let body = serde_json::to_vec(&RawObject(members)).map_err(|_| not_an_object)?;
     Ok(Signed { headers: vec![], query: None, body })
 }
 
@@ -198,6 +238,21 @@ mod tests {
         let body = br#"{"b":1,"passphrase":"my pass&phrase","a":2}"#;
         let query = Some("token=my+pass%26phrase");
         assert_eq!(check(&v, &headers(&[]), query, body, 0), redacted(r#"{"b":1,"a":2}"#));
+    }
+
+    #[test]
+    fn the_other_members_keep_their_exact_text() {
+        let v = verifier(Scheme::Token, &[TOKEN]);
+        let body = br#"{"passphrase":"my pass&phrase","price":1.50,"qty":0.123456789012345678901,"n":{"a": [1.0, 2e3]}}"#;
+        let kept = r#"{"price":1.50,"qty":0.123456789012345678901,"n":{"a": [1.0, 2e3]}}"#;
+        assert_eq!(check(&v, &headers(&[]), None, body, 0), redacted(kept));
+    }
+
+    #[test]
+    fn every_copy_of_the_field_is_removed_and_the_last_is_the_token() {
+        let v = verifier(Scheme::Token, &[TOKEN]);
+        let body = br#"{"passphrase":"an old one","a":1,"passphrase":"my pass&phrase"}"#;
+        assert_eq!(check(&v, &headers(&[]), None, body, 0), redacted(r#"{"a":1}"#));
     }
 
     #[test]

@@ -249,8 +249,7 @@ const EVENT_COLUMNS: &str =
 fn event_from_row(row: &Row) -> StoredEvent {
     let headers: String = row.get(6);
     let body: Vec<u8> = row.get(7);
-    let payload = serde_json::from_slice(&body)
-        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&body).into_owned()));
+    let payload = crate::store::payload_of(&body);
     let seq: i64 = row.get(0);
     StoredEvent {
         id: event_id(seq),

@@ -364,8 +364,7 @@ const EVENT_COLUMNS: &str = "seq, seq, source, event_key, event_type, received_a
 fn event_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
     let headers: String = row.get(7)?;
     let body: Vec<u8> = row.get(8)?;
-    let payload = serde_json::from_slice(&body)
-        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&body).into_owned()));
+    let payload = crate::store::payload_of(&body);
     Ok(StoredEvent {
         id: event_id(row.get(0)?),
         seq: row.get(1)?,

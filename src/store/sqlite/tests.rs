@@ -27,7 +27,7 @@ async fn append_then_read_back() {
     assert!(id.starts_with("evt_"));
     let stored = store.event(&id).await.unwrap().unwrap();
     assert_eq!(stored.event_key, "a");
-    assert_eq!(stored.payload["event"], "order.updated");
+    assert_eq!(stored.payload_json()["event"], "order.updated");
     assert_eq!(stored.processed_at, None);
     assert_eq!(store.backlog(), 1);
 }
