@@ -157,6 +157,42 @@ fn zero_config_serve_generates_a_secret_once_and_send_uses_it() {
 }
 
 #[test]
+fn bench_plots_the_latency_distribution_as_svg() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, banner) = zero_config_serve(dir.path());
+    let secret = std::fs::read_to_string(dir.path().join("data/default-source.secret")).unwrap();
+    let url = banner.split("--url ").nth(1).unwrap().trim().to_string();
+    let plot = dir.path().join("latency.svg");
+    let bench = |url: &str, plot: &std::path::Path, count: &str| {
+        tradehook(dir.path())
+            .args(["bench", "--url", url, "--secret", secret.trim(), "--connections", "4", "--count", count])
+            .args(["--warmup", "0s", "--no-progress", "--plot"])
+            .arg(plot)
+            .output()
+            .unwrap()
+    };
+    let output = bench(&url, &plot, "400");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{svg}");
+    for text in ["percentile", "latency (ms)", "90%", "99%", "4 connections"] {
+        assert!(svg.contains(text), "{text} missing: {svg}");
+    }
+    assert!(svg.contains("<polyline"), "the latency line is drawn: {svg}");
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let _ = child.wait();
+
+    // Nothing answered ok: nothing to plot, one line and a non-zero exit, no file.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let empty = dir.path().join("empty.svg");
+    let output = bench(&format!("http://127.0.0.1:{port}/webhook"), &empty, "8");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("no request was answered ok"), "{stderr}");
+    assert!(!empty.exists());
+}
+
+#[test]
 fn send_lists_samples_and_rejects_unknown_types_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let list = tradehook(dir.path()).args(["send", "list"]).output().unwrap();

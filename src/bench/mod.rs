@@ -20,6 +20,7 @@ mod connection;
 pub mod deliveries;
 pub mod event;
 pub mod limit;
+pub mod plot;
 mod report;
 pub mod target;
 

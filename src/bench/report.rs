@@ -33,6 +33,9 @@ pub struct BenchReport {
     pub max_us: u64,
     /// Mean latency of ok responses, in microseconds.
     pub mean_us: f64,
+    /// (percentile, microseconds) from 0 % to the slowest, denser towards the tail: what
+    /// `bench --plot` draws.
+    pub latency_by_percentile: Vec<(f64, u64)>,
 }
 
 impl BenchReport {
@@ -57,6 +60,7 @@ impl BenchReport {
             p999_us: latency.value_at_quantile(0.999),
             max_us: latency.max(),
             mean_us: latency.mean(),
+            latency_by_percentile: by_percentile(latency),
         }
     }
 
@@ -106,6 +110,23 @@ impl BenchReport {
             "mean_us": self.mean_us,
         })
     }
+}
+
+/// Latency at percentiles spaced evenly in "nines" (0, 90, 99, 99.9 % … equally far apart), ten
+/// steps per nine, as far as the sample count can tell apart, then the slowest.
+fn by_percentile(latency: &Histogram<u64>) -> Vec<(f64, u64)> {
+    if latency.is_empty() {
+        return Vec::new();
+    }
+    let nines = (latency.len() as f64).log10().floor().clamp(1.0, 6.0);
+    let mut points: Vec<(f64, u64)> = (0..=(nines * 10.0) as u32)
+        .map(|step| {
+            let quantile = 1.0 - 10f64.powf(-f64::from(step) / 10.0);
+            (quantile * 100.0, latency.value_at_quantile(quantile))
+        })
+        .collect();
+    points.push((100.0, latency.max()));
+    points
 }
 
 /// Microseconds shown as milliseconds with three decimals.

@@ -41,6 +41,10 @@ pub struct BenchArgs {
     /// No progress bar.
     #[arg(long)]
     pub no_progress: bool,
+    /// Also write the latency distribution (latency by percentile, 0 % to the slowest) to this
+    /// SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<std::path::PathBuf>,
     /// `ingest` (load a receiver at --url) or `deliveries` (measure outbound signed deliveries
     /// from a temporary store to a local receiver; uses --count, default 50000, and
     /// --connections as the delivery concurrency).
@@ -64,6 +68,9 @@ pub enum BenchMode {
 /// Runs the benchmark and prints the report.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.mode == BenchMode::Deliveries {
+        if args.plot.is_some() {
+            anyhow::bail!("--plot draws the latency of webhooks sent; it does not apply to --mode deliveries");
+        }
         let options = crate::bench::deliveries::DeliveryBenchOptions {
             count: args.count.unwrap_or(50_000),
             concurrency: args.connections,
@@ -97,6 +104,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         body_size: args.body_size,
     };
     let report = bench::run(options).await?;
+    if let Some(path) = &args.plot {
+        let title = format!(
+            "{} · {} connections · {:.0} ok/s · p99 {:.2} ms",
+            args.url,
+            args.connections,
+            report.throughput,
+            report.p99_us as f64 / 1000.0
+        );
+        bench::plot::write_svg(&report, &title, path)?;
+    }
     let processing = match &args.admin_token {
         Some(token) => Some(drain(&args.url, token, started).await?),
         None => None,
