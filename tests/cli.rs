@@ -52,15 +52,14 @@ fn config_check_accepts_the_example_file() {
 #[test]
 fn config_check_and_its_errors_never_print_the_database_password() {
     let dir = tempfile::tempdir().unwrap();
-    for url in [
-        "postgres://tradehook:pw-s3cret@db.internal:5432/tradehook",
-        "postgres://db.internal/th?password=pw-s3cret",
-    ] {
-        let output = tradehook(dir.path())
-            .args(["config", "check"])
-            .env("TRADEHOOK_STORE__URL", url)
-            .output()
-            .unwrap();
+    let cases = [
+        ("TRADEHOOK_STORE__URL", "postgres://tradehook:pw-s3cret@db.internal:5432/tradehook"),
+        ("TRADEHOOK_STORE__URL", "postgres://db.internal/th?password=pw-s3cret"),
+        // SPEC §7's short form: the store as just its URL.
+        ("TRADEHOOK_STORE", "postgres://tradehook:pw-s3cret@db.internal/tradehook"),
+    ];
+    for (variable, url) in cases {
+        let output = tradehook(dir.path()).args(["config", "check"]).env(variable, url).output().unwrap();
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
         assert!(!stdout.contains("pw-s3cret") && stdout.contains("***"), "{stdout}");

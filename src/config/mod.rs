@@ -29,7 +29,8 @@ pub(crate) mod units;
 pub struct Config {
     /// Listening socket, proxies, request limits.
     pub server: ServerConfig,
-    /// Where events are stored.
+    /// Where events are stored: a `[store]` table, or just its URL (`store = "postgres://…"`).
+    #[serde(deserialize_with = "store_url_or_table")]
     pub store: StoreConfig,
     /// The management API.
     pub api: ApiConfig,
@@ -83,6 +84,25 @@ pub struct ServerConfig {
     pub header_timeout: Duration,
     /// Most connections open at once; further ones wait to be accepted until one closes.
     pub max_connections: usize,
+}
+
+/// `store = "<url>"` (SPEC §7) as `[store] url = "<url>"` with every other key at its default;
+/// a table as itself, with its own errors (`store.retention: …`).
+fn store_url_or_table<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<StoreConfig, D::Error> {
+    struct UrlOrTable;
+    impl<'de> serde::de::Visitor<'de> for UrlOrTable {
+        type Value = StoreConfig;
+        fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+            formatter.write_str("a store URL or a [store] table")
+        }
+        fn visit_str<E: serde::de::Error>(self, url: &str) -> Result<StoreConfig, E> {
+            Ok(StoreConfig { url: url.to_owned(), ..StoreConfig::default() })
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<StoreConfig, A::Error> {
+            StoreConfig::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+        }
+    }
+    deserializer.deserialize_any(UrlOrTable)
 }
 
 /// `[store]`.

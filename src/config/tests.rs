@@ -99,3 +99,16 @@ fn debug_output_hides_secrets() {
     let text = format!("{source:?} {key:?}");
     assert!(!text.contains("hunter2"), "{text}");
 }
+
+#[test]
+fn the_store_may_be_given_as_just_its_url() {
+    let config = load_toml(r#"store = "postgres://tradehook@db.internal/tradehook""#).unwrap();
+    assert_eq!(config.store.url, "postgres://tradehook@db.internal/tradehook");
+    assert_eq!(config.store.retention, StoreConfig::default().retention, "the other keys keep their defaults");
+    assert!(matches!(config.store_location(), Ok(StoreLocation::Postgres(_))));
+    // The table form keeps naming the key of a bad value.
+    let error = load_toml("[store]\nretention = \"soon\"\n").unwrap_err().to_string();
+    assert!(error.contains("store.retention"), "{error}");
+    let error = load_toml("store = 5").unwrap_err().to_string();
+    assert!(error.contains("store") && error.contains("a store URL or a [store] table"), "{error}");
+}
