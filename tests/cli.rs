@@ -7,6 +7,7 @@ use std::io::BufRead;
 use std::process::{Command, Stdio};
 
 use common::*;
+use tradehook::ingest::signature::Scheme;
 
 fn tradehook(dir: &std::path::Path) -> Command {
     let mut command = Command::new(binary());
@@ -189,6 +190,40 @@ fn bench_plots_the_latency_distribution_as_svg() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("no request was answered ok"), "{stderr}");
     assert!(!empty.exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_with_an_id_shows_de_duplication_on_a_standard_webhooks_source_too() {
+    const WHSEC: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+    let server = TestServer::start_with(|config| {
+        let source = tradehook::config::SourceConfig::new("sw", Scheme::StandardWebhooks, vec![WHSEC.into()]);
+        config.sources.push(source);
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = server.url("/webhooks/sw");
+    let send = || {
+        let output = tradehook(dir.path())
+            .args([
+                "send",
+                "order.created",
+                "--scheme",
+                "standard-webhooks",
+                "--secret",
+                WHSEC,
+                "--url",
+                &url,
+            ])
+            .args(["--id", "msg_same"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let first = tokio::task::block_in_place(send);
+    assert!(first.contains("accepted"), "{first}");
+    let second = tokio::task::block_in_place(send);
+    assert!(second.contains("duplicate"), "{second}");
+    server.stop().await;
 }
 
 #[test]

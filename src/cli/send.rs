@@ -32,7 +32,8 @@ pub struct SendArgs {
     /// Signing secret; default: TRADEHOOK_SECRET, the source's first secret, or the generated one.
     #[arg(long, env = "TRADEHOOK_SECRET", hide_env_values = true)]
     pub secret: Option<String>,
-    /// Event id for the sample (same id twice shows de-duplication); default: random.
+    /// Event id: the sample's `id`, and the `webhook-id` of a standard-webhooks request (same id
+    /// twice shows de-duplication); default: random.
     #[arg(long)]
     pub id: Option<String>,
     /// For the token scheme: put the token in this JSON field instead of the query.
@@ -74,7 +75,8 @@ pub async fn run(args: SendArgs, config_path: Option<&Path>) -> anyhow::Result<(
     };
     let context = SignContext {
         timestamp: chrono::Utc::now().timestamp(),
-        message_id: format!("msg_{}", ulid::Ulid::new()),
+        // The header's id wins over the body's (SPEC §1), so it must follow --id too.
+        message_id: args.id.clone().unwrap_or_else(|| format!("msg_{}", ulid::Ulid::new())),
         token_field: args.token_field.clone(),
     };
     let signed = signature::sign(scheme, &secret, &body, &context)?;
