@@ -377,6 +377,23 @@ async fn health_ready_and_metrics_answer() {
     );
     assert!(metrics.text.contains("tradehook_ack_seconds_bucket"));
     assert!(metrics.text.contains("tradehook_store_batch_size_bucket"));
+
+    // SPEC §6 also names backlog, processing lag and DLQ size: one event processed, one
+    // dead-lettered (no orderId), nothing left waiting.
+    let bad = r#"{"id":"m2","event":"order.updated","timestamp":"2024-01-15T10:30:01Z","data":{"status":"filled"}}"#;
+    assert_eq!(post_event(&server, bad).await.status, StatusCode::OK);
+    wait_processed(server.addr).await;
+    let metrics = request(Method::GET, &server.url("/metrics"), &[], Vec::new()).await;
+    let value = |name: &str| -> f64 {
+        let line =
+            metrics.text.lines().find(|line| line.starts_with(&format!("{name} "))).unwrap_or_else(|| {
+                panic!("{name} is missing: {}", metrics.text);
+            });
+        line[name.len()..].trim().parse().unwrap()
+    };
+    assert_eq!(value("tradehook_backlog"), 0.0);
+    assert_eq!(value("tradehook_dlq_size"), 1.0);
+    assert!(value("tradehook_processing_lag_seconds_count") >= 2.0, "{}", metrics.text);
 }
 
 #[tokio::test]
