@@ -89,6 +89,41 @@ async fn exec_routes_get_the_event_on_stdin() {
 }
 
 #[tokio::test]
+async fn a_route_filtered_by_symbol_sees_order_updates_that_name_only_the_order() {
+    let out = tempfile::tempdir().unwrap();
+    let file = out.path().join("ids");
+    // Each event's id, one per line (jq-free: the body's first field is its id).
+    let command = format!("exec:head -c 40 | cut -d'\"' -f4 >> {}", file.display());
+    let server = TestServer::start_with(|config| {
+        fast_retries(config);
+        let mut filtered = route(&["order.*"], &[command]);
+        filtered.symbols = vec!["BTC/USD".into()];
+        config.routes = vec![filtered];
+    })
+    .await;
+    // Seed 001's shapes: order.created names the symbol, order.updated only the order id.
+    let created = json!({"id": "s1", "event": "order.created", "timestamp": "2024-01-15T10:30:00Z", "data": {
+        "orderId": "o-s", "symbol": "BTC/USD", "side": "buy", "type": "limit", "quantity": 1, "price": 100, "status": "open"}});
+    let updated = json!({"id": "s2", "event": "order.updated", "timestamp": "2024-01-15T10:30:01Z", "data": {
+        "orderId": "o-s", "status": "partially_filled", "filledQuantity": 0.5, "averagePrice": 100}});
+    let other = json!({"id": "s3", "event": "order.created", "timestamp": "2024-01-15T10:30:02Z", "data": {
+        "orderId": "o-e", "symbol": "ETH/USD", "side": "buy", "type": "limit", "quantity": 1, "price": 10, "status": "open"}});
+    for event in [created, updated, other] {
+        assert_eq!(post_event(&server, &event.to_string()).await.status, StatusCode::OK);
+    }
+    wait_processed(server.addr).await;
+    let ids = eventually(10, "both BTC/USD events at the command", || async {
+        std::fs::read_to_string(&file).ok().filter(|t| t.lines().count() >= 2)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ids = std::fs::read_to_string(&file).unwrap_or(ids);
+    let mut ids: Vec<&str> = ids.lines().collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["s1", "s2"], "the ETH/USD order is filtered out, the update of the BTC/USD one is not");
+}
+
+#[tokio::test]
 async fn failing_exec_routes_end_in_the_dead_letter_queue() {
     let server = TestServer::start_with(|config| {
         fast_retries(config);

@@ -234,13 +234,16 @@ impl Worker {
         let routing = !self.routes.is_idle(&subscriptions);
         for event in events {
             let rules = self.rules.get(&event.source);
-            let (parsed, facts) = match apply::read(rules, event, routing) {
+            let (parsed, mut facts) = match apply::read(rules, event, routing) {
                 Ok(read) => read,
                 Err(reason) => {
                     batch.dead.push(dead_letter(event, reason, None));
                     continue;
                 }
             };
+            if routing && facts.symbol.is_none() {
+                facts.symbol = known_symbol(&self.state, &parsed);
+            }
             let key = match &parsed {
                 Parsed::Trading(_, key) | Parsed::Passive(key) => key.clone(),
             };
@@ -353,6 +356,15 @@ impl Worker {
     pub fn state(&self) -> &TradingState {
         &self.state
     }
+}
+
+/// The symbol of an order event that does not name one (seed 001's `order.updated` carries only
+/// the order id and fill figures): the order's, from its earlier events. Routes filtered by
+/// symbol then see every event of the order, not only its first.
+fn known_symbol(state: &TradingState, parsed: &Parsed) -> Option<String> {
+    let Parsed::Trading(canonical, _) = parsed else { return None };
+    let crate::trading::EventKind::Order(order) = &canonical.kind else { return None };
+    order.symbol.clone().or_else(|| state.orders.get(&order.order_id).and_then(|known| known.symbol.clone()))
 }
 
 /// A dead letter for an event that can never be processed (schema error).
