@@ -102,6 +102,10 @@ pub struct Position {
     fills: FillBook,
     /// The newest `position.*` snapshot.
     pub venue: Option<VenueSnapshot>,
+    /// The side of the newest snapshot that named one: seed 001's `position.updated` gives the
+    /// quantity without it. Newest by event time, whatever the arrival order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub venue_side: Option<(Stamp, PositionSide)>,
     /// The newest margin call.
     pub margin: Option<MarginSnapshot>,
 }
@@ -146,6 +150,7 @@ impl Position {
             commission: Decimal::ZERO,
             fills: FillBook::default(),
             venue: None,
+            venue_side: None,
             margin: None,
         }
     }
@@ -271,12 +276,34 @@ impl Position {
     /// Takes a `position.*` snapshot if it is the newest; returns whether it was taken and the
     /// reconciliation alert, if the venue disagrees with the fills.
     pub fn apply_venue(&mut self, event: &PositionEvent, stamp: Stamp) -> (bool, Option<Alert>) {
+        if let Some(side) = event.side {
+            if self.venue_side.as_ref().is_none_or(|(newest, _)| *newest < stamp) {
+                self.venue_side = Some((stamp.clone(), side));
+            }
+        }
         if self.venue.as_ref().is_some_and(|v| v.stamp >= stamp) {
             return (false, None);
         }
         let at = stamp.at;
         self.venue = Some(VenueSnapshot { stamp, event: event.clone() });
         (true, self.reconcile(event, at))
+    }
+
+    /// The venue's signed quantity from its newest snapshot (zero once closed), with the side of
+    /// the newest snapshot that named one when this one does not; `None` without a quantity or
+    /// any side.
+    pub fn venue_net(&self) -> Option<Decimal> {
+        let snapshot = &self.venue.as_ref()?.event;
+        if snapshot.phase == PositionPhase::Closed || snapshot.side == Some(PositionSide::Flat) {
+            return Some(Decimal::ZERO);
+        }
+        let side = snapshot.side.or(self.venue_side.as_ref().map(|(_, side)| *side))?;
+        let quantity = snapshot.quantity?;
+        Some(match side {
+            PositionSide::Long => quantity,
+            PositionSide::Short => -quantity,
+            PositionSide::Flat => Decimal::ZERO,
+        })
     }
 
     /// Takes a margin call if it is the newest; returns whether it was taken.

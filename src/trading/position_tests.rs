@@ -178,3 +178,26 @@ fn position_without_fills_is_not_reconciled() {
     assert!(taken);
     assert_eq!(alert, None);
 }
+
+#[test]
+fn a_snapshot_without_a_side_keeps_the_newest_side_named_whatever_the_arrival_order() {
+    // position.opened says long 2; the later position.updated (seed 001) gives only the quantity.
+    let opened = (snapshot(PositionPhase::Opened, Some(PositionSide::Long), Some("2")), stamp(1, "a"));
+    let updated = (snapshot(PositionPhase::Updated, None, Some("3")), stamp(2, "b"));
+    for order in [[&opened, &updated], [&updated, &opened]] {
+        let mut p = position(vec![]);
+        for (event, at) in order {
+            p.apply_venue(event, at.clone());
+        }
+        assert_eq!(p.venue_side.as_ref().map(|s| s.1), Some(PositionSide::Long));
+        assert_eq!(p.venue_net(), Some(d("3")), "the newest quantity, signed by the newest side named");
+    }
+    // A newer side wins over an older one, and a closed position is flat.
+    let mut p = position(vec![]);
+    p.apply_venue(&opened.0, opened.1.clone());
+    p.apply_venue(&snapshot(PositionPhase::Updated, Some(PositionSide::Short), Some("1")), stamp(3, "c"));
+    p.apply_venue(&snapshot(PositionPhase::Updated, None, Some("4")), stamp(4, "d"));
+    assert_eq!(p.venue_net(), Some(d("-4")));
+    p.apply_venue(&snapshot(PositionPhase::Closed, None, None), stamp(5, "e"));
+    assert_eq!(p.venue_net(), Some(Decimal::ZERO));
+}

@@ -35,10 +35,13 @@ pub(super) fn decide(
     let (key, ratio, reported) = match &cx.event.kind {
         EventKind::Position(p) => {
             let key = PositionKey { account: p.account.clone(), symbol: p.symbol.clone() };
+            // Seed 001's `position.updated` has no side: the newest snapshot that named one says.
+            let known_side =
+                || cx.trading.positions.get(&key).and_then(|pos| pos.venue_side.as_ref()).map(|s| s.1);
             let reported = match p.phase {
                 PositionPhase::Closed => Some(Decimal::ZERO),
                 _ if p.side == Some(PositionSide::Flat) => Some(Decimal::ZERO),
-                _ => p.quantity.zip(p.side).map(|(q, side)| signed(q, side)),
+                _ => p.quantity.zip(p.side.or_else(known_side)).map(|(q, side)| signed(q, side)),
             };
             (key, p.margin_ratio, reported)
         }
@@ -95,11 +98,7 @@ fn net_position(cx: &Context<'_>, key: &PositionKey, reported: Option<Decimal>) 
     if let Some(p) = position.filter(|p| !p.fills().is_empty()) {
         return p.net_quantity;
     }
-    let stored = position.and_then(|p| p.venue.as_ref()).and_then(|v| match v.event.phase {
-        PositionPhase::Closed => Some(Decimal::ZERO),
-        _ => v.event.quantity.zip(v.event.side).map(|(q, side)| signed(q, side)),
-    });
-    reported.or(stored).unwrap_or(Decimal::ZERO)
+    reported.or_else(|| position.and_then(|p| p.venue_net())).unwrap_or(Decimal::ZERO)
 }
 
 /// The reduce-only market order of one episode.

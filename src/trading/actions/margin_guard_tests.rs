@@ -105,3 +105,18 @@ fn same_episode_gives_the_same_client_id_from_fresh_state() {
     let b = harness().feed_as(&update("0.9", 10), "src:b").decisions;
     assert_eq!(intents(&a)[0].client_order_id, intents(&b)[0].client_order_id);
 }
+
+#[test]
+fn a_position_updated_without_a_side_is_reduced_on_the_side_the_venue_named_before() {
+    // Seed 001's shapes, positions only (no fills): opened with a side, updated without one.
+    let mut h = Harness::new(json!({"margin_guard": {"threshold": "0.8", "rearm_below": "0.5",
+        "reduce_fraction": "0.5", "max_alert_age": "30s"}}));
+    let opened = ev("position.opened", 10, json!({"symbol": "ETH/USD", "side": "short", "quantity": "4"}));
+    assert!(h.feed(&opened).decisions.is_empty());
+    let updated =
+        ev("position.updated", 11, json!({"symbol": "ETH/USD", "quantity": "4", "marginRatio": "0.9"}));
+    let out = h.feed(&updated).decisions;
+    let all = intents(&out);
+    assert_eq!(all.len(), 1, "a position of 4 is not flat");
+    assert_eq!((all[0].side, all[0].quantity, all[0].reduce_only), (Side::Buy, d("2"), true));
+}
