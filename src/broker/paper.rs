@@ -25,7 +25,13 @@ pub fn execute(intent: &Value, now: &str) -> Result<Vec<(String, Value)>, String
     let order_client_id = text("targetClientOrderId").unwrap_or_else(|| client_id.clone());
     let order_id = format!("paper-{order_client_id}");
     let op = text("op").unwrap_or_else(|| "place".into());
-    let event = |step: &str, kind: &str, data: Value| {
+    // The intent's account travels with its order events, so fills land on that account's
+    // position (positions are per account).
+    let account = text("account");
+    let event = |step: &str, kind: &str, mut data: Value| {
+        if let (Some(account), Some(fields)) = (&account, data.as_object_mut()) {
+            fields.insert("account".into(), json!(account));
+        }
         let body =
             json!({ "id": format!("{client_id}:{step}"), "event": kind, "timestamp": now, "data": data });
         (format!("{client_id}:{step}"), body)
@@ -121,6 +127,23 @@ mod tests {
         assert_eq!(events[1].1["data"]["averagePrice"], "100.5");
         assert_eq!(events[1].1["data"]["orderId"], "paper-th-1");
         assert_eq!(events[1].0, "th-1:fill", "ids derive from the client order id");
+    }
+
+    #[test]
+    fn the_intents_account_is_on_every_order_event() {
+        let place = json!({"clientOrderId": "th-a", "symbol": "BTC/USD", "side": "buy", "orderType": "market",
+            "quantity": "1", "referencePrice": "100", "account": "A"});
+        let fill = json!({"clientOrderId": "th-b", "op": "fill", "quantity": "1", "fillPrice": "90",
+            "symbol": "BTC/USD", "side": "sell", "account": "A"});
+        let cancel = json!({"clientOrderId": "th-c", "op": "cancel", "targetClientOrderId": "th-b", "account": "A"});
+        for intent in [place, fill, cancel] {
+            for (_, body) in execute(&intent, NOW).unwrap() {
+                assert_eq!(body["data"]["account"], "A", "{body}");
+            }
+        }
+        let without = json!({"clientOrderId": "th-d", "symbol": "X", "side": "buy", "orderType": "market",
+            "quantity": "1", "referencePrice": "1"});
+        assert!(execute(&without, NOW).unwrap().iter().all(|(_, body)| body["data"].get("account").is_none()));
     }
 
     #[test]
