@@ -59,6 +59,21 @@ pub struct PositionKey {
     pub symbol: String,
 }
 
+/// The signed quantity a `position.*` snapshot reports: zero once closed or flat, else its
+/// quantity signed by its side, or by `known_side` when it names none (seed 001's
+/// `position.updated`); `None` without a quantity or any side.
+pub fn snapshot_net(snapshot: &PositionEvent, known_side: Option<PositionSide>) -> Option<Decimal> {
+    if snapshot.phase == PositionPhase::Closed || snapshot.side == Some(PositionSide::Flat) {
+        return Some(Decimal::ZERO);
+    }
+    let quantity = snapshot.quantity?;
+    Some(match snapshot.side.or(known_side)? {
+        PositionSide::Long => quantity,
+        PositionSide::Short => -quantity,
+        PositionSide::Flat => Decimal::ZERO,
+    })
+}
+
 /// The venue's latest `position.*` snapshot.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -289,21 +304,10 @@ impl Position {
         (true, self.reconcile(event, at))
     }
 
-    /// The venue's signed quantity from its newest snapshot (zero once closed), with the side of
-    /// the newest snapshot that named one when this one does not; `None` without a quantity or
-    /// any side.
+    /// The venue's signed quantity from its newest snapshot (see [`snapshot_net`]), with the side
+    /// of the newest snapshot that named one when this one does not.
     pub fn venue_net(&self) -> Option<Decimal> {
-        let snapshot = &self.venue.as_ref()?.event;
-        if snapshot.phase == PositionPhase::Closed || snapshot.side == Some(PositionSide::Flat) {
-            return Some(Decimal::ZERO);
-        }
-        let side = snapshot.side.or(self.venue_side.as_ref().map(|(_, side)| *side))?;
-        let quantity = snapshot.quantity?;
-        Some(match side {
-            PositionSide::Long => quantity,
-            PositionSide::Short => -quantity,
-            PositionSide::Flat => Decimal::ZERO,
-        })
+        snapshot_net(&self.venue.as_ref()?.event, self.venue_side.as_ref().map(|(_, side)| *side))
     }
 
     /// Takes a margin call if it is the newest; returns whether it was taken.

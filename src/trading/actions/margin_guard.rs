@@ -14,9 +14,9 @@ use super::config::MarginGuardConfig;
 use super::intent::{client_order_id, ActionName, Decision, IntentOp, OrderIntent, OrderType, Role};
 use super::state::{guard_key, GuardEpisode, StrategyState};
 use super::{Context, Decided};
-use crate::trading::event::{EventKind, PositionPhase};
+use crate::trading::event::EventKind;
 use crate::trading::order::Side;
-use crate::trading::position::{PositionKey, PositionSide};
+use crate::trading::position::{snapshot_net, PositionKey};
 
 const ACTION: ActionName = ActionName::MarginGuard;
 
@@ -37,12 +37,8 @@ pub(super) fn decide(
             let key = PositionKey { account: p.account.clone(), symbol: p.symbol.clone() };
             // Seed 001's `position.updated` has no side: the newest snapshot that named one says.
             let known_side =
-                || cx.trading.positions.get(&key).and_then(|pos| pos.venue_side.as_ref()).map(|s| s.1);
-            let reported = match p.phase {
-                PositionPhase::Closed => Some(Decimal::ZERO),
-                _ if p.side == Some(PositionSide::Flat) => Some(Decimal::ZERO),
-                _ => p.quantity.zip(p.side.or_else(known_side)).map(|(q, side)| signed(q, side)),
-            };
+                cx.trading.positions.get(&key).and_then(|pos| pos.venue_side.as_ref()).map(|s| s.1);
+            let reported = snapshot_net(p, known_side);
             (key, p.margin_ratio, reported)
         }
         EventKind::MarginCall(m) => {
@@ -79,15 +75,6 @@ pub(super) fn decide(
     }
     if *guard != before {
         out.touched.guards.insert(gkey);
-    }
-}
-
-/// Signed quantity of a venue-reported size.
-fn signed(quantity: Decimal, side: PositionSide) -> Decimal {
-    match side {
-        PositionSide::Long => quantity,
-        PositionSide::Short => -quantity,
-        PositionSide::Flat => Decimal::ZERO,
     }
 }
 
