@@ -235,7 +235,7 @@ pub async fn run(
     state: Arc<AppState>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    state.subscriptions.replace(state.store.subscriptions().await?);
+    state.subscriptions.reload(|| state.store.subscriptions()).await?;
     let worker_stop = CancellationToken::new();
     let retry = RetryPolicy::new(state.config.retry.delays.clone());
     let worker_task = if state.config.worker.enabled {
@@ -296,10 +296,11 @@ pub async fn run(
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => break,
-                    _ = tick.tick() => match state.store.subscriptions().await {
-                        Ok(list) => state.subscriptions.replace(list),
-                        Err(error) => tracing::debug!(%error, "cannot reload subscriptions"),
-                    },
+                    _ = tick.tick() => {
+                        if let Err(error) = state.subscriptions.reload(|| state.store.subscriptions()).await {
+                            tracing::debug!(%error, "cannot reload subscriptions");
+                        }
+                    }
                 }
             }
         })

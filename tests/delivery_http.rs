@@ -515,7 +515,8 @@ async fn a_route_to_a_subscription_created_later_and_inactive_resumes_when_enabl
     })
     .await;
     assert!(receiver.received().is_empty());
-    api_put(server.addr, &format!("/webhooks/{id}"), json!({"active": true})).await;
+    let enabled = api_put(server.addr, &format!("/webhooks/{id}"), json!({"active": true})).await;
+    assert_eq!(enabled.status, StatusCode::OK, "{}", enabled.text);
     let got = wait_accepted(&receiver, 1).await;
     assert_eq!(serde_json::from_slice::<serde_json::Value>(&got[0].body).unwrap()["id"], "e1");
 }

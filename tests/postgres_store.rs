@@ -122,6 +122,22 @@ async fn only_the_lease_holder_commits_and_a_lapsed_holder_is_fenced_off() {
     assert_eq!(a.stats().await.unwrap().backlog, 0);
 }
 
+/// Stores `count` events on `node` and processes them, each with one delivery to a NATS subject
+/// queued; their seqs.
+async fn queue_deliveries(node: &SharedStore, count: usize) -> Vec<i64> {
+    let mut batch = ProcessedBatch::default();
+    for i in 0..count {
+        let seq = seq(&node.append(event(&format!("d{i}"))).await.unwrap());
+        batch.processed.push((seq, "applied"));
+        let target = "nats:test".into();
+        batch.deliveries.push(NewDelivery { seq, target, webhook_id: None, held: false, payload: None });
+    }
+    assert!(matches!(node.processing_lease().await.unwrap(), Lease::Held { .. }));
+    let seqs = batch.processed.iter().map(|(seq, _)| *seq).collect();
+    node.commit_processed(batch).await.unwrap();
+    seqs
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_claim_disjoint_deliveries_and_take_over_a_dead_nodes_claims() {
     if skip() {
@@ -130,29 +146,20 @@ async fn nodes_claim_disjoint_deliveries_and_take_over_a_dead_nodes_claims() {
     let dir = tempfile::tempdir().unwrap();
     let a = node(dir.path(), Duration::from_secs(10)).await;
     let b = node(dir.path(), Duration::from_secs(10)).await;
-    let mut batch = ProcessedBatch::default();
-    for i in 0..200 {
-        let seq = seq(&a.append(event(&format!("d{i}"))).await.unwrap());
-        batch.processed.push((seq, "applied"));
-        batch.deliveries.push(NewDelivery {
-            seq,
-            target: "nats:test".into(),
-            webhook_id: None,
-            held: false,
-            payload: None,
-        });
-    }
-    assert!(matches!(a.processing_lease().await.unwrap(), Lease::Held { .. }));
-    a.commit_processed(batch).await.unwrap();
+    queue_deliveries(&a, 200).await;
 
     let now = now_ms();
-    let (x, y) = tokio::join!(a.due_deliveries(now, 150), b.due_deliveries(now, 150));
+    let none = HashSet::new();
+    let (x, y) = tokio::join!(a.due_deliveries(now, 150, &none), b.due_deliveries(now, 150, &none));
     let (x, y) = (x.unwrap(), y.unwrap());
     let ids_x: HashSet<i64> = x.iter().map(|d| d.id).collect();
     let ids_y: HashSet<i64> = y.iter().map(|d| d.id).collect();
     assert!(ids_x.is_disjoint(&ids_y), "no delivery is claimed by both nodes");
     assert_eq!(ids_x.len() + ids_y.len(), 200);
-    assert!(a.due_deliveries(now, 500).await.unwrap().is_empty(), "claimed deliveries are not due again");
+    assert!(
+        a.due_deliveries(now, 500, &none).await.unwrap().is_empty(),
+        "claimed deliveries are not due again"
+    );
 
     // A commits its results; B dies with its claims. Once they run out, A takes them over.
     let results = x
@@ -171,8 +178,42 @@ async fn nodes_claim_disjoint_deliveries_and_take_over_a_dead_nodes_claims() {
     a.commit_deliveries(results, Vec::new()).await.unwrap();
     drop(b);
     let later = now + 10 * 60 * 1000;
-    let taken: HashSet<i64> = a.due_deliveries(later, 500).await.unwrap().iter().map(|d| d.id).collect();
+    let taken: HashSet<i64> =
+        a.due_deliveries(later, 500, &none).await.unwrap().iter().map(|d| d.id).collect();
     assert_eq!(taken, ids_y, "only the dead node's unfinished deliveries come back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_whose_result_is_being_committed_is_not_claimed_again_and_waits_for_nothing_after() {
+    if skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let a = node(dir.path(), Duration::from_secs(10)).await;
+    let seq = queue_deliveries(&a, 1).await[0];
+    let none = HashSet::new();
+    let claimed = a.due_deliveries(now_ms(), 10, &none).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let id = claimed[0].id;
+
+    // The attempt failed and its retry is due at once; while the dispatcher still counts it in
+    // flight (the commit done, the news not yet back), it reads again.
+    let retry = DeliveryResult {
+        delivery_id: Some(id),
+        seq: Some(seq),
+        webhook_id: None,
+        attempts: 1,
+        history: "[]".into(),
+        attempt: None,
+        next: DeliveryNext::Retry { at: now_ms() },
+        settles_intent: false,
+    };
+    a.commit_deliveries(vec![retry], Vec::new()).await.unwrap();
+    let in_flight = HashSet::from([id]);
+    assert!(a.due_deliveries(now_ms(), 10, &in_flight).await.unwrap().is_empty(), "not handed out twice");
+    // Its next read, once it knows the commit: due now, not after a claim taken meanwhile.
+    let again = a.due_deliveries(now_ms(), 10, &none).await.unwrap();
+    assert_eq!(again.iter().map(|d| d.id).collect::<Vec<_>>(), vec![id], "claimable at once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -243,8 +243,7 @@ fn validate(state: &AppState, s: &Subscription) -> Result<(), ApiError> {
 
 /// Re-reads the subscriptions into the shared set after a change.
 async fn refresh(state: &AppState) -> Result<(), ApiError> {
-    state.subscriptions.replace(state.store.subscriptions().await?);
-    Ok(())
+    Ok(state.subscriptions.reload(|| state.store.subscriptions()).await?)
 }
 
 fn find(state: &AppState, id: &str) -> Result<Subscription, ApiError> {

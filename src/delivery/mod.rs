@@ -204,7 +204,7 @@ impl Dispatcher {
         // time: ask for no more than will start now.
         let busy = if self.store.shared() { 0 } else { in_flight.len() };
         let limit = u32::try_from(free + busy).unwrap_or(u32::MAX).min(20_000);
-        let due = self.store.due_deliveries(now_ms(), limit).await?;
+        let due = self.store.due_deliveries(now_ms(), limit, &*in_flight).await?;
         let read = due.len();
         let mut started = 0;
         for delivery in due {
@@ -296,9 +296,8 @@ async fn commit(
         count(&outcome.result.next);
     }
     if disabled {
-        match store.subscriptions().await {
-            Ok(all) => subscriptions.replace(all),
-            Err(error) => tracing::warn!(%error, "cannot reload subscriptions"),
+        if let Err(error) = subscriptions.reload(|| store.subscriptions()).await {
+            tracing::warn!(%error, "cannot reload subscriptions");
         }
     }
     Ok(())
@@ -416,7 +415,7 @@ fn count(next: &DeliveryNext) {
 async fn attempt(context: &Context, delivery: &DueDelivery) -> Outcome {
     let message_id = crate::store::event_id(delivery.seq);
     if let Some(name) = delivery.target.strip_prefix("forward:") {
-        let Some(subscription) = context.subscriptions.find(name) else {
+        let Some(subscription) = current_subscription(context, name).await else {
             let error =
                 format!("no subscription with id or name `{name}`; create it, then replay the dead letter");
             return failed(context, delivery, None, error, None);
@@ -492,6 +491,25 @@ async fn attempt(context: &Context, delivery: &DueDelivery) -> Outcome {
                 };
             }
             outcome
+        }
+    }
+}
+
+/// The subscription a `forward:` target names. The shared copy is the answer when it shows the
+/// subscription active; when it shows it missing or inactive, the store is asked (and the copy
+/// replaced): the copy may lag a change just committed — an enable through the API whose
+/// refresh is still on its way, or another node's change — and holding or failing on a stale
+/// copy would spend an attempt or hold a delivery its subscription is waiting for.
+async fn current_subscription(context: &Context, name: &str) -> Option<subscription::Subscription> {
+    let cached = context.subscriptions.find(name);
+    if cached.as_ref().is_some_and(|s| s.active) {
+        return cached;
+    }
+    match context.subscriptions.reload(|| context.store.subscriptions()).await {
+        Ok(()) => context.subscriptions.find(name),
+        Err(error) => {
+            tracing::debug!(%error, "cannot re-read the subscriptions; using the shared copy");
+            cached
         }
     }
 }

@@ -126,6 +126,7 @@ fn route_matches(route: &RouteConfig, facts: &EventFacts, event_type: &str) -> b
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::delivery::subscription::example;
 
     fn route(events: &[&str], actions: &[&str]) -> RouteConfig {
         RouteConfig {
@@ -134,22 +135,6 @@ mod tests {
             symbols: vec![],
             statuses: vec![],
             actions: actions.iter().map(|s| s.to_string()).collect(),
-        }
-    }
-
-    fn subscription(id: &str, name: Option<&str>, events: &[&str], active: bool) -> Subscription {
-        Subscription {
-            id: id.into(),
-            name: name.map(Into::into),
-            url: "https://example.com/".into(),
-            events: events.iter().map(|s| s.to_string()).collect(),
-            secret: "s".into(),
-            active,
-            description: None,
-            disabled_reason: None,
-            created_at: 0,
-            updated_at: 0,
-            failing_since: None,
         }
     }
 
@@ -171,9 +156,9 @@ mod tests {
         let table =
             RouteTable::new(&[route(&["order.*"], &["forward:svc", "nats:orders", "bracket_on_fill"])]);
         let subs = vec![
-            subscription("wh_a", Some("svc"), &["order.updated"], true),
-            subscription("wh_b", None, &["*"], true),
-            subscription("wh_c", None, &["position.*"], true),
+            example("wh_a", Some("svc"), &["order.updated"], true),
+            example("wh_b", None, &["*"], true),
+            example("wh_c", None, &["position.*"], true),
         ];
         let targets = table.targets(&facts("order.updated"), &subs);
         assert_eq!(names(&targets), ["forward:wh_a", "nats:orders", "forward:wh_b"]);
@@ -206,7 +191,7 @@ mod tests {
     #[test]
     fn inactive_subscriptions_get_held_deliveries_and_unknown_names_stay_named() {
         let table = RouteTable::new(&[route(&["*"], &["forward:later"])]);
-        let subs = vec![subscription("wh_off", None, &["order.*"], false)];
+        let subs = vec![example("wh_off", None, &["order.*"], false)];
         let targets = table.targets(&facts("order.created"), &subs);
         assert_eq!(names(&targets), ["forward:later", "forward:wh_off"]);
         assert!(!targets[0].held && targets[0].webhook_id.is_none());
@@ -218,6 +203,6 @@ mod tests {
         let table = RouteTable::new(&[route(&["*"], &["nats:all"])]);
         let mut untyped = facts("x");
         untyped.event_type = None;
-        assert!(table.targets(&untyped, &[subscription("wh", None, &["*"], true)]).is_empty());
+        assert!(table.targets(&untyped, &[example("wh", None, &["*"], true)]).is_empty());
     }
 }

@@ -3,8 +3,10 @@
 //! A [`Subscription`] is stored in the store of record; the process keeps the current list in a
 //! [`SubscriptionSet`] so the worker can decide, without I/O, which endpoints an event goes to,
 //! and the dispatcher can look a target up by id or by name. Whoever changes subscriptions in the
-//! store replaces the set right after the commit.
+//! store reloads the set right after the commit.
 
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use base64::Engine as _;
@@ -86,23 +88,38 @@ pub fn glob_matches(pattern: &str, text: &str) -> bool {
 /// The current subscriptions, shared by the API, the worker and the dispatcher.
 #[derive(Debug, Default)]
 pub struct SubscriptionSet {
-    current: RwLock<Arc<Vec<Subscription>>>,
+    /// The list, and the number of the read it came from.
+    current: RwLock<(u64, Arc<Vec<Subscription>>)>,
+    /// Reads started so far.
+    reads: AtomicU64,
 }
 
 impl SubscriptionSet {
     /// A set holding `subscriptions`.
     pub fn new(subscriptions: Vec<Subscription>) -> Self {
-        SubscriptionSet { current: RwLock::new(Arc::new(subscriptions)) }
+        SubscriptionSet { current: RwLock::new((0, Arc::new(subscriptions))), reads: AtomicU64::new(0) }
     }
 
     /// The list as it is now (cheap: a shared snapshot).
     pub fn snapshot(&self) -> Arc<Vec<Subscription>> {
-        self.current.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+        self.current.read().unwrap_or_else(|poisoned| poisoned.into_inner()).1.clone()
     }
 
-    /// Replaces the list (after the store committed a change).
-    pub fn replace(&self, subscriptions: Vec<Subscription>) {
-        *self.current.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(subscriptions);
+    /// Reads the list from the store with `read` and keeps it, unless a read that started later
+    /// has been kept already. Reads overlap (the API after a change, the dispatcher, the follower
+    /// of a shared store); without this, one that began before a commit and ended after the
+    /// commit's own reload would put the old list back until the next change.
+    pub async fn reload<E, F>(&self, read: impl FnOnce() -> F) -> Result<(), E>
+    where
+        F: Future<Output = Result<Vec<Subscription>, E>>,
+    {
+        let number = self.reads.fetch_add(1, Ordering::SeqCst) + 1;
+        let subscriptions = read().await?;
+        let mut current = self.current.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if number > current.0 {
+            *current = (number, Arc::new(subscriptions));
+        }
+        Ok(())
     }
 
     /// The subscription with this id, or else with this name.
@@ -113,6 +130,24 @@ impl SubscriptionSet {
             .find(|s| s.id == id_or_name)
             .or_else(|| all.iter().find(|s| s.name.as_deref() == Some(id_or_name)));
         found.cloned()
+    }
+}
+
+/// A subscription for unit tests: `id`, `name`, `events` and `active` as given, the rest fixed.
+#[cfg(test)]
+pub(crate) fn example(id: &str, name: Option<&str>, events: &[&str], active: bool) -> Subscription {
+    Subscription {
+        id: id.into(),
+        name: name.map(Into::into),
+        url: "https://example.com/".into(),
+        events: events.iter().map(|s| s.to_string()).collect(),
+        secret: "s".into(),
+        active,
+        description: None,
+        disabled_reason: None,
+        created_at: 0,
+        updated_at: 0,
+        failing_since: None,
     }
 }
 
@@ -146,24 +181,32 @@ mod tests {
 
     #[test]
     fn finds_by_id_first_then_by_name() {
-        let make = |id: &str, name: Option<&str>| Subscription {
-            id: id.into(),
-            name: name.map(Into::into),
-            url: "https://example.com/hook".into(),
-            events: vec!["order.*".into()],
-            secret: "s".into(),
-            active: true,
-            description: None,
-            disabled_reason: None,
-            created_at: 0,
-            updated_at: 0,
-            failing_since: None,
-        };
-        let set = SubscriptionSet::new(vec![make("wh_1", Some("wh_2")), make("wh_2", Some("svc"))]);
+        let set = SubscriptionSet::new(vec![
+            example("wh_1", Some("wh_2"), &["order.*"], true),
+            example("wh_2", Some("svc"), &["order.*"], true),
+        ]);
         assert_eq!(set.find("wh_2").unwrap().id, "wh_2");
         assert_eq!(set.find("svc").unwrap().id, "wh_2");
         assert!(set.find("nope").is_none());
         assert!(set.find("wh_1").unwrap().wants("order.created"));
         assert!(!set.find("wh_1").unwrap().wants("position.updated"));
+    }
+
+    #[tokio::test]
+    async fn a_read_that_started_earlier_and_ended_later_does_not_put_the_old_list_back() {
+        let set = SubscriptionSet::new(vec![example("wh_1", None, &["*"], false)]);
+        let (release_old, old) = tokio::sync::oneshot::channel::<Vec<Subscription>>();
+        let slow = set.reload(|| async { old.await.map_err(|_| "cancelled") });
+        let later = async {
+            // Starts after the slow read and ends before it.
+            set.reload(|| async { Ok::<_, &str>(vec![example("wh_1", None, &["*"], true)]) }).await.unwrap();
+            assert!(set.find("wh_1").unwrap().active);
+            release_old.send(vec![example("wh_1", None, &["*"], false)]).unwrap();
+        };
+        let (slow, ()) = tokio::join!(biased; slow, later);
+        slow.unwrap();
+        assert!(set.find("wh_1").unwrap().active, "the older read is not kept");
+        set.reload(|| async { Ok::<_, &str>(vec![example("wh_1", None, &["*"], false)]) }).await.unwrap();
+        assert!(!set.find("wh_1").unwrap().active, "a read started after the others is kept");
     }
 }

@@ -14,6 +14,7 @@ pub mod processing;
 pub mod progress;
 pub mod sqlite;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -241,7 +242,16 @@ pub trait Store: Send + Sync + 'static {
         false
     }
     /// Up to `limit` pending deliveries due at `now` (unix ms), the longest-waiting first.
-    async fn due_deliveries(&self, now: i64, limit: u32) -> Result<Vec<DueDelivery>, StoreError>;
+    /// `in_flight` are the deliveries the caller is attempting or committing: a claiming store
+    /// neither returns nor claims them (a claim taken on one of them would keep it waiting for
+    /// the whole claim time once its result is committed); a store that does not claim may
+    /// return them, and the caller skips them.
+    async fn due_deliveries(
+        &self,
+        now: i64,
+        limit: u32,
+        in_flight: &HashSet<i64>,
+    ) -> Result<Vec<DueDelivery>, StoreError>;
     /// When the next pending delivery is due (unix ms).
     async fn next_delivery_due(&self) -> Result<Option<i64>, StoreError>;
     /// Commits attempt results and subscription health changes in one transaction.

@@ -47,12 +47,14 @@ pub(super) async fn queue(tx: &Transaction<'_>, deliveries: &[NewDelivery], now:
     Ok(())
 }
 
-/// Claims up to `limit` pending deliveries due at `now` for `claim_ms`, the longest-waiting first.
+/// Claims up to `limit` pending deliveries due at `now` for `claim_ms`, the longest-waiting first,
+/// except those in `in_flight` (this node's attempts whose results are being committed).
 pub(super) async fn claim_due(
     client: &impl GenericClient,
     now: i64,
     limit: u32,
     claim_ms: i64,
+    in_flight: &[i64],
 ) -> Result<Vec<DueDelivery>> {
     let statement = client
         .prepare_cached(
@@ -60,6 +62,7 @@ pub(super) async fn claim_due(
                  SELECT d.id FROM deliveries d
                  WHERE d.status = 'pending' AND d.next_attempt_at <= $1
                    AND (d.claimed_until IS NULL OR d.claimed_until <= $1)
+                   AND d.id <> ALL($4::bigint[])
                    AND (d.target NOT LIKE 'broker:%' OR NOT EXISTS (
                        SELECT 1 FROM deliveries p WHERE p.target = d.target AND p.status = 'pending' AND p.id < d.id))
                  ORDER BY d.next_attempt_at, d.id LIMIT $2
@@ -71,7 +74,7 @@ pub(super) async fn claim_due(
         )
         .await
         .map_err(pg_error)?;
-    let rows = client.query(&statement, &[&now, &i64::from(limit), &claim_ms]).await.map_err(pg_error)?;
+    let rows = client.query(&statement, &[&now, &i64::from(limit), &claim_ms, &in_flight]).await.map_err(pg_error)?;
     let mut due: Vec<(i64, DueDelivery)> = rows.iter().map(|row| (row.get(8), due_from_row(row))).collect();
     due.sort_by_key(|(at, d)| (*at, d.id));
     Ok(due.into_iter().map(|(_, d)| d).collect())

@@ -21,6 +21,7 @@ mod processing;
 mod progress;
 mod schema;
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -541,8 +542,14 @@ impl Store for PgStore {
         true
     }
 
-    async fn due_deliveries(&self, now: i64, limit: u32) -> Result<Vec<DueDelivery>, StoreError> {
-        delivery::claim_due(&self.client().await?, now, limit, self.claim_ms).await
+    async fn due_deliveries(
+        &self,
+        now: i64,
+        limit: u32,
+        in_flight: &HashSet<i64>,
+    ) -> Result<Vec<DueDelivery>, StoreError> {
+        let in_flight: Vec<i64> = in_flight.iter().copied().collect();
+        delivery::claim_due(&self.client().await?, now, limit, self.claim_ms, &in_flight).await
     }
 
     async fn next_delivery_due(&self) -> Result<Option<i64>, StoreError> {

@@ -13,6 +13,7 @@ mod processing;
 mod progress;
 mod writer;
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -612,7 +613,12 @@ impl Store for SqliteStore {
         self.deliveries_ready.clone()
     }
 
-    async fn due_deliveries(&self, now: i64, limit: u32) -> Result<Vec<DueDelivery>, StoreError> {
+    async fn due_deliveries(
+        &self,
+        now: i64,
+        limit: u32,
+        _in_flight: &HashSet<i64>,
+    ) -> Result<Vec<DueDelivery>, StoreError> {
         Self::read_on(self.delivery_reader.clone(), move |conn| delivery::due(conn, now, limit)).await
     }
 
