@@ -18,10 +18,16 @@ fn tradehook(dir: &std::path::Path) -> Command {
 /// Starts `serve` with no configuration in `dir` and returns it with its banner (up to the
 /// suggested `tradehook send` line); the rest of its output is drained.
 fn zero_config_serve(dir: &std::path::Path) -> (std::process::Child, String) {
+    serve_with_env(dir, &[])
+}
+
+/// [`zero_config_serve`] with these `TRADEHOOK_*` variables set too.
+fn serve_with_env(dir: &std::path::Path, env: &[(&str, &str)]) -> (std::process::Child, String) {
     let mut child = tradehook(dir)
         .arg("serve")
         .env("TRADEHOOK_SERVER__LISTEN", "127.0.0.1:0")
         .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -93,6 +99,32 @@ fn variables_an_exec_action_gives_its_command_are_not_taken_for_config_keys() {
     let output =
         tradehook(dir.path()).args(["config", "check"]).env("TRADEHOOK_SERVE__LISTEN", "x").output().unwrap();
     assert!(!output.status.success());
+}
+
+#[test]
+fn an_all_digit_admin_token_from_the_environment_is_used_exactly_as_written() {
+    // figment reads variables as TOML values: this was a number, with its leading zeros gone.
+    let dir = tempfile::tempdir().unwrap();
+    let token = "0012345678901234567";
+    let check = tradehook(dir.path())
+        .args(["config", "check"])
+        .env("TRADEHOOK_API__ADMIN_TOKEN", token)
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    let (mut child, banner) = serve_with_env(dir.path(), &[("TRADEHOOK_API__ADMIN_TOKEN", token)]);
+    let url = banner.split("--url ").nth(1).unwrap().trim().to_string();
+    let base = url.split("/webhook").next().unwrap().to_string();
+    let get = |token: &str| {
+        let auth = format!("Bearer {token}");
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let url = format!("{base}/api/v1/webhooks");
+        runtime.block_on(request(http::Method::GET, &url, &[("authorization", &auth)], Vec::new())).status
+    };
+    assert_eq!(get(token), http::StatusCode::OK);
+    assert_eq!(get(token.trim_start_matches('0')), http::StatusCode::UNAUTHORIZED);
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 #[test]

@@ -422,6 +422,40 @@ fn default_id_fields() -> Vec<String> {
 /// be a key: a typo is an error, not silently ignored.
 const NOT_CONFIG_KEYS: [&str; 5] = ["SECRET", "CONFIG", "EVENT_ID", "EVENT_TYPE", "BENCH_CLIENT_THREADS"];
 
+/// Keys whose value is text, taken from `TRADEHOOK_*` exactly as written. figment reads a
+/// variable's value as TOML would, so an all-digit admin token or broker secret became a number
+/// (refused as "expected a string", or with its leading zeros gone and a long one rounded).
+const TEXT_KEYS: [&str; 12] = [
+    "server.listen",
+    "store",
+    "store.url",
+    "api.admin_token",
+    "alerts.url",
+    "alerts.node",
+    "nats.url",
+    "nats.stream",
+    "broker.url",
+    "broker.api_key",
+    "broker.secret",
+    "log.level",
+];
+
+/// The `TRADEHOOK_*` variables that are configuration keys (`__` nests: `API__ADMIN_TOKEN` is
+/// `api.admin_token`), then the [`TEXT_KEYS`] among them again as text.
+fn from_environment(figment: Figment) -> Figment {
+    let env = Env::prefixed("TRADEHOOK_").ignore(&NOT_CONFIG_KEYS).split("__");
+    let text: Vec<(String, String)> = env
+        .iter()
+        .filter(|(key, _)| TEXT_KEYS.iter().any(|text| key == *text))
+        .map(|(key, value)| (key.as_str().to_ascii_lowercase(), value))
+        .collect();
+    let mut figment = figment.merge(env);
+    for (key, value) in text {
+        figment = figment.merge(Serialized::default(&key, value));
+    }
+    figment
+}
+
 /// `store.url` fit to print: a password, in the user part or a `password` parameter, shows as
 /// `***`. SQLite URLs (a file path) are printed as they are.
 pub fn printable_store_url(url: &str) -> String {
@@ -467,7 +501,7 @@ impl Config {
             }
             figment = figment.merge(Toml::file_exact(path));
         }
-        let figment = figment.merge(Env::prefixed("TRADEHOOK_").ignore(&NOT_CONFIG_KEYS).split("__"));
+        let figment = from_environment(figment);
         let config: Config = figment.extract().map_err(|e| ConfigError(one_line(&e)))?;
         config.validate()?;
         Ok(config)
