@@ -10,6 +10,9 @@
 //! - per order, events were stored and processed in the order they were sent;
 //! - the final orders are right, and every event reached the subscriber.
 //!
+//! And when the processing node hangs (SIGSTOP), the node still taking events answers `/readyz`
+//! 503 ("is the worker stalled?") until the hung node's lease runs out and it processes them.
+//!
 //! Runs in the PostgreSQL pass of the suite (`TEST_POSTGRES_URL`; `.ci/run` sets it).
 
 mod common;
@@ -186,4 +189,53 @@ async fn two_nodes_on_one_database_act_as_one_gateway_through_a_kill_9() {
     })
     .await;
     drop(second);
+}
+
+/// `/readyz` of `addr`: its status and reason.
+async fn readiness(addr: SocketAddr) -> (u16, String) {
+    let answer = request(http::Method::GET, &format!("http://{addr}/readyz"), &[], Vec::new()).await;
+    (answer.status.as_u16(), answer.json["reason"].as_str().unwrap_or_default().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_processing_node_makes_the_others_not_ready_until_one_takes_over() {
+    let Some(_) = postgres() else {
+        eprintln!("skipped: the PostgreSQL pass (TEST_POSTGRES_URL) runs this test");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("TRADEHOOK_STORE__LEASE", "6s"), ("TRADEHOOK_STORE__MAX_PENDING_AGE", "1s")];
+    let mut first = ServerProcess::start_with_env(dir.path(), &env);
+    wait_processed(first.addr).await;
+    let second = ServerProcess::start_with_env(dir.path(), &env);
+    assert_eq!(readiness(second.addr).await.0, 200);
+
+    // The node holding the processing lease hangs (not dead: its connections stay open).
+    let stop = |signal: &str| {
+        let pid = first.child.id().to_string();
+        assert!(std::process::Command::new("kill").args([signal, &pid]).status().unwrap().success());
+    };
+    stop("-STOP");
+    let body = order_step(0, 0);
+    let url = format!("http://{}/webhook", second.addr);
+    let sent = try_post(&url, Scheme::HmacSha256, SECRET, body.as_bytes()).await;
+    assert!(matches!(sent, Some((200, _))), "{sent:?}");
+
+    // A load balancer polling the node that still answers learns that events are not processed.
+    let reason = eventually(5, "/readyz 503 on the node that ingests", || async {
+        let (status, reason) = readiness(second.addr).await;
+        (status == 503).then_some(reason)
+    })
+    .await;
+    assert!(reason.contains("oldest pending event") && reason.contains("stalled"), "{reason}");
+
+    // Once the hung node's lease runs out, the other one processes, and is ready again.
+    let status = wait_processed(second.addr).await;
+    assert_eq!(status["backlog"], 0);
+    eventually(5, "/readyz 200 once processing goes on", || async {
+        (readiness(second.addr).await.0 == 200).then_some(())
+    })
+    .await;
+    stop("-CONT");
+    first.kill9();
 }
