@@ -384,3 +384,67 @@ fn events_dlq_and_replay_commands_talk_to_a_running_gateway() {
     assert!(!ok && missing.contains("404"), "{missing}");
     assert_eq!(missing.trim().lines().count(), 1, "{missing}");
 }
+
+#[test]
+fn events_tail_prints_new_events_and_goes_on_across_a_gateway_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+    let env = [("TRADEHOOK_SERVER__LISTEN", listen.as_str())];
+    let (mut server, banner) = serve_with_env(dir.path(), &env);
+    let url = banner.split("--url ").nth(1).unwrap().trim().to_string();
+    let base = format!("http://{listen}");
+    let send = |event_type: &str| {
+        let output = tradehook(dir.path()).args(["send", event_type, "--url", &url]).output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    };
+    send("order.created");
+
+    let mut tail = tradehook(dir.path())
+        .args(["events", "tail", "--url", &base])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines, printed) = std::sync::mpsc::channel();
+    for stream in [
+        Box::new(tail.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(tail.stderr.take().unwrap()),
+    ] {
+        let lines = lines.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stream).lines().map_while(Result::ok) {
+                let _ = lines.send(line);
+            }
+        });
+    }
+    let wait_for = |what: &str| -> Vec<String> {
+        let mut seen = Vec::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match printed.recv_timeout(left) {
+                Ok(line) if line.contains(what) => return seen,
+                Ok(line) => seen.push(line),
+                Err(_) => break,
+            }
+        }
+        panic!("tail printed no line with `{what}` within 15 s; it printed: {seen:?}");
+    };
+    // Give the tail time to find where it starts (the newest event), then send one more.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    send("position.updated");
+    let before = wait_for("position.updated");
+    assert!(before.iter().all(|line| !line.contains("order.created")), "only new events: {before:?}");
+
+    // The gateway restarts on the same address; the tail says so and goes on.
+    let _ = Command::new("kill").arg("-TERM").arg(server.id().to_string()).status();
+    assert!(server.wait().unwrap().success());
+    wait_for("trying again");
+    let (mut again, _) = serve_with_env(dir.path(), &env);
+    send("order.updated");
+    wait_for("order.updated");
+    let _ = tail.kill();
+    let _ = tail.wait();
+    let _ = again.kill();
+    let _ = again.wait();
+}

@@ -353,6 +353,37 @@ async fn events_can_be_filtered_and_paged() {
 }
 
 #[tokio::test]
+async fn events_can_be_listed_by_arrival_time() {
+    let server = TestServer::start().await;
+    for i in 0..3 {
+        post_event(&server, &order_event(&format!("t{i}"))).await;
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    }
+    let all = admin_get(&server, "/api/v1/events").await.json["events"].as_array().unwrap().clone();
+    let at = |key: &str| {
+        let event = all.iter().find(|e| e["eventKey"] == key).unwrap();
+        event["receivedAt"].as_str().unwrap().to_owned()
+    };
+    let server = &server;
+    let keys = |query: String| async move {
+        let answer = admin_get(server, &format!("/api/v1/events?{query}")).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+        let events = answer.json["events"].as_array().unwrap().clone();
+        events.iter().map(|e| e["eventKey"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
+    };
+    let encoded = |time: String| time.replace('+', "%2B");
+    // `since` is inclusive, `until` exclusive; newest first.
+    assert_eq!(keys(format!("since={}", encoded(at("t1")))).await, ["t2", "t1"]);
+    assert_eq!(keys(format!("until={}", encoded(at("t1")))).await, ["t0"]);
+    assert_eq!(keys(format!("since={}&until={}", encoded(at("t0")), encoded(at("t2")))).await, ["t1", "t0"]);
+    // The same instant written with another offset.
+    let t1 = chrono::DateTime::parse_from_rfc3339(&at("t1")).unwrap();
+    let elsewhere = t1.with_timezone(&chrono::FixedOffset::east_opt(2 * 3600).unwrap()).to_rfc3339();
+    assert!(elsewhere.contains("+02:00"), "{elsewhere}");
+    assert_eq!(keys(format!("since={}", encoded(elsewhere))).await, ["t2", "t1"]);
+}
+
+#[tokio::test]
 async fn status_reports_backlog_and_store() {
     let server = TestServer::start_with(|c| c.worker.enabled = false).await;
     post_event(&server, &order_event("s1")).await;

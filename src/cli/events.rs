@@ -105,6 +105,7 @@ pub async fn run(command: EventsCommand, config: &Config) -> anyhow::Result<()> 
                 )
                 .await?;
             let mut after = newest["events"][0]["seq"].as_i64().unwrap_or(0);
+            let mut failing = false;
             loop {
                 let path = format!(
                     "/events{}",
@@ -114,10 +115,24 @@ pub async fn run(command: EventsCommand, config: &Config) -> anyhow::Result<()> 
                         ("limit", Some("1000".into()))
                     ])
                 );
-                let page = client.call(Method::GET, &path, None).await?;
-                for event in page["events"].as_array().into_iter().flatten() {
-                    println!("{}", line(event));
-                    after = after.max(event["seq"].as_i64().unwrap_or(after));
+                // A gateway restarting, or a moment without network, does not end the tail: it
+                // says so once and goes on from the last event it printed.
+                match client.call(Method::GET, &path, None).await {
+                    Ok(page) => {
+                        if failing {
+                            eprintln!("events tail: the gateway answers again");
+                            failing = false;
+                        }
+                        for event in page["events"].as_array().into_iter().flatten() {
+                            println!("{}", line(event));
+                            after = after.max(event["seq"].as_i64().unwrap_or(after));
+                        }
+                    }
+                    Err(error) if !failing => {
+                        eprintln!("events tail: {error}; trying again every 0.5 s");
+                        failing = true;
+                    }
+                    Err(_) => {}
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
