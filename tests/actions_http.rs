@@ -297,6 +297,56 @@ async fn the_paper_stop_loss_fills_when_the_price_falls_through_it_and_cancels_t
 }
 
 #[tokio::test]
+async fn an_amended_paper_stop_fills_at_its_new_level_for_its_new_size() {
+    let server = TestServer::start_with(trading).await;
+    send(&server, entry_created("c1")).await;
+    let fill = |id: &str, cum: f64, average: f64| {
+        let mut body = entry_fill(id, cum, None);
+        body["data"]["averagePrice"] = json!(average);
+        body
+    };
+    send(&server, fill("f1", 1.0, 2000.0)).await;
+    intents_when(&server, "the pair placed", |all| {
+        of(all, "bracket_on_fill").iter().filter(|l| l["outcome"] == "sent").count() == 2
+    })
+    .await;
+    // The rest fills at 2030 (crossing neither leg), average 2020: the stop moves up from 1960 to
+    // 2% under 2020, for 3.
+    send(&server, fill("f2", 3.0, 2020.0)).await;
+    let all = intents_when(&server, "the pair amended", |all| {
+        of(all, "bracket_on_fill")
+            .iter()
+            .filter(|l| l["intent"]["op"] == "amend" && l["outcome"] == "sent")
+            .count()
+            == 2
+    })
+    .await;
+    let stop = of(&all, "bracket_on_fill")
+        .into_iter()
+        .find(|l| l["intent"]["op"] == "amend" && l["intent"]["orderType"] == "stop")
+        .unwrap();
+    assert_eq!((&stop["intent"]["quantity"], &stop["intent"]["stopPrice"]), (&json!("3"), &json!("1979.6")));
+    wait_processed(server.addr).await;
+
+    // 1970: under the amended stop, above the first one.
+    send(
+        &server,
+        json!({"id": "mark1", "event": "position.updated", "timestamp": now(),
+        "data": {"symbol": "ETH/USD", "markPrice": 1970}}),
+    )
+    .await;
+    intents_when(&server, "the take-profit cancelled", |all| {
+        of(all, "bracket_on_fill").iter().any(|i| i["intent"]["op"] == "cancel" && i["outcome"] == "sent")
+    })
+    .await;
+    wait_processed(server.addr).await;
+    let positions = api_get(server.addr, "/positions").await;
+    let position = &positions.json["positions"][0];
+    assert_eq!(position["side"], "flat", "{}", positions.text);
+    assert_eq!(position["realizedPnl"], json!(-150), "3 × (1970 − 2020)");
+}
+
+#[tokio::test]
 async fn signals_reach_the_http_broker_signed_with_the_api_key() {
     use common::receiver::{Receiver, Script};
     let broker = Receiver::start(Script::Ok).await;

@@ -44,8 +44,13 @@ pub fn execute(intent: &Value, now: &str) -> Result<Vec<(String, Value)>, String
         }
         "amend" => {
             let quantity = number("quantity").ok_or("an amend needs a quantity")?;
-            let data = json!({ "orderId": order_id, "clientOrderId": order_client_id,
+            let mut data = json!({ "orderId": order_id, "clientOrderId": order_client_id,
                 "quantity": quantity.to_string(), "status": "new" });
+            // The new limit or stop level too (a bracket leg moved to a new average fill), as in
+            // `place`: a resting paper order fills at the level its latest event named.
+            if let Some(price) = number("price").or(number("stopPrice")) {
+                data["price"] = json!(price.to_string());
+            }
             Ok(vec![event("amend", "order.updated", data)])
         }
         "fill" => {
@@ -175,10 +180,11 @@ mod tests {
         let events = execute(&cancel, NOW).unwrap();
         assert_eq!(events[0].1["event"], "order.cancelled");
         assert_eq!(events[0].1["data"]["orderId"], "paper-th-5");
-        let amend =
-            json!({"clientOrderId": "th-6", "targetClientOrderId": "th-5", "op": "amend", "quantity": "2"});
+        let amend = json!({"clientOrderId": "th-6", "targetClientOrderId": "th-5", "op": "amend", "quantity": "2",
+            "stopPrice": "95.5"});
         let events = execute(&amend, NOW).unwrap();
         assert_eq!(events[0].1["data"]["quantity"], "2");
+        assert_eq!(events[0].1["data"]["price"], "95.5", "the new stop level");
         assert_eq!(events[0].1["data"]["orderId"], "paper-th-5", "the amend changes the earlier order");
         assert_eq!(events[0].0, "th-6:amend", "named by the amend's own id");
     }

@@ -116,10 +116,17 @@ pub struct Order {
     /// `market`, `limit`, … as sent.
     #[serde(rename = "type")]
     pub order_type: Option<String>,
-    /// Ordered quantity; `None` until an event says.
+    /// Ordered quantity; `None` until an event says. An amend changes it: the newest event (by
+    /// event time) that names a quantity gives it.
     pub quantity: Option<Decimal>,
-    /// Limit price.
+    /// Limit (or stop) price; like `quantity`, the newest event that names one gives it.
     pub price: Option<Decimal>,
+    /// Event time of the event that gave `quantity`.
+    #[serde(default)]
+    pub quantity_at: Option<DateTime<Utc>>,
+    /// Event time of the event that gave `price`.
+    #[serde(default)]
+    pub price_at: Option<DateTime<Utc>>,
     /// Current status, derived from the reported status and the fills.
     pub status: OrderStatus,
     /// Total filled (never decreases).
@@ -238,6 +245,8 @@ impl Order {
             order_type: None,
             quantity: None,
             price: None,
+            quantity_at: None,
+            price_at: None,
             status: OrderStatus::Pending,
             filled_quantity: Decimal::ZERO,
             average_price: None,
@@ -396,10 +405,32 @@ impl Order {
     }
 
     /// Fills in descriptive fields still unknown; known values are never overwritten (rule 2).
+    /// Quantity and price are what an amend changes: each is the newest named (see [`newest`]).
     fn merge_description(&mut self, event: &OrderEvent, at: DateTime<Utc>) {
         fn fill_in<T: Clone>(slot: &mut Option<T>, value: &Option<T>) {
             if slot.is_none() {
                 slot.clone_from(value);
+            }
+        }
+        /// The newer of (`slot`, `slot_at`) and (`value`, `at`); at the same time the larger
+        /// value, so the result does not depend on which event came first. `seen` stands in for
+        /// `slot_at` in a document saved before these times were kept: the newest event time of
+        /// the order, which is no older than the event that gave the value.
+        fn newest(
+            slot: &mut Option<Decimal>,
+            slot_at: &mut Option<DateTime<Utc>>,
+            value: Option<Decimal>,
+            at: DateTime<Utc>,
+            seen: DateTime<Utc>,
+        ) {
+            let Some(value) = value else { return };
+            let newer = match *slot {
+                Some(known) => (at, value) > (slot_at.unwrap_or(seen), known),
+                None => true,
+            };
+            if newer {
+                *slot = Some(value);
+                *slot_at = Some(at);
             }
         }
         fill_in(&mut self.client_order_id, &event.client_order_id);
@@ -407,8 +438,8 @@ impl Order {
         fill_in(&mut self.symbol, &event.symbol);
         fill_in(&mut self.side, &event.side);
         fill_in(&mut self.order_type, &event.order_type);
-        fill_in(&mut self.quantity, &event.quantity);
-        fill_in(&mut self.price, &event.price);
+        newest(&mut self.quantity, &mut self.quantity_at, event.quantity, at, self.updated_at);
+        newest(&mut self.price, &mut self.price_at, event.price, at, self.updated_at);
         fill_in(&mut self.origin, &event.origin);
         fill_in(&mut self.reason, &event.reason);
         self.reduce_only |= event.reduce_only.unwrap_or(false);

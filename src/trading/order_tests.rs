@@ -286,3 +286,36 @@ fn duplicate_reported_at_different_times_keeps_the_earliest_whatever_the_arrival
     ]);
     assert_eq!(c.fills()[0].at.format("%S").to_string(), "02");
 }
+
+#[test]
+fn an_amend_changes_quantity_and_price_and_an_older_event_never_takes_them_back() {
+    let amend = ev("order.updated", 5, json!({"quantity": "2.5", "price": "95", "status": "open"}));
+    let partial = cum(7, "partially_filled", "1", "95");
+    for events in [
+        vec![created(0), amend.clone(), partial.clone()],
+        vec![amend.clone(), partial.clone(), created(0)],
+        vec![partial.clone(), amend.clone(), created(0)],
+    ] {
+        let (order, _) = run(&events);
+        assert_eq!((order.quantity, order.price), (Some(d("2.5")), Some(d("95"))), "{events:?}");
+        assert_eq!(order.status, OrderStatus::PartiallyFilled, "1 of the amended 2.5");
+        assert_eq!(order.overfill_quantity, None);
+    }
+    // Two amends at the same time: the same result in either order.
+    let a = ev("order.updated", 5, json!({"quantity": "3"}));
+    let (x, _) = run(&[created(0), amend.clone(), a.clone()]);
+    let (y, _) = run(&[created(0), a, amend]);
+    assert_eq!((x.quantity, y.quantity), (Some(d("3")), Some(d("3"))));
+}
+
+#[test]
+fn a_document_saved_without_value_times_takes_only_newer_amends() {
+    let (mut order, _) = run(&[created(0), cum(3, "partially_filled", "0.5", "100")]);
+    (order.quantity_at, order.price_at) = (None, None);
+    let late_created = ev("order.created", 1, json!({"quantity": "9", "price": "1"}));
+    order.apply(&late_created.0, late_created.1);
+    assert_eq!((order.quantity, order.price), (Some(d("1")), Some(d("100"))), "older than what was seen");
+    let amend = ev("order.updated", 4, json!({"quantity": "2", "price": "99"}));
+    order.apply(&amend.0, amend.1);
+    assert_eq!((order.quantity, order.price), (Some(d("2")), Some(d("99"))));
+}
