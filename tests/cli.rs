@@ -448,3 +448,58 @@ fn events_tail_prints_new_events_and_goes_on_across_a_gateway_restart() {
     let _ = again.kill();
     let _ = again.wait();
 }
+
+#[test]
+fn a_source_of_the_file_gets_its_secret_from_the_environment() {
+    // SPEC §9: every key can be set by a variable, a source's secrets too (kept out of the file).
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tradehook.toml");
+    std::fs::write(
+        &file,
+        "[[source]]\nname = \"tv\"\nformat = \"tradingview\"\nsignature = \"token\"\nsecrets = [\"from-the-file\"]\n",
+    )
+    .unwrap();
+    let check = |name: &str, value: &str| {
+        tradehook(dir.path())
+            .args(["config", "check", "--config"])
+            .arg(&file)
+            .env(name, value)
+            .output()
+            .unwrap()
+    };
+    let wrong = check("TRADEHOOK_SOURCE__VIBE__SECRETS", "x");
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert!(!wrong.status.success());
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("TRADEHOOK_SOURCE__VIBE__SECRETS"), "{stderr}");
+
+    let mut child = tradehook(dir.path())
+        .args(["serve", "--config"])
+        .arg(&file)
+        .env("TRADEHOOK_SERVER__LISTEN", "127.0.0.1:0")
+        .env("TRADEHOOK_SOURCE__TV__SECRETS", "0123456789")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let address = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|line| {
+            line.split("http://").nth(1).map(|rest| rest.split('/').next().unwrap_or("").to_owned())
+        })
+        .expect("serve printed where it listens");
+    std::thread::spawn(move || lines.for_each(drop));
+    let post = |passphrase: &str| {
+        let body =
+            serde_json::json!({"passphrase": passphrase, "ticker": "BTCUSD", "action": "buy", "price": 1});
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let url = format!("http://{address}/webhooks/tv");
+        runtime.block_on(request(http::Method::POST, &url, &[], body.to_string().into_bytes())).status
+    };
+    assert_eq!(post("0123456789"), http::StatusCode::OK, "the secret from the variable, as written");
+    assert_eq!(post("from-the-file"), http::StatusCode::UNAUTHORIZED, "the variable replaces the file's");
+    let _ = child.kill();
+    let _ = child.wait();
+}

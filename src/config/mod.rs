@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use figment::providers::{Env, Format as _, Serialized, Toml};
+use figment::providers::{Format as _, Serialized, Toml};
 use figment::Figment;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -20,6 +20,7 @@ pub use listener::TlsConfig;
 use units::{de_size, humantime_serde_compat, ser_size};
 
 mod alerts;
+mod env;
 mod listener;
 pub(crate) mod units;
 
@@ -416,46 +417,6 @@ fn default_tolerance() -> Duration {
 fn default_id_fields() -> Vec<String> {
     vec!["/id".into(), "/eventId".into()]
 }
-/// `TRADEHOOK_*` variables that are not configuration keys: the zero-config secret, the config
-/// file, what an `exec:` action's command is given (`TRADEHOOK_EVENT_ID`, …; so a command may run
-/// `tradehook send`), and the benchmark client's thread count. Any other `TRADEHOOK_*` name must
-/// be a key: a typo is an error, not silently ignored.
-const NOT_CONFIG_KEYS: [&str; 5] = ["SECRET", "CONFIG", "EVENT_ID", "EVENT_TYPE", "BENCH_CLIENT_THREADS"];
-
-/// Keys whose value is text, taken from `TRADEHOOK_*` exactly as written. figment reads a
-/// variable's value as TOML would, so an all-digit admin token or broker secret became a number
-/// (refused as "expected a string", or with its leading zeros gone and a long one rounded).
-const TEXT_KEYS: [&str; 12] = [
-    "server.listen",
-    "store",
-    "store.url",
-    "api.admin_token",
-    "alerts.url",
-    "alerts.node",
-    "nats.url",
-    "nats.stream",
-    "broker.url",
-    "broker.api_key",
-    "broker.secret",
-    "log.level",
-];
-
-/// The `TRADEHOOK_*` variables that are configuration keys (`__` nests: `API__ADMIN_TOKEN` is
-/// `api.admin_token`), then the [`TEXT_KEYS`] among them again as text.
-fn from_environment(figment: Figment) -> Figment {
-    let env = Env::prefixed("TRADEHOOK_").ignore(&NOT_CONFIG_KEYS).split("__");
-    let text: Vec<(String, String)> = env
-        .iter()
-        .filter(|(key, _)| TEXT_KEYS.iter().any(|text| key == *text))
-        .map(|(key, value)| (key.as_str().to_ascii_lowercase(), value))
-        .collect();
-    let mut figment = figment.merge(env);
-    for (key, value) in text {
-        figment = figment.merge(Serialized::default(&key, value));
-    }
-    figment
-}
-
 /// `store.url` fit to print: a password, in the user part or a `password` parameter, shows as
 /// `***`. SQLite URLs (a file path) are printed as they are.
 pub fn printable_store_url(url: &str) -> String {
@@ -501,7 +462,7 @@ impl Config {
             }
             figment = figment.merge(Toml::file_exact(path));
         }
-        let figment = from_environment(figment);
+        let figment = env::from_environment(figment)?;
         let config: Config = figment.extract().map_err(|e| ConfigError(one_line(&e)))?;
         config.validate()?;
         Ok(config)

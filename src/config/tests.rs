@@ -117,7 +117,7 @@ fn the_store_may_be_given_as_just_its_url() {
 fn every_text_key_is_a_text_setting() {
     // What `from_environment` sets as text must be text: a numeric key would no longer take its
     // variable, and a misspelt one would be refused as unknown.
-    for key in TEXT_KEYS {
+    for key in env::TEXT_KEYS {
         let figment = Figment::from(Serialized::defaults(Config::default())).merge(Serialized::default(key, "0123"));
         let config: Result<Config, _> = figment.extract();
         assert!(config.is_ok(), "{key}: {config:?}");
