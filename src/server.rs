@@ -162,8 +162,10 @@ pub async fn open_store(config: &Config) -> anyhow::Result<SharedStore> {
                 queue_capacity: config.store.queue_capacity,
                 max_backlog: config.store.max_backlog,
                 lease: config.store.lease,
-                // Longer than any attempt can take, so a live node's claim never runs out.
-                claim: config.delivery.timeout.saturating_mul(2) + Duration::from_secs(5),
+                // Longer than any attempt can take (a request or an `exec:` command), so a live
+                // node's claim never runs out while it attempts.
+                claim: config.delivery.timeout.max(config.delivery.exec_timeout).saturating_mul(2)
+                    + Duration::from_secs(5),
                 pool_size: config.store.pool_size,
             };
             let store = PgStore::open(&url, options)

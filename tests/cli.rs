@@ -443,10 +443,20 @@ fn events_tail_prints_new_events_and_goes_on_across_a_gateway_restart() {
     let (mut again, _) = serve_with_env(dir.path(), &env);
     send("order.updated");
     wait_for("order.updated");
-    let _ = tail.kill();
-    let _ = tail.wait();
-    let _ = again.kill();
-    let _ = again.wait();
+
+    // Restarted with another admin token: asking again will not help; the tail stops and says so.
+    let _ = Command::new("kill").arg("-TERM").arg(again.id().to_string()).status();
+    assert!(again.wait().unwrap().success());
+    let rotated = [env[0], ("TRADEHOOK_API__ADMIN_TOKEN", "a-rotated-admin-token-0123456789")];
+    let (mut rotated, _) = serve_with_env(dir.path(), &rotated);
+    wait_for("401");
+    let exited = (0..100).find_map(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        tail.try_wait().unwrap()
+    });
+    assert!(exited.is_some_and(|status| !status.success()), "{exited:?}");
+    let _ = rotated.kill();
+    let _ = rotated.wait();
 }
 
 #[test]

@@ -123,8 +123,25 @@ impl ApiClient {
                 .as_str()
                 .map(str::to_owned)
                 .unwrap_or_else(|| String::from_utf8_lossy(&answer).into_owned());
-            anyhow::bail!("{} answered {}: {reason}", url, status.as_u16());
+            return Err(Refused { status: status.as_u16(), message: format!("{url} answered {}: {reason}", status.as_u16()) }.into());
         }
         Ok(json)
+    }
+}
+
+/// The gateway answered, with an error status.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Refused {
+    /// The HTTP status.
+    pub status: u16,
+    message: String,
+}
+
+impl Refused {
+    /// Whether asking again later may succeed: the gateway is busy or unavailable (429, 5xx),
+    /// not refusing this request (a wrong token, a missing path).
+    pub fn is_transient(&self) -> bool {
+        self.status == 408 || self.status == 429 || self.status >= 500
     }
 }

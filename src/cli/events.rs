@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use http::Method;
 
-use super::client::{ApiArgs, ApiClient};
+use super::client::{ApiArgs, ApiClient, Refused};
 use crate::config::Config;
 use crate::ingest::signature::percent_encode as encode;
 
@@ -127,6 +127,12 @@ pub async fn run(command: EventsCommand, config: &Config) -> anyhow::Result<()> 
                             println!("{}", line(event));
                             after = after.max(event["seq"].as_i64().unwrap_or(after));
                         }
+                    }
+                    // A refusal that asking again will not change (a rotated token): stop and say.
+                    Err(error)
+                        if error.downcast_ref::<Refused>().is_some_and(|r| !r.is_transient()) =>
+                    {
+                        return Err(error);
                     }
                     Err(error) if !failing => {
                         eprintln!("events tail: {error}; trying again every 0.5 s");

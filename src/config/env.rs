@@ -14,6 +14,9 @@ use figment::{Figment, Metadata, Profile, Provider};
 
 use super::ConfigError;
 
+/// What every variable of ours starts with.
+const PREFIX: &str = "TRADEHOOK_";
+
 /// `TRADEHOOK_*` variables that are not configuration keys: the zero-config secret, the config
 /// file, what an `exec:` action's command is given (`TRADEHOOK_EVENT_ID`, …; so a command may run
 /// `tradehook send`), and the benchmark client's thread count. Any other `TRADEHOOK_*` name must
@@ -46,7 +49,7 @@ const ENTRY_TEXT_KEYS: [&str; 5] = ["name", "secret", "key", "token_field", "sec
 
 /// `figment` with the process's `TRADEHOOK_*` configuration keys merged over it.
 pub(super) fn from_environment(figment: Figment) -> Result<Figment, ConfigError> {
-    let env = Env::prefixed("TRADEHOOK_")
+    let env = Env::prefixed(PREFIX)
         .ignore(&NOT_CONFIG_KEYS)
         .split("__")
         .filter(|key| list_of(key.as_str()).is_none());
@@ -59,12 +62,19 @@ pub(super) fn from_environment(figment: Figment) -> Result<Figment, ConfigError>
     for (key, value) in text {
         figment = figment.merge(Variables::at(&key, Value::from(value)));
     }
-    list_entries(figment, std::env::vars())
+    // Not `std::env::vars`, which panics on a variable that is not UTF-8 (any variable, not only
+    // ours); such ones are skipped, as figment's own reader does.
+    list_entries(figment, std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))))
+}
+
+/// Whether variable `name` is one of ours (the prefix in any case, as figment takes it).
+fn ours(name: &str) -> bool {
+    name.get(..PREFIX.len()).is_some_and(|start| start.eq_ignore_ascii_case(PREFIX))
 }
 
 /// `figment` with the list entries `vars` (`TRADEHOOK_*` variables) set merged over it.
 fn list_entries(mut figment: Figment, vars: impl Iterator<Item = (String, String)>) -> Result<Figment, ConfigError> {
-    let vars: Vec<(String, String)> = vars.filter(|(name, _)| name.starts_with("TRADEHOOK_")).collect();
+    let vars: Vec<(String, String)> = vars.filter(|(name, _)| ours(name)).collect();
     for (list, naming) in LISTS {
         let mut entries: Option<Vec<Value>> = None;
         for (name, value) in &vars {
@@ -112,7 +122,7 @@ impl Provider for Variables {
 /// The dotted, lowercase key of variable `name` (`TRADEHOOK_SOURCE__TV__SECRETS` →
 /// `source.tv.secrets`).
 fn key_of(name: &str) -> String {
-    name.trim_start_matches("TRADEHOOK_").split("__").collect::<Vec<_>>().join(".").to_ascii_lowercase()
+    name[PREFIX.len()..].split("__").collect::<Vec<_>>().join(".").to_ascii_lowercase()
 }
 
 /// Which list `key` sets an entry of, and the rest of the key (`tv.secrets`).
@@ -159,23 +169,31 @@ fn set_in_entry(entries: &mut [Value], list: &str, naming: Option<&str>, rest: &
             _ => return Err(format!("`{key}` is not a table")),
         };
     }
-    dict.insert(last.to_owned(), entry_value(last, raw));
+    dict.insert(last.to_owned(), entry_value(last, raw)?);
     Ok(())
 }
 
 /// The value of entry key `key` from a variable's text: text as written for text keys (a list
-/// in brackets, or one secret, for `secrets`), else read as TOML would.
-fn entry_value(key: &str, raw: &str) -> Value {
+/// of quoted strings, or one secret without brackets, for `secrets`), else read as TOML would.
+/// An error never quotes the text: it may be a secret.
+fn entry_value(key: &str, raw: &str) -> Result<Value, String> {
     if !ENTRY_TEXT_KEYS.contains(&key) {
-        return raw.parse().unwrap_or_else(|_| Value::from(raw.to_owned()));
+        return Ok(raw.parse().unwrap_or_else(|_| Value::from(raw.to_owned())));
     }
-    if key == "secrets" {
-        return match raw.trim_start().starts_with('[') {
-            true => raw.parse().unwrap_or_else(|_| Value::from(raw.to_owned())),
-            false => Value::from(vec![raw.to_owned()]),
+    if key == "secrets" && raw.trim_start().starts_with('[') {
+        return match raw.parse::<Value>() {
+            Ok(Value::Array(tag, items)) if items.iter().all(|item| item.as_str().is_some()) => {
+                Ok(Value::Array(tag, items))
+            }
+            _ => Err("`secrets` is a list of quoted strings, e.g. [\"new\", \"old\"], or one secret \
+                      without brackets"
+                .into()),
         };
     }
-    Value::from(raw.to_owned())
+    if key == "secrets" {
+        return Ok(Value::from(vec![raw.to_owned()]));
+    }
+    Ok(Value::from(raw.to_owned()))
 }
 
 #[cfg(test)]
@@ -242,6 +260,14 @@ mod tests {
         assert!(error.contains("TRADEHOOK_ROUTE__3__ACTIONS"), "{error}");
         let error = load(&[("TRADEHOOK_SOURCE__TV", "x")]).unwrap_err();
         assert!(error.contains("name an entry and a key"), "{error}");
+        // A list that is not of strings: said without quoting what may be a secret.
+        for raw in ["[0042]", "[s3cret"] {
+            let error = load(&[("TRADEHOOK_SOURCE__TV__SECRETS", raw)]).unwrap_err();
+            assert!(error.contains("quoted strings") && !error.contains("42") && !error.contains("s3cret"), "{error}");
+        }
+        // Our prefix in any case, as for the other keys.
+        let config = load(&[("tradehook_source__tv__secrets", "lower")]).unwrap();
+        assert_eq!(config.sources[1].secrets, ["lower"]);
         // A key the entry does not have is refused like in the file.
         let error = load(&[("TRADEHOOK_SOURCE__TV__SECRET", "x")]).unwrap_err();
         assert!(error.contains("secret"), "{error}");

@@ -495,6 +495,10 @@ async fn attempt(context: &Context, delivery: &DueDelivery) -> Outcome {
     }
 }
 
+/// How old the shared copy of the subscriptions may be before an attempt that finds its
+/// subscription missing or inactive reads them again.
+const REREAD_AFTER: Duration = Duration::from_millis(250);
+
 /// The subscription a `forward:` target names. The shared copy is the answer when it shows the
 /// subscription active; when it shows it missing or inactive, the store is asked (and the copy
 /// replaced): the copy may lag a change just committed — an enable through the API whose
@@ -502,7 +506,9 @@ async fn attempt(context: &Context, delivery: &DueDelivery) -> Outcome {
 /// copy would spend an attempt or hold a delivery its subscription is waiting for.
 async fn current_subscription(context: &Context, name: &str) -> Option<subscription::Subscription> {
     let cached = context.subscriptions.find(name);
-    if cached.as_ref().is_some_and(|s| s.active) {
+    // At most one read per quarter second: many deliveries to a name never created must not
+    // each read the table.
+    if cached.as_ref().is_some_and(|s| s.active) || context.subscriptions.read_within(REREAD_AFTER) {
         return cached;
     }
     match context.subscriptions.reload(|| context.store.subscriptions()).await {

@@ -8,6 +8,7 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -88,8 +89,8 @@ pub fn glob_matches(pattern: &str, text: &str) -> bool {
 /// The current subscriptions, shared by the API, the worker and the dispatcher.
 #[derive(Debug, Default)]
 pub struct SubscriptionSet {
-    /// The list, and the number of the read it came from.
-    current: RwLock<(u64, Arc<Vec<Subscription>>)>,
+    /// The list, the number of the read it came from, and when that read was kept.
+    current: RwLock<(u64, Arc<Vec<Subscription>>, Option<Instant>)>,
     /// Reads started so far.
     reads: AtomicU64,
 }
@@ -97,7 +98,7 @@ pub struct SubscriptionSet {
 impl SubscriptionSet {
     /// A set holding `subscriptions`.
     pub fn new(subscriptions: Vec<Subscription>) -> Self {
-        SubscriptionSet { current: RwLock::new((0, Arc::new(subscriptions))), reads: AtomicU64::new(0) }
+        SubscriptionSet { current: RwLock::new((0, Arc::new(subscriptions), None)), reads: AtomicU64::new(0) }
     }
 
     /// The list as it is now (cheap: a shared snapshot).
@@ -117,9 +118,15 @@ impl SubscriptionSet {
         let subscriptions = read().await?;
         let mut current = self.current.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         if number > current.0 {
-            *current = (number, Arc::new(subscriptions));
+            *current = (number, Arc::new(subscriptions), Some(Instant::now()));
         }
         Ok(())
+    }
+
+    /// Whether the list was read from the store less than `age` ago.
+    pub fn read_within(&self, age: Duration) -> bool {
+        let current = self.current.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        current.2.is_some_and(|at| at.elapsed() < age)
     }
 
     /// The subscription with this id, or else with this name.

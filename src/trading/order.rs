@@ -121,12 +121,12 @@ pub struct Order {
     pub quantity: Option<Decimal>,
     /// Limit (or stop) price; like `quantity`, the newest event that names one gives it.
     pub price: Option<Decimal>,
-    /// Event time of the event that gave `quantity`.
+    /// When the event that gave `quantity` happened.
     #[serde(default)]
-    pub quantity_at: Option<DateTime<Utc>>,
-    /// Event time of the event that gave `price`.
+    pub quantity_at: Option<ValueTime>,
+    /// When the event that gave `price` happened.
     #[serde(default)]
-    pub price_at: Option<DateTime<Utc>>,
+    pub price_at: Option<ValueTime>,
     /// Current status, derived from the reported status and the fills.
     pub status: OrderStatus,
     /// Total filled (never decreases).
@@ -161,6 +161,20 @@ pub struct Order {
     /// Facts added or changed since the store last saved them (see [`Order::take_unsaved`]).
     #[serde(skip)]
     unsaved: Unsaved,
+}
+
+/// Which of two events naming an order's quantity or price is the newer: by event time; at the
+/// same time (venues often send whole seconds) an update before the creation (an amend cannot
+/// come before the order), then by the venue's sequence number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ValueTime {
+    /// Event time.
+    pub at: DateTime<Utc>,
+    /// Whether an update (not `order.created`) gave it.
+    pub update: bool,
+    /// The venue's sequence number, 0 when it sends none.
+    pub sequence: u64,
 }
 
 /// Bookkeeping for the store, not part of what an order is: equal whatever it holds.
@@ -412,25 +426,29 @@ impl Order {
                 slot.clone_from(value);
             }
         }
-        /// The newer of (`slot`, `slot_at`) and (`value`, `at`); at the same time the larger
-        /// value, so the result does not depend on which event came first. `seen` stands in for
-        /// `slot_at` in a document saved before these times were kept: the newest event time of
-        /// the order, which is no older than the event that gave the value.
+        /// The newer of (`slot`, `slot_at`) and (`value`, `when`); at the same [`ValueTime`], the
+        /// larger value, so the result does not depend on which event came first. `seen` stands
+        /// in for `slot_at` in a document saved before these times were kept: the newest event
+        /// time of the order, which is no older than the event that gave the value.
         fn newest(
             slot: &mut Option<Decimal>,
-            slot_at: &mut Option<DateTime<Utc>>,
+            slot_at: &mut Option<ValueTime>,
             value: Option<Decimal>,
-            at: DateTime<Utc>,
+            when: ValueTime,
             seen: DateTime<Utc>,
         ) {
             let Some(value) = value else { return };
             let newer = match *slot {
-                Some(known) => (at, value) > (slot_at.unwrap_or(seen), known),
+                Some(known) => {
+                    let known_at =
+                        slot_at.unwrap_or(ValueTime { at: seen, update: true, sequence: u64::MAX });
+                    (when, value) > (known_at, known)
+                }
                 None => true,
             };
             if newer {
                 *slot = Some(value);
-                *slot_at = Some(at);
+                *slot_at = Some(when);
             }
         }
         fill_in(&mut self.client_order_id, &event.client_order_id);
@@ -438,8 +456,16 @@ impl Order {
         fill_in(&mut self.symbol, &event.symbol);
         fill_in(&mut self.side, &event.side);
         fill_in(&mut self.order_type, &event.order_type);
-        newest(&mut self.quantity, &mut self.quantity_at, event.quantity, at, self.updated_at);
-        newest(&mut self.price, &mut self.price_at, event.price, at, self.updated_at);
+        // Once the order is over (filled, cancelled, …), a later event cannot amend it: a venue
+        // refuses the amend, and one that came back anyway (the paper broker amending a leg that
+        // filled meanwhile) must not resize a finished order.
+        let over = self.terminal_at.is_some_and(|end| at > end);
+        if !over {
+            let update = event.action != OrderAction::Created;
+            let when = ValueTime { at, update, sequence: event.sequence.unwrap_or(0) };
+            newest(&mut self.quantity, &mut self.quantity_at, event.quantity, when, self.updated_at);
+            newest(&mut self.price, &mut self.price_at, event.price, when, self.updated_at);
+        }
         fill_in(&mut self.origin, &event.origin);
         fill_in(&mut self.reason, &event.reason);
         self.reduce_only |= event.reduce_only.unwrap_or(false);

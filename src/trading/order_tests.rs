@@ -312,10 +312,35 @@ fn an_amend_changes_quantity_and_price_and_an_older_event_never_takes_them_back(
 fn a_document_saved_without_value_times_takes_only_newer_amends() {
     let (mut order, _) = run(&[created(0), cum(3, "partially_filled", "0.5", "100")]);
     (order.quantity_at, order.price_at) = (None, None);
+    let same_time = ev("order.updated", 3, json!({"quantity": "7"}));
+    order.apply(&same_time.0, same_time.1);
+    assert_eq!(order.quantity, Some(d("1")), "not newer than the newest event seen");
     let late_created = ev("order.created", 1, json!({"quantity": "9", "price": "1"}));
     order.apply(&late_created.0, late_created.1);
     assert_eq!((order.quantity, order.price), (Some(d("1")), Some(d("100"))), "older than what was seen");
     let amend = ev("order.updated", 4, json!({"quantity": "2", "price": "99"}));
     order.apply(&amend.0, amend.1);
     assert_eq!((order.quantity, order.price), (Some(d("2")), Some(d("99"))));
+}
+
+#[test]
+fn an_amend_in_the_same_second_as_the_creation_wins_and_the_venue_sequence_orders_two_amends() {
+    let amend = ev("order.updated", 0, json!({"quantity": "0.5", "sequence": 7}));
+    for events in [vec![created(0), amend.clone()], vec![amend.clone(), created(0)]] {
+        assert_eq!(run(&events).0.quantity, Some(d("0.5")), "cut from 1 in the same second");
+    }
+    let later = ev("order.updated", 0, json!({"quantity": "0.25", "sequence": 8}));
+    for events in
+        [vec![created(0), amend.clone(), later.clone()], vec![later.clone(), created(0), amend.clone()]]
+    {
+        assert_eq!(run(&events).0.quantity, Some(d("0.25")), "the higher sequence is the newer");
+    }
+}
+
+#[test]
+fn a_finished_order_is_not_amended_by_a_later_event() {
+    let amend = ev("order.updated", 5, json!({"quantity": "3", "price": "90"}));
+    let (order, _) = run(&[created(0), cum(2, "filled", "1", "100"), amend]);
+    assert_eq!((order.quantity, order.price), (Some(d("1")), Some(d("100"))));
+    assert_eq!(order.status, OrderStatus::Filled);
 }
