@@ -513,3 +513,20 @@ fn a_source_of_the_file_gets_its_secret_from_the_environment() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn a_refused_rebuild_state_leaves_the_data_directory_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, _) =
+        serve_with_env(dir.path(), &[("TRADEHOOK_SECRET", "the-secret-of-the-running-gateway")]);
+    let secret_file = dir.path().join("data/default-source.secret");
+    assert!(!secret_file.exists(), "the gateway was given its secret");
+    let output = tradehook(dir.path()).arg("rebuild-state").output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("in use"), "{stderr}");
+    // A secret written now would be what `send` signs with: every send would be refused.
+    assert!(!secret_file.exists(), "no secret file appeared");
+    let _ = server.kill();
+    let _ = server.wait();
+}
