@@ -4,9 +4,10 @@
 //! `X-Webhook-Signature` (hex HMAC-SHA256 of the body keyed with the secret's UTF-8 bytes, as
 //! seed 001's receiver computes it) and the Standard Webhooks headers (`webhook-id`,
 //! `webhook-timestamp`, `webhook-signature: v1,<base64>`). The Standard Webhooks key is the
-//! base64 after `whsec_`, so `webhook-signature` is sent only for `whsec_` secrets (the form
-//! tradehook generates); `webhook-id` and `webhook-timestamp` are always sent, and the id stays
-//! the same across retries of one delivery so receivers can de-duplicate.
+//! base64 after `whsec_` for such secrets (the form tradehook generates); for any other secret
+//! it is the secret's UTF-8 bytes, so a Standard Webhooks receiver verifies with `whsec_` and
+//! the base64 of the secret. The id stays the same across retries of one delivery so receivers
+//! can de-duplicate.
 
 use crate::ingest::signature::{sign, Scheme, SignContext};
 
@@ -20,10 +21,11 @@ pub fn delivery_headers(
 ) -> Vec<(String, String)> {
     let context = SignContext { timestamp, message_id: message_id.to_owned(), token_field: None };
     let mut headers = sign(Scheme::HmacSha256, secret, body, &context).map(|s| s.headers).unwrap_or_default();
-    let standard = secret
-        .starts_with("whsec_")
-        .then(|| sign(Scheme::StandardWebhooks, secret, body, &context).ok())
-        .flatten();
+    let standard = if secret.starts_with("whsec_") {
+        sign(Scheme::StandardWebhooks, secret, body, &context).ok()
+    } else {
+        sign(Scheme::StandardWebhooks, &standard_form(secret), body, &context).ok()
+    };
     match standard {
         Some(signed) => headers.extend(signed.headers),
         None => {
@@ -32,6 +34,12 @@ pub fn delivery_headers(
         }
     }
     headers
+}
+
+/// The Standard Webhooks form of a secret that is not one: `whsec_` and the base64 of its bytes.
+fn standard_form(secret: &str) -> String {
+    use base64::Engine as _;
+    format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(secret.as_bytes()))
 }
 
 #[cfg(test)]
@@ -70,10 +78,23 @@ mod tests {
     }
 
     #[test]
-    fn other_secrets_carry_id_and_timestamp_but_no_standard_signature() {
-        let headers = delivery_headers("your_webhook_secret", "evt_9", 5, b"{}");
+    fn other_secrets_sign_the_standard_way_with_their_own_bytes_as_the_key() {
+        let body = b"{}";
+        let headers = delivery_headers("your_webhook_secret", "evt_9", 5, body);
         assert_eq!(get(&headers, "webhook-id"), Some("evt_9"));
         assert_eq!(get(&headers, "webhook-timestamp"), Some("5"));
-        assert_eq!(get(&headers, "webhook-signature"), None);
+        // A receiver given whsec_ + base64("your_webhook_secret") verifies it.
+        let receiver = crate::ingest::signature::Verifier::new(
+            Scheme::StandardWebhooks,
+            &["whsec_eW91cl93ZWJob29rX3NlY3JldA==".to_owned()],
+            crate::ingest::signature::VerifyOptions::default(),
+        )
+        .unwrap();
+        let headers: http::HeaderMap = headers
+            .iter()
+            .map(|(n, v)| (http::HeaderName::try_from(n.as_str()).unwrap(), v.parse().unwrap()))
+            .collect();
+        let inbound = crate::ingest::signature::Inbound { headers: &headers, query: None, body };
+        assert!(receiver.verify(&inbound, 5).is_ok());
     }
 }
