@@ -479,6 +479,7 @@ async fn tradingview_alerts_are_delivered_as_canonical_signals_without_the_passp
     let text = String::from_utf8_lossy(&got[0].body).into_owned();
     let signal: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(signal["event"], "signal.generated", "{text}");
+    assert_eq!(signal["id"], answer.json["id"], "the envelope names the event: {text}");
     assert_eq!(signal["data"]["symbol"], "BTCUSD");
     assert_eq!(signal["data"]["action"], "buy");
     assert!(!text.contains("tv-pass"), "the passphrase never leaves: {text}");

@@ -259,10 +259,16 @@ async fn tradingview_alert_becomes_a_signal() {
     let answer =
         request(http::Method::POST, &server.url("/webhooks/tv"), &[], body.to_string().into_bytes()).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    let id = answer.json["id"].as_str().unwrap().to_owned();
     wait_processed(server.addr).await;
     let signals = api_get(server.addr, "/signals").await;
     let signal = &signals.json["signals"][0];
     assert_eq!(signal["symbol"], "BTCUSD", "{}", signals.text);
+    assert_eq!(signal["eventId"], json!(id), "known by the id its acknowledgement gave");
+    // The stored event is listed, and found by type, as what it became.
+    let listed = api_get(server.addr, "/events?type=signal.generated").await;
+    assert_eq!(listed.json["events"][0]["id"], json!(id), "{}", listed.text);
+    assert_eq!(listed.json["events"][0]["eventType"], "signal.generated");
     assert_eq!(signal["action"], "buy");
     assert_eq!(signal["quantity"], json!(0.25), "decimals are JSON numbers");
     assert_eq!(signal["price"], json!(49850.5));

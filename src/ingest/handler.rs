@@ -20,9 +20,11 @@ use super::schema::IngestHeaders;
 use super::signature::{Inbound, Verified};
 use super::source::Source;
 use super::{event_id, guard, payload, source, DEFAULT_SOURCE};
+use crate::config::Format;
 use crate::error::{ApiError, ErrorBody};
 use crate::server::AppState;
 use crate::store::{now_ms, Appended, NewEvent};
+use crate::trading::tradingview::SIGNAL_GENERATED;
 
 /// The routes that receive webhooks.
 pub fn router() -> OpenApiRouter<Arc<AppState>> {
@@ -231,7 +233,11 @@ async fn check_and_store(
     let event = NewEvent {
         source: source.name.clone(),
         event_key,
-        event_type: payload.event_type,
+        event_type: match source.format {
+            // What the worker makes of every alert, so lists and filters by type find them.
+            Format::Tradingview => Some(SIGNAL_GENERATED.to_owned()),
+            Format::Vibetrading | Format::Generic => payload.event_type,
+        },
         headers: source::headers_for_storage(headers, &source.secrets),
         body,
         client_ip: client.to_string(),

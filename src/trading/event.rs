@@ -384,7 +384,7 @@ impl CanonicalEvent {
                 LedgerKind::Withdrawal => "account.withdrawal_processed",
             },
             EventKind::MarginCall(_) => "account.margin_call",
-            EventKind::Signal(_) => "signal.generated",
+            EventKind::Signal(_) => super::tradingview::SIGNAL_GENERATED,
             EventKind::Maintenance(_) => "system.maintenance",
             EventKind::SystemAlert(_) => "system.alert",
             EventKind::Test => "test",

@@ -94,6 +94,9 @@ fn percent(json: &Value, list: &[String]) -> Result<Option<Decimal>, SchemaError
     decimal::from_json(ptr, bare.as_ref().unwrap_or(value), Sign::NonNegative).map(Some)
 }
 
+/// The type every TradingView alert becomes.
+pub const SIGNAL_GENERATED: &str = "signal.generated";
+
 /// Maps a TradingView alert to a `signal.generated` event timed at the alert's time, or at
 /// `received_at` when the alert carries none.
 pub fn parse_tradingview(

@@ -100,8 +100,10 @@ pub fn read(
         }
         Format::Tradingview => {
             let received = DateTime::<Utc>::from_timestamp_millis(event.received_at).unwrap_or_default();
-            let canonical =
+            let mut canonical =
                 parse_tradingview(&json, &rules.tradingview, received).map_err(|e| e.to_string())?;
+            // An alert has no id of its own: it is known by the id its acknowledgement gave.
+            canonical.id = Some(crate::store::event_id(event.seq));
             if routing {
                 facts.event_type = Some(canonical.event_type().to_owned());
                 if let crate::trading::EventKind::Signal(signal) = &canonical.kind {
@@ -123,6 +125,7 @@ pub fn delivery_payload(rules: Option<&SourceRules>, parsed: &Parsed) -> Option<
     }
     let crate::trading::EventKind::Signal(signal) = &canonical.kind else { return None };
     let envelope = serde_json::json!({
+        "id": canonical.id,
         "event": canonical.event_type(),
         "timestamp": canonical.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         "data": signal,
