@@ -33,6 +33,9 @@ pub struct Rejection {
 pub struct AuditLog {
     capacity: usize,
     entries: Mutex<VecDeque<Rejection>>,
+    /// Secrets masked in every body, whatever the source: the admin token, API key secrets and
+    /// every source's secrets (a body sent to one source may carry another's, or a credential).
+    always_masked: Vec<String>,
 }
 
 /// What a masked secret reads as.
@@ -86,7 +89,16 @@ fn cut(mut text: String, max: usize) -> String {
 impl AuditLog {
     /// An empty log keeping at most `capacity` entries.
     pub fn new(capacity: usize) -> Self {
-        AuditLog { capacity: capacity.max(1), entries: Mutex::new(VecDeque::new()) }
+        AuditLog { capacity: capacity.max(1), entries: Mutex::new(VecDeque::new()), always_masked: Vec::new() }
+    }
+
+    /// The same log, also masking each of `secrets` in every body it records.
+    pub fn masking(mut self, secrets: impl IntoIterator<Item = String>) -> Self {
+        self.always_masked.extend(secrets.into_iter().filter(|s| !s.is_empty()));
+        // The longest first, so a secret that contains another is masked whole.
+        self.always_masked.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        self.always_masked.dedup();
+        self
     }
 
     /// Records a rejection, dropping the oldest when full. Any of `secrets` in the body (a
@@ -104,10 +116,11 @@ impl AuditLog {
         secrets: &[String],
         token_field: Option<&str>,
     ) {
-        let longest = secrets.iter().map(String::len).max().unwrap_or(0);
+        let all = || secrets.iter().chain(&self.always_masked).filter(|s| !s.is_empty());
+        let longest = all().map(String::len).max().unwrap_or(0);
         let window = &body[..body.len().min(BODY_PREFIX_LEN + longest)];
         let mut text = String::from_utf8_lossy(window).into_owned();
-        for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        for secret in all() {
             text = text.replace(secret.as_str(), REDACTED);
         }
         if let Some(field) = token_field {
@@ -166,6 +179,15 @@ mod tests {
         log.record("127.0.0.1".into(), "tv", 400, "not JSON", body, &["tv-pass-123".into()], None);
         let prefix = &log.recent(1)[0].body_prefix;
         assert!(!prefix.contains("tv-pass-123") && prefix.contains("<redacted>"), "{prefix}");
+    }
+
+    #[test]
+    fn credentials_of_the_gateway_are_masked_in_any_source_body() {
+        let log = AuditLog::new(3).masking(["admin-token-0123456789".to_string(), "api-secret".to_string()]);
+        let body = br#"{"note":"admin-token-0123456789 and api-secret","passphrase":"tv-pass"}"#;
+        log.record("127.0.0.1".into(), "default", 400, "bad", body, &["tv-pass".into()], None);
+        let prefix = &log.recent(1)[0].body_prefix;
+        assert_eq!(prefix, r#"{"note":"<redacted> and <redacted>","passphrase":"<redacted>"}"#);
     }
 
     #[test]

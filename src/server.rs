@@ -196,7 +196,15 @@ impl AppState {
             config: Arc::new(config.clone()),
             sources,
             store,
-            audit: AuditLog::new(config.server.audit_log_size),
+            audit: AuditLog::new(config.server.audit_log_size).masking(
+                config
+                    .api
+                    .admin_token
+                    .iter()
+                    .chain(config.api.keys.iter().map(|k| &k.secret))
+                    .chain(config.sources.iter().flat_map(|s| &s.secrets))
+                    .cloned(),
+            ),
             ip_limiter: config
                 .server
                 .ip_rate_limit

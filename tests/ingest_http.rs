@@ -194,6 +194,32 @@ async fn body_over_the_limit_is_413() {
 }
 
 #[tokio::test]
+async fn a_compressed_body_is_415_and_not_stored() {
+    let server = TestServer::start().await;
+    let url = server.url("/webhook");
+    for coding in ["gzip", "br", "identity, gzip"] {
+        // Signed over the bytes as sent, so only the encoding can be refused.
+        let body = order_event(&format!("enc-{coding}"));
+        let answer =
+            post_signed(&url, Scheme::HmacSha256, SECRET, body.as_bytes(), &[("content-encoding", coding)])
+                .await;
+        assert_eq!(answer.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{coding}: {}", answer.text);
+        assert_eq!(answer.json["error"], "unsupported_encoding");
+    }
+    let plain = order_event("enc-identity");
+    let answer =
+        post_signed(&url, Scheme::HmacSha256, SECRET, plain.as_bytes(), &[("content-encoding", "identity")])
+            .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    let events = api_get(server.addr, "/events").await;
+    assert_eq!(events.json["events"].as_array().unwrap().len(), 1, "{}", events.text);
+    let audit = api_get(server.addr, "/audit").await;
+    let rejections = audit.json["rejections"].as_array().unwrap();
+    assert_eq!(rejections.len(), 3, "refusals are audited: {}", audit.text);
+    assert!(rejections.iter().all(|r| r["status"] == 415), "{}", audit.text);
+}
+
+#[tokio::test]
 async fn chunked_body_over_the_limit_is_413() {
     let server = TestServer::start_with(|c| c.sources[0].max_body = 1024).await;
     let addr = server.addr;

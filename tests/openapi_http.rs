@@ -322,3 +322,21 @@ async fn a_nul_in_any_parameter_of_a_read_is_never_a_server_error() {
     let text = doc.to_string();
     assert!(text.contains(r#""pattern":"^[^\\u0000]*$""#), "no NUL pattern in the document");
 }
+
+#[tokio::test]
+async fn both_ingest_routes_document_every_answer_they_give() {
+    let server = TestServer::start().await;
+    let doc = document(&server).await;
+    for path in ["/webhook", "/webhooks/{source}"] {
+        let responses = doc["paths"][path]["post"]["responses"].as_object().expect(path);
+        let statuses: Vec<&str> = responses.keys().map(String::as_str).collect();
+        assert_eq!(
+            statuses,
+            ["200", "400", "401", "403", "404", "408", "413", "415", "429", "503"],
+            "{path}"
+        );
+        let ack = &responses["200"]["content"]["application/json"]["schema"]["$ref"];
+        assert!(ack.as_str().is_some_and(|r| r.ends_with("/Acknowledgement")), "{path}: {ack}");
+        assert!(responses["415"]["description"].as_str().unwrap().contains("Content-Encoding"), "{path}");
+    }
+}

@@ -176,6 +176,20 @@ async fn schema_invalid_event_is_acked_then_dead_lettered_without_touching_state
     assert_eq!(first["kind"], "event");
     assert!(first["reason"].as_str().unwrap().contains("orderId"), "{first}");
     assert_eq!(first["attempts"], 1);
+    assert_eq!(dlq.json["next"], json!(null), "one page holds them all");
+    // Paged: a full page names where the next starts, and the pages add up to the whole.
+    let page = api_get(server.addr, "/dlq?limit=3").await;
+    let next = page.json["next"].as_str().expect("a full page has a next").to_owned();
+    let rest = api_get(server.addr, &format!("/dlq?limit=3&before={next}")).await;
+    assert_eq!(rest.json["next"], json!(null), "{}", rest.text);
+    let paged: Vec<&serde_json::Value> = page.json["deadLetters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(rest.json["deadLetters"].as_array().unwrap())
+        .collect();
+    assert_eq!(paged, entries.iter().collect::<Vec<_>>(), "newest first, none twice");
+    assert_eq!(api_get(server.addr, "/dlq?before=evt_1").await.status, StatusCode::BAD_REQUEST);
     let orders = api_get(server.addr, "/orders").await;
     assert!(orders.json["orders"].as_array().unwrap().is_empty(), "{}", orders.text);
 }
@@ -282,4 +296,13 @@ async fn state_api_rejects_bad_queries_and_unknown_orders() {
     assert_eq!(api_get(server.addr, "/orders?status=weird").await.status, StatusCode::BAD_REQUEST);
     assert_eq!(api_get(server.addr, "/positions?limit=0").await.status, StatusCode::BAD_REQUEST);
     assert_eq!(api_get(server.addr, "/alerts?before=x").await.status, StatusCode::BAD_REQUEST);
+    // A filter naming what cannot exist is a mistake to say, not an empty list.
+    for query in ["/alerts?kind=bogus", "/intents?outcome=x", "/intents?action=buy_low"] {
+        let answer = api_get(server.addr, query).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{query}: {}", answer.text);
+        assert!(answer.json["reason"].as_str().unwrap().contains("unknown variant"), "{}", answer.text);
+    }
+    for query in ["/alerts?kind=fill_before_order", "/intents?outcome=refused&action=margin_guard"] {
+        assert_eq!(api_get(server.addr, query).await.status, StatusCode::OK, "{query}");
+    }
 }

@@ -132,6 +132,20 @@ allow_private_targets = true
     let id = created.json["id"].as_str().unwrap().to_owned();
     let secret = request(Method::GET, &format!("{base}/api/v1/webhooks/{id}/secret"), &headers, vec![]).await;
     let subscription_secret = secret.json["secret"].as_str().unwrap().to_owned();
+    // A refused body carrying every credential (pasted by mistake): the audit log masks them all.
+    let pasted =
+        format!(r#"{{"admin":"{ADMIN}","key":"{KEY_SECRET}","tv":"{PASSPHRASE}","src":"{SOURCE_SECRET}"}}"#);
+    assert_eq!(
+        post_signed(&format!("{base}/webhook"), Scheme::HmacSha256, "wrong", pasted.as_bytes(), &[])
+            .await
+            .status,
+        401
+    );
+    let audit = request(Method::GET, &format!("{base}/api/v1/audit"), &headers, vec![]).await;
+    assert!(audit.text.contains(r#"{\"admin\":\"<redacted>\""#), "{}", audit.text);
+    for secret in [ADMIN, KEY_SECRET, PASSPHRASE, SOURCE_SECRET, "nope"] {
+        assert!(!audit.text.contains(secret), "`{secret}` in the audit log: {}", audit.text);
+    }
     // Let the worker process and attempt deliveries (to a closed port), so their logs are in.
     tokio::time::sleep(Duration::from_millis(1500)).await;
 

@@ -50,6 +50,8 @@ pub struct FilterQuery {
     kind: Option<DeadLetterKind>,
     /// Only entries whose reason contains this text.
     reason: Option<String>,
+    /// Only entries older than this one (`dlq_…`, the previous page's `next`).
+    before: Option<String>,
     /// At most this many, 1–10000 (default 100 for the list, 1000 for a replay).
     #[param(minimum = 1, maximum = 10000)]
     #[schema(minimum = 1, maximum = 10000)]
@@ -64,11 +66,20 @@ impl FilterQuery {
             DeadLetterKind::Event => "event".to_string(),
             DeadLetterKind::Delivery => "delivery".to_string(),
         });
+        let before = self
+            .before
+            .map(|id| {
+                crate::store::dead_letter_seq(&id).ok_or_else(|| {
+                    ApiError::bad_request("invalid_query", "`before` must be a dead letter id like dlq_12")
+                })
+            })
+            .transpose()?;
         Ok(DeadLetterFilter {
             source: self.source,
             event_type: self.event_type,
             kind,
             reason: self.reason,
+            before,
             limit,
         })
     }
@@ -80,6 +91,8 @@ impl FilterQuery {
 pub struct DeadLetterList {
     /// The entries.
     dead_letters: Vec<DeadLetter>,
+    /// When the page is full: pass as `before` for the next one.
+    next: Option<String>,
 }
 
 /// What a replay did.
@@ -106,8 +119,11 @@ async fn list(
     query: super::QueryResult<FilterQuery>,
 ) -> Result<Json<DeadLetterList>, ApiError> {
     let query = super::query(query)?;
-    let dead_letters = state.store.dead_letters(query.into_filter(100)?).await?;
-    Ok(Json(DeadLetterList { dead_letters }))
+    let filter = query.into_filter(100)?;
+    let limit = filter.limit as usize;
+    let dead_letters = state.store.dead_letters(filter).await?;
+    let next = (dead_letters.len() == limit).then(|| dead_letters.last().map(|d| d.id.clone())).flatten();
+    Ok(Json(DeadLetterList { dead_letters, next }))
 }
 
 async fn find(state: &AppState, id: &str) -> Result<DeadLetter, ApiError> {

@@ -16,7 +16,9 @@ use utoipa_axum::routes;
 
 use crate::error::{ApiError, ErrorBody};
 use crate::server::AppState;
+use crate::store::intents::IntentOutcome;
 use crate::store::StoredIntent;
+use crate::trading::actions::ActionName;
 
 /// The intent and kill-switch routes.
 pub fn router() -> OpenApiRouter<Arc<AppState>> {
@@ -28,10 +30,10 @@ pub fn router() -> OpenApiRouter<Arc<AppState>> {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct IntentQuery {
-    /// Only this action (`bracket_on_fill`, `signal_to_order`, `margin_guard`).
-    action: Option<String>,
-    /// Only this outcome (`queued`, `sent`, `failed`, `refused`, `unsent`).
-    outcome: Option<String>,
+    /// Only this action.
+    action: Option<ActionName>,
+    /// Only this outcome.
+    outcome: Option<IntentOutcome>,
     /// Only intents older than this row id (paging).
     before: Option<i64>,
     /// At most this many, 1–1000 (default 100).
@@ -61,7 +63,9 @@ async fn list(
 ) -> Result<Json<IntentList>, ApiError> {
     let query = super::query(query)?;
     let limit = super::limit(query.limit, 100, 1000)?;
-    let intents = state.store.intents(query.before, query.action, query.outcome, limit).await?;
+    let action = query.action.map(|a| a.as_str().to_owned());
+    let outcome = query.outcome.map(|o| o.as_str().to_owned());
+    let intents = state.store.intents(query.before, action, outcome, limit).await?;
     Ok(Json(IntentList { intents }))
 }
 

@@ -66,6 +66,42 @@ pub enum AckStatus {
     Duplicate,
 }
 
+/// The answers of both ingest routes, as the OpenAPI document lists them.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // describes answers; never built
+enum IngestResponses {
+    /// Stored (or already stored): acknowledged
+    #[response(status = 200)]
+    Stored(Acknowledgement),
+    /// Not JSON, nested deeper than 64, or a NUL in a string
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// Signature missing, invalid or stale
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// Client address not in the source's allow-list
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+    /// No source of that name (`/webhook`: no `default` source)
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// Body not received in time
+    #[response(status = 408)]
+    Timeout(ErrorBody),
+    /// Body over the source's limit
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// A `Content-Encoding` other than `identity`: signatures are over the bytes as sent
+    #[response(status = 415)]
+    Encoded(ErrorBody),
+    /// Rate limited; see `Retry-After`
+    #[response(status = 429)]
+    RateLimited(ErrorBody),
+    /// Cannot store now; see `Retry-After`
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}
+
 /// How the OpenAPI document describes `?token=`.
 const TOKEN_PARAM: &str = "`token` scheme: the shared token, when it is not in the body's `passphrase` field";
 
@@ -80,17 +116,7 @@ const TOKEN_PARAM: &str = "`token` scheme: the shared token, when it is not in t
     params(IngestHeaders, ("token" = Option<String>, Query, description = TOKEN_PARAM)),
     request_body(content = Object, content_type = "application/json",
         description = "The event, signed over its raw bytes by the source's scheme"),
-    responses(
-        (status = 200, description = "Stored (or already stored): acknowledged", body = Acknowledgement),
-        (status = 400, description = "Not JSON, nested deeper than 64, or a NUL in a string", body = ErrorBody),
-        (status = 401, description = "Signature missing, invalid or stale", body = ErrorBody),
-        (status = 403, description = "Client address not in the source's allow-list", body = ErrorBody),
-        (status = 404, description = "No `default` source configured", body = ErrorBody),
-        (status = 408, description = "Body not received in time", body = ErrorBody),
-        (status = 413, description = "Body over the source's limit", body = ErrorBody),
-        (status = 429, description = "Rate limited; see `Retry-After`", body = ErrorBody),
-        (status = 503, description = "Cannot store now; see `Retry-After`", body = ErrorBody)
-    )
+    responses(IngestResponses)
 )]
 async fn receive_default(
     State(state): State<Arc<AppState>>,
@@ -112,17 +138,7 @@ async fn receive_default(
     ),
     request_body(content = Object, content_type = "application/json",
         description = "The event, signed over its raw bytes by the source's scheme"),
-    responses(
-        (status = 200, description = "Stored (or already stored): acknowledged", body = Acknowledgement),
-        (status = 400, description = "Not JSON, nested deeper than 64, or a NUL in a string", body = ErrorBody),
-        (status = 401, description = "Signature missing, invalid or stale", body = ErrorBody),
-        (status = 403, description = "Client address not in the source's allow-list", body = ErrorBody),
-        (status = 404, description = "No source of that name", body = ErrorBody),
-        (status = 408, description = "Body not received in time", body = ErrorBody),
-        (status = 413, description = "Body over the source's limit", body = ErrorBody),
-        (status = 429, description = "Rate limited; see `Retry-After`", body = ErrorBody),
-        (status = 503, description = "Cannot store now; see `Retry-After`", body = ErrorBody)
-    )
+    responses(IngestResponses)
 )]
 async fn receive_named(
     State(state): State<Arc<AppState>>,
@@ -157,7 +173,7 @@ async fn receive(state: &AppState, source_name: &str, peer: SocketAddr, request:
             let status = error.status.as_str().to_owned();
             metrics::counter!("tradehook_requests_total", "source" => source.name.clone(), "status" => status)
                 .increment(1);
-            if matches!(error.status.as_u16(), 400 | 401 | 403 | 408 | 413 | 429) {
+            if matches!(error.status.as_u16(), 400 | 401 | 403 | 408 | 413 | 415 | 429) {
                 if error.status == StatusCode::UNAUTHORIZED {
                     metrics::counter!("tradehook_signature_failures_total", "source" => source.name.clone())
                         .increment(1);
@@ -214,6 +230,7 @@ async fn check_and_store(
     if let Some(limiter) = &source.limiter {
         limiter.check().map_err(|wait| rate_limited("this source", wait))?;
     }
+    refuse_encoded(headers)?;
     let raw = read_body(state, source, headers, body).await?;
     let now = now_ms();
     let verified =
@@ -244,6 +261,26 @@ async fn check_and_store(
         received_at: now,
     };
     state.store.append(event).await.map_err(|e| Rejection::from(ApiError::from(e)))
+}
+
+/// Refuses a compressed body: signatures and event ids are over the bytes as sent, and a
+/// gzip body read as JSON would only be refused later with a misleading reason.
+fn refuse_encoded(headers: &HeaderMap) -> Result<(), Rejection> {
+    let encoded = headers
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
+        .flat_map(|value| value.to_str().unwrap_or("?").split(','))
+        .map(str::trim)
+        .any(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case("identity"));
+    if encoded {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_encoding",
+            "send the body uncompressed: Content-Encoding must be absent or identity",
+        )
+        .into());
+    }
+    Ok(())
 }
 
 /// Reads the whole body within the source's size limit and the server's body timeout.

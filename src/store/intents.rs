@@ -5,7 +5,36 @@
 //! action), and the store keeps one row per id: an intent decided again — a duplicated, retried
 //! or replayed trigger — is recognised and never sent to the broker a second time.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+/// Where an intent stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum IntentOutcome {
+    /// Waiting for the broker.
+    Queued,
+    /// The broker took it.
+    Sent,
+    /// The broker never took it (dead-lettered).
+    Failed,
+    /// Risk checks refused it: never sent.
+    Refused,
+    /// No broker configured.
+    Unsent,
+}
+
+impl IntentOutcome {
+    /// The name stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Sent => "sent",
+            Self::Failed => "failed",
+            Self::Refused => "refused",
+            Self::Unsent => "unsent",
+        }
+    }
+}
 
 /// An intent or refusal decided while an event was processed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +53,17 @@ pub struct NewIntent {
     pub refused: Option<String>,
     /// The broker target to queue it for (`broker:paper`, `broker:http`); `None` = none configured.
     pub broker: Option<String>,
+}
+
+impl NewIntent {
+    /// The outcome it is recorded with.
+    pub fn initial_outcome(&self) -> IntentOutcome {
+        match (&self.refused, &self.broker) {
+            (Some(_), _) => IntentOutcome::Refused,
+            (None, Some(_)) => IntentOutcome::Queued,
+            (None, None) => IntentOutcome::Unsent,
+        }
+    }
 }
 
 /// An intent as `GET /api/v1/intents` shows it.
@@ -54,4 +94,17 @@ pub struct StoredIntent {
     pub created_at: String,
     /// Last change, RFC 3339.
     pub updated_at: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stored_name_of_each_outcome_is_its_serde_name() {
+        use IntentOutcome::*;
+        for outcome in [Queued, Sent, Failed, Refused, Unsent] {
+            assert_eq!(serde_json::to_value(outcome).unwrap(), outcome.as_str(), "{outcome:?}");
+        }
+    }
 }

@@ -215,6 +215,8 @@ pub struct DeadLetterFilter {
     pub kind: Option<String>,
     /// Only entries whose reason contains this text.
     pub reason: Option<String>,
+    /// Only entries older than this row id (paging).
+    pub before: Option<i64>,
     /// At most this many.
     pub limit: u32,
 }

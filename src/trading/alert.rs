@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 /// What kind of problem an alert reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum AlertKind {
     /// An order filled beyond its quantity.
@@ -26,6 +27,21 @@ pub enum AlertKind {
     System,
     /// A value that cannot be used as sent (e.g. an inconsistent cumulative fill).
     DataQuality,
+}
+
+impl AlertKind {
+    /// The snake_case name, as stored and as the alerts API filters by.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Overfill => "overfill",
+            Self::ConflictingDuplicate => "conflicting_duplicate",
+            Self::FillBeforeOrder => "fill_before_order",
+            Self::PositionMismatch => "position_mismatch",
+            Self::Margin => "margin",
+            Self::System => "system",
+            Self::DataQuality => "data_quality",
+        }
+    }
 }
 
 /// One alert.
@@ -64,5 +80,16 @@ mod tests {
         assert_eq!(json, "\"conflicting_duplicate\"");
         let json = serde_json::to_string(&AlertKind::FillBeforeOrder).unwrap();
         assert_eq!(json, "\"fill_before_order\"");
+    }
+
+    #[test]
+    fn the_stored_name_of_each_kind_is_its_serde_name() {
+        use AlertKind::*;
+        for kind in
+            [Overfill, ConflictingDuplicate, FillBeforeOrder, PositionMismatch, Margin, System, DataQuality]
+        {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str(), "{kind:?}");
+            assert_eq!(serde_json::from_value::<AlertKind>(kind.as_str().into()).unwrap(), kind);
+        }
     }
 }

@@ -275,10 +275,7 @@ pub fn alerts(applied: &Applied, seq: i64) -> Vec<NewAlert> {
         .alerts
         .iter()
         .map(|alert| NewAlert {
-            kind: serde_json::to_value(alert.kind)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_else(|| "data_quality".into()),
+            kind: alert.kind.as_str().to_owned(),
             subject: alert.subject.clone(),
             message: alert.message.clone(),
             at: alert.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),

@@ -18,7 +18,7 @@ pub use views::{BalanceOut, FillView, OrderView, PositionOut, SignalOut};
 use crate::error::{ApiError, ErrorBody};
 use crate::server::AppState;
 use crate::store::{EntityKind, StoredAlert};
-use crate::trading::{Balance, Order, OrderStatus, Position};
+use crate::trading::{AlertKind, Balance, Order, OrderStatus, Position};
 
 /// The state routes.
 pub fn router() -> OpenApiRouter<Arc<AppState>> {
@@ -291,8 +291,8 @@ struct AlertQuery {
     /// Page size, 1–1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
-    /// Only this kind (`overfill`, `conflicting_duplicate`, `fill_before_order`, `margin`, …).
-    kind: Option<String>,
+    /// Only this kind.
+    kind: Option<AlertKind>,
 }
 
 /// A page of alerts.
@@ -318,7 +318,8 @@ async fn alerts(
 ) -> Result<Json<AlertPage>, ApiError> {
     let query = super::query(query)?;
     let limit = super::limit(query.limit, 100, 1000)?;
-    let alerts = state.store.alerts(query.before, limit, query.kind).await?;
+    let kind = query.kind.map(|k| k.as_str().to_owned());
+    let alerts = state.store.alerts(query.before, limit, kind).await?;
     let next = (alerts.len() == limit as usize).then(|| alerts.last().map(|a| a.id)).flatten();
     Ok(Json(AlertPage { alerts, next }))
 }

@@ -13,6 +13,7 @@ use tokio_postgres::Row;
 
 use super::{event_id, pg_error, StoreError};
 use crate::delivery::subscription::Subscription;
+use crate::store::intents::IntentOutcome;
 use crate::store::delivery::{
     DeliveryAttempt, DeliveryNext, DeliveryResult, DueDelivery, HealthChange, NewDelivery, SubscriptionHealth,
 };
@@ -179,10 +180,10 @@ pub(super) async fn commit_results(
             let response = result.attempt.as_ref().and_then(|a| a.response.as_deref());
             match &result.next {
                 DeliveryNext::Delivered => {
-                    super::intents::settle(tx, id, "sent", response, None, now).await?
+                    super::intents::settle(tx, id, IntentOutcome::Sent.as_str(), response, None, now).await?
                 }
                 DeliveryNext::Dead { reason } => {
-                    super::intents::settle(tx, id, "failed", response, Some(reason), now).await?
+                    super::intents::settle(tx, id, IntentOutcome::Failed.as_str(), response, Some(reason), now).await?
                 }
                 _ => {}
             }

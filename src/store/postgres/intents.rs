@@ -12,11 +12,7 @@ type Result<T> = std::result::Result<T, StoreError>;
 /// Records `intents`; new, unrefused ones with a broker are queued as deliveries to it.
 pub(super) async fn record(tx: &Transaction<'_>, intents: &[NewIntent], now: i64) -> Result<()> {
     for intent in intents {
-        let outcome = match (&intent.refused, &intent.broker) {
-            (Some(_), _) => "refused",
-            (None, Some(_)) => "queued",
-            (None, None) => "unsent",
-        };
+        let outcome = intent.initial_outcome().as_str();
         let added = tx
             .query_opt(
                 "INSERT INTO intents (client_order_id, action, symbol, outcome, reason, doc, event_seq, created_at, updated_at)

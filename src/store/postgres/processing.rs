@@ -291,11 +291,12 @@ pub(super) async fn dead_letters(
         "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters d LEFT JOIN events e ON e.seq = d.event_seq
          WHERE ($1::text IS NULL OR e.source = $1) AND ($2::text IS NULL OR e.event_type = $2)
            AND ($3::text IS NULL OR d.kind = $3) AND ($4::text IS NULL OR strpos(d.reason, $4) > 0)
+           AND ($6::bigint IS NULL OR d.id < $6)
          ORDER BY d.id DESC LIMIT $5"
     );
     let limit = i64::from(filter.limit.clamp(1, 10_000));
     let rows = client
-        .query(&sql, &[&filter.source, &filter.event_type, &filter.kind, &filter.reason, &limit])
+        .query(&sql, &[&filter.source, &filter.event_type, &filter.kind, &filter.reason, &limit, &filter.before])
         .await
         .map_err(pg_error)?;
     Ok(rows.iter().map(dead_letter_from_row).collect())

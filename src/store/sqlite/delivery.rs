@@ -14,6 +14,7 @@ use crate::delivery::subscription::Subscription;
 use crate::store::delivery::{
     DeliveryAttempt, DeliveryNext, DeliveryResult, DueDelivery, HealthChange, NewDelivery, SubscriptionHealth,
 };
+use crate::store::intents::IntentOutcome;
 use crate::store::{now_ms, rfc3339};
 
 /// The schema of delivery (migration 2).
@@ -175,9 +176,9 @@ pub(super) fn commit_results(results: Vec<DeliveryResult>, health: Vec<(String, 
             if result.settles_intent && changed == 1 {
                 let response = result.attempt.as_ref().and_then(|a| a.response.as_deref());
                 match &result.next {
-                    DeliveryNext::Delivered => super::intents::settle(tx, id, "sent", response, None, now)?,
+                    DeliveryNext::Delivered => super::intents::settle(tx, id, IntentOutcome::Sent.as_str(), response, None, now)?,
                     DeliveryNext::Dead { reason } => {
-                        super::intents::settle(tx, id, "failed", response, Some(reason), now)?
+                        super::intents::settle(tx, id, IntentOutcome::Failed.as_str(), response, Some(reason), now)?
                     }
                     _ => {}
                 }

@@ -38,11 +38,7 @@ pub(super) fn record(tx: &Connection, intents: &[NewIntent], now: i64) -> rusqli
          VALUES (?1, ?2, 'pending', ?3, ?4, ?3, ?5)",
     )?;
     for intent in intents {
-        let outcome = match (&intent.refused, &intent.broker) {
-            (Some(_), _) => "refused",
-            (None, Some(_)) => "queued",
-            (None, None) => "unsent",
-        };
+        let outcome = intent.initial_outcome().as_str();
         let added = insert.execute(params![
             intent.client_order_id,
             intent.action,

@@ -297,6 +297,7 @@ fn dead_letter_where(filter: &DeadLetterFilter) -> (String, Vec<String>) {
         (&filter.event_type, "e.event_type = ?"),
         (&filter.kind, "d.kind = ?"),
         (&filter.reason, "instr(d.reason, ?) > 0"),
+        (&filter.before.map(|id| id.to_string()), "d.id < CAST(? AS INTEGER)"),
     ];
     for (value, condition) in conditions {
         if let Some(value) = value {

@@ -15,6 +15,7 @@ use crate::trading::order::Side;
 
 /// Which strategy action decided something.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ActionName {
     /// Stop-loss and take-profit kept beside filled entry orders.
