@@ -224,6 +224,37 @@ fn bench_plots_the_latency_distribution_as_svg() {
     assert!(!empty.exists());
 }
 
+#[test]
+fn bench_fails_when_every_request_is_refused_and_refuses_impossible_connection_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, banner) = zero_config_serve(dir.path());
+    let url = banner.split("--url ").nth(1).unwrap().trim().to_string();
+    // A wrong secret: every request answered 401. The report says so, and the exit fails.
+    let output = tradehook(dir.path())
+        .args(["bench", "--url", &url, "--secret", "not-the-secret", "--connections", "2", "--count", "20"])
+        .args(["--warmup", "0s", "--no-progress"])
+        .output()
+        .unwrap();
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let _ = child.wait();
+    assert!(!output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("401: 20"), "the answers are reported: {stdout}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("no request was answered ok (20 sent)"), "{stderr}");
+
+    for count in ["0", "100000", "many"] {
+        let output = tradehook(dir.path())
+            .args(["bench", "--url", "http://127.0.0.1:9/webhook", "--secret", "s", "--connections", count])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{count}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("from 1 to 10000"), "{count}: {stderr}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_with_an_id_shows_de_duplication_on_a_standard_webhooks_source_too() {
     const WHSEC: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";

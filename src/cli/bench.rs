@@ -17,8 +17,8 @@ pub struct BenchArgs {
     /// Signature scheme.
     #[arg(long, default_value = "hmac-sha256")]
     pub scheme: Scheme,
-    /// Concurrent keep-alive connections.
-    #[arg(long, default_value_t = 32)]
+    /// Concurrent keep-alive connections, 1–10000.
+    #[arg(long, default_value_t = 32, value_parser = connections)]
     pub connections: usize,
     /// Measure for this long after the warmup, e.g. 15s (default 10s unless --count is given).
     #[arg(long, value_parser = humantime::parse_duration)]
@@ -54,6 +54,17 @@ pub struct BenchArgs {
     /// everything and report end-to-end throughput and processing lag (ack → state applied).
     #[arg(long, env = "TRADEHOOK_API__ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+}
+
+/// Most connections one bench opens: each is a socket and a task; beyond this the client's own
+/// limits (open files, ports) fail it rather than the target.
+const MAX_CONNECTIONS: usize = 10_000;
+
+fn connections(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if (1..=MAX_CONNECTIONS).contains(&n) => Ok(n),
+        _ => Err(format!("must be a whole number from 1 to {MAX_CONNECTIONS}")),
+    }
 }
 
 /// What `bench` measures.
@@ -104,6 +115,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         body_size: args.body_size,
     };
     let report = bench::run(options).await?;
+    if report.ok == 0 {
+        // Nothing to measure: say what the target answered instead, and fail.
+        println!("{}", if args.json { report.to_json().to_string() } else { report.render() });
+        anyhow::bail!("no request was answered ok ({} sent): see the errors above", report.sent);
+    }
     if let Some(path) = &args.plot {
         let title = format!(
             "{} · {} connections · {:.0} ok/s · p99 {:.2} ms",
