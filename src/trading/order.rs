@@ -310,7 +310,9 @@ impl Order {
             alerts.extend(self.record_trade(trade, event.sequence, at, &mut changes));
         }
         if let Some(cum) = event.filled_quantity {
-            alerts.extend(self.record_snapshot(cum, event.average_price, at, &mut changes));
+            let alert = self.record_snapshot(cum, event.average_price, at, &mut changes);
+            // A trade report prices its own fill: its running total needs no average.
+            alerts.extend(alert.filter(|_| event.trade.is_none() || event.average_price.is_some()));
         }
         let fills_from = self.derived.update((&self.trades, &self.snapshots), &changes);
         self.refresh();

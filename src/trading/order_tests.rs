@@ -169,6 +169,23 @@ fn rule4_duplicate_cumulative_and_duplicate_trade_apply_once() {
 }
 
 #[test]
+fn rule4_a_trade_report_with_its_running_total_but_no_average_raises_nothing() {
+    // An exchange that reports each trade with the order's filled total, and no average.
+    let report = |sec, id: &str, total: &str| {
+        let data =
+            json!({"tradeId": id, "lastQuantity": "0.25", "lastPrice": "100", "filledQuantity": total});
+        ev("order.updated", sec, data)
+    };
+    let (order, alerts) = run(&[created(0), report(1, "t1", "0.25"), report(2, "t2", "0.5")]);
+    assert!(alerts.is_empty(), "{alerts:?}");
+    assert_eq!((order.fills().len(), order.filled_quantity), (2, d("0.5")));
+    // A running total without a trade, and without an average, still says it is unpriced.
+    let bare = ev("order.updated", 3, json!({"filledQuantity": "0.75"}));
+    let (_, alerts) = run(&[created(0), report(1, "t1", "0.25"), bare]);
+    assert_eq!(kinds(&alerts), [AlertKind::DataQuality]);
+}
+
+#[test]
 fn rule4_increment_is_priced_from_the_cumulative_averages() {
     let (order, _) =
         run(&[created(0), cum(1, "partially_filled", "0.25", "100"), cum(2, "filled", "1", "103")]);
