@@ -4,6 +4,7 @@
 //! holds secrets: only the client address, source, status, reason, time and a short body prefix.
 
 use std::collections::VecDeque;
+use std::ops::Range;
 use std::sync::Mutex;
 
 use serde::Serialize;
@@ -41,21 +42,19 @@ pub struct AuditLog {
 /// What a masked secret reads as.
 const REDACTED: &str = "<redacted>";
 
-/// `text` with the value of every `"field": …` masked: a string up to its closing quote (or the
-/// end of the text, when the prefix cut it), anything else up to the next `,` or `}`.
-fn mask_field(text: &str, field: &str) -> String {
+/// Where the value of every `"field": …` is in `text`: a string up to its closing quote (or the
+/// end of the text, when the window cut it), anything else up to the next `,` or `}`.
+fn field_values(text: &str, field: &str) -> Vec<Range<usize>> {
     let name = format!("\"{field}\"");
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(found) = rest.find(&name) {
-        let after_name = found + name.len();
-        out.push_str(&rest[..after_name]);
-        rest = &rest[after_name..];
-        let value = rest.trim_start();
-        let Some(value) = value.strip_prefix(':') else { continue };
+    let mut found = Vec::new();
+    let mut from = 0;
+    while let Some(at) = text[from..].find(&name) {
+        from += at + name.len();
+        let rest = &text[from..];
+        let Some(value) = rest.trim_start().strip_prefix(':') else { continue };
         let value = value.trim_start();
-        out.push_str(&rest[..rest.len() - value.len()]);
-        let end = match value.strip_prefix('"') {
+        let start = from + rest.len() - value.len();
+        let len = match value.strip_prefix('"') {
             Some(string) => {
                 let mut escaped = false;
                 let close = string.char_indices().find(|&(_, c)| {
@@ -67,10 +66,43 @@ fn mask_field(text: &str, field: &str) -> String {
             }
             None => value.find([',', '}']).unwrap_or(value.len()),
         };
-        out.push_str(REDACTED);
-        rest = &value[end..];
+        found.push(start..start + len);
+        from = start + len;
     }
-    out.push_str(rest);
+    found
+}
+
+/// The first `max` bytes of `text` with each of `masked` (sorted, not overlapping) that starts
+/// among them replaced whole by [`REDACTED`]: positions are those of the text as received, so a
+/// masked secret that is shorter than the secret never pulls later bytes into the prefix.
+fn masked_prefix(text: &str, masked: &[Range<usize>], max: usize) -> String {
+    let mut out = String::with_capacity(max + REDACTED.len());
+    let mut kept = 0;
+    for range in masked.iter().take_while(|r| r.start < max) {
+        out.push_str(&text[kept..range.start]);
+        out.push_str(REDACTED);
+        kept = range.end;
+    }
+    let mut end = max.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    if kept < end {
+        out.push_str(&text[kept..end]);
+    }
+    cut(out, max)
+}
+
+/// `ranges` sorted, overlapping ones joined.
+fn merged(mut ranges: Vec<Range<usize>>) -> Vec<Range<usize>> {
+    ranges.sort_by_key(|r| r.start);
+    let mut out: Vec<Range<usize>> = Vec::with_capacity(ranges.len());
+    for range in ranges {
+        match out.last_mut() {
+            Some(last) if range.start <= last.end => last.end = last.end.max(range.end),
+            _ => out.push(range),
+        }
+    }
     out
 }
 
@@ -95,9 +127,6 @@ impl AuditLog {
     /// The same log, also masking each of `secrets` in every body it records.
     pub fn masking(mut self, secrets: impl IntoIterator<Item = String>) -> Self {
         self.always_masked.extend(secrets.into_iter().filter(|s| !s.is_empty()));
-        // The longest first, so a secret that contains another is masked whole.
-        self.always_masked.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        self.always_masked.dedup();
         self
     }
 
@@ -116,17 +145,26 @@ impl AuditLog {
         secrets: &[String],
         token_field: Option<&str>,
     ) {
-        let all = || secrets.iter().chain(&self.always_masked).filter(|s| !s.is_empty());
-        let longest = all().map(String::len).max().unwrap_or(0);
+        // Longest first, so a secret that contains another is masked whole.
+        let mut all: Vec<&str> =
+            secrets.iter().chain(&self.always_masked).map(String::as_str).filter(|s| !s.is_empty()).collect();
+        all.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        let longest = all.first().map_or(0, |s| s.len());
         let window = &body[..body.len().min(BODY_PREFIX_LEN + longest)];
-        let mut text = String::from_utf8_lossy(window).into_owned();
-        for secret in all() {
-            text = text.replace(secret.as_str(), REDACTED);
+        let text = String::from_utf8_lossy(window);
+        let mut masked: Vec<Range<usize>> = Vec::new();
+        for secret in all {
+            for (at, _) in text.match_indices(secret) {
+                let range = at..at + secret.len();
+                if !masked.iter().any(|m| m.start < range.end && range.start < m.end) {
+                    masked.push(range);
+                }
+            }
         }
         if let Some(field) = token_field {
-            text = mask_field(&text, field);
+            masked.extend(field_values(&text, field));
         }
-        let body_prefix = cut(text, BODY_PREFIX_LEN);
+        let body_prefix = masked_prefix(&text, &merged(masked), BODY_PREFIX_LEN);
         let entry = Rejection {
             at: crate::store::rfc3339(crate::store::now_ms()),
             client_ip,
@@ -188,6 +226,31 @@ mod tests {
         log.record("127.0.0.1".into(), "default", 400, "bad", body, &["tv-pass".into()], None);
         let prefix = &log.recent(1)[0].body_prefix;
         assert_eq!(prefix, r#"{"note":"<redacted> and <redacted>","passphrase":"<redacted>"}"#);
+    }
+
+    #[test]
+    fn a_secret_inside_another_does_not_unmask_the_rest_of_it() {
+        let log = AuditLog::new(3).masking(["s3cret-admin-token-xyz".to_string()]);
+        let secrets = ["s3cret".to_string(), "previous-s3cret".to_string()];
+        let body = br#"{"a":"previous-s3cret","b":"s3cret-admin-token-xyz","c":"s3cret"}"#;
+        log.record("127.0.0.1".into(), "default", 401, "bad", body, &secrets, None);
+        let prefix = &log.recent(1)[0].body_prefix;
+        assert_eq!(prefix, r#"{"a":"<redacted>","b":"<redacted>","c":"<redacted>"}"#);
+    }
+
+    #[test]
+    fn masking_never_pulls_a_cut_secret_into_the_prefix() {
+        // Masking the first shortens the text; the second, past the cut, must not move into it.
+        let token = "ADMINTOKEN0123456789abcdefghijklmnopqrstuvwxyz";
+        let log = AuditLog::new(3).masking([token.to_string()]);
+        let mut body = token.as_bytes().to_vec();
+        body.resize(BODY_PREFIX_LEN + 5, b'x');
+        body.extend_from_slice(token.as_bytes());
+        log.record("127.0.0.1".into(), "default", 401, "bad", &body, &[], None);
+        let prefix = &log.recent(1)[0].body_prefix;
+        assert!(prefix.starts_with("<redacted>xxx"), "{prefix}");
+        assert!(!prefix.contains("ADMIN"), "{prefix}");
+        assert_eq!(prefix.len(), REDACTED.len() + BODY_PREFIX_LEN - token.len(), "only what was received before the cut");
     }
 
     #[test]

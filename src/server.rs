@@ -203,6 +203,8 @@ impl AppState {
                     .iter()
                     .chain(config.api.keys.iter().map(|k| &k.secret))
                     .chain(config.sources.iter().flat_map(|s| &s.secrets))
+                    .chain(&config.broker.secret)
+                    .chain(&config.alerts.url)
                     .cloned(),
             ),
             ip_limiter: config

@@ -377,16 +377,18 @@ fn events_dlq_and_replay_commands_talk_to_a_running_gateway() {
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     };
     send("order.created");
-    std::fs::write(
-        dir.path().join("bad.json"),
-        r#"{"event":"order.updated","timestamp":"2024-01-15T10:30:01Z","data":{"status":"filled"}}"#,
-    )
-    .unwrap();
-    let bad = tradehook(dir.path())
-        .args(["send", "--file", "bad.json", "--url", &format!("{url}/webhook"), "--secret", SECRET])
-        .output()
-        .unwrap();
-    assert!(bad.status.success());
+    // Two events without an order id: both dead-lettered (dlq_1, dlq_2).
+    for (file, status) in [("bad.json", "filled"), ("bad2.json", "open")] {
+        let body = format!(
+            r#"{{"event":"order.updated","timestamp":"2024-01-15T10:30:01Z","data":{{"status":"{status}"}}}}"#
+        );
+        std::fs::write(dir.path().join(file), body).unwrap();
+        let bad = tradehook(dir.path())
+            .args(["send", "--file", file, "--url", &format!("{url}/webhook"), "--secret", SECRET])
+            .output()
+            .unwrap();
+        assert!(bad.status.success());
+    }
     std::thread::sleep(std::time::Duration::from_millis(1500));
 
     let (ok, listed) = cli(&["events", "list"]);
@@ -399,6 +401,11 @@ fn events_dlq_and_replay_commands_talk_to_a_running_gateway() {
     assert!(ok && shown.contains("\"orderId\""), "{shown}");
     let (ok, dlq) = cli(&["dlq", "list"]);
     assert!(ok && dlq.contains("dlq_1") && dlq.contains("orderId"), "{dlq}");
+    // Paged: the newest, then where the next page starts, then the rest.
+    let (ok, page) = cli(&["dlq", "list", "--limit", "1"]);
+    assert!(ok && page.starts_with("dlq_2 ") && page.contains("more: add --before dlq_2"), "{page}");
+    let (ok, rest) = cli(&["dlq", "list", "--limit", "1", "--before", "dlq_2"]);
+    assert!(ok && rest.starts_with("dlq_1 ") && !rest.contains("dlq_2"), "{rest}");
     let (ok, detail) = cli(&["dlq", "show", "dlq_1"]);
     assert!(ok && detail.contains("history"), "{detail}");
     let (ok, replayed) = cli(&["dlq", "replay", "dlq_1"]);

@@ -340,3 +340,32 @@ async fn both_ingest_routes_document_every_answer_they_give() {
         assert!(responses["415"]["description"].as_str().unwrap().contains("Content-Encoding"), "{path}");
     }
 }
+
+/// Every `$ref` in `value`, however deep.
+fn refs<'a>(value: &'a serde_json::Value, found: &mut Vec<&'a str>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            if let Some(target) = map.get("$ref").and_then(|r| r.as_str()) {
+                found.push(target);
+            }
+            map.values().for_each(|v| refs(v, found));
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| refs(v, found)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn every_reference_in_the_document_resolves() {
+    let server = TestServer::start().await;
+    let doc = document(&server).await;
+    let mut found = Vec::new();
+    refs(&doc, &mut found);
+    assert!(found.len() > 20, "{found:?}");
+    let schemas = doc["components"]["schemas"].as_object().expect("schemas");
+    let broken: BTreeSet<&str> = found
+        .into_iter()
+        .filter(|r| r.strip_prefix("#/components/schemas/").is_none_or(|name| !schemas.contains_key(name)))
+        .collect();
+    assert!(broken.is_empty(), "references to nothing: {broken:?}");
+}

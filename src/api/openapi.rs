@@ -65,7 +65,16 @@ pub const SIGNING_SCHEMES: [&str; 3] = ["apiKey", "apiTimestamp", "apiSignature"
             `/webhooks/{source}`), the management API (`/api/v1`), health and metrics. Every error \
             answer is JSON `{\"error\": code, \"reason\": text}`."
     ),
-    components(schemas(ErrorBody)),
+    // Besides ErrorBody: what `IntoResponses` lists and the typed query filters refer to, which
+    // utoipa does not collect from them.
+    components(schemas(
+        ErrorBody,
+        crate::ingest::Acknowledgement,
+        crate::ingest::AckStatus,
+        crate::trading::AlertKind,
+        crate::trading::actions::ActionName,
+        crate::store::intents::IntentOutcome
+    )),
     modifiers(&SecuritySchemes),
     tags(
         (name = "ingest", description = "Receiving webhooks (SPEC §1)"),

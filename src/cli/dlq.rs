@@ -23,6 +23,9 @@ pub enum DlqCommand {
         /// How many.
         #[arg(long, default_value_t = 50)]
         limit: u32,
+        /// Only entries older than this one (`dlq_…`): the next page.
+        #[arg(long)]
+        before: Option<String>,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -61,11 +64,11 @@ pub enum DlqCommand {
 /// Runs a `dlq` command.
 pub async fn run(command: DlqCommand, config: &Config) -> anyhow::Result<()> {
     match command {
-        DlqCommand::List { source, kind, limit, api } => {
+        DlqCommand::List { source, kind, limit, before, api } => {
             let client = ApiClient::new(&api, config)?;
             let path = format!(
                 "/dlq{}",
-                query(&[("limit", Some(limit.to_string())), ("source", source), ("kind", kind)])
+                query(&[("limit", Some(limit.to_string())), ("source", source), ("kind", kind), ("before", before)])
             );
             let answer = client.call(Method::GET, &path, None).await?;
             for entry in answer["deadLetters"].as_array().into_iter().flatten() {
@@ -78,6 +81,9 @@ pub async fn run(command: DlqCommand, config: &Config) -> anyhow::Result<()> {
                     entry["deadAt"].as_str().unwrap_or("?"),
                     entry["reason"].as_str().unwrap_or("")
                 );
+            }
+            if let Some(next) = answer["next"].as_str() {
+                println!("more: add --before {next}");
             }
         }
         DlqCommand::Show { id, api } => {

@@ -3,11 +3,12 @@
 //! Every delivery carries two signatures so either kind of receiver can check it:
 //! `X-Webhook-Signature` (hex HMAC-SHA256 of the body keyed with the secret's UTF-8 bytes, as
 //! seed 001's receiver computes it) and the Standard Webhooks headers (`webhook-id`,
-//! `webhook-timestamp`, `webhook-signature: v1,<base64>`). The Standard Webhooks key is the
-//! base64 after `whsec_` for such secrets (the form tradehook generates); for any other secret
-//! it is the secret's UTF-8 bytes, so a Standard Webhooks receiver verifies with `whsec_` and
-//! the base64 of the secret. The id stays the same across retries of one delivery so receivers
-//! can de-duplicate.
+//! `webhook-timestamp`, `webhook-signature: v1,<base64>`). The Standard Webhooks key is read as
+//! the reference libraries (and tradehook's ingest) read it: the base64 after `whsec_` (the form
+//! tradehook generates), or the whole secret when it is base64, so a receiver given the same
+//! secret verifies. Any other secret is keyed by its UTF-8 bytes: a Standard Webhooks receiver
+//! verifies with `whsec_` and the base64 of the secret. The id stays the same across retries of
+//! one delivery so receivers can de-duplicate.
 
 use crate::ingest::signature::{sign, Scheme, SignContext};
 
@@ -21,11 +22,9 @@ pub fn delivery_headers(
 ) -> Vec<(String, String)> {
     let context = SignContext { timestamp, message_id: message_id.to_owned(), token_field: None };
     let mut headers = sign(Scheme::HmacSha256, secret, body, &context).map(|s| s.headers).unwrap_or_default();
-    let standard = if secret.starts_with("whsec_") {
-        sign(Scheme::StandardWebhooks, secret, body, &context).ok()
-    } else {
-        sign(Scheme::StandardWebhooks, &standard_form(secret), body, &context).ok()
-    };
+    let standard = sign(Scheme::StandardWebhooks, secret, body, &context)
+        .or_else(|_| sign(Scheme::StandardWebhooks, &standard_form(secret), body, &context))
+        .ok();
     match standard {
         Some(signed) => headers.extend(signed.headers),
         None => {
@@ -75,6 +74,17 @@ mod tests {
         assert_eq!(get(&headers, "webhook-id"), Some("msg_27UH4WbU6Z5A5EzD8u03UvzRbpk"));
         assert_eq!(get(&headers, "webhook-timestamp"), Some("1649367553"));
         assert!(get(&headers, "X-Webhook-Signature").is_some());
+    }
+
+    #[test]
+    fn a_secret_that_is_not_base64_is_keyed_by_its_bytes_even_after_whsec() {
+        // Subscriptions accept any 8–256 characters; `whsec_test_secret` decodes as no key.
+        let headers = delivery_headers("whsec_test_secret", "evt_9", 5, b"{}");
+        assert!(get(&headers, "webhook-signature").is_some_and(|s| s.starts_with("v1,")), "{headers:?}");
+        let receiver_key = standard_form("whsec_test_secret");
+        let context = SignContext { timestamp: 5, message_id: "evt_9".into(), token_field: None };
+        let by_bytes = sign(Scheme::StandardWebhooks, &receiver_key, b"{}", &context).unwrap();
+        assert_eq!(get(&headers, "webhook-signature"), get(&by_bytes.headers, "webhook-signature"));
     }
 
     #[test]

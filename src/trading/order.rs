@@ -309,13 +309,17 @@ impl Order {
         if let Some(trade) = &event.trade {
             alerts.extend(self.record_trade(trade, event.sequence, at, &mut changes));
         }
-        if let Some(cum) = event.filled_quantity {
-            let alert = self.record_snapshot(cum, event.average_price, at, &mut changes);
-            // A trade report prices its own fill: its running total needs no average.
-            alerts.extend(alert.filter(|_| event.trade.is_none() || event.average_price.is_some()));
-        }
+        let snapshot_alert = event
+            .filled_quantity
+            .and_then(|cum| self.record_snapshot(cum, event.average_price, at, &mut changes));
         let fills_from = self.derived.update((&self.trades, &self.snapshots), &changes);
         self.refresh();
+        // A trade report prices its own fill: its running total needs no average, unless the
+        // total is more than the trades known account for.
+        let priced_by_trades = event.trade.is_some()
+            && event.average_price.is_none()
+            && self.reported_filled <= self.derived.executed;
+        alerts.extend(snapshot_alert.filter(|_| !priced_by_trades));
 
         if !had_fills && self.filled_quantity > Decimal::ZERO && !self.is_known() {
             alerts.push(self.alert(

@@ -183,6 +183,10 @@ fn rule4_a_trade_report_with_its_running_total_but_no_average_raises_nothing() {
     let bare = ev("order.updated", 3, json!({"filledQuantity": "0.75"}));
     let (_, alerts) = run(&[created(0), report(1, "t1", "0.25"), bare]);
     assert_eq!(kinds(&alerts), [AlertKind::DataQuality]);
+    // So does a trade report whose total is more than the trades known: 0.5 of it is unpriced.
+    let (order, alerts) = run(&[created(0), report(1, "t2", "0.75")]);
+    assert_eq!(kinds(&alerts), [AlertKind::DataQuality]);
+    assert_eq!((order.fills().len(), order.filled_quantity), (1, d("0.75")));
 }
 
 #[test]
