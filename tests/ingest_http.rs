@@ -132,6 +132,15 @@ async fn other_methods_are_405_with_allow_header() {
         assert_eq!(answer.headers["allow"], "POST");
         assert_eq!(answer.json["error"], "method_not_allowed");
     }
+    let nowhere = request(Method::GET, &server.url("/webhooks/no-such-source"), &[], Vec::new()).await;
+    assert_eq!(nowhere.status, StatusCode::METHOD_NOT_ALLOWED);
+    let metrics = request(Method::GET, &server.url("/metrics"), &[], Vec::new()).await;
+    assert!(
+        metrics.text.contains("tradehook_requests_total{source=\"default\",status=\"405\"}"),
+        "counted by source and status: {}",
+        metrics.text
+    );
+    assert!(!metrics.text.contains("no-such-source"), "no label for a name nobody configured");
 }
 
 #[tokio::test]

@@ -33,9 +33,14 @@ pub fn router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(receive_named).map(only_post))
 }
 
-/// Answers any other method with a JSON 405 naming POST.
+/// Answers any other method with a JSON 405 naming POST, counted for a configured source.
 fn only_post(route: MethodRouter<Arc<AppState>>) -> MethodRouter<Arc<AppState>> {
-    route.fallback(|| async {
+    route.fallback(|State(state): State<Arc<AppState>>, source: Option<Path<String>>| async move {
+        let name = source.map_or_else(|| DEFAULT_SOURCE.to_owned(), |Path(name)| name);
+        // Only configured sources: a label per requested name would let anyone grow the metrics.
+        if state.sources.contains_key(&name) {
+            metrics::counter!("tradehook_requests_total", "source" => name, "status" => "405").increment(1);
+        }
         let mut response = ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
