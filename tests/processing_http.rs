@@ -238,6 +238,18 @@ async fn dead_letters_can_be_shown_replayed_and_discarded() {
         api_post(server.addr, "/dlq/replay", json!({"bogus": 1})).await.status,
         StatusCode::BAD_REQUEST
     );
+    // An empty selection replays nothing; saying neither (or both) is a mistake, not "all".
+    let none = api_post(server.addr, "/dlq/replay", json!({"ids": []})).await;
+    assert_eq!(
+        (none.status, none.json["replayed"].clone()),
+        (StatusCode::ACCEPTED, json!(0)),
+        "{}",
+        none.text
+    );
+    for unclear in [json!({}), json!({"ids": [], "filter": {}})] {
+        let answer = api_post(server.addr, "/dlq/replay", unclear.clone()).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{unclear}: {}", answer.text);
+    }
     assert_eq!(api_get(server.addr, "/dlq?kind=nope").await.status, StatusCode::BAD_REQUEST);
 }
 

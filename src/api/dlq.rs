@@ -187,15 +187,16 @@ async fn discard(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> 
     }
 }
 
-/// Body of `POST /api/v1/dlq/replay`: explicit ids, or a filter (all fields optional, `{}` =
-/// everything, at most `limit`, default 1000).
+/// Body of `POST /api/v1/dlq/replay`: explicit ids, or a filter (all fields optional,
+/// `{"filter": {}}` = everything, at most `limit`, default 1000). One of the two, never both:
+/// an empty selection replays nothing rather than everything.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplayRequest {
-    /// These entries; when empty, the ones the filter matches.
+    /// Exactly these entries.
     #[serde(default)]
-    ids: Vec<String>,
-    /// Which entries, when no ids are given.
+    ids: Option<Vec<String>>,
+    /// Every entry this filter matches.
     #[serde(default)]
     filter: Option<FilterQuery>,
 }
@@ -208,6 +209,7 @@ pub struct ReplayRequest {
     request_body(content = ReplayRequest, content_type = "application/json"),
     responses(
         (status = 202, description = "Queued again", body = DlqReplay),
+        (status = 400, description = "Neither or both of `ids` and `filter`, or a field is wrong", body = ErrorBody),
         (status = 415, description = "The body is not `application/json`", body = ErrorBody)
     )
 )]
@@ -216,11 +218,17 @@ async fn replay_matching(
     body: Result<Json<ReplayRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<DlqReplay>), ApiError> {
     let Json(request) = body.map_err(super::body_rejection)?;
-    let ids = if request.ids.is_empty() {
-        let filter = request.filter.unwrap_or_default().into_filter(1000)?;
-        state.store.dead_letters(filter).await?.into_iter().map(|d| d.id).collect()
-    } else {
-        request.ids
+    let ids = match (request.ids, request.filter) {
+        (Some(ids), None) => ids,
+        (None, Some(filter)) => {
+            state.store.dead_letters(filter.into_filter(1000)?).await?.into_iter().map(|d| d.id).collect()
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                "give either `ids` or a `filter` (`{\"filter\": {}}` replays every entry)",
+            ))
+        }
     };
     let replayed = state.store.replay_dead_letters(ids).await?;
     Ok((StatusCode::ACCEPTED, Json(DlqReplay { replayed, event_id: None })))
