@@ -318,3 +318,39 @@ async fn state_api_rejects_bad_queries_and_unknown_orders() {
         assert_eq!(api_get(server.addr, query).await.status, StatusCode::OK, "{query}");
     }
 }
+
+#[tokio::test]
+async fn an_event_timed_ahead_of_its_arrival_is_dead_lettered_and_never_outranks_real_ones() {
+    let server = TestServer::start_with(|config| {
+        let mut tv = SourceConfig::new("tv", Scheme::Token, vec!["tv-pass".into()]);
+        tv.format = Format::Tradingview;
+        config.sources.push(tv);
+    })
+    .await;
+    let at = |offset: chrono::Duration| (chrono::Utc::now() + offset).to_rfc3339();
+    let balance = |id: &str, total: f64, when: String| {
+        json!({"id": id, "event": "account.balance_updated", "timestamp": when,
+               "data": {"asset": "USDT", "free": total, "locked": 0, "total": total}})
+    };
+    // A sender whose clock is a year ahead, then the real current balance.
+    let ahead = send(&server, balance("b-future", 100.0, at(chrono::Duration::days(365)))).await;
+    send(&server, balance("b-now", 5.0, at(chrono::Duration::zero()))).await;
+    // Within the source's tolerance (300 s) is only clock skew: taken.
+    send(&server, balance("b-skew", 6.0, at(chrono::Duration::seconds(60)))).await;
+    let alert =
+        json!({"passphrase": "tv-pass", "ticker": "BTCUSD", "action": "buy", "time": "2099-01-01T00:00:00Z"});
+    let answer =
+        request(http::Method::POST, &server.url("/webhooks/tv"), &[], alert.to_string().into_bytes()).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    let status = wait_processed(server.addr).await;
+    assert_eq!(status["dlq"], 2, "{status}");
+    let balances = api_get(server.addr, "/balances").await;
+    assert_eq!(balances.json["balances"][0]["total"], json!(6), "{}", balances.text);
+    let dlq = api_get(server.addr, "/dlq").await;
+    let entry =
+        dlq.json["deadLetters"].as_array().unwrap().iter().find(|d| d["eventId"] == json!(ahead)).cloned();
+    let reason = entry.expect("the future balance is a dead letter")["reason"].as_str().unwrap().to_owned();
+    assert!(reason.contains("ahead of its arrival") && reason.contains("tolerance is 300 s"), "{reason}");
+    let signals = api_get(server.addr, "/signals").await;
+    assert_eq!(signals.json["signals"], json!([]), "{}", signals.text);
+}

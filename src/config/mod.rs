@@ -411,7 +411,7 @@ impl Default for LogConfig {
 fn default_max_body() -> u64 {
     256 * 1024
 }
-fn default_tolerance() -> Duration {
+pub(crate) fn default_tolerance() -> Duration {
     Duration::from_secs(300)
 }
 fn default_id_fields() -> Vec<String> {

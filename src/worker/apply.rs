@@ -5,6 +5,7 @@
 //! inside the core is treated as retriable, since it may be a bug fixed by a later release.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -28,6 +29,8 @@ pub struct SourceRules {
     pub tradingview: TradingViewMapping,
     /// JSON pointers tried for the ordering key before the canonical one.
     pub ordering_key: Vec<String>,
+    /// How far an event's own time may be ahead of its arrival (the source's clock `tolerance`).
+    pub max_ahead: Duration,
 }
 
 impl SourceRules {
@@ -41,6 +44,7 @@ impl SourceRules {
                     format: s.format,
                     tradingview: s.tradingview.clone().unwrap_or_default(),
                     ordering_key: s.ordering_key.clone(),
+                    max_ahead: s.tolerance,
                 };
                 (s.name.clone(), rules)
             })
@@ -49,6 +53,7 @@ impl SourceRules {
             format: Format::Vibetrading,
             tradingview: TradingViewMapping::default(),
             ordering_key: Vec::new(),
+            max_ahead: crate::config::default_tolerance(),
         });
         rules
     }
@@ -95,6 +100,7 @@ pub fn read(
         Format::Generic => Ok((Parsed::Passive(custom_key), facts)),
         Format::Vibetrading => {
             let canonical = parse_event(&json).map_err(|e| e.to_string())?;
+            not_ahead(&canonical, rules, event)?;
             let key = custom_key.or_else(|| canonical.ordering_key().map(str::to_owned));
             Ok((Parsed::Trading(Box::new(canonical), key), facts))
         }
@@ -104,6 +110,7 @@ pub fn read(
                 parse_tradingview(&json, &rules.tradingview, received).map_err(|e| e.to_string())?;
             // An alert has no id of its own: it is known by the id its acknowledgement gave.
             canonical.id = Some(crate::store::event_id(event.seq));
+            not_ahead(&canonical, rules, event)?;
             if routing {
                 facts.event_type = Some(canonical.event_type().to_owned());
                 if let crate::trading::EventKind::Signal(signal) = &canonical.kind {
@@ -113,6 +120,24 @@ pub fn read(
             let key = custom_key.or_else(|| canonical.ordering_key().map(str::to_owned));
             Ok((Parsed::Trading(Box::new(canonical), key), facts))
         }
+    }
+}
+
+/// Refuses an event timed further ahead of its arrival than the source's clock tolerance: under
+/// newest-wins it would outrank every real update until its date (a position's mark, a balance,
+/// the price stops trigger on), and a signal from the future passes any age check.
+fn not_ahead(canonical: &CanonicalEvent, rules: &SourceRules, event: &PendingEvent) -> Result<(), String> {
+    let received = DateTime::<Utc>::from_timestamp_millis(event.received_at).unwrap_or_default();
+    let ahead = canonical.at.signed_duration_since(received);
+    match chrono::Duration::from_std(rules.max_ahead) {
+        Ok(limit) if ahead > limit => Err(format!(
+            "its time {} is {} s ahead of its arrival at {} (the source's tolerance is {} s): the sender's clock is wrong",
+            canonical.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            ahead.num_seconds(),
+            received.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            rules.max_ahead.as_secs()
+        )),
+        _ => Ok(()),
     }
 }
 
