@@ -139,6 +139,47 @@ async fn a_broker_refusal_is_a_failed_intent_in_the_dead_letter_queue() {
 }
 
 #[tokio::test]
+async fn the_kill_switch_stops_queued_entry_orders_but_not_protective_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let broker_http = Receiver::start(Script::Ok).await;
+    let broker = BrokerConfig {
+        kind: Some(BrokerKind::Http),
+        url: Some(broker_http.url()),
+        api_key: Some("k".into()),
+        secret: Some("s".into()),
+    };
+    // Both queued while the switch was off; the operator turns it on before they go out.
+    let entry = r#"{"clientOrderId":"th-in","action":"signal_to_order","op":"place","symbol":"BTC/USD"}"#;
+    let stop_loss = r#"{"clientOrderId":"th-sl","action":"bracket_on_fill","op":"place","symbol":"BTC/USD"}"#;
+    record(
+        &store,
+        "s1",
+        vec![("th-in".into(), entry.into()), ("th-sl".into(), stop_loss.into())],
+        "broker:http",
+    )
+    .await;
+    store.set_kill_switch(true).await.unwrap();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(dispatcher(&store, broker).run(stop.clone()));
+    eventually(10, "both settled", || async {
+        let mut got = outcomes(&store).await;
+        got.sort();
+        (got == [("th-in".to_string(), "failed".to_string()), ("th-sl".to_string(), "sent".to_string())])
+            .then_some(())
+    })
+    .await;
+    let sent: Vec<String> =
+        broker_http.received().iter().map(|r| String::from_utf8_lossy(&r.body).into_owned()).collect();
+    assert_eq!(sent, [stop_loss], "only the protective order reached the broker");
+    let intents = store.intents(None, None, None, 10).await.unwrap();
+    let held = intents.iter().find(|i| i.client_order_id == "th-in").unwrap();
+    assert!(held.reason.as_deref().is_some_and(|r| r.contains("kill switch is on")), "{held:?}");
+    stop.cancel();
+    task.await.unwrap();
+}
+
+#[tokio::test]
 async fn the_paper_broker_fills_market_orders_and_feeds_the_fills_back() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path()).await;

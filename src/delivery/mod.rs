@@ -303,6 +303,27 @@ async fn commit(
     Ok(())
 }
 
+/// Refuses to send a new entry order (`signal_to_order`, `place`) while the kill switch is on:
+/// one queued before it was turned on, waiting for a retry, or replayed from the dead-letter
+/// queue. Protective orders (brackets, the margin guard's reductions) still go. The refusal is
+/// final: the intent fails with this reason (replay it once the switch is off).
+async fn held_by_kill_switch(context: &Context, delivery: &DueDelivery) -> Result<(), SinkError> {
+    #[derive(serde::Deserialize)]
+    struct Kind<'a> {
+        #[serde(borrow)]
+        action: Option<std::borrow::Cow<'a, str>>,
+        #[serde(borrow)]
+        op: Option<std::borrow::Cow<'a, str>>,
+    }
+    let Ok(kind) = serde_json::from_slice::<Kind<'_>>(&delivery.body) else { return Ok(()) };
+    let entry = kind.action.as_deref() == Some(crate::trading::actions::ActionName::SignalToOrder.as_str())
+        && kind.op.as_deref() == Some("place");
+    if entry && context.store.kill_switch().await.map_err(|e| SinkError::retriable(e.to_string()))? {
+        return Err(SinkError::permanent("the kill switch is on: this entry order was not sent"));
+    }
+    Ok(())
+}
+
 /// Executes an intent on the paper broker: its order events go into the store under source
 /// `paper` (ids derived from the client order id, so a re-sent intent is a duplicate) and are
 /// processed like any venue's.
@@ -462,9 +483,15 @@ async fn attempt(context: &Context, delivery: &DueDelivery) -> Outcome {
             }
         })
     } else if delivery.target == "broker:paper" {
-        paper_broker(context, delivery).await
+        match held_by_kill_switch(context, delivery).await {
+            Ok(()) => paper_broker(context, delivery).await,
+            Err(held) => Err(held),
+        }
     } else if delivery.target == "broker:http" {
-        http_broker(context, delivery).await
+        match held_by_kill_switch(context, delivery).await {
+            Ok(()) => http_broker(context, delivery).await,
+            Err(held) => Err(held),
+        }
     } else if let Some(command) = delivery.target.strip_prefix("exec:") {
         let event_type = delivery.event_type.as_deref().unwrap_or("");
         let env = [("TRADEHOOK_EVENT_ID", message_id.as_str()), ("TRADEHOOK_EVENT_TYPE", event_type)];
