@@ -377,3 +377,20 @@ async fn signals_reach_the_http_broker_signed_with_the_api_key() {
     assert_eq!(request.headers["x-signature"].to_str().unwrap(), expected, "seed 001 request signing");
     assert!(all[0]["brokerResponse"].as_str().unwrap().contains("success"));
 }
+
+#[tokio::test]
+async fn two_gateways_never_give_a_broker_one_client_order_id_for_different_orders() {
+    // Two fresh stores (a reset, or staging beside production on one broker account): the first
+    // alert of each is evt_1, yet their orders must not share an id, or the broker takes the
+    // second for a resend of the first.
+    let first = TestServer::start_with(trading).await;
+    let second = TestServer::start_with(trading).await;
+    alert(&first, "buy", 50000.0).await;
+    alert(&second, "buy", 50000.0).await;
+    let entry = |all: &[serde_json::Value]| of(all, "signal_to_order")[0]["clientOrderId"].clone();
+    let done = |all: &[serde_json::Value]| !of(all, "signal_to_order").is_empty();
+    let a = entry(&intents_when(&first, "the first entry", done).await);
+    let b = entry(&intents_when(&second, "the second entry", done).await);
+    assert!(a.is_string() && b.is_string(), "{a} {b}");
+    assert_ne!(a, b, "one id for two orders");
+}

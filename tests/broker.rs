@@ -139,6 +139,24 @@ async fn a_broker_refusal_is_a_failed_intent_in_the_dead_letter_queue() {
 }
 
 #[tokio::test]
+async fn each_store_has_its_own_order_id_namespace_and_an_older_one_keeps_its_ids() {
+    let fresh_dir = tempfile::tempdir().unwrap();
+    let fresh = open(fresh_dir.path()).await;
+    let namespace = fresh.order_id_namespace().await.unwrap();
+    assert!(namespace.len() == 8 && namespace.chars().all(|c| c.is_ascii_hexdigit()), "{namespace}");
+    assert_eq!(fresh.order_id_namespace().await.unwrap(), namespace, "chosen once");
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = open(other_dir.path()).await;
+    assert_ne!(other.order_id_namespace().await.unwrap(), namespace);
+    // A store that recorded intents before namespaces existed derives its ids as it always did,
+    // so a replayed trigger is still recognised and never sent twice.
+    let old_dir = tempfile::tempdir().unwrap();
+    let old = open(old_dir.path()).await;
+    record(&old, "s1", vec![("th-old".into(), "{}".into())], "broker:http").await;
+    assert_eq!(old.order_id_namespace().await.unwrap(), "");
+}
+
+#[tokio::test]
 async fn the_kill_switch_stops_queued_entry_orders_but_not_protective_ones() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path()).await;

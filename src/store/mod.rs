@@ -290,6 +290,23 @@ pub trait Store: Send + Sync + 'static {
     async fn kill_switch(&self) -> Result<bool, StoreError>;
     /// Turns the manual kill switch on or off (durably).
     async fn set_kill_switch(&self, on: bool) -> Result<(), StoreError>;
+    /// What this store's client order ids are derived with besides their trigger, so two stores
+    /// (a reset, staging beside production) never give one broker account the same id for
+    /// different orders. Chosen at random once, by the first node to ask; a store that recorded
+    /// intents before there was one keeps `""`, so its ids stay what they were.
+    async fn order_id_namespace(&self) -> Result<String, StoreError>;
+}
+
+/// The statement that chooses the order id namespace once (`$1`: a random one), shared by both
+/// stores: SQLite and PostgreSQL read it alike (to SQLite `$1` is the first parameter too; its
+/// upsert needs the `WHERE` to parse).
+pub(crate) const CHOOSE_NAMESPACE_SQL: &str = "INSERT INTO meta (key, value)
+     SELECT 'order_id_namespace', CASE WHEN EXISTS (SELECT 1 FROM intents) THEN '' ELSE $1 END
+     WHERE true ON CONFLICT (key) DO NOTHING";
+
+/// A fresh random namespace: 8 hex digits.
+pub(crate) fn random_namespace() -> String {
+    hex::encode(rand::random::<[u8; 4]>())
 }
 
 /// Whether this node processes events (see [`Store::processing_lease`]).

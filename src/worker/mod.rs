@@ -81,8 +81,9 @@ impl Worker {
         // as of its own lease, and its first round need not load it again.
         store.processing_lease().await?;
         let entities = store.all_entities().await?;
-        let strategy =
+        let mut strategy =
             Strategy::load(entities.clone(), Default::default(), None).map_err(StoreError::Internal)?;
+        strategy.namespace = store.order_id_namespace().await?;
         let state = apply::load_state(entities).map_err(StoreError::Internal)?;
         let blocked = store.retrying().await?.into_iter().collect();
         Ok(Worker {
@@ -116,8 +117,10 @@ impl Worker {
         broker: Option<&'static str>,
     ) -> Self {
         let state = std::mem::take(&mut self.strategy.state);
+        let namespace = std::mem::take(&mut self.strategy.namespace);
         self.strategy = Strategy::load(std::iter::empty(), config, broker).unwrap_or_default();
         self.strategy.state = state;
+        self.strategy.namespace = namespace;
         self
     }
 

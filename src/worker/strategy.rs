@@ -43,6 +43,8 @@ pub struct Strategy {
     broker: Option<&'static str>,
     /// Resting paper orders already sent their fill (until it comes back as an event).
     triggered: BTreeSet<String>,
+    /// The store's order id namespace (see `Store::order_id_namespace`).
+    pub namespace: String,
 }
 
 impl Strategy {
@@ -61,6 +63,7 @@ impl Strategy {
             }),
             broker,
             triggered: BTreeSet::new(),
+            namespace: String::new(),
         })
     }
 
@@ -76,7 +79,12 @@ impl Strategy {
             return None;
         }
         let config = &self.configs[action_mask(names)];
-        let key = crate::store::event_id(seq);
+        // The trigger's identity, which client order ids derive from: unique in the store, and
+        // with the namespace across stores.
+        let key = match self.namespace.as_str() {
+            "" => crate::store::event_id(seq),
+            namespace => format!("{namespace}/{}", crate::store::event_id(seq)),
+        };
         Some(decide(config, &mut self.state, trading, event, &key, Utc::now()))
     }
 

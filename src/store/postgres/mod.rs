@@ -641,6 +641,17 @@ impl Store for PgStore {
             .map_err(pg_error)?;
         Ok(())
     }
+
+    async fn order_id_namespace(&self) -> Result<String, StoreError> {
+        let client = self.client().await?;
+        let fresh = crate::store::random_namespace();
+        client.execute(crate::store::CHOOSE_NAMESPACE_SQL, &[&fresh]).await.map_err(pg_error)?;
+        let row = client
+            .query_one("SELECT value FROM meta WHERE key = 'order_id_namespace'", &[])
+            .await
+            .map_err(pg_error)?;
+        Ok(row.get(0))
+    }
 }
 
 impl PgStore {

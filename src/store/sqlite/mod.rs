@@ -704,6 +704,18 @@ impl Store for SqliteStore {
         .await
         .map(|_| ())
     }
+
+    async fn order_id_namespace(&self) -> Result<String, StoreError> {
+        let fresh = crate::store::random_namespace();
+        self.exec(Box::new(move |tx: &Connection| {
+            tx.execute(crate::store::CHOOSE_NAMESPACE_SQL, [fresh]).map(|n| n as u64)
+        }))
+        .await?;
+        self.read(|conn| {
+            conn.query_row("SELECT value FROM meta WHERE key = 'order_id_namespace'", [], |row| row.get(0))
+        })
+        .await
+    }
 }
 
 impl SqliteStore {
