@@ -411,6 +411,25 @@ impl Default for LogConfig {
 fn default_max_body() -> u64 {
     256 * 1024
 }
+/// A `log.level` that means what it looks like: tracing reads a bare word that is not a level as
+/// a target name, so `debgu` would silence every log line, warnings and errors included.
+fn check_log_level(level: &str) -> Result<(), String> {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    for directive in level.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let word = directive.rsplit('=').next().unwrap_or(directive).trim();
+        if !LEVELS.iter().any(|l| l.eq_ignore_ascii_case(word)) {
+            return Err(format!(
+                "`{directive}` is not a level ({}), nor target=level like tradehook=debug",
+                LEVELS.join(", ")
+            ));
+        }
+    }
+    if tracing_subscriber::EnvFilter::try_new(level).is_err() {
+        return Err(format!("`{level}` is not a log filter like info or tradehook=debug,info"));
+    }
+    Ok(())
+}
+
 pub(crate) fn default_tolerance() -> Duration {
     Duration::from_secs(300)
 }
@@ -480,6 +499,9 @@ impl Config {
         if let Err(problem) = self.store_location() {
             return fail("store.url", problem);
         }
+        if let Err(problem) = check_log_level(&self.log.level) {
+            return fail("log.level", problem);
+        }
         if self.store.lease < Duration::from_secs(1) {
             return fail("store.lease", "must be at least 1s".into());
         }
@@ -546,6 +568,9 @@ impl Config {
             }
             if let Some(bad) = source.id_fields.iter().find(|p| !p.starts_with('/')) {
                 return fail(&format!("{key}.id_fields"), format!("`{bad}` is not a JSON pointer like /id"));
+            }
+            if let Some((field, problem)) = source.tradingview.as_ref().and_then(|m| m.problem()) {
+                return fail(&format!("{key}.tradingview.{field}"), problem);
             }
             let options = crate::ingest::signature::VerifyOptions {
                 tolerance: source.tolerance,

@@ -47,6 +47,39 @@ fn unknown_key_is_named_in_the_error() {
 }
 
 #[test]
+fn a_tradingview_mapping_that_cannot_work_is_named() {
+    let source = |mapping: &str| {
+        format!(
+            "[[source]]\nname = \"tv\"\nformat = \"tradingview\"\nsignature = \"token\"\nsecrets = [\"p\"]\n\
+             [source.tradingview]\n{mapping}\n"
+        )
+    };
+    let cases = [
+        ("symbl = [\"/tick\"]", "symbl"),
+        ("quantity = [\"contracts\"]", "source[0].tradingview.quantity"),
+        ("action = []", "source[0].tradingview.action"),
+    ];
+    for (mapping, named) in cases {
+        let err = load_toml(&source(mapping)).unwrap_err().to_string();
+        assert!(err.contains(named), "{mapping}: {err}");
+        assert!(!err.contains('\n'), "{err}");
+    }
+    let fine = load_toml(&source("quantity = [\"/size\", \"/contracts\"]")).unwrap();
+    assert_eq!(fine.sources[0].tradingview.as_ref().unwrap().quantity, ["/size", "/contracts"]);
+}
+
+#[test]
+fn a_log_level_that_would_silence_the_logs_is_refused() {
+    for level in ["debgu", "loud", "info,tradehook=verbose"] {
+        let err = load_toml(&format!("[log]\nlevel = \"{level}\"\n")).unwrap_err().to_string();
+        assert!(err.contains("log.level") && err.contains("is not a level"), "{level}: {err}");
+    }
+    for level in ["warn", "INFO", "tradehook=debug,info", "tower_http=off, debug"] {
+        load_toml(&format!("[log]\nlevel = \"{level}\"\n")).unwrap_or_else(|e| panic!("{level}: {e}"));
+    }
+}
+
+#[test]
 fn bad_listen_address_is_named() {
     let err = load_toml("[server]\nlisten = \"nowhere\"\n").unwrap_err().to_string();
     assert!(err.contains("server.listen"), "{err}");

@@ -16,7 +16,7 @@ use super::signal::{Signal, SignalAction, SignalSource, ACTIONS};
 
 /// Where each signal field is found in a TradingView alert: JSON pointers tried in order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, rename_all = "snake_case")]
+#[serde(default, rename_all = "snake_case", deny_unknown_fields)]
 pub struct TradingViewMapping {
     /// Instrument (required).
     pub symbol: Vec<String>,
@@ -36,6 +36,36 @@ pub struct TradingViewMapping {
     pub leverage: Vec<String>,
     /// Strategy name.
     pub strategy: Vec<String>,
+}
+
+impl TradingViewMapping {
+    /// The first field whose pointers cannot work, as (field, problem): one that is not a JSON
+    /// pointer (`contracts` for `/contracts`), or no pointer at all for a required field.
+    pub fn problem(&self) -> Option<(&'static str, String)> {
+        let fields: [(&'static str, &Vec<String>); 9] = [
+            ("symbol", &self.symbol),
+            ("action", &self.action),
+            ("quantity", &self.quantity),
+            ("price", &self.price),
+            ("time", &self.time),
+            ("stop_loss_percent", &self.stop_loss_percent),
+            ("take_profit_percent", &self.take_profit_percent),
+            ("leverage", &self.leverage),
+            ("strategy", &self.strategy),
+        ];
+        for (name, list) in fields {
+            if let Some(bad) = list.iter().find(|p| !p.starts_with('/')) {
+                return Some((
+                    name,
+                    format!("`{bad}` is not a JSON pointer like /{}", bad.trim_start_matches('/')),
+                ));
+            }
+            if list.is_empty() && matches!(name, "symbol" | "action") {
+                return Some((name, "is required: name at least one JSON pointer".into()));
+            }
+        }
+        None
+    }
 }
 
 /// Owned strings from a list of literals.
