@@ -57,6 +57,26 @@ fn config_check_accepts_the_example_file() {
 }
 
 #[test]
+fn output_into_a_closed_pipe_ends_quietly_as_cat_does() {
+    use std::os::unix::process::ExitStatusExt;
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tradehook.example.toml");
+    let dir = tempfile::tempdir().unwrap();
+    // `tradehook config check | head -0`: the reader is gone before anything is written.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let output = tradehook(dir.path())
+        .args(["config", "check", "--config"])
+        .arg(&example)
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(output.status.signal(), Some(13), "ended by SIGPIPE: {:?} {stderr}", output.status);
+}
+
+#[test]
 fn config_check_and_its_errors_never_print_the_database_password() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [

@@ -81,6 +81,15 @@ pub enum ConfigAction {
 /// Parses arguments, runs the command, and turns any error into one line and exit code 1.
 pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve | Command::Bench(_)) {
+        // A command whose output goes to `head` ends quietly when the reader stops, as `cat`
+        // does, instead of panicking on the broken pipe. Sockets are unaffected (Rust writes to
+        // them with MSG_NOSIGNAL); `serve` and `bench` keep ignoring SIGPIPE for their pipes.
+        // SAFETY: setting a signal's disposition to its default, before any thread is started.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
