@@ -587,4 +587,12 @@ fn a_refused_rebuild_state_leaves_the_data_directory_as_it_was() {
     assert!(!secret_file.exists(), "no secret file appeared");
     let _ = server.kill();
     let _ = server.wait();
+
+    // Where there is no store, there is nothing to rebuild: said, and nothing is created.
+    let empty = tempfile::tempdir().unwrap();
+    let output = tradehook(empty.path()).args(["rebuild-state", "--check"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+    assert!(stderr.contains("no store at data/tradehook.db"), "{stderr}");
+    assert!(!empty.path().join("data").exists(), "no store was created");
 }

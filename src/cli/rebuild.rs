@@ -25,6 +25,15 @@ pub async fn run(args: RebuildArgs, mut config: Config) -> anyhow::Result<()> {
     if config.sources.is_empty() {
         config.sources.push(SourceConfig::new(DEFAULT_SOURCE, Scheme::HmacSha256, Vec::new()));
     }
+    if let Ok(crate::config::StoreLocation::Sqlite(path)) = config.store_location() {
+        // Opening would create an empty store and find it "equal" to nothing.
+        if !path.exists() {
+            anyhow::bail!(
+                "no store at {}: run rebuild-state where the gateway keeps its data, or give its --config",
+                path.display()
+            );
+        }
+    }
     let store = server::open_store(&config).await?;
     let rules = SourceRules::from_config(&config.sources);
     let stored = worker::apply::load_state(store.all_entities().await?).map_err(anyhow::Error::msg)?;
