@@ -354,3 +354,35 @@ async fn an_event_timed_ahead_of_its_arrival_is_dead_lettered_and_never_outranks
     let signals = api_get(server.addr, "/signals").await;
     assert_eq!(signals.json["signals"], json!([]), "{}", signals.text);
 }
+
+#[tokio::test]
+async fn a_position_the_venue_reports_without_fills_shows_the_venues_quantity() {
+    let server = TestServer::start().await;
+    send(
+        &server,
+        json!({"id": "p1", "event": "position.opened", "timestamp": "2024-01-15T10:30:01Z", "data": {
+            "symbol": "ZZ/USD", "side": "short", "quantity": 3, "averagePrice": 10, "unrealizedPnl": 0}}),
+    )
+    .await;
+    send(
+        &server,
+        json!({"id": "p2", "event": "position.updated", "timestamp": "2024-01-15T11:00:00Z", "data": {
+            "symbol": "ZZ/USD", "quantity": 2, "markPrice": 9, "marginRatio": 0.1}}),
+    )
+    .await;
+    wait_processed(server.addr).await;
+    let positions = api_get(server.addr, "/positions").await;
+    let zz = &positions.json["positions"][0];
+    assert_eq!(zz["symbol"], "ZZ/USD", "{}", positions.text);
+    assert_eq!(zz["netQuantity"], json!(0), "no fills: nothing derived");
+    assert_eq!(zz["venueQuantity"], json!(-2), "the newest snapshot, short by the side it named");
+    send(
+        &server,
+        json!({"id": "p3", "event": "position.closed", "timestamp": "2024-01-15T11:30:00Z", "data": {
+            "symbol": "ZZ/USD", "quantity": 2, "closePrice": 9}}),
+    )
+    .await;
+    wait_processed(server.addr).await;
+    let positions = api_get(server.addr, "/positions").await;
+    assert_eq!(positions.json["positions"][0]["venueQuantity"], json!(0), "{}", positions.text);
+}

@@ -179,6 +179,12 @@ pub struct PositionOut {
     #[serde(serialize_with = "optional_number")]
     #[schema(value_type = Option<f64>)]
     liquidation_price: Option<Decimal>,
+    /// The signed quantity of the venue's newest position snapshot (negative when short; 0 once
+    /// closed), beside `netQuantity` from fills: a source that reports positions but no fills
+    /// shows its positions here. Absent when the venue sent none.
+    #[serde(serialize_with = "optional_number")]
+    #[schema(value_type = Option<f64>)]
+    venue_quantity: Option<Decimal>,
 }
 
 impl PositionOut {
@@ -197,6 +203,7 @@ impl PositionOut {
             mark_price: view.mark_price,
             margin_ratio: view.margin_ratio,
             liquidation_price: view.liquidation_price,
+            venue_quantity: position.venue_net(),
         }
     }
 }
