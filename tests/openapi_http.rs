@@ -25,6 +25,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/orders/{orderId}"),
     ("get", "/api/v1/positions"),
     ("get", "/api/v1/balances"),
+    ("get", "/api/v1/ledger"),
     ("get", "/api/v1/signals"),
     ("get", "/api/v1/alerts"),
     ("get", "/api/v1/dlq"),

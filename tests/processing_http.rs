@@ -386,3 +386,35 @@ async fn a_position_the_venue_reports_without_fills_shows_the_venues_quantity() 
     let positions = api_get(server.addr, "/positions").await;
     assert_eq!(positions.json["positions"][0]["venueQuantity"], json!(0), "{}", positions.text);
 }
+
+#[tokio::test]
+async fn deposits_and_withdrawals_are_listed_once_per_transaction() {
+    let server = TestServer::start().await;
+    let deposit = json!({"id": "d1", "event": "account.deposit_received", "timestamp": "2024-01-15T09:00:00Z",
+        "data": {"transactionId": "tx_1", "asset": "USD", "amount": 1000.0, "method": "bank_transfer", "status": "completed"}});
+    send(&server, deposit.clone()).await;
+    let mut again = deposit;
+    again["id"] = json!("d1-resent");
+    send(&server, again).await;
+    send(
+        &server,
+        json!({"id": "w1", "event": "account.withdrawal_processed", "timestamp": "2024-01-15T10:00:00Z",
+        "data": {"transactionId": "tx_2", "asset": "USD", "amount": 250.5, "status": "completed"}}),
+    )
+    .await;
+    wait_processed(server.addr).await;
+    let ledger = api_get(server.addr, "/ledger").await;
+    assert_eq!(ledger.status, StatusCode::OK, "{}", ledger.text);
+    let entries = ledger.json["entries"].as_array().unwrap();
+    let seen: Vec<_> = entries
+        .iter()
+        .map(|e| (e["transactionId"].clone(), e["kind"].clone(), e["amount"].clone()))
+        .collect();
+    assert_eq!(
+        seen,
+        [(json!("tx_1"), json!("deposit"), json!(1000)), (json!("tx_2"), json!("withdrawal"), json!(250.5))],
+        "{}",
+        ledger.text
+    );
+    assert_eq!(entries[0]["at"], "2024-01-15T09:00:00.000Z");
+}

@@ -273,6 +273,7 @@ pub struct BalanceEvent {
 
 /// Deposit or withdrawal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum LedgerKind {
     /// `account.deposit_received`.

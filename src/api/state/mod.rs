@@ -13,12 +13,12 @@ use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use views::{BalanceOut, FillView, OrderView, PositionOut, SignalOut};
+pub use views::{BalanceOut, FillView, LedgerOut, OrderView, PositionOut, SignalOut};
 
 use crate::error::{ApiError, ErrorBody};
 use crate::server::AppState;
 use crate::store::{EntityKind, StoredAlert};
-use crate::trading::{AlertKind, Balance, Order, OrderStatus, Position};
+use crate::trading::{AlertKind, Balance, LedgerEntry, Order, OrderStatus, Position};
 
 /// The state routes.
 pub fn router() -> OpenApiRouter<Arc<AppState>> {
@@ -27,6 +27,7 @@ pub fn router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(order))
         .routes(routes!(positions))
         .routes(routes!(balances))
+        .routes(routes!(ledger))
         .routes(routes!(signals))
         .routes(routes!(alerts))
 }
@@ -244,6 +245,34 @@ async fn balances(
     let (balances, next): (Vec<Balance>, _) =
         documents(&state, EntityKind::Balance, query.after, query.limit, |_: &Balance| true).await?;
     Ok(Json(BalancePage { balances: balances.into_iter().map(BalanceOut::new).collect(), next }))
+}
+
+/// A page of deposits and withdrawals.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LedgerPage {
+    /// The entries of this page, by transaction id.
+    entries: Vec<LedgerOut>,
+    /// Pass as `after` for the next page; absent on the last.
+    next: Option<String>,
+}
+
+/// Deposits and withdrawals (`account.deposit_received`, `account.withdrawal_processed`), one
+/// entry per transaction id.
+#[utoipa::path(
+    get,
+    path = "/ledger",
+    tag = "state",
+    params(PageQuery),
+    responses((status = 200, description = "A page of ledger entries", body = LedgerPage))
+)]
+async fn ledger(
+    State(state): State<Arc<AppState>>,
+    query: super::QueryResult<PageQuery>,
+) -> Result<Json<LedgerPage>, ApiError> {
+    let query = super::query(query)?;
+    let (entries, next): (Vec<LedgerEntry>, _) =
+        documents(&state, EntityKind::Ledger, query.after, query.limit, |_: &LedgerEntry| true).await?;
+    Ok(Json(LedgerPage { entries: entries.into_iter().map(LedgerOut::new).collect(), next }))
 }
 
 /// A page of signals.

@@ -5,7 +5,7 @@ use rust_decimal::Decimal;
 use serde::{Serialize, Serializer};
 
 use crate::trading::state::SignalRecord;
-use crate::trading::{Balance, Fill, Order, Position};
+use crate::trading::{Balance, Fill, LedgerEntry, Order, Position};
 
 /// Decimals as JSON numbers, digit for digit (no binary float in between).
 fn number<S: Serializer>(value: &Decimal, serializer: S) -> Result<S::Ok, S::Error> {
@@ -242,6 +242,46 @@ impl BalanceOut {
             locked: balance.locked,
             total: balance.total,
             updated_at: time(balance.stamp.at),
+        }
+    }
+}
+
+/// A deposit or withdrawal as the API shows it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LedgerOut {
+    /// The venue's transaction id (one entry per id, however often it was reported).
+    transaction_id: String,
+    /// `deposit` or `withdrawal`.
+    kind: crate::trading::event::LedgerKind,
+    /// Account, when the source has several.
+    account: Option<String>,
+    /// Asset.
+    asset: String,
+    /// Amount moved.
+    #[serde(serialize_with = "number")]
+    #[schema(value_type = f64)]
+    amount: Decimal,
+    /// `bank_transfer`, … as sent.
+    method: Option<String>,
+    /// `completed`, … as first sent.
+    status: Option<String>,
+    /// When it was first reported, RFC 3339.
+    at: String,
+}
+
+impl LedgerOut {
+    /// The view of `entry`.
+    pub fn new(entry: LedgerEntry) -> Self {
+        LedgerOut {
+            transaction_id: entry.transaction_id,
+            kind: entry.kind,
+            account: entry.account,
+            asset: entry.asset,
+            amount: entry.amount,
+            method: entry.method,
+            status: entry.status,
+            at: time(entry.at),
         }
     }
 }
