@@ -57,6 +57,16 @@ fn config_check_accepts_the_example_file() {
 }
 
 #[test]
+fn send_to_a_source_the_configuration_lacks_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = tradehook(dir.path()).args(["send", "--source", "nope", "--secret", "s"]).output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("no source `nope`") && stderr.contains("it has: default"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
+
+#[test]
 fn output_into_a_closed_pipe_ends_quietly_as_cat_does() {
     use std::os::unix::process::ExitStatusExt;
     let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tradehook.example.toml");

@@ -53,6 +53,19 @@ pub async fn run(args: SendArgs, config_path: Option<&Path>) -> anyhow::Result<(
     }
     let config = Config::load(config_path)?;
     let source = config.sources.iter().find(|s| s.name == args.source);
+    // Without sources the gateway serves `default` alone.
+    let zero_config = config.sources.is_empty();
+    if source.is_none() && args.url.is_none() && !(zero_config && args.source == DEFAULT_SOURCE) {
+        let mut names: Vec<&str> = config.sources.iter().map(|s| s.name.as_str()).collect();
+        if zero_config {
+            names.push(DEFAULT_SOURCE);
+        }
+        anyhow::bail!(
+            "no source `{}` in the configuration (it has: {}); pass --url to send to another gateway",
+            args.source,
+            names.join(", ")
+        );
+    }
     let scheme = args.scheme.or(source.map(|s| s.signature)).unwrap_or_default();
     let url = args.url.clone().unwrap_or_else(|| default_url(&config, &args.source));
     let body = match &args.file {
