@@ -586,7 +586,28 @@ impl Config {
             if route.events.is_empty() {
                 return fail(&format!("route[{i}].events"), "needs at least one event type or glob".into());
             }
+            if route.actions.is_empty() {
+                return fail(&format!("route[{i}].actions"), "needs at least one action".into());
+            }
+            // A typo in a filter would make the route silently match nothing.
+            if let Some(bad) = route.statuses.iter().find(|s| crate::trading::OrderStatus::parse(s).is_none()) {
+                return fail(
+                    &format!("route[{i}].statuses"),
+                    format!("`{bad}` is not an order status (pending, open, partially_filled, filled, cancelled, rejected, expired)"),
+                );
+            }
+            let source_exists = |name: &str| {
+                self.sources.iter().any(|s| s.name == name)
+                    || (self.sources.is_empty() && name == crate::ingest::DEFAULT_SOURCE)
+                    || name == crate::broker::PAPER_SOURCE
+            };
+            if let Some(bad) = route.sources.iter().find(|s| !source_exists(s)) {
+                return fail(&format!("route[{i}].sources"), format!("no source is named `{bad}`"));
+            }
             for action in &route.actions {
+                if action.strip_prefix("forward:").is_some_and(|name| name.trim().is_empty()) {
+                    return fail(&format!("route[{i}].actions"), "`forward:` needs a subscription name or id".into());
+                }
                 let known = ["forward:", "nats:", "exec:"].iter().any(|p| action.starts_with(p))
                     || ["bracket_on_fill", "signal_to_order", "margin_guard"].contains(&action.as_str());
                 if !known {

@@ -80,6 +80,23 @@ fn a_log_level_that_would_silence_the_logs_is_refused() {
 }
 
 #[test]
+fn a_route_that_could_never_match_or_act_is_named() {
+    let route = |body: &str| format!("[[route]]\nevents = [\"order.*\"]\n{body}\n");
+    let cases = [
+        ("actions = []", "route[0].actions", "at least one action"),
+        ("actions = [\"forward:\"]", "route[0].actions", "needs a subscription"),
+        ("actions = [\"forward:svc\"]\nstatuses = [\"fileld\"]", "route[0].statuses", "`fileld`"),
+        ("actions = [\"forward:svc\"]\nsources = [\"nosuch\"]", "route[0].sources", "`nosuch`"),
+    ];
+    for (body, key, problem) in cases {
+        let err = load_toml(&route(body)).unwrap_err().to_string();
+        assert!(err.contains(key) && err.contains(problem), "{body}: {err}");
+    }
+    let fine = "actions = [\"forward:svc\"]\nstatuses = [\"filled\"]\nsources = [\"default\", \"paper\"]";
+    load_toml(&route(fine)).unwrap();
+}
+
+#[test]
 fn bad_listen_address_is_named() {
     let err = load_toml("[server]\nlisten = \"nowhere\"\n").unwrap_err().to_string();
     assert!(err.contains("server.listen"), "{err}");
