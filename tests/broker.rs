@@ -168,8 +168,10 @@ async fn the_kill_switch_stops_queued_entry_orders_but_not_protective_ones() {
         secret: Some("s".into()),
     };
     // Both queued while the switch was off; the operator turns it on before they go out.
-    let entry = r#"{"clientOrderId":"th-in","action":"signal_to_order","op":"place","symbol":"BTC/USD"}"#;
-    let stop_loss = r#"{"clientOrderId":"th-sl","action":"bracket_on_fill","op":"place","symbol":"BTC/USD"}"#;
+    let entry =
+        r#"{"clientOrderId":"th-in","action":"signal_to_order","role":"bracketed_entry","op":"place"}"#;
+    // The entry's own stop-loss (signal_to_order too), waiting for a retry, must still go.
+    let stop_loss = r#"{"clientOrderId":"th-sl","action":"signal_to_order","role":"stop_loss","op":"place"}"#;
     record(
         &store,
         "s1",

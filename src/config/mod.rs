@@ -415,11 +415,13 @@ fn default_max_body() -> u64 {
 /// a target name, so `debgu` would silence every log line, warnings and errors included.
 fn check_log_level(level: &str) -> Result<(), String> {
     const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
-    for directive in level.split(',').map(str::trim).filter(|d| !d.is_empty()) {
-        let word = directive.rsplit('=').next().unwrap_or(directive).trim();
+    // Only bare words are checked: `target=level` (numeric levels too), spans and fields are
+    // EnvFilter's to judge.
+    let bare = |d: &&str| !d.is_empty() && !d.contains(['=', '[', '{', ':']);
+    for word in level.split(',').map(str::trim).filter(bare) {
         if !LEVELS.iter().any(|l| l.eq_ignore_ascii_case(word)) {
             return Err(format!(
-                "`{directive}` is not a level ({}), nor target=level like tradehook=debug",
+                "`{word}` is not a level ({}), nor target=level like tradehook=debug",
                 LEVELS.join(", ")
             ));
         }
@@ -589,17 +591,22 @@ impl Config {
             if route.actions.is_empty() {
                 return fail(&format!("route[{i}].actions"), "needs at least one action".into());
             }
-            // A typo in a filter would make the route silently match nothing.
-            if let Some(bad) = route.statuses.iter().find(|s| crate::trading::OrderStatus::parse(s).is_none()) {
+            // A typo in a filter would make the route silently match nothing. Statuses are only
+            // a closed set on order events (a withdrawal's is `completed`, a generic source's
+            // anything).
+            let orders_only = route.events.iter().all(|pattern| pattern.starts_with("order."));
+            let not_a_status = |s: &&String| crate::trading::OrderStatus::parse(&s.to_ascii_lowercase()).is_none();
+            if let Some(bad) = route.statuses.iter().find(not_a_status).filter(|_| orders_only) {
                 return fail(
                     &format!("route[{i}].statuses"),
                     format!("`{bad}` is not an order status (pending, open, partially_filled, filled, cancelled, rejected, expired)"),
                 );
             }
+            // Routes match source names in any case.
             let source_exists = |name: &str| {
-                self.sources.iter().any(|s| s.name == name)
-                    || (self.sources.is_empty() && name == crate::ingest::DEFAULT_SOURCE)
-                    || name == crate::broker::PAPER_SOURCE
+                self.sources.iter().any(|s| s.name.eq_ignore_ascii_case(name))
+                    || (self.sources.is_empty() && name.eq_ignore_ascii_case(crate::ingest::DEFAULT_SOURCE))
+                    || name.eq_ignore_ascii_case(crate::broker::PAPER_SOURCE)
             };
             if let Some(bad) = route.sources.iter().find(|s| !source_exists(s)) {
                 return fail(&format!("route[{i}].sources"), format!("no source is named `{bad}`"));

@@ -70,11 +70,11 @@ fn a_tradingview_mapping_that_cannot_work_is_named() {
 
 #[test]
 fn a_log_level_that_would_silence_the_logs_is_refused() {
-    for level in ["debgu", "loud", "info,tradehook=verbose"] {
+    for level in ["debgu", "loud", "info,tradehook"] {
         let err = load_toml(&format!("[log]\nlevel = \"{level}\"\n")).unwrap_err().to_string();
         assert!(err.contains("log.level") && err.contains("is not a level"), "{level}: {err}");
     }
-    for level in ["warn", "INFO", "tradehook=debug,info", "tower_http=off, debug"] {
+    for level in ["warn", "INFO", "tradehook=debug,info", "tower_http=off, debug", "tradehook=5", "tradehook::worker=debug"] {
         load_toml(&format!("[log]\nlevel = \"{level}\"\n")).unwrap_or_else(|e| panic!("{level}: {e}"));
     }
 }
@@ -92,8 +92,11 @@ fn a_route_that_could_never_match_or_act_is_named() {
         let err = load_toml(&route(body)).unwrap_err().to_string();
         assert!(err.contains(key) && err.contains(problem), "{body}: {err}");
     }
-    let fine = "actions = [\"forward:svc\"]\nstatuses = [\"filled\"]\nsources = [\"default\", \"paper\"]";
+    let fine = "actions = [\"forward:svc\"]\nstatuses = [\"Filled\"]\nsources = [\"Default\", \"paper\"]";
     load_toml(&route(fine)).unwrap();
+    // Other events have statuses of their own (a withdrawal's `completed`).
+    let withdrawals = "[[route]]\nevents = [\"account.*\"]\nstatuses = [\"completed\"]\nactions = [\"forward:svc\"]\n";
+    load_toml(withdrawals).unwrap();
 }
 
 #[test]

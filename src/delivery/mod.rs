@@ -303,23 +303,22 @@ async fn commit(
     Ok(())
 }
 
-/// Refuses to send a new entry order (`signal_to_order`, `place`) while the kill switch is on:
-/// one queued before it was turned on, waiting for a retry, or replayed from the dead-letter
-/// queue. Protective orders (brackets, the margin guard's reductions) still go. The refusal is
-/// final: the intent fails with this reason (replay it once the switch is off).
+/// Refuses to send a new entry order (a `place` of role `entry` or `bracketed_entry`) while the
+/// kill switch is on: one queued before it was turned on, waiting for a retry, or replayed from
+/// the dead-letter queue. Everything that reduces risk still goes: stop-loss and take-profit legs
+/// (a signal's own too), closes, the margin guard's reductions, amends and cancels. The refusal
+/// is final: the intent fails with this reason (replay it once the switch is off).
 async fn held_by_kill_switch(context: &Context, delivery: &DueDelivery) -> Result<(), SinkError> {
     #[derive(serde::Deserialize)]
-    struct Kind<'a> {
-        #[serde(borrow)]
-        action: Option<std::borrow::Cow<'a, str>>,
-        #[serde(borrow)]
-        op: Option<std::borrow::Cow<'a, str>>,
+    struct Kind {
+        op: Option<crate::trading::actions::IntentOp>,
+        role: Option<crate::trading::actions::Role>,
     }
-    let Ok(kind) = serde_json::from_slice::<Kind<'_>>(&delivery.body) else { return Ok(()) };
-    let entry = kind.action.as_deref() == Some(crate::trading::actions::ActionName::SignalToOrder.as_str())
-        && kind.op.as_deref() == Some("place");
+    use crate::trading::actions::{IntentOp, Role};
+    let Ok(kind) = serde_json::from_slice::<Kind>(&delivery.body) else { return Ok(()) };
+    let entry = kind.op == Some(IntentOp::Place) && matches!(kind.role, Some(Role::Entry | Role::BracketedEntry));
     if entry && context.store.kill_switch().await.map_err(|e| SinkError::retriable(e.to_string()))? {
-        return Err(SinkError::permanent("the kill switch is on: this entry order was not sent"));
+        return Err(SinkError::permanent("the kill switch is on: this entry order is not sent"));
     }
     Ok(())
 }

@@ -29,7 +29,8 @@ pub struct SourceRules {
     pub tradingview: TradingViewMapping,
     /// JSON pointers tried for the ordering key before the canonical one.
     pub ordering_key: Vec<String>,
-    /// How far an event's own time may be ahead of its arrival (the source's clock `tolerance`).
+    /// How far an event's own time may be ahead of its arrival: the source's clock `tolerance`,
+    /// at least the default 300 s.
     pub max_ahead: Duration,
 }
 
@@ -44,7 +45,9 @@ impl SourceRules {
                     format: s.format,
                     tradingview: s.tradingview.clone().unwrap_or_default(),
                     ordering_key: s.ordering_key.clone(),
-                    max_ahead: s.tolerance,
+                    // Never under the default: a tolerance tightened against replayed
+                    // signatures must not dead-letter a venue whose clock is seconds fast.
+                    max_ahead: s.tolerance.max(crate::config::default_tolerance()),
                 };
                 (s.name.clone(), rules)
             })

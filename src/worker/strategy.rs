@@ -79,13 +79,10 @@ impl Strategy {
             return None;
         }
         let config = &self.configs[action_mask(names)];
-        // The trigger's identity, which client order ids derive from: unique in the store, and
-        // with the namespace across stores.
-        let key = match self.namespace.as_str() {
-            "" => crate::store::event_id(seq),
-            namespace => format!("{namespace}/{}", crate::store::event_id(seq)),
-        };
-        Some(decide(config, &mut self.state, trading, event, &key, Utc::now()))
+        // Client order ids derive from the trigger (unique in the store) and the namespace
+        // (unique across stores).
+        let key = crate::store::event_id(seq);
+        Some(decide(config, &mut self.state, trading, event, &key, &self.namespace, Utc::now()))
     }
 
     /// The intents and refusals of `decided` as rows to record, and its state documents.

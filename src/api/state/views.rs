@@ -181,7 +181,7 @@ pub struct PositionOut {
     liquidation_price: Option<Decimal>,
     /// The signed quantity of the venue's newest position snapshot (negative when short; 0 once
     /// closed), beside `netQuantity` from fills: a source that reports positions but no fills
-    /// shows its positions here. Absent when the venue sent none.
+    /// shows its positions here. `null` when the venue sent none.
     #[serde(serialize_with = "optional_number")]
     #[schema(value_type = Option<f64>)]
     venue_quantity: Option<Decimal>,

@@ -97,7 +97,11 @@ fn reduction(
     episode: u32,
     cx: &Context<'_>,
 ) -> OrderIntent {
-    let subject = format!("margin:{}", guard_key(key));
+    // Episodes count from 1 in every store: the namespace keeps two stores' ids apart.
+    let subject = match cx.namespace {
+        "" => format!("margin:{}", guard_key(key)),
+        namespace => format!("{namespace}/margin:{}", guard_key(key)),
+    };
     let side = if net > Decimal::ZERO { Side::Sell } else { Side::Buy };
     OrderIntent {
         client_order_id: client_order_id(&subject, ACTION, Role::Reduce, &episode.to_string()),

@@ -42,6 +42,20 @@ fn ratio_past_threshold_places_one_reduce_only_market_order() {
 }
 
 #[test]
+fn two_stores_first_reductions_have_different_ids() {
+    // Episode 1 in each: only the store's namespace tells their orders apart at the broker.
+    let ids: Vec<String> = ["", "0a1b2c3d", "4e5f6a7b"]
+        .into_iter()
+        .map(|namespace| {
+            let mut h = harness();
+            h.namespace = namespace.into();
+            intents(&h.feed(&update("0.85", 10)).decisions)[0].client_order_id.clone()
+        })
+        .collect();
+    assert!(ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2], "{ids:?}");
+}
+
+#[test]
 fn two_margin_alerts_in_one_episode_reduce_once() {
     let mut h = harness();
     assert_eq!(intents(&h.feed(&margin_call("0.85", 10)).decisions).len(), 1);

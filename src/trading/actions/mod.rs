@@ -55,24 +55,33 @@ pub(crate) struct Context<'a> {
     pub trading: &'a TradingState,
     /// The event.
     pub event: &'a CanonicalEvent,
-    /// The event as a trigger (stable key and type).
+    /// The event as a trigger (stable key, with the namespace, and type).
     pub trigger: Trigger,
+    /// The store's order id namespace, for ids that do not derive from the trigger.
+    pub namespace: &'a str,
     /// Processing time.
     pub now: DateTime<Utc>,
 }
 
 /// Runs every enabled action on one event already applied to `trading`; `event_key` is the
-/// stored event's stable identity (source + event id), `now` the processing time.
+/// stored event's stable identity within its store, `namespace` the store's (see
+/// `Store::order_id_namespace`; every client order id derives from it too), `now` the
+/// processing time.
 pub fn decide(
     config: &ActionsConfig,
     actions: &mut StrategyState,
     trading: &TradingState,
     event: &CanonicalEvent,
     event_key: &str,
+    namespace: &str,
     now: DateTime<Utc>,
 ) -> Decided {
-    let trigger = Trigger { key: event_key.to_owned(), event_type: event.event_type().to_owned() };
-    let cx = Context { trading, event, trigger, now };
+    let key = match namespace {
+        "" => event_key.to_owned(),
+        namespace => format!("{namespace}/{event_key}"),
+    };
+    let trigger = Trigger { key, event_type: event.event_type().to_owned() };
+    let cx = Context { trading, event, trigger, namespace, now };
     let mut out = Decided::default();
     remember_price(actions, &cx, &mut out.touched);
     if let Some(bracket) = &config.bracket_on_fill {

@@ -53,6 +53,8 @@ pub(crate) struct Harness {
     pub actions: StrategyState,
     /// Processing time = event time + this lag.
     pub lag: Duration,
+    /// The store's order id namespace (`""` unless a test sets one).
+    pub namespace: String,
 }
 
 impl Harness {
@@ -65,6 +67,7 @@ impl Harness {
             trading: TradingState::new(),
             actions: StrategyState::new(),
             lag: Duration::seconds(1),
+            namespace: String::new(),
         }
     }
 
@@ -72,7 +75,7 @@ impl Harness {
     pub fn feed_as(&mut self, event: &CanonicalEvent, key: &str) -> Decided {
         self.trading.apply(event);
         let now = event.at + self.lag;
-        decide(&self.config, &mut self.actions, &self.trading, event, key, now)
+        decide(&self.config, &mut self.actions, &self.trading, event, key, &self.namespace, now)
     }
 
     /// Applies and decides on an event keyed by its type and time.
