@@ -583,6 +583,30 @@ fn a_source_of_the_file_gets_its_secret_from_the_environment() {
 }
 
 #[test]
+fn rebuild_state_names_the_applied_events_it_cannot_read_now() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, banner) = serve_with_env(dir.path(), &[("TRADEHOOK_SECRET", "rebuild-secret-123")]);
+    let url = banner.split("--url ").nth(1).unwrap().trim().to_string();
+    let send = tradehook(dir.path())
+        .args(["send", "order.created", "--url", &url, "--secret", "rebuild-secret-123"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&send.stdout).contains("accepted"));
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let _ = Command::new("kill").arg("-TERM").arg(server.id().to_string()).status();
+    let _ = server.wait();
+    // The source it came from is gone from the configuration now.
+    std::fs::write(dir.path().join("other.toml"), "[[source]]\nname = \"other\"\nsecrets = [\"x\"]\n")
+        .unwrap();
+    let output =
+        tradehook(dir.path()).args(["rebuild-state", "--check", "--config", "other.toml"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success(), "the order is missing from the recomputed state: {stdout}");
+    assert!(stdout.contains("1 applied events cannot be read now"), "{stdout}");
+    assert!(stdout.contains("evt_1: source `default` is not configured any more"), "{stdout}");
+}
+
+#[test]
 fn a_refused_rebuild_state_leaves_the_data_directory_as_it_was() {
     let dir = tempfile::tempdir().unwrap();
     let (mut server, _) =

@@ -37,11 +37,21 @@ pub async fn run(args: RebuildArgs, mut config: Config) -> anyhow::Result<()> {
     let store = server::open_store(&config).await?;
     let rules = SourceRules::from_config(&config.sources);
     let stored = worker::apply::load_state(store.all_entities().await?).map_err(anyhow::Error::msg)?;
-    let rebuilt = if args.check {
+    let worker::Recomputed { state: rebuilt, unreadable } = if args.check {
         worker::recompute_state(&store, &rules).await?
     } else {
         worker::rebuild_state(&store, &rules).await?
     };
+    if !unreadable.is_empty() {
+        // Applied once, unreadable now: say which, so a difference below is explained.
+        println!("{} applied events cannot be read now and were left out:", unreadable.len());
+        for (id, reason) in unreadable.iter().take(20) {
+            println!("  {id}: {reason}");
+        }
+        if unreadable.len() > 20 {
+            println!("  … and {} more", unreadable.len() - 20);
+        }
+    }
     let same = worker::apply::all_documents(&stored)? == worker::apply::all_documents(&rebuilt)?;
     println!(
         "{} orders, {} positions, {} balances, {} ledger entries recomputed from the stored events",

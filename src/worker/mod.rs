@@ -395,29 +395,43 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 pub async fn rebuild_state(
     store: &SharedStore,
     rules: &HashMap<String, SourceRules>,
-) -> Result<TradingState, StoreError> {
-    let state = recompute_state(store, rules).await?;
-    let documents = apply::all_documents(&state).map_err(|e| StoreError::Internal(e.to_string()))?;
+) -> Result<Recomputed, StoreError> {
+    let recomputed = recompute_state(store, rules).await?;
+    let documents = apply::all_documents(&recomputed.state).map_err(|e| StoreError::Internal(e.to_string()))?;
     store.replace_state(documents).await?;
-    Ok(state)
+    Ok(recomputed)
+}
+
+/// A state recomputed from the stored events, and the applied events it left out.
+pub struct Recomputed {
+    /// The state.
+    pub state: TradingState,
+    /// Events processed as `applied` that cannot be read now (`evt_…`, why): the source's rules
+    /// changed since (format, a removed source), or a check added since refuses them.
+    pub unreadable: Vec<(String, String)>,
 }
 
 /// The trading state recomputed from every event processed as `applied`, in arrival order.
 pub async fn recompute_state(
     store: &SharedStore,
     rules: &HashMap<String, SourceRules>,
-) -> Result<TradingState, StoreError> {
+) -> Result<Recomputed, StoreError> {
     let mut state = TradingState::new();
+    let mut unreadable = Vec::new();
     let mut after = 0i64;
     loop {
         let events = store.applied_events(after, 5000).await?;
         let Some(last) = events.last() else { break };
         after = last.seq;
         for event in &events {
-            if let Ok(Parsed::Trading(canonical, _)) = apply::parse(rules.get(&event.source), event) {
-                state.apply(&canonical);
+            match apply::parse(rules.get(&event.source), event) {
+                Ok(Parsed::Trading(canonical, _)) => {
+                    state.apply(&canonical);
+                }
+                Ok(Parsed::Passive(_)) => {}
+                Err(reason) => unreadable.push((crate::store::event_id(event.seq), reason)),
             }
         }
     }
-    Ok(state)
+    Ok(Recomputed { state, unreadable })
 }
