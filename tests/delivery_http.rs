@@ -371,6 +371,11 @@ async fn subscriptions_can_be_created_listed_updated_tested_and_deleted() {
         "Webhook test successful"
     );
     assert_eq!(deliveries(&server, &id).await[0]["outcome"], "test_delivered");
+    // A test event that is not an event (a bare string) is refused, and nothing is sent.
+    let bare =
+        api_post(server.addr, "/webhooks/test", json!({"webhookId": id, "testEvent": "order.created"})).await;
+    assert_eq!(bare.status, StatusCode::BAD_REQUEST, "{}", bare.text);
+    assert_eq!(receiver.received().len(), 1);
 
     for bad in [
         json!({"url": receiver.url(), "events": []}),

@@ -431,9 +431,9 @@ async fn remove(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> R
 pub struct TestRequest {
     /// The subscription.
     webhook_id: String,
-    /// The event to send; a `test` event when absent.
+    /// The event to send (a JSON object, like every event); a `test` event when absent.
     #[schema(value_type = Option<Object>)]
-    test_event: Option<serde_json::Value>,
+    test_event: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// Delivers a test event to a subscription at once (active or not) and reports the outcome.
@@ -454,7 +454,7 @@ async fn test(
 ) -> Result<Json<TestDelivery>, ApiError> {
     let request = body(request)?;
     let subscription = find(&state, &request.webhook_id)?;
-    let event = request.test_event.unwrap_or_else(|| {
+    let event = request.test_event.map(serde_json::Value::Object).unwrap_or_else(|| {
         json!({
             "event": "test",
             "timestamp": rfc3339(now_ms()),
