@@ -39,7 +39,10 @@ fuzz_target!(|data: &[u8]| {
             let _ = event.event_type();
             let _ = event.ordering_key();
             trading.apply(&event);
-            let decided = decide(&config, &mut strategy, &trading, &event, &format!("fuzz:{line}"), received);
+            // Both kinds of store: without a namespace (older ones) and with one.
+            let namespace = if line % 2 == 0 { "" } else { "0a1b2c3d" };
+            let key = format!("fuzz:{line}");
+            let decided = decide(&config, &mut strategy, &trading, &event, &key, namespace, received);
             let documents = strategy.documents(&decided.touched).expect("strategy state serializes");
             let rows =
                 documents.into_iter().filter_map(|d| Some((d.kind.as_str().to_owned(), d.key, d.doc?)));
