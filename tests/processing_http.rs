@@ -246,7 +246,7 @@ async fn dead_letters_can_be_shown_replayed_and_discarded() {
         "{}",
         none.text
     );
-    for unclear in [json!({}), json!({"ids": [], "filter": {}})] {
+    for unclear in [json!({}), json!({"ids": [], "filter": {}}), json!({"ids": null, "filter": {}})] {
         let answer = api_post(server.addr, "/dlq/replay", unclear.clone()).await;
         assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{unclear}: {}", answer.text);
     }

@@ -51,6 +51,8 @@ pub struct FilterQuery {
     /// Only entries whose reason contains this text.
     reason: Option<String>,
     /// Only entries older than this one (`dlq_…`, the previous page's `next`).
+    #[param(pattern = "^dlq_[1-9][0-9]{0,17}$")]
+    #[schema(pattern = "^dlq_[1-9][0-9]{0,17}$")]
     before: Option<String>,
     /// At most this many, 1–10000 (default 100 for the list, 1000 for a replay).
     #[param(minimum = 1, maximum = 10000)]
@@ -192,13 +194,21 @@ async fn discard(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> 
 /// an empty selection replays nothing rather than everything.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1, max_properties = 1)]
 pub struct ReplayRequest {
     /// Exactly these entries.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     ids: Option<Vec<String>>,
     /// Every entry this filter matches.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     filter: Option<FilterQuery>,
+}
+
+/// A field that may be absent but, when given, is not `null`.
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(deserializer).map(Some)
 }
 
 /// Replays many entries: by ids, or every entry a filter matches.
