@@ -36,7 +36,8 @@ pub struct AuditLog {
     entries: Mutex<VecDeque<Rejection>>,
     /// Secrets masked in every body, whatever the source: the admin token, API key secrets and
     /// every source's secrets (a body sent to one source may carry another's, or a credential).
-    always_masked: Vec<String>,
+    /// Longest first, so a secret that contains another is masked whole.
+    masked: Vec<String>,
 }
 
 /// What a masked secret reads as.
@@ -121,20 +122,21 @@ fn cut(mut text: String, max: usize) -> String {
 impl AuditLog {
     /// An empty log keeping at most `capacity` entries.
     pub fn new(capacity: usize) -> Self {
-        AuditLog { capacity: capacity.max(1), entries: Mutex::new(VecDeque::new()), always_masked: Vec::new() }
+        AuditLog { capacity: capacity.max(1), entries: Mutex::new(VecDeque::new()), masked: Vec::new() }
     }
 
     /// The same log, also masking each of `secrets` in every body it records.
     pub fn masking(mut self, secrets: impl IntoIterator<Item = String>) -> Self {
-        self.always_masked.extend(secrets.into_iter().filter(|s| !s.is_empty()));
+        self.masked.extend(secrets.into_iter().filter(|s| !s.is_empty()));
+        self.masked.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        self.masked.dedup();
         self
     }
 
-    /// Records a rejection, dropping the oldest when full. Any of `secrets` in the body (a
+    /// Records a rejection, dropping the oldest when full. Any masked secret in the body (a
     /// TradingView passphrase in a body that failed for another reason) and the value of
     /// `token_field` (a token that failed, maybe an old one) are masked before the prefix is cut,
     /// so a secret across the cut leaves no part of itself behind.
-    #[allow(clippy::too_many_arguments)]
     pub fn record(
         &self,
         client_ip: String,
@@ -142,19 +144,14 @@ impl AuditLog {
         status: u16,
         reason: &str,
         body: &[u8],
-        secrets: &[String],
         token_field: Option<&str>,
     ) {
-        // Longest first, so a secret that contains another is masked whole.
-        let mut all: Vec<&str> =
-            secrets.iter().chain(&self.always_masked).map(String::as_str).filter(|s| !s.is_empty()).collect();
-        all.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        let longest = all.first().map_or(0, |s| s.len());
+        let longest = self.masked.first().map_or(0, String::len);
         let window = &body[..body.len().min(BODY_PREFIX_LEN + longest)];
         let text = String::from_utf8_lossy(window);
         let mut masked: Vec<Range<usize>> = Vec::new();
-        for secret in all {
-            for (at, _) in text.match_indices(secret) {
+        for secret in &self.masked {
+            for (at, _) in text.match_indices(secret.as_str()) {
                 let range = at..at + secret.len();
                 if !masked.iter().any(|m| m.start < range.end && range.start < m.end) {
                     masked.push(range);
@@ -195,7 +192,7 @@ mod tests {
     fn keeps_only_the_newest_entries() {
         let log = AuditLog::new(3);
         for i in 0..10 {
-            log.record("127.0.0.1".into(), "default", 401, &format!("r{i}"), b"{}", &[], None);
+            log.record("127.0.0.1".into(), "default", 401, &format!("r{i}"), b"{}", None);
         }
         let recent = log.recent(10);
         assert_eq!(recent.len(), 3);
@@ -206,34 +203,35 @@ mod tests {
     #[test]
     fn body_prefix_is_bounded() {
         let log = AuditLog::new(3);
-        log.record("127.0.0.1".into(), "default", 413, "too big", &vec![b'a'; 10_000], &[], None);
+        log.record("127.0.0.1".into(), "default", 413, "too big", &vec![b'a'; 10_000], None);
         assert_eq!(log.recent(1)[0].body_prefix.len(), BODY_PREFIX_LEN);
     }
 
     #[test]
     fn configured_secrets_are_masked_in_the_body_prefix() {
-        let log = AuditLog::new(3);
+        let log = AuditLog::new(3).masking(["tv-pass-123".to_string()]);
         let body = br#"{"passphrase":"tv-pass-123","ticker":"BTCUSD""#;
-        log.record("127.0.0.1".into(), "tv", 400, "not JSON", body, &["tv-pass-123".into()], None);
+        log.record("127.0.0.1".into(), "tv", 400, "not JSON", body, None);
         let prefix = &log.recent(1)[0].body_prefix;
         assert!(!prefix.contains("tv-pass-123") && prefix.contains("<redacted>"), "{prefix}");
     }
 
     #[test]
     fn credentials_of_the_gateway_are_masked_in_any_source_body() {
-        let log = AuditLog::new(3).masking(["admin-token-0123456789".to_string(), "api-secret".to_string()]);
+        let gateway = ["admin-token-0123456789", "api-secret", "tv-pass"];
+        let log = AuditLog::new(3).masking(gateway.map(String::from));
         let body = br#"{"note":"admin-token-0123456789 and api-secret","passphrase":"tv-pass"}"#;
-        log.record("127.0.0.1".into(), "default", 400, "bad", body, &["tv-pass".into()], None);
+        log.record("127.0.0.1".into(), "default", 400, "bad", body, None);
         let prefix = &log.recent(1)[0].body_prefix;
         assert_eq!(prefix, r#"{"note":"<redacted> and <redacted>","passphrase":"<redacted>"}"#);
     }
 
     #[test]
     fn a_secret_inside_another_does_not_unmask_the_rest_of_it() {
-        let log = AuditLog::new(3).masking(["s3cret-admin-token-xyz".to_string()]);
-        let secrets = ["s3cret".to_string(), "previous-s3cret".to_string()];
+        // In the order a configuration lists them: shortest first.
+        let log = AuditLog::new(3).masking(["s3cret", "previous-s3cret", "s3cret-admin-token-xyz"].map(String::from));
         let body = br#"{"a":"previous-s3cret","b":"s3cret-admin-token-xyz","c":"s3cret"}"#;
-        log.record("127.0.0.1".into(), "default", 401, "bad", body, &secrets, None);
+        log.record("127.0.0.1".into(), "default", 401, "bad", body, None);
         let prefix = &log.recent(1)[0].body_prefix;
         assert_eq!(prefix, r#"{"a":"<redacted>","b":"<redacted>","c":"<redacted>"}"#);
     }
@@ -246,7 +244,7 @@ mod tests {
         let mut body = token.as_bytes().to_vec();
         body.resize(BODY_PREFIX_LEN + 5, b'x');
         body.extend_from_slice(token.as_bytes());
-        log.record("127.0.0.1".into(), "default", 401, "bad", &body, &[], None);
+        log.record("127.0.0.1".into(), "default", 401, "bad", &body, None);
         let prefix = &log.recent(1)[0].body_prefix;
         assert!(prefix.starts_with("<redacted>xxx"), "{prefix}");
         assert!(!prefix.contains("ADMIN"), "{prefix}");
@@ -255,10 +253,10 @@ mod tests {
 
     #[test]
     fn a_secret_across_the_cut_leaves_no_part_of_itself() {
-        let log = AuditLog::new(3);
+        let log = AuditLog::new(3).masking(["tv-pass-123".to_string()]);
         let mut body = vec![b' '; BODY_PREFIX_LEN - 5];
         body.extend_from_slice(b"tv-pass-123\"}");
-        log.record("127.0.0.1".into(), "tv", 400, "not JSON", &body, &["tv-pass-123".into()], None);
+        log.record("127.0.0.1".into(), "tv", 400, "not JSON", &body, None);
         let prefix = &log.recent(1)[0].body_prefix;
         assert!(prefix.len() <= BODY_PREFIX_LEN);
         assert!(!prefix.contains("tv-pa"), "{prefix:?}");
@@ -266,17 +264,16 @@ mod tests {
 
     #[test]
     fn the_token_field_is_masked_whatever_it_holds() {
-        let log = AuditLog::new(5);
-        let secrets = ["new-pass".to_string()];
+        let log = AuditLog::new(5).masking(["new-pass".to_string()]);
         // A rotated-out passphrase, with escapes, spaces and a key after it.
         let body = br#"{"ticker":"BTCUSD", "passphrase" : "old-\"pass", "price":1}"#;
-        log.record("127.0.0.1".into(), "tv", 401, "bad token", body, &secrets, Some("passphrase"));
+        log.record("127.0.0.1".into(), "tv", 401, "bad token", body, Some("passphrase"));
         let prefix = &log.recent(1)[0].body_prefix;
         assert_eq!(prefix, r#"{"ticker":"BTCUSD", "passphrase" : <redacted>, "price":1}"#);
         // Not a string, twice, and a value the cut ends inside.
         let mut body = br#"{"passphrase":12345,"x":{"passphrase":true},"passphrase":""#.to_vec();
         body.extend(std::iter::repeat_n(b'z', 400));
-        log.record("127.0.0.1".into(), "tv", 401, "bad token", &body, &secrets, Some("passphrase"));
+        log.record("127.0.0.1".into(), "tv", 401, "bad token", &body, Some("passphrase"));
         let prefix = &log.recent(1)[0].body_prefix;
         assert_eq!(prefix, r#"{"passphrase":<redacted>,"x":{"passphrase":<redacted>},"passphrase":<redacted>"#);
     }

@@ -196,6 +196,7 @@ impl AppState {
             config: Arc::new(config.clone()),
             sources,
             store,
+            // Every credential the gateway knows, each source's own secrets included.
             audit: AuditLog::new(config.server.audit_log_size).masking(
                 config
                     .api

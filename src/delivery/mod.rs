@@ -323,6 +323,17 @@ async fn held_by_kill_switch(context: &Context, delivery: &DueDelivery) -> Resul
     Ok(())
 }
 
+/// Sends an intent to its broker (`broker:paper` or `broker:http`), unless the kill switch
+/// holds it.
+async fn broker(context: &Context, delivery: &DueDelivery) -> Result<String, SinkError> {
+    held_by_kill_switch(context, delivery).await?;
+    if delivery.target == "broker:paper" {
+        paper_broker(context, delivery).await
+    } else {
+        http_broker(context, delivery).await
+    }
+}
+
 /// Executes an intent on the paper broker: its order events go into the store under source
 /// `paper` (ids derived from the client order id, so a re-sent intent is a duplicate) and are
 /// processed like any venue's.
@@ -481,16 +492,8 @@ async fn attempt(context: &Context, delivery: &DueDelivery) -> Outcome {
                 _ => "published".to_owned(),
             }
         })
-    } else if delivery.target == "broker:paper" {
-        match held_by_kill_switch(context, delivery).await {
-            Ok(()) => paper_broker(context, delivery).await,
-            Err(held) => Err(held),
-        }
-    } else if delivery.target == "broker:http" {
-        match held_by_kill_switch(context, delivery).await {
-            Ok(()) => http_broker(context, delivery).await,
-            Err(held) => Err(held),
-        }
+    } else if matches!(delivery.target.as_str(), "broker:paper" | "broker:http") {
+        broker(context, delivery).await
     } else if let Some(command) = delivery.target.strip_prefix("exec:") {
         let event_type = delivery.event_type.as_deref().unwrap_or("");
         let env = [("TRADEHOOK_EVENT_ID", message_id.as_str()), ("TRADEHOOK_EVENT_TYPE", event_type)];

@@ -191,7 +191,6 @@ async fn receive(state: &AppState, source_name: &str, peer: SocketAddr, request:
                     error.status.as_u16(),
                     reason,
                     &body,
-                    &source.secrets,
                     source.token_field.as_deref(),
                 );
                 tracing::debug!(source = %source.name, %client, status = error.status.as_u16(), %reason, "webhook refused");

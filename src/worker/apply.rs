@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -31,7 +31,7 @@ pub struct SourceRules {
     pub ordering_key: Vec<String>,
     /// How far an event's own time may be ahead of its arrival: the source's clock `tolerance`,
     /// at least the default 300 s.
-    pub max_ahead: Duration,
+    pub max_ahead: TimeDelta,
 }
 
 impl SourceRules {
@@ -47,7 +47,7 @@ impl SourceRules {
                     ordering_key: s.ordering_key.clone(),
                     // Never under the default: a tolerance tightened against replayed
                     // signatures must not dead-letter a venue whose clock is seconds fast.
-                    max_ahead: s.tolerance.max(crate::config::default_tolerance()),
+                    max_ahead: time_delta(s.tolerance.max(crate::config::default_tolerance())),
                 };
                 (s.name.clone(), rules)
             })
@@ -56,7 +56,7 @@ impl SourceRules {
             format: Format::Vibetrading,
             tradingview: TradingViewMapping::default(),
             ordering_key: Vec::new(),
-            max_ahead: crate::config::default_tolerance(),
+            max_ahead: time_delta(crate::config::default_tolerance()),
         });
         rules
     }
@@ -99,21 +99,21 @@ pub fn read(
     } else {
         EventFacts::default()
     };
+    let received = DateTime::<Utc>::from_timestamp_millis(event.received_at).unwrap_or_default();
     match rules.format {
         Format::Generic => Ok((Parsed::Passive(custom_key), facts)),
         Format::Vibetrading => {
             let canonical = parse_event(&json).map_err(|e| e.to_string())?;
-            not_ahead(&canonical, rules, event)?;
+            not_ahead(&canonical, rules, received)?;
             let key = custom_key.or_else(|| canonical.ordering_key().map(str::to_owned));
             Ok((Parsed::Trading(Box::new(canonical), key), facts))
         }
         Format::Tradingview => {
-            let received = DateTime::<Utc>::from_timestamp_millis(event.received_at).unwrap_or_default();
             let mut canonical =
                 parse_tradingview(&json, &rules.tradingview, received).map_err(|e| e.to_string())?;
             // An alert has no id of its own: it is known by the id its acknowledgement gave.
             canonical.id = Some(crate::store::event_id(event.seq));
-            not_ahead(&canonical, rules, event)?;
+            not_ahead(&canonical, rules, received)?;
             if routing {
                 facts.event_type = Some(canonical.event_type().to_owned());
                 if let crate::trading::EventKind::Signal(signal) = &canonical.kind {
@@ -129,19 +129,23 @@ pub fn read(
 /// Refuses an event timed further ahead of its arrival than the source's clock tolerance: under
 /// newest-wins it would outrank every real update until its date (a position's mark, a balance,
 /// the price stops trigger on), and a signal from the future passes any age check.
-fn not_ahead(canonical: &CanonicalEvent, rules: &SourceRules, event: &PendingEvent) -> Result<(), String> {
-    let received = DateTime::<Utc>::from_timestamp_millis(event.received_at).unwrap_or_default();
+fn not_ahead(canonical: &CanonicalEvent, rules: &SourceRules, received: DateTime<Utc>) -> Result<(), String> {
     let ahead = canonical.at.signed_duration_since(received);
-    match chrono::Duration::from_std(rules.max_ahead) {
-        Ok(limit) if ahead > limit => Err(format!(
-            "its time {} is {} s ahead of its arrival at {} (the source's tolerance is {} s): the sender's clock is wrong",
-            canonical.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            ahead.num_seconds(),
-            received.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            rules.max_ahead.as_secs()
-        )),
-        _ => Ok(()),
+    if ahead <= rules.max_ahead {
+        return Ok(());
     }
+    Err(format!(
+        "its time {} is {} s ahead of its arrival at {} (the source's tolerance is {} s): the sender's clock is wrong",
+        canonical.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        ahead.num_seconds(),
+        received.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        rules.max_ahead.num_seconds()
+    ))
+}
+
+/// `duration` as chrono's, saturated (a tolerance beyond chrono's range is no limit at all).
+fn time_delta(duration: Duration) -> TimeDelta {
+    TimeDelta::from_std(duration).unwrap_or(TimeDelta::MAX)
 }
 
 /// The body deliveries carry when it is not the stored body: a TradingView alert goes out as the

@@ -180,10 +180,10 @@ pub(super) async fn commit_results(
             let response = result.attempt.as_ref().and_then(|a| a.response.as_deref());
             match &result.next {
                 DeliveryNext::Delivered => {
-                    super::intents::settle(tx, id, IntentOutcome::Sent.as_str(), response, None, now).await?
+                    super::intents::settle(tx, id, IntentOutcome::Sent, response, None, now).await?
                 }
                 DeliveryNext::Dead { reason } => {
-                    super::intents::settle(tx, id, IntentOutcome::Failed.as_str(), response, Some(reason), now).await?
+                    super::intents::settle(tx, id, IntentOutcome::Failed, response, Some(reason), now).await?
                 }
                 _ => {}
             }

@@ -4,7 +4,7 @@
 use deadpool_postgres::{GenericClient, Transaction};
 
 use super::{event_id, pg_error, StoreError};
-use crate::store::intents::{NewIntent, StoredIntent};
+use crate::store::intents::{IntentOutcome, NewIntent, StoredIntent};
 use crate::store::rfc3339;
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -48,7 +48,7 @@ pub(super) async fn record(tx: &Transaction<'_>, intents: &[NewIntent], now: i64
 pub(super) async fn settle(
     tx: &Transaction<'_>,
     delivery_id: i64,
-    outcome: &str,
+    outcome: IntentOutcome,
     response: Option<&str>,
     reason: Option<&str>,
     now: i64,
@@ -56,7 +56,7 @@ pub(super) async fn settle(
     tx.execute(
         "UPDATE intents SET outcome = $2, broker_response = $3, reason = coalesce($4, reason), updated_at = $5
          WHERE id = (SELECT intent_id FROM deliveries WHERE id = $1)",
-        &[&delivery_id, &outcome, &response, &reason, &now],
+        &[&delivery_id, &outcome.as_str(), &response, &reason, &now],
     )
     .await
     .map_err(pg_error)?;

@@ -176,9 +176,9 @@ pub(super) fn commit_results(results: Vec<DeliveryResult>, health: Vec<(String, 
             if result.settles_intent && changed == 1 {
                 let response = result.attempt.as_ref().and_then(|a| a.response.as_deref());
                 match &result.next {
-                    DeliveryNext::Delivered => super::intents::settle(tx, id, IntentOutcome::Sent.as_str(), response, None, now)?,
+                    DeliveryNext::Delivered => super::intents::settle(tx, id, IntentOutcome::Sent, response, None, now)?,
                     DeliveryNext::Dead { reason } => {
-                        super::intents::settle(tx, id, IntentOutcome::Failed.as_str(), response, Some(reason), now)?
+                        super::intents::settle(tx, id, IntentOutcome::Failed, response, Some(reason), now)?
                     }
                     _ => {}
                 }

@@ -4,7 +4,7 @@
 use rusqlite::{params, Connection};
 
 use super::event_id;
-use crate::store::intents::{NewIntent, StoredIntent};
+use crate::store::intents::{IntentOutcome, NewIntent, StoredIntent};
 use crate::store::rfc3339;
 
 /// The schema of intents (migration 3).
@@ -61,7 +61,7 @@ pub(super) fn record(tx: &Connection, intents: &[NewIntent], now: i64) -> rusqli
 pub(super) fn settle(
     tx: &Connection,
     delivery_id: i64,
-    outcome: &str,
+    outcome: IntentOutcome,
     response: Option<&str>,
     reason: Option<&str>,
     now: i64,
@@ -70,7 +70,7 @@ pub(super) fn settle(
         "UPDATE intents SET outcome = ?2, broker_response = ?3, reason = coalesce(?4, reason), updated_at = ?5
          WHERE id = (SELECT intent_id FROM deliveries WHERE id = ?1)",
     )?
-    .execute(params![delivery_id, outcome, response, reason, now])?;
+    .execute(params![delivery_id, outcome.as_str(), response, reason, now])?;
     Ok(())
 }
 

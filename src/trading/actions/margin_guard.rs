@@ -98,10 +98,7 @@ fn reduction(
     cx: &Context<'_>,
 ) -> OrderIntent {
     // Episodes count from 1 in every store: the namespace keeps two stores' ids apart.
-    let subject = match cx.namespace {
-        "" => format!("margin:{}", guard_key(key)),
-        namespace => format!("{namespace}/margin:{}", guard_key(key)),
-    };
+    let subject = super::namespaced(cx.namespace, &format!("margin:{}", guard_key(key)));
     let side = if net > Decimal::ZERO { Side::Sell } else { Side::Buy };
     OrderIntent {
         client_order_id: client_order_id(&subject, ACTION, Role::Reduce, &episode.to_string()),

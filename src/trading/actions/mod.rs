@@ -63,6 +63,14 @@ pub(crate) struct Context<'a> {
     pub now: DateTime<Utc>,
 }
 
+/// `subject` in the store's order id namespace (itself without one: ids of older stores).
+pub(crate) fn namespaced(namespace: &str, subject: &str) -> String {
+    match namespace {
+        "" => subject.to_owned(),
+        namespace => format!("{namespace}/{subject}"),
+    }
+}
+
 /// Runs every enabled action on one event already applied to `trading`; `event_key` is the
 /// stored event's stable identity within its store, `namespace` the store's (see
 /// `Store::order_id_namespace`; every client order id derives from it too), `now` the
@@ -76,11 +84,8 @@ pub fn decide(
     namespace: &str,
     now: DateTime<Utc>,
 ) -> Decided {
-    let key = match namespace {
-        "" => event_key.to_owned(),
-        namespace => format!("{namespace}/{event_key}"),
-    };
-    let trigger = Trigger { key, event_type: event.event_type().to_owned() };
+    let trigger =
+        Trigger { key: namespaced(namespace, event_key), event_type: event.event_type().to_owned() };
     let cx = Context { trading, event, trigger, namespace, now };
     let mut out = Decided::default();
     remember_price(actions, &cx, &mut out.touched);
