@@ -397,7 +397,7 @@ pub fn cancel_on_signals(token: CancellationToken) {
             _ = ctrl_c => {}
             _ = term => {}
         }
-        tracing::info!("shutting down: no new requests; finishing in-flight work");
         token.cancel();
+        tracing::info!("shutting down: no new requests; finishing in-flight work");
     });
 }

@@ -630,3 +630,45 @@ fn a_refused_rebuild_state_leaves_the_data_directory_as_it_was() {
     assert!(stderr.contains("no store at data/tradehook.db"), "{stderr}");
     assert!(!empty.path().join("data").exists(), "no store was created");
 }
+
+/// A log shipper restarted, or `serve 2>&1 | head`: with its log pipe closed the gateway still
+/// stops on SIGTERM, cleanly. (The log line of the shutdown used to panic the signal task before
+/// it cancelled anything, so SIGTERM did nothing and only SIGKILL stopped the gateway.)
+#[test]
+fn serve_whose_log_pipe_is_closed_still_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = tradehook(dir.path())
+        .arg("serve")
+        .env("TRADEHOOK_SERVER__LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = lines
+        .by_ref()
+        .map(Result::unwrap)
+        .find_map(|line| line.split("--url ").nth(1).map(|url| url.trim().to_string()))
+        .expect("the banner names the URL");
+    std::thread::spawn(move || lines.for_each(drop));
+    // The reader of its log goes away.
+    drop(child.stderr.take());
+    // Something to log at info level while nobody reads it; the gateway still answers.
+    let send = tradehook(dir.path()).args(["send", "order.created", "--url", &url]).output().unwrap();
+    assert!(String::from_utf8_lossy(&send.stdout).contains("accepted"), "{send:?}");
+
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("SIGTERM did not stop a gateway whose stderr pipe is closed");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "SIGTERM exits 0: {status:?}");
+}

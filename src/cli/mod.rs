@@ -13,6 +13,7 @@ mod send;
 mod serve;
 mod sign;
 
+use std::io::Write as _;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -100,7 +101,8 @@ pub fn main() -> std::process::ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", one_line(&e));
+            // Not eprintln!: it panics on a closed stderr, and the exit code must stay 1.
+            let _ = writeln!(std::io::stderr(), "error: {}", one_line(&e));
             std::process::ExitCode::FAILURE
         }
     }
@@ -140,7 +142,13 @@ pub fn init_logging(config: &Config) {
         Ok(cap) => filter.add_directive(cap),
         Err(_) => filter,
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // A log line that cannot be written is dropped: tracing's fallback, an `eprintln!` of the
+    // failure, panics on a closed stderr pipe (a log shipper restarted, `serve 2>&1 | head`) and
+    // would kill the task that logged — the signal handler's, leaving SIGTERM without effect.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false);
     let _ = match config.log.format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
