@@ -707,12 +707,45 @@ pub enum StoreLocation {
 fn one_line(error: &figment::Error) -> String {
     let first = error.clone().into_iter().next().unwrap_or_else(|| error.clone());
     let key = first.path.join(".");
-    let problem = first.kind.to_string();
+    let problem = if holds_secrets(&first.path) { without_value(&first.kind) } else { first.kind.to_string() };
     let place = first.metadata.as_ref().map(|m| format!(" (from {})", m.name)).unwrap_or_default();
     if key.is_empty() {
         format!("{problem}{place}")
     } else {
         format!("`{key}`: {problem}{place}")
+    }
+}
+
+/// Whether a key holds a credential: its value must not be echoed in an error, however wrong
+/// its type (`secrets = "…"` instead of a list, an all-digit `admin_token`).
+fn holds_secrets(path: &[String]) -> bool {
+    path.iter().any(|segment| {
+        let segment = segment.to_ascii_lowercase();
+        ["secret", "token", "password", "passphrase", "key"].iter().any(|word| segment.contains(word))
+    })
+}
+
+/// A type or value error with the value left out: `found a string, expected a sequence`.
+fn without_value(kind: &figment::error::Kind) -> String {
+    use figment::error::{Actual, Kind};
+    let what = |actual: &Actual| match actual {
+        Actual::Bool(_) => "a boolean".to_string(),
+        Actual::Unsigned(_) | Actual::Signed(_) => "an integer".to_string(),
+        Actual::Float(_) => "a float".to_string(),
+        Actual::Char(_) | Actual::Str(_) => "a string".to_string(),
+        Actual::Bytes(_) => "bytes".to_string(),
+        Actual::Other(_) => "a value".to_string(),
+        other => other.to_string(),
+    };
+    match kind {
+        Kind::InvalidType(actual, expected) => format!("invalid type: found {}, expected {expected}", what(actual)),
+        Kind::InvalidValue(actual, expected) => {
+            format!("invalid value: found {}, expected {expected}", what(actual))
+        }
+        Kind::Unsupported(actual) => format!("unsupported type {}", what(actual)),
+        Kind::UnsupportedKey(actual, _) => format!("unsupported key type {}", what(actual)),
+        Kind::Message(_) => "invalid value (not shown: it may be a credential)".to_string(),
+        other => other.to_string(),
     }
 }
 

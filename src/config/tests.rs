@@ -154,6 +154,24 @@ fn debug_output_hides_secrets() {
 }
 
 #[test]
+fn a_credential_of_the_wrong_type_is_named_but_never_echoed() {
+    for (text, key) in [
+        ("[[source]]\nname = \"x\"\nsecrets = \"supersecretvalue-hunter2\"\n", "source.0.secrets"),
+        ("[[source]]\nname = \"x\"\nsecrets = [4242424242424242]\n", "source.0.secrets.0"),
+        ("[api]\nadmin_token = 4242424242424242\n", "api.admin_token"),
+        ("[api]\nkeys = [{ key = \"ak_1\", secret = 4242424242424242 }]\n", "api.keys.0.secret"),
+    ] {
+        let error = load_toml(text).unwrap_err().to_string();
+        assert!(error.contains(key), "names the key: {error}");
+        assert!(error.contains("expected"), "says what was expected: {error}");
+        assert!(!error.contains("hunter2") && !error.contains("42424242"), "no value: {error}");
+    }
+    // Elsewhere the value is shown: it helps and it is no secret.
+    let error = load_toml("[worker]\nbatch = \"lots\"\n").unwrap_err().to_string();
+    assert!(error.contains("lots"), "{error}");
+}
+
+#[test]
 fn the_store_may_be_given_as_just_its_url() {
     let config = load_toml(r#"store = "postgres://tradehook@db.internal/tradehook""#).unwrap();
     assert_eq!(config.store.url, "postgres://tradehook@db.internal/tradehook");
