@@ -319,6 +319,30 @@ async fn source_rate_limit_answers_429_with_retry_after() {
 }
 
 #[tokio::test]
+async fn requests_with_a_bad_signature_do_not_use_up_the_source_limit() {
+    let server =
+        TestServer::start_with(|c| c.sources[0].rate_limit = Some(RateLimit { per_second: 1, burst: 2 }))
+            .await;
+    let url = server.url("/webhook");
+    for i in 0..5 {
+        let forged = post_signed(
+            &url,
+            Scheme::HmacSha256,
+            "not-the-secret",
+            order_event(&format!("x{i}")).as_bytes(),
+            &[],
+        )
+        .await;
+        assert_eq!(forged.status, StatusCode::UNAUTHORIZED, "{}", forged.text);
+    }
+    for i in 0..2 {
+        let real = post_event(&server, &order_event(&format!("real{i}"))).await;
+        assert_eq!(real.status, StatusCode::OK, "the sender with the secret keeps its budget: {}", real.text);
+    }
+    assert_eq!(post_event(&server, &order_event("real2")).await.status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
 async fn client_ip_rate_limit_answers_429() {
     let server =
         TestServer::start_with(|c| c.server.ip_rate_limit = Some(RateLimit { per_second: 1, burst: 1 }))

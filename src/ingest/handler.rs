@@ -231,9 +231,6 @@ async fn check_and_store(
     if let Some(limiter) = &state.ip_limiter {
         limiter.check(client).map_err(|wait| rate_limited("this client", wait))?;
     }
-    if let Some(limiter) = &source.limiter {
-        limiter.check().map_err(|wait| rate_limited("this source", wait))?;
-    }
     refuse_encoded(headers)?;
     let raw = read_body(state, source, headers, body).await?;
     let now = now_ms();
@@ -241,6 +238,11 @@ async fn check_and_store(
         source.verifier.verify(&Inbound { headers, query, body: &raw }, now / 1000).map_err(|e| {
             Rejection { error: ApiError::unauthorized("invalid_signature", e.to_string()), body: raw.clone() }
         })?;
+    // Counted only once the sender proved it holds the secret: unsigned junk from anyone who
+    // knows the URL must not use up the source's budget and get its real events refused.
+    if let Some(limiter) = &source.limiter {
+        limiter.check().map_err(|wait| rate_limited("this source", wait))?;
+    }
     let body = match verified {
         Verified::Intact => raw.clone(),
         Verified::Redacted(stripped) => Bytes::from(stripped),
