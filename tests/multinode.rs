@@ -239,3 +239,88 @@ async fn a_stalled_processing_node_makes_the_others_not_ready_until_one_takes_ov
     stop("-CONT");
     first.kill9();
 }
+
+/// The processing node hangs in the middle of a commit — after renewing the lease in its
+/// transaction, before committing it, so its session holds the lease row — while events keep
+/// arriving at the other node. That node must still take over once the lease runs out: the hung
+/// node's session is ended by PostgreSQL, and its commit with it. (Before, the take-over waited on
+/// the row lock for as long as the hang lasted: no node processed anything.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_hung_mid_commit_does_not_stop_the_take_over() {
+    let Some(_) = postgres() else {
+        eprintln!("skipped: the PostgreSQL pass (TEST_POSTGRES_URL) runs this test");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("TRADEHOOK_STORE__LEASE", "3s")];
+    let mut first = ServerProcess::start_with_env(dir.path(), &env);
+    wait_processed(first.addr).await;
+    let second = ServerProcess::start_with_env(dir.path(), &env);
+    let (db, connection) =
+        tokio_postgres::connect(&store_url(dir.path()), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+
+    // Events keep coming, to the second node; the first one processes them.
+    let sending = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sender = tokio::spawn({
+        let (sending, url) = (sending.clone(), format!("http://{}/webhook", second.addr));
+        async move {
+            let mut k = 0;
+            while sending.load(Ordering::Relaxed) {
+                let body = order_step(1000 + k, 0);
+                let sent = try_post(&url, Scheme::HmacSha256, SECRET, body.as_bytes()).await;
+                assert!(matches!(sent, Some((200, _))), "{sent:?}");
+                k += 1;
+            }
+            k
+        }
+    });
+
+    // Stop the first node until the moment is caught: its session idle inside a transaction that
+    // holds the lease row.
+    let signal = |signal: &str| {
+        let pid = first.child.id().to_string();
+        assert!(std::process::Command::new("kill").args([signal, &pid]).status().unwrap().success());
+    };
+    let mut caught = false;
+    for _ in 0..300 {
+        signal("-STOP");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let holding: i64 = db
+            .query_one(
+                "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                 WHERE l.relation = 'leases'::regclass AND l.mode = 'RowExclusiveLock' AND l.granted
+                   AND a.state = 'idle in transaction'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if holding > 0 {
+            caught = true;
+            break;
+        }
+        signal("-CONT");
+        tokio::time::sleep(Duration::from_millis(7)).await;
+    }
+    assert!(caught, "never caught the processing node inside its commit");
+    sending.store(false, Ordering::Relaxed);
+    let sent = sender.await.unwrap();
+    assert!(sent > 0);
+
+    // The second node takes over and processes everything while the first is still hung.
+    let status = wait_processed(second.addr).await;
+    assert_eq!(status["backlog"], 0);
+
+    // The first one comes back, finds its commit void, and the two go on as one gateway.
+    signal("-CONT");
+    let body = order_step(999, 0);
+    let sent =
+        try_post(&format!("http://{}/webhook", first.addr), Scheme::HmacSha256, SECRET, body.as_bytes())
+            .await;
+    assert!(matches!(sent, Some((200, _))), "{sent:?}");
+    wait_processed(second.addr).await;
+    wait_processed(first.addr).await;
+    first.kill9();
+    drop(second);
+}

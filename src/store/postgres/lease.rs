@@ -20,7 +20,10 @@
 //! - **Fencing**: every processing commit first renews the lease row *in its own transaction*,
 //!   checking holder and epoch. A node that lost the lease fails that check and its commit rolls
 //!   back; it gives up its advisory lock, reloads and stands by. Commits and take-overs serialize
-//!   on the lease row, so two nodes never both commit work decided from different states.
+//!   on the lease row, so two nodes never both commit work decided from different states. A node
+//!   that stalls mid-commit holds that row: its session is ended by PostgreSQL after a lease's
+//!   length idle in the transaction (`idle_in_transaction_session_timeout`, set for that
+//!   transaction only), its commit is lost with the session, and the take-over goes on.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -164,6 +167,13 @@ impl ProcessingLease {
             return Err(StoreError::Unavailable("this node does not hold the processing lease".into()));
         };
         let started = Instant::now();
+        // This transaction locks the lease row until it ends. If the node stalls before it
+        // commits (SIGSTOP, a VM pause, a partition), PostgreSQL ends the session once it has
+        // sat idle for a lease's length, so the row is free for the next holder: a take-over
+        // would otherwise wait on that lock for as long as the stall lasts.
+        tx.batch_execute(&format!("SET LOCAL idle_in_transaction_session_timeout = {}", self.ttl.as_millis()))
+            .await
+            .map_err(pg_error)?;
         let renewed = tx
             .execute(
                 "UPDATE leases SET expires_at = now() + make_interval(secs => $3)
