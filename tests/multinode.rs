@@ -324,3 +324,56 @@ async fn a_node_hung_mid_commit_does_not_stop_the_take_over() {
     first.kill9();
     drop(second);
 }
+
+/// `rebuild-state` replaces the stored state: with a node processing on the same database it
+/// would overwrite that node's commits with a state computed without them (orders went back
+/// from filled to open). It refuses while a live node holds the processing lease; `--check`
+/// changes nothing and still runs; with every node stopped, the rebuild goes ahead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebuild_state_refuses_while_a_node_processes_on_the_database() {
+    let Some(_) = postgres() else {
+        eprintln!("skipped: the PostgreSQL pass (TEST_POSTGRES_URL) runs this test");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let node = ServerProcess::start(dir.path());
+    for step in 0..STEPS {
+        let body = order_step(7, step);
+        let sent =
+            try_post(&format!("http://{}/webhook", node.addr), Scheme::HmacSha256, SECRET, body.as_bytes())
+                .await;
+        assert!(matches!(sent, Some((200, _))), "{sent:?}");
+    }
+    wait_processed(node.addr).await;
+    let rebuild = |check: bool| {
+        let mut command = std::process::Command::new(binary());
+        command
+            .arg("rebuild-state")
+            .env("TRADEHOOK_STORE__URL", store_url(dir.path()))
+            .current_dir(dir.path());
+        if check {
+            command.arg("--check");
+        }
+        command.output().unwrap()
+    };
+
+    let refused = rebuild(false);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("processing lease") && stderr.contains("stop every node"), "{stderr}");
+    let checked = rebuild(true);
+    assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stderr));
+    assert!(String::from_utf8_lossy(&checked.stdout).contains("equals"));
+    // The node goes on processing: nothing was taken from it.
+    let body = order_step(8, 0);
+    assert!(matches!(
+        try_post(&format!("http://{}/webhook", node.addr), Scheme::HmacSha256, SECRET, body.as_bytes()).await,
+        Some((200, _))
+    ));
+    wait_processed(node.addr).await;
+
+    drop(node);
+    let rebuilt = rebuild(false);
+    assert!(rebuilt.status.success(), "{}", String::from_utf8_lossy(&rebuilt.stderr));
+    assert!(String::from_utf8_lossy(&rebuilt.stdout).contains("stored state equals"));
+}

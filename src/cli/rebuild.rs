@@ -1,6 +1,7 @@
 //! `tradehook rebuild-state`: recompute all trading state from the stored raw events.
 //!
-//! Run it with the gateway stopped (the store's lock file enforces that for SQLite). It applies
+//! Run it with the gateway stopped: the store's lock file enforces that for SQLite, and on
+//! PostgreSQL it takes the processing lease first and refuses while a live node holds it. It applies
 //! every event that was processed as `applied`, in arrival order, to an empty state, compares
 //! the result with the stored state, and (unless `--check`) replaces the stored state with it.
 
@@ -35,6 +36,15 @@ pub async fn run(args: RebuildArgs, mut config: Config) -> anyhow::Result<()> {
         }
     }
     let store = server::open_store(&config).await?;
+    if !args.check && store.processing_lease().await? == crate::store::Lease::Standby {
+        // PostgreSQL: a live node processes. Its state, in memory, would go on from where it
+        // is, and what it commits meanwhile would be overwritten by a state computed without it.
+        store.close().await;
+        anyhow::bail!(
+            "another gateway node is processing events on this store (it holds the processing lease): \
+             stop every node, then run rebuild-state (--check compares without changing anything)"
+        );
+    }
     let rules = SourceRules::from_config(&config.sources);
     let stored = worker::apply::load_state(store.all_entities().await?).map_err(anyhow::Error::msg)?;
     let worker::Recomputed { state: rebuilt, unreadable } = if args.check {

@@ -530,8 +530,14 @@ impl Store for PgStore {
     }
 
     async fn replace_state(&self, entities: Vec<(EntityKind, String, String)>) -> Result<u64, StoreError> {
-        self.transaction(move |tx| Box::pin(async move { processing::replace_state(tx, &entities).await }))
-            .await
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        // Only the lease holder writes state: a node processing meanwhile would have its work
+        // overwritten by a state computed without it (and go on from its own, in memory).
+        self.lease.fence(&tx).await?;
+        let replaced = processing::replace_state(&tx, &entities).await?;
+        tx.commit().await.map_err(pg_error)?;
+        Ok(replaced)
     }
 
     fn deliveries_ready(&self) -> Arc<Notify> {
