@@ -377,3 +377,55 @@ async fn rebuild_state_refuses_while_a_node_processes_on_the_database() {
     assert!(rebuilt.status.success(), "{}", String::from_utf8_lossy(&rebuilt.stderr));
     assert!(String::from_utf8_lossy(&rebuilt.stdout).contains("stored state equals"));
 }
+
+/// A subscription created or deleted through one node holds for the events sent to the other
+/// right after the answer: the processing node reads the stored subscriptions again when they
+/// changed, before routing. (Each node used to follow them every 2 s: the first event after a
+/// create was not delivered, and events after a delete still went to the deleted endpoint.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscription_changes_on_one_node_hold_at_once_on_the_other() {
+    let Some(_) = postgres() else {
+        eprintln!("skipped: the PostgreSQL pass (TEST_POSTGRES_URL) runs this test");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("TRADEHOOK_DELIVERY__ALLOW_PRIVATE_TARGETS", "true")];
+    // The first node holds the processing lease; the API calls go to the second.
+    let first = ServerProcess::start_with_env(dir.path(), &env);
+    wait_processed(first.addr).await;
+    let second = ServerProcess::start_with_env(dir.path(), &env);
+    let send = |k: usize| {
+        let url = format!("http://{}/webhook", first.addr);
+        async move {
+            let body = order_step(k, 0);
+            let sent = try_post(&url, Scheme::HmacSha256, SECRET, body.as_bytes()).await;
+            let Some((200, answer)) = sent else { panic!("{sent:?}") };
+            answer["id"].as_str().unwrap().to_owned()
+        }
+    };
+    // Both nodes have read the (empty) list of subscriptions once.
+    send(0).await;
+    wait_processed(first.addr).await;
+
+    let receiver = Receiver::start(Script::Ok).await;
+    let created = api_post(second.addr, "/webhooks", json!({"url": receiver.url(), "events": ["*"]})).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let id = send(1).await;
+    wait_processed(first.addr).await;
+    eventually(10, "the event sent right after the create delivered", || async {
+        let delivered =
+            |r: &common::receiver::Received| r.headers.get("webhook-id").is_some_and(|v| v == id.as_str());
+        receiver.accepted().iter().any(delivered).then_some(())
+    })
+    .await;
+
+    let webhook = created.json["id"].as_str().unwrap().to_owned();
+    assert_eq!(api_delete(second.addr, &format!("/webhooks/{webhook}")).await.status, 204);
+    let before = receiver.received().len();
+    for k in 2..5 {
+        send(k).await;
+    }
+    wait_processed(first.addr).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(receiver.received().len(), before, "nothing goes to a deleted subscription");
+}

@@ -205,6 +205,12 @@ impl Dispatcher {
         let busy = if self.store.shared() { 0 } else { in_flight.len() };
         let limit = u32::try_from(free + busy).unwrap_or(u32::MAX).min(20_000);
         let due = self.store.due_deliveries(now_ms(), limit, &*in_flight).await?;
+        if !due.is_empty() {
+            // Another node may have changed a subscription (its URL, its secret) just now.
+            if let Err(error) = self.context.subscriptions.follow(&self.store).await {
+                tracing::debug!(%error, "cannot follow the stored subscriptions; using the shared copy");
+            }
+        }
         let read = due.len();
         let mut started = 0;
         for delivery in due {

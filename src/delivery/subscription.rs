@@ -93,12 +93,18 @@ pub struct SubscriptionSet {
     current: RwLock<(u64, Arc<Vec<Subscription>>, Option<Instant>)>,
     /// Reads started so far.
     reads: AtomicU64,
+    /// The stored list's fingerprint when it was last followed (shared stores).
+    followed: std::sync::Mutex<Option<String>>,
 }
 
 impl SubscriptionSet {
     /// A set holding `subscriptions`.
     pub fn new(subscriptions: Vec<Subscription>) -> Self {
-        SubscriptionSet { current: RwLock::new((0, Arc::new(subscriptions), None)), reads: AtomicU64::new(0) }
+        SubscriptionSet {
+            current: RwLock::new((0, Arc::new(subscriptions), None)),
+            reads: AtomicU64::new(0),
+            followed: std::sync::Mutex::new(None),
+        }
     }
 
     /// The list as it is now (cheap: a shared snapshot).
@@ -120,6 +126,22 @@ impl SubscriptionSet {
         if number > current.0 {
             *current = (number, Arc::new(subscriptions), Some(Instant::now()));
         }
+        Ok(())
+    }
+
+    /// On a shared store, reloads the list if another node changed it since it was last
+    /// followed: one read of the stored list's fingerprint, and the list only when it changed.
+    /// Called before routing or sending, so a change another node committed first (a new
+    /// subscription, a deleted one) is seen by the events stored after it.
+    pub async fn follow(&self, store: &crate::store::SharedStore) -> Result<(), crate::store::StoreError> {
+        let Some(fingerprint) = store.subscriptions_fingerprint().await? else { return Ok(()) };
+        let followed = || self.followed.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if followed().as_deref() == Some(fingerprint.as_str()) {
+            return Ok(());
+        }
+        self.reload(|| store.subscriptions()).await?;
+        // Read before the list: at worst a later change is read again next time.
+        *followed() = Some(fingerprint);
         Ok(())
     }
 

@@ -262,6 +262,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     /// Every subscription.
     async fn subscriptions(&self) -> Result<Vec<Subscription>, StoreError>;
+    /// On a store other nodes change too: a short text that changes whenever a subscription is
+    /// created, changed or deleted (by any node), so a node can tell its copy is out of date
+    /// with one cheap read. `None` where this process makes every change itself (SQLite).
+    async fn subscriptions_fingerprint(&self) -> Result<Option<String>, StoreError> {
+        Ok(None)
+    }
     /// Stores a new subscription.
     async fn create_subscription(&self, subscription: Subscription) -> Result<(), StoreError>;
     /// Replaces a subscription (activating resumes its held deliveries); whether it existed.

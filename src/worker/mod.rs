@@ -202,6 +202,9 @@ impl Worker {
         if events.is_empty() {
             return Ok(0);
         }
+        // After reading the events: a subscription change committed before any of them was
+        // stored is seen by them, whichever node made it.
+        self.subscriptions.follow(&self.store).await?;
         let outcome = self.process(&events);
         let (batch, unblocked, poisoned) = match outcome {
             Ok(done) => done,

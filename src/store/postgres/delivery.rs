@@ -272,6 +272,22 @@ pub(super) async fn subscriptions(client: &impl GenericClient) -> Result<Vec<Sub
     Ok(rows.iter().map(subscription_from_row).collect())
 }
 
+/// A digest of what decides where events go and how they are sent (not the health figures,
+/// which change with every attempt): see [`crate::store::Store::subscriptions_fingerprint`].
+pub(super) async fn subscriptions_fingerprint(client: &impl GenericClient) -> Result<String> {
+    let row = client
+        .query_one(
+            "SELECT count(*)::text || ':' || coalesce(md5(string_agg(
+                 concat_ws(chr(31), id, name, url, events, md5(secret), active::text, disabled_reason, updated_at::text),
+                 chr(30) ORDER BY id)), '')
+             FROM subscriptions",
+            &[],
+        )
+        .await
+        .map_err(pg_error)?;
+    Ok(row.get(0))
+}
+
 /// Stores a new subscription.
 pub(super) async fn insert_subscription(client: &impl GenericClient, s: &Subscription) -> Result<()> {
     let events = serde_json::to_string(&s.events).unwrap_or_else(|_| "[]".into());

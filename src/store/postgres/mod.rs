@@ -577,6 +577,10 @@ impl Store for PgStore {
         delivery::subscriptions(&self.client().await?).await
     }
 
+    async fn subscriptions_fingerprint(&self) -> Result<Option<String>, StoreError> {
+        delivery::subscriptions_fingerprint(&self.client().await?).await.map(Some)
+    }
+
     async fn create_subscription(&self, subscription: Subscription) -> Result<(), StoreError> {
         delivery::insert_subscription(&self.client().await?, &subscription).await
     }
