@@ -162,10 +162,10 @@ pub async fn open_store(config: &Config) -> anyhow::Result<SharedStore> {
                 queue_capacity: config.store.queue_capacity,
                 max_backlog: config.store.max_backlog,
                 lease: config.store.lease,
-                // Longer than any attempt can take (a request or an `exec:` command), so a live
-                // node's claim never runs out while it attempts.
-                claim: config.delivery.timeout.max(config.delivery.exec_timeout).saturating_mul(2)
-                    + Duration::from_secs(5),
+                // Longer than any attempt can take (a request, or an `exec:` command if a route
+                // runs one), so a live node's claim never runs out while it attempts; no longer,
+                // so a dead node's claims are taken over soon.
+                claim: longest_attempt(config).saturating_mul(2) + Duration::from_secs(5),
                 pool_size: config.store.pool_size,
             };
             let store = PgStore::open(&url, options)
@@ -378,6 +378,20 @@ async fn prune_loop(state: Arc<AppState>, stop: CancellationToken) {
     }
 }
 
+/// The longest one delivery attempt can take: an outbound request (a subscription, a broker),
+/// and an `exec:` command or a NATS publish when a route has one.
+fn longest_attempt(config: &Config) -> Duration {
+    let routed = |prefix: &str| config.routes.iter().any(|route| route.actions.iter().any(|a| a.starts_with(prefix)));
+    let mut longest = config.delivery.timeout;
+    if routed("exec:") {
+        longest = longest.max(config.delivery.exec_timeout);
+    }
+    if routed("nats:") {
+        longest = longest.max(config.nats.timeout);
+    }
+    longest
+}
+
 /// Cancels `token` on SIGINT or SIGTERM.
 pub fn cancel_on_signals(token: CancellationToken) {
     tokio::spawn(async move {
@@ -400,4 +414,32 @@ pub fn cancel_on_signals(token: CancellationToken) {
         token.cancel();
         tracing::info!("shutting down: no new requests; finishing in-flight work");
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A dead node's delivery claims are taken over after twice the longest attempt (+5 s): a
+    /// command's or a publish's timeout counts only when a route runs one.
+    #[test]
+    fn the_longest_attempt_counts_only_the_actions_routes_have() {
+        let mut config = Config::default();
+        config.delivery.timeout = Duration::from_secs(3);
+        config.delivery.exec_timeout = Duration::from_secs(30);
+        config.nats.timeout = Duration::from_secs(10);
+        assert_eq!(longest_attempt(&config), Duration::from_secs(3));
+        let mut route = crate::config::RouteConfig {
+            events: vec!["*".into()],
+            sources: Vec::new(),
+            symbols: Vec::new(),
+            statuses: Vec::new(),
+            actions: vec!["nats:fills".into()],
+        };
+        config.routes.push(route.clone());
+        assert_eq!(longest_attempt(&config), Duration::from_secs(10));
+        route.actions = vec!["forward:desk".into(), "exec:./notify.sh".into()];
+        config.routes.push(route);
+        assert_eq!(longest_attempt(&config), Duration::from_secs(30));
+    }
 }

@@ -75,7 +75,7 @@ async fn two_nodes_on_one_database_act_as_one_gateway_through_a_kill_9() {
     let env = [
         ("TRADEHOOK_STORE__LEASE", "2s"),
         ("TRADEHOOK_DELIVERY__ALLOW_PRIVATE_TARGETS", "true"),
-        // Claims of the killed node run out after 2 × timeout + 5 s.
+        // Claims of the killed node run out after 2 × timeout + 5 s (no exec: or nats: routes).
         ("TRADEHOOK_DELIVERY__TIMEOUT", "2s"),
     ];
     // The first node takes the processing lease; it is the one killed.
