@@ -37,7 +37,7 @@ pub fn event_id(headers: &HeaderMap, body_id: Option<String>, raw: &[u8]) -> (St
     if let Some(id) = body_id {
         return (id, IdOrigin::BodyField);
     }
-    (format!("sha256:{}", hex::encode(Sha256::digest(raw))), IdOrigin::BodyHash)
+    (derived(raw), IdOrigin::BodyHash)
 }
 
 /// The id the first of `id_fields` (JSON pointers) that holds a non-blank string or a number
@@ -55,12 +55,22 @@ pub fn body_text_id(text: &str) -> Option<String> {
     Some(text.trim()).filter(|id| !id.is_empty()).map(bounded)
 }
 
+/// How the keys the gateway derives begin (a body's hash, a long id's hash).
+const DERIVED: &str = "sha256:";
+
+/// A sender's id as a key: as sent, unless it is too long or looks like a derived key. Those are
+/// hashed, so no sender can name another event's derived key (`{"id": "sha256:<hash of some
+/// other body>"}` would otherwise be answered as that event's duplicate and never stored).
 fn bounded(id: &str) -> String {
-    if id.len() <= MAX_EVENT_ID_LEN {
+    if id.len() <= MAX_EVENT_ID_LEN && !id.starts_with(DERIVED) {
         id.to_string()
     } else {
-        format!("sha256:{}", hex::encode(Sha256::digest(id.as_bytes())))
+        derived(id.as_bytes())
     }
+}
+
+fn derived(bytes: &[u8]) -> String {
+    format!("{DERIVED}{}", hex::encode(Sha256::digest(bytes)))
 }
 
 #[cfg(test)]
@@ -132,6 +142,27 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert!(a.starts_with("sha256:") && a.len() == 7 + 64);
+    }
+
+    #[test]
+    fn a_sender_cannot_name_a_key_the_gateway_derives() {
+        let other_body = br#"{"ticker":"BTCUSD"}"#;
+        let (derived_key, origin) = id_of(&HeaderMap::new(), None, &fields(), other_body);
+        assert_eq!(origin, IdOrigin::BodyHash);
+        let long = "J".repeat(MAX_EVENT_ID_LEN + 1);
+        let (long_key, _) = id_of(&HeaderMap::new(), Some(&json!({ "id": long })), &fields(), b"{}");
+        for taken in [&derived_key, &long_key] {
+            let (key, origin) = id_of(&HeaderMap::new(), Some(&json!({ "id": taken })), &fields(), b"{}");
+            assert_eq!(origin, IdOrigin::BodyField);
+            assert_ne!(&key, taken, "a sent id equal to a derived key must not de-duplicate against it");
+            let mut headers = HeaderMap::new();
+            headers.insert("webhook-id", taken.parse().unwrap());
+            assert_ne!(&id_of(&headers, None, &fields(), b"{}").0, taken);
+        }
+        // The same sent id is still the same key: its resends are duplicates.
+        let twice = |id: &str| id_of(&HeaderMap::new(), Some(&json!({ "id": id })), &fields(), b"{}").0;
+        assert_eq!(twice("sha256:abc"), twice("sha256:abc"));
+        assert_eq!(twice("ord-1"), "ord-1");
     }
 
     #[test]
