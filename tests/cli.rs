@@ -214,8 +214,16 @@ fn zero_config_serve_generates_a_secret_once_and_send_uses_it() {
     let (mut again, second) = zero_config_serve(dir.path());
     assert!(!second.contains(secret.trim()), "{second}");
     assert!(second.contains("default-source.secret"), "{second}");
+    assert!(!second.contains("TRADEHOOK_SECRET"), "{second}");
     let _ = again.kill();
     let _ = again.wait();
+
+    // With TRADEHOOK_SECRET the pasted send would sign with the saved secret: the banner says so.
+    let (mut third, banner) = serve_with_env(dir.path(), &[("TRADEHOOK_SECRET", "from-the-environment-1")]);
+    assert!(banner.contains("TRADEHOOK_SECRET"), "{banner}");
+    assert!(!banner.contains("from-the-environment-1"), "{banner}");
+    let _ = third.kill();
+    let _ = third.wait();
 }
 
 #[test]
