@@ -130,6 +130,25 @@ async fn token_in_a_json_field_is_removed_from_the_stored_payload() {
 }
 
 #[tokio::test]
+async fn a_body_token_in_a_body_that_is_not_json_is_a_400_not_a_missing_token() {
+    let server = server_with_every_scheme().await;
+    for body in [
+        &br#"{"passphrase":"tv-passphrase","ticker":"BTCUSD",}"#[..],
+        &b"\xef\xbb\xbf{\"passphrase\":\"tv-passphrase\",\"ticker\":\"BTCUSD\"}"[..],
+    ] {
+        let answer = request(Method::POST, &server.url("/webhooks/tv"), &[], body.to_vec()).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.text);
+        assert_eq!(answer.json["error"], "invalid_json", "{}", answer.text);
+    }
+    // Valid JSON without the token is still a 401.
+    let answer =
+        request(Method::POST, &server.url("/webhooks/tv"), &[], br#"{"ticker":"BTCUSD"}"#.to_vec()).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", answer.text);
+    let audit = admin_get(&server, "/api/v1/audit").await;
+    assert!(!audit.text.contains("tv-passphrase"), "{}", audit.text);
+}
+
+#[tokio::test]
 async fn token_in_the_query_is_accepted_and_a_wrong_one_refused() {
     let server = server_with_every_scheme().await;
     let ok =

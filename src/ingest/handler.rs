@@ -17,7 +17,7 @@ use utoipa_axum::routes;
 
 use super::payload::truncate;
 use super::schema::IngestHeaders;
-use super::signature::{Inbound, Verified};
+use super::signature::{Inbound, Scheme, SignatureError, Verified};
 use super::source::Source;
 use super::{event_id, guard, payload, source, DEFAULT_SOURCE};
 use crate::config::Format;
@@ -236,6 +236,14 @@ async fn check_and_store(
     let now = now_ms();
     let verified =
         source.verifier.verify(&Inbound { headers, query, body: &raw }, now / 1000).map_err(|e| {
+            // A token field cannot be found in a body that is not JSON: say what is wrong with
+            // the body (400), not that the token is missing.
+            if matches!(e, SignatureError::Missing(_)) && source.verifier.scheme() == Scheme::Token {
+                if let Err(invalid) = payload::read(&raw, &source.id_fields) {
+                    let error = ApiError::bad_request("invalid_json", invalid.to_string());
+                    return Rejection { error, body: raw.clone() };
+                }
+            }
             Rejection { error: ApiError::unauthorized("invalid_signature", e.to_string()), body: raw.clone() }
         })?;
     // Counted only once the sender proved it holds the secret: unsigned junk from anyone who
