@@ -268,6 +268,27 @@ async fn retry_after_on_429_is_honoured() {
     assert!(waited >= Duration::from_millis(990), "waited {waited:?}, less than Retry-After: 1");
 }
 
+/// A `Retry-After` holds the subscription's deliveries queued after the answer too: a receiver
+/// that said "not for 2 s" gets nothing before then (new events went out at once before).
+#[tokio::test]
+async fn retry_after_holds_deliveries_queued_after_it() {
+    let receiver = Receiver::start(Script::RetryAfterOnce(2)).await;
+    let server = TestServer::start_with(local).await;
+    subscribe(&server, &receiver, &["*"]).await;
+    send(&server, order("e1", "BTC/USD")).await;
+    eventually(5, "the 429", || async { (!receiver.received().is_empty()).then_some(()) }).await;
+    let refused_at = receiver.received()[0].at;
+    for id in ["e2", "e3"] {
+        send(&server, order(id, "BTC/USD")).await;
+    }
+    let all = wait_accepted(&receiver, 3).await;
+    assert_eq!(receiver.received().len(), 4, "one 429, then each event once");
+    for got in &all {
+        let waited = got.at - refused_at;
+        assert!(waited >= Duration::from_millis(1990), "sent {waited:?} after a Retry-After: 2");
+    }
+}
+
 #[tokio::test]
 async fn prolonged_failure_disables_the_subscription() {
     let receiver = Receiver::start(Script::Always(503)).await;

@@ -38,7 +38,7 @@ pub(super) async fn queue(tx: &Transaction<'_>, deliveries: &[NewDelivery], now:
              SELECT q.seq, q.target, q.webhook_id,
                     CASE WHEN q.held AND NOT EXISTS (SELECT 1 FROM subscriptions s WHERE s.id = q.webhook_id AND s.active)
                          THEN 'held' ELSE 'pending' END,
-                    $1, q.payload, $1
+                    greatest($1, (SELECT s.paused_until FROM subscriptions s WHERE s.id = q.webhook_id)), q.payload, $1
              FROM unnest($2::bigint[], $3::text[], $4::text[], $5::bool[], $6::bytea[])
                   AS q(seq, target, webhook_id, held, payload)",
         )
@@ -233,6 +233,12 @@ async fn apply_health(tx: &Transaction<'_>, id: &str, change: &HealthChange, now
                 .await
         }
         HealthChange::PauseUntil(until) => {
+            tx.execute(
+                "UPDATE subscriptions SET paused_until = greatest(paused_until, $2) WHERE id = $1",
+                &[&id, until],
+            )
+            .await
+            .map_err(pg_error)?;
             tx.execute(
                 "UPDATE deliveries SET next_attempt_at = greatest(next_attempt_at, $2)
                  WHERE webhook_id = $1 AND status = 'pending'",

@@ -165,6 +165,9 @@ const MIGRATIONS: &[Migration] = &[Migration::Tables(r#"
         sql: "CREATE INDEX CONCURRENTLY IF NOT EXISTS events_ordering_key ON events (ordering_key)
               WHERE processed_at IS NULL AND ordering_key IS NOT NULL",
     },
+    // A `Retry-After` (429/503) holds the subscription's deliveries until then (unix ms), those
+    // queued after the answer too.
+    Migration::Tables("ALTER TABLE subscriptions ADD COLUMN IF NOT EXISTS paused_until BIGINT;"),
 ];
 
 /// Applies the migrations this database has not seen, one node at a time.

@@ -18,6 +18,10 @@ use crate::store::intents::IntentOutcome;
 use crate::store::{now_ms, rfc3339};
 
 /// The schema of delivery (migration 2).
+/// A `Retry-After` (429/503) holds the subscription's deliveries until `paused_until` (unix ms),
+/// those queued after the answer too.
+pub(super) const PAUSE_MIGRATION: &str = "ALTER TABLE subscriptions ADD COLUMN paused_until INTEGER;";
+
 pub(super) const MIGRATION: &str = r#"
     CREATE TABLE subscriptions (
         id              TEXT PRIMARY KEY,          -- wh_<ulid>
@@ -77,7 +81,7 @@ pub(super) fn queue(tx: &Connection, deliveries: &[NewDelivery], now: i64) -> ru
          VALUES (?1, ?2, ?3,
                  CASE WHEN ?4 AND NOT EXISTS (SELECT 1 FROM subscriptions WHERE id = ?3 AND active)
                       THEN 'held' ELSE 'pending' END,
-                 ?5, ?6, ?5)",
+                 max(?5, coalesce((SELECT paused_until FROM subscriptions WHERE id = ?3), ?5)), ?6, ?5)",
     )?;
     for d in deliveries {
         insert.execute(params![d.seq, d.target, d.webhook_id, d.held, now, d.payload.as_deref()])?;
@@ -217,11 +221,17 @@ fn apply_health(tx: &Connection, id: &str, change: &HealthChange, now: i64) -> r
             )?;
             tx.execute("UPDATE deliveries SET status = 'held' WHERE webhook_id = ?1 AND status = 'pending'", [id])?
         }
-        HealthChange::PauseUntil(until) => tx.execute(
-            "UPDATE deliveries SET next_attempt_at = max(next_attempt_at, ?2)
-             WHERE webhook_id = ?1 AND status = 'pending'",
-            params![id, until],
-        )?,
+        HealthChange::PauseUntil(until) => {
+            tx.execute(
+                "UPDATE subscriptions SET paused_until = max(coalesce(paused_until, ?2), ?2) WHERE id = ?1",
+                params![id, until],
+            )?;
+            tx.execute(
+                "UPDATE deliveries SET next_attempt_at = max(next_attempt_at, ?2)
+                 WHERE webhook_id = ?1 AND status = 'pending'",
+                params![id, until],
+            )?
+        }
     };
     Ok(())
 }

@@ -92,6 +92,7 @@ const MIGRATIONS: &[&str] = &[
     intents::MIGRATION,
     processing::MIGRATION,
     processing::ORDERING_KEY_MIGRATION,
+    delivery::PAUSE_MIGRATION,
 ];
 
 /// Pause between checkpoints while the WAL is being written.
