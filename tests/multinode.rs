@@ -429,3 +429,71 @@ async fn subscription_changes_on_one_node_hold_at_once_on_the_other() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(receiver.received().len(), before, "nothing goes to a deleted subscription");
 }
+
+/// `disable_after` counts failure without a success anywhere: a delivery another node made
+/// ends the streak this node began. (Each node kept its own streak start, so the first failure
+/// after another node's success disabled a subscription that had been working.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_success_on_another_node_ends_the_failing_streak() {
+    let Some(_) = postgres() else {
+        eprintln!("skipped: the PostgreSQL pass (TEST_POSTGRES_URL) runs this test");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("TRADEHOOK_STORE__LEASE", "2s"),
+        ("TRADEHOOK_DELIVERY__ALLOW_PRIVATE_TARGETS", "true"),
+        ("TRADEHOOK_DELIVERY__TIMEOUT", "1s"),
+        ("TRADEHOOK_DELIVERY__DISABLE_AFTER", "4s"),
+        ("TRADEHOOK_RETRY__DELAYS", "[\"30s\"]"),
+    ];
+    let receiver = Receiver::start(Script::Always(500)).await;
+    let mut first = ServerProcess::start_with_env(dir.path(), &env);
+    wait_processed(first.addr).await;
+    let created = api_post(first.addr, "/webhooks", json!({"url": receiver.url(), "events": ["*"]})).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let webhook = created.json["id"].as_str().unwrap().to_owned();
+    let send = |addr: SocketAddr, k: usize| async move {
+        let body = order_step(k, 0);
+        let sent =
+            try_post(&format!("http://{addr}/webhook"), Scheme::HmacSha256, SECRET, body.as_bytes()).await;
+        assert!(matches!(sent, Some((200, _))), "{sent:?}");
+    };
+
+    // The first node fails a delivery: its streak starts.
+    send(first.addr, 1).await;
+    eventually(10, "the first failure", || async { (!receiver.received().is_empty()).then_some(()) }).await;
+    let signal = |child: &std::process::Child, signal: &str| {
+        let pid = child.id().to_string();
+        assert!(std::process::Command::new("kill").args([signal, &pid]).status().unwrap().success());
+    };
+
+    // The first node hangs; the second one processes and delivers: the endpoint works again.
+    let mut second = ServerProcess::start_with_env(dir.path(), &env);
+    signal(&first.child, "-STOP");
+    receiver.set(Script::Ok);
+    send(second.addr, 2).await;
+    eventually(15, "a success through the second node", || async {
+        (!receiver.accepted().is_empty()).then_some(())
+    })
+    .await;
+
+    // Past disable_after since the first node's failure, the endpoint fails once more and the
+    // first node (back, alone) is the one that sees it.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    receiver.set(Script::Always(500));
+    signal(&first.child, "-CONT");
+    signal(&second.child, "-STOP");
+    let before = receiver.received().len();
+    send(first.addr, 3).await;
+    eventually(20, "the first node's new failure", || async {
+        (receiver.received().iter().skip(before).any(|r| r.status == 500)).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let subscription = api_get(first.addr, &format!("/webhooks/{webhook}")).await;
+    assert_eq!(subscription.json["active"], true, "one failure after a success: {}", subscription.text);
+    signal(&second.child, "-CONT");
+    second.kill9();
+    first.kill9();
+}

@@ -482,6 +482,7 @@ async fn attempt(context: &Context, delivery: &DueDelivery) -> Outcome {
             Verdict::Failed { error, not_before } => {
                 let mut record = record;
                 record.error = Some(error.clone());
+                confirm_streak(context, &subscription.id).await;
                 failed(context, delivery, webhook_id, error, Some((record, not_before)))
             }
         };
@@ -609,6 +610,39 @@ fn disable(
     outcome.health.push((webhook_id, HealthChange::Disable(reason)));
     outcome.disabled = true;
     outcome
+}
+
+/// Before a failure can disable a subscription for failing since this node's streak began: on
+/// a shared store another node may have delivered since (its success cleared the stored
+/// streak), so the stored streak is read and this node's follows it. Read only then — once per
+/// `disable_after` at most while nothing succeeds.
+async fn confirm_streak(context: &Context, id: &str) {
+    if !context.store.shared() {
+        return;
+    }
+    let now = now_ms();
+    let limit = i64::try_from(context.config.disable_after.as_millis()).unwrap_or(i64::MAX);
+    let Some(since) = lock(&context.failing_since).get(id).copied() else { return };
+    if now - since < limit {
+        return;
+    }
+    if let Err(error) = context.subscriptions.reload(|| context.store.subscriptions()).await {
+        tracing::debug!(%error, "cannot re-read the subscriptions; judging the streak on this node's count");
+        return;
+    }
+    let Some(stored) = context.subscriptions.find(id) else { return };
+    let mut streaks = lock(&context.failing_since);
+    match stored.failing_since {
+        // Failures this node recorded long ago are stored; none stored now means a success
+        // since, on another node: a new streak starts with this failure.
+        None => {
+            streaks.insert(id.to_owned(), now);
+        }
+        Some(stored_since) if stored_since > since => {
+            streaks.insert(id.to_owned(), stored_since);
+        }
+        Some(_) => {}
+    }
 }
 
 /// A failed attempt (or a delivery that could not be attempted): retry by the schedule, not
