@@ -707,7 +707,22 @@ pub enum StoreLocation {
 fn one_line(error: &figment::Error) -> String {
     let first = error.clone().into_iter().next().unwrap_or_else(|| error.clone());
     let key = first.path.join(".");
-    let problem = if holds_secrets(&first.path) { without_value(&first.kind) } else { first.kind.to_string() };
+    let problem = if holds_secrets(&first.path) {
+        without_value(&first.kind)
+    } else if key.is_empty() {
+        // A syntax error quotes the offending line, which may hold a secret (an unquoted
+        // `admin_token = …`): keep where it is and what is wrong, not the line.
+        first
+            .kind
+            .to_string()
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty() && !line.contains('|') && !line.starts_with('^'))
+            .collect::<Vec<_>>()
+            .join(": ")
+    } else {
+        first.kind.to_string()
+    };
     let place = first.metadata.as_ref().map(|m| format!(" (from {})", m.name)).unwrap_or_default();
     if key.is_empty() {
         format!("{problem}{place}")

@@ -166,6 +166,10 @@ fn a_credential_of_the_wrong_type_is_named_but_never_echoed() {
         assert!(error.contains("expected"), "says what was expected: {error}");
         assert!(!error.contains("hunter2") && !error.contains("42424242"), "no value: {error}");
     }
+    // A syntax error says where, without quoting the line.
+    let error = load_toml("[api]\nadmin_token = hunter2hunter2\n").unwrap_err().to_string();
+    assert!(error.contains("line 2"), "says where: {error}");
+    assert!(!error.contains("hunter2"), "no value: {error}");
     // Elsewhere the value is shown: it helps and it is no secret.
     let error = load_toml("[worker]\nbatch = \"lots\"\n").unwrap_err().to_string();
     assert!(error.contains("lots"), "{error}");

@@ -693,8 +693,10 @@ fn failed(
         Some(delay) => {
             let wait = not_before.map_or(delay, |at_least| delay.max(at_least));
             let at = now + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX / 2);
-            if let (Some(id), Some(_)) = (&webhook_id, not_before) {
-                health.push((id.clone(), HealthChange::PauseUntil(at)));
+            if let (Some(id), Some(at_least)) = (&webhook_id, not_before) {
+                // The receiver's pause, not this delivery's backoff: the others wait only that.
+                let until = now + i64::try_from(at_least.as_millis()).unwrap_or(i64::MAX / 2);
+                health.push((id.clone(), HealthChange::PauseUntil(until)));
             }
             DeliveryNext::Retry { at }
         }
