@@ -31,6 +31,21 @@ use tradehook::ingest::signature::Scheme;
 const ORDERS: usize = 40;
 const STEPS: usize = 5;
 
+/// True (and says so) outside the PostgreSQL pass of the suite (`TEST_POSTGRES_URL`).
+fn skipped_without_postgres() -> bool {
+    let skipped = postgres().is_none();
+    if skipped {
+        eprintln!("skipped: the PostgreSQL pass (TEST_POSTGRES_URL) runs this test");
+    }
+    skipped
+}
+
+/// Sends `name` (`-STOP`, `-CONT`) to a server process.
+fn signal(child: &std::process::Child, name: &str) {
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill").args([name, &pid]).status().unwrap().success());
+}
+
 /// Event `step` of order `k`: created, then cumulative fills 2, 5, 8 and finally 10 of 10.
 fn order_step(k: usize, step: usize) -> String {
     let id = format!("o{k}-{step}");
@@ -67,10 +82,9 @@ async fn send_to(nodes: &RwLock<[SocketAddr; 2]>, node: usize, body: &str) -> Op
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_on_one_database_act_as_one_gateway_through_a_kill_9() {
-    let Some(_) = postgres() else {
-        eprintln!("skipped: the PostgreSQL pass (TEST_POSTGRES_URL) runs this test");
+    if skipped_without_postgres() {
         return;
-    };
+    }
     let dir = tempfile::tempdir().unwrap();
     let env = [
         ("TRADEHOOK_STORE__LEASE", "2s"),
@@ -199,10 +213,9 @@ async fn readiness(addr: SocketAddr) -> (u16, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_processing_node_makes_the_others_not_ready_until_one_takes_over() {
-    let Some(_) = postgres() else {
-        eprintln!("skipped: the PostgreSQL pass (TEST_POSTGRES_URL) runs this test");
+    if skipped_without_postgres() {
         return;
-    };
+    }
     let dir = tempfile::tempdir().unwrap();
     let env = [("TRADEHOOK_STORE__LEASE", "6s"), ("TRADEHOOK_STORE__MAX_PENDING_AGE", "1s")];
     let mut first = ServerProcess::start_with_env(dir.path(), &env);
@@ -211,10 +224,7 @@ async fn a_stalled_processing_node_makes_the_others_not_ready_until_one_takes_ov
     assert_eq!(readiness(second.addr).await.0, 200);
 
     // The node holding the processing lease hangs (not dead: its connections stay open).
-    let stop = |signal: &str| {
-        let pid = first.child.id().to_string();
-        assert!(std::process::Command::new("kill").args([signal, &pid]).status().unwrap().success());
-    };
+    let stop = |name: &str| signal(&first.child, name);
     stop("-STOP");
     let body = order_step(0, 0);
     let url = format!("http://{}/webhook", second.addr);
@@ -247,10 +257,9 @@ async fn a_stalled_processing_node_makes_the_others_not_ready_until_one_takes_ov
 /// the row lock for as long as the hang lasted: no node processed anything.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_hung_mid_commit_does_not_stop_the_take_over() {
-    let Some(_) = postgres() else {
-        eprintln!("skipped: the PostgreSQL pass (TEST_POSTGRES_URL) runs this test");
+    if skipped_without_postgres() {
         return;
-    };
+    }
     let dir = tempfile::tempdir().unwrap();
     let env = [("TRADEHOOK_STORE__LEASE", "3s")];
     let mut first = ServerProcess::start_with_env(dir.path(), &env);
@@ -278,13 +287,10 @@ async fn a_node_hung_mid_commit_does_not_stop_the_take_over() {
 
     // Stop the first node until the moment is caught: its session idle inside a transaction that
     // holds the lease row.
-    let signal = |signal: &str| {
-        let pid = first.child.id().to_string();
-        assert!(std::process::Command::new("kill").args([signal, &pid]).status().unwrap().success());
-    };
+    let stop = |name: &str| signal(&first.child, name);
     let mut caught = false;
     for _ in 0..300 {
-        signal("-STOP");
+        stop("-STOP");
         tokio::time::sleep(Duration::from_millis(30)).await;
         let holding: i64 = db
             .query_one(
@@ -300,7 +306,7 @@ async fn a_node_hung_mid_commit_does_not_stop_the_take_over() {
             caught = true;
             break;
         }
-        signal("-CONT");
+        stop("-CONT");
         tokio::time::sleep(Duration::from_millis(7)).await;
     }
     assert!(caught, "never caught the processing node inside its commit");
@@ -313,7 +319,7 @@ async fn a_node_hung_mid_commit_does_not_stop_the_take_over() {
     assert_eq!(status["backlog"], 0);
 
     // The first one comes back, finds its commit void, and the two go on as one gateway.
-    signal("-CONT");
+    stop("-CONT");
     let body = order_step(999, 0);
     let sent =
         try_post(&format!("http://{}/webhook", first.addr), Scheme::HmacSha256, SECRET, body.as_bytes())
@@ -331,10 +337,9 @@ async fn a_node_hung_mid_commit_does_not_stop_the_take_over() {
 /// changes nothing and still runs; with every node stopped, the rebuild goes ahead.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rebuild_state_refuses_while_a_node_processes_on_the_database() {
-    let Some(_) = postgres() else {
-        eprintln!("skipped: the PostgreSQL pass (TEST_POSTGRES_URL) runs this test");
+    if skipped_without_postgres() {
         return;
-    };
+    }
     let dir = tempfile::tempdir().unwrap();
     let node = ServerProcess::start(dir.path());
     for step in 0..STEPS {
@@ -393,10 +398,9 @@ async fn rebuild_state_refuses_while_a_node_processes_on_the_database() {
 /// create was not delivered, and events after a delete still went to the deleted endpoint.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscription_changes_on_one_node_hold_at_once_on_the_other() {
-    let Some(_) = postgres() else {
-        eprintln!("skipped: the PostgreSQL pass (TEST_POSTGRES_URL) runs this test");
+    if skipped_without_postgres() {
         return;
-    };
+    }
     let dir = tempfile::tempdir().unwrap();
     let env = [("TRADEHOOK_DELIVERY__ALLOW_PRIVATE_TARGETS", "true")];
     // The first node holds the processing lease; the API calls go to the second.
@@ -444,10 +448,9 @@ async fn subscription_changes_on_one_node_hold_at_once_on_the_other() {
 /// after another node's success disabled a subscription that had been working.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_success_on_another_node_ends_the_failing_streak() {
-    let Some(_) = postgres() else {
-        eprintln!("skipped: the PostgreSQL pass (TEST_POSTGRES_URL) runs this test");
+    if skipped_without_postgres() {
         return;
-    };
+    }
     let dir = tempfile::tempdir().unwrap();
     let env = [
         ("TRADEHOOK_STORE__LEASE", "2s"),
@@ -472,10 +475,6 @@ async fn a_success_on_another_node_ends_the_failing_streak() {
     // The first node fails a delivery: its streak starts.
     send(first.addr, 1).await;
     eventually(10, "the first failure", || async { (!receiver.received().is_empty()).then_some(()) }).await;
-    let signal = |child: &std::process::Child, signal: &str| {
-        let pid = child.id().to_string();
-        assert!(std::process::Command::new("kill").args([signal, &pid]).status().unwrap().success());
-    };
 
     // The first node hangs; the second one processes and delivers: the endpoint works again.
     let mut second = ServerProcess::start_with_env(dir.path(), &env);
