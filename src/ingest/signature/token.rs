@@ -3,7 +3,7 @@
 //! The token arrives in the query (`?token=…`, percent-decoded) or in a top-level JSON string field
 //! (default `passphrase`). A token is a password travelling with the payload, so it must not be
 //! stored: when the body carries the field, verification hands back the body without it, with the
-//! other keys in their original order. Tokens are compared as SHA-256 digests in constant time,
+//! other keys in their original order, and with any copy of the token deeper in the body masked. Tokens are compared as SHA-256 digests in constant time,
 //! which also hides their length.
 
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
@@ -50,10 +50,8 @@ impl Tokens {
                 return Err(SignatureError::Mismatch);
             }
             // The query is not stored, but a copy of the token in the body would be.
-            return Ok(match strip_field(request.body, field) {
-                Some((object, _)) => Verified::Redacted(serialize(&object)?),
-                None => Verified::Intact,
-            });
+            let stripped = strip_field(request.body, field).map(|(object, _)| object);
+            return without_copies(request.body, stripped, &token);
         }
         let (object, value) = strip_field(request.body, field).ok_or(SignatureError::Missing(MISSING))?;
         let Ok(token) = serde_json::from_str::<String>(value.get()) else {
@@ -62,8 +60,79 @@ impl Tokens {
         if !self.accepts(token.as_bytes()) {
             return Err(SignatureError::Mismatch);
         }
-        Ok(Verified::Redacted(serialize(&object)?))
+        without_copies(request.body, Some(object), token.as_bytes())
     }
+}
+
+/// What replaces a copy of the token found deeper in the body.
+const REDACTED: &str = "[REDACTED]";
+
+/// The body to store: `stripped` (the body without the top-level token field, if it had one)
+/// with every other copy of `token` replaced by [`REDACTED`] — a string value equal to the token
+/// at any depth, such as `{"meta":{"passphrase":"…"}}` or `["…"]`. Only those values change;
+/// a string that merely contains the token's text is kept (a short token could be part of a
+/// symbol). The body stays intact when nothing was removed or replaced.
+fn without_copies(
+    body: &[u8],
+    stripped: Option<RawObject>,
+    token: &[u8],
+) -> Result<Verified, SignatureError> {
+    let removed = stripped.is_some();
+    let object = match stripped {
+        Some(object) => Some(object),
+        // No top-level field: parse only a body that may hold a copy.
+        None if may_hold(body, token) => serde_json::from_slice::<RawObject>(body).ok(),
+        None => None,
+    };
+    let Some(RawObject(mut members)) = object else { return Ok(Verified::Intact) };
+    let replaced = mask_all(members.iter_mut().map(|(_, value)| value), token);
+    if removed || replaced {
+        Ok(Verified::Redacted(serialize(&RawObject(members))?))
+    } else {
+        Ok(Verified::Intact)
+    }
+}
+
+/// Whether JSON text can hold `token` in a string: its bytes appear, or an escape could hide them.
+fn may_hold(text: &[u8], token: &[u8]) -> bool {
+    !token.is_empty() && (contains(text, token) || text.contains(&b'\\'))
+}
+
+/// `value` with every string equal to `token` replaced by [`REDACTED`], or `None` when it holds
+/// none. Containers that hold no copy keep their exact text; one that does is written compactly.
+fn mask(value: &RawValue, token: &[u8]) -> Option<Box<RawValue>> {
+    let text = value.get();
+    if !may_hold(text.as_bytes(), token) {
+        return None;
+    }
+    match text.trim_start().as_bytes().first()? {
+        b'"' => {
+            let string: String = serde_json::from_str(text).ok()?;
+            (string.as_bytes() == token).then(|| serde_json::value::to_raw_value(REDACTED).ok()).flatten()
+        }
+        b'{' => {
+            let RawObject(mut members) = serde_json::from_str(text).ok()?;
+            let replaced = mask_all(members.iter_mut().map(|(_, member)| member), token);
+            replaced.then(|| serde_json::value::to_raw_value(&RawObject(members)).ok()).flatten()
+        }
+        b'[' => {
+            let mut items: Vec<Box<RawValue>> = serde_json::from_str(text).ok()?;
+            let replaced = mask_all(items.iter_mut(), token);
+            replaced.then(|| serde_json::value::to_raw_value(&items).ok()).flatten()
+        }
+        _ => None,
+    }
+}
+
+/// [`mask`] on each of `values`, in place; whether any changed.
+fn mask_all<'a>(values: impl Iterator<Item = &'a mut Box<RawValue>>, token: &[u8]) -> bool {
+    values.fold(false, |replaced, value| match mask(value, token) {
+        Some(masked) => {
+            *value = masked;
+            true
+        }
+        None => replaced,
+    })
 }
 
 /// SHA-256 of a token.
@@ -246,6 +315,22 @@ mod tests {
         let body = br#"{"passphrase":"my pass&phrase","price":1.50,"qty":0.123456789012345678901,"n":{"a": [1.0, 2e3]}}"#;
         let kept = r#"{"price":1.50,"qty":0.123456789012345678901,"n":{"a": [1.0, 2e3]}}"#;
         assert_eq!(check(&v, &headers(&[]), None, body, 0), redacted(kept));
+    }
+
+    #[test]
+    fn copies_of_the_token_deeper_in_the_body_are_redacted() {
+        let v = verifier(Scheme::Token, &[TOKEN]);
+        let body = br#"{"passphrase":"my pass&phrase","meta":{"passphrase":"my pass&phrase","price":1.50},"list":["x","my pass\u0026phrase"],"kept":{"a": 1.0},"note":"my pass&phrase!"}"#;
+        let stored = r#"{"meta":{"passphrase":"[REDACTED]","price":1.50},"list":["x","[REDACTED]"],"kept":{"a": 1.0},"note":"my pass&phrase!"}"#;
+        assert_eq!(check(&v, &headers(&[]), None, body, 0), redacted(stored));
+        // With the token in the query, a body without the top-level field loses its copies too.
+        let query = Some("token=my+pass%26phrase");
+        let body = br#"{"alert":{"token":"my pass&phrase"},"ticker":"BTCUSDT"}"#;
+        let stored = r#"{"alert":{"token":"[REDACTED]"},"ticker":"BTCUSDT"}"#;
+        assert_eq!(check(&v, &headers(&[]), query, body, 0), redacted(stored));
+        // Nothing to remove: the body stays byte for byte.
+        let body = br#"{"ticker": "BTCUSDT", "note": "my pass"}"#;
+        assert_eq!(check(&v, &headers(&[]), query, body, 0), Ok(Verified::Intact));
     }
 
     #[test]
