@@ -84,6 +84,9 @@ pub struct Setup {
     pub config: Config,
     /// Secrets kept in the data directory.
     pub local_secrets: Vec<LocalSecret>,
+    /// Whether the zero-config `default` source signs with `TRADEHOOK_SECRET` (not with a
+    /// secret of the configuration file or the data directory).
+    pub secret_from_env: bool,
 }
 
 /// File names of generated secrets inside the data directory.
@@ -121,9 +124,13 @@ impl Setup {
     pub fn prepare(mut config: Config) -> anyhow::Result<Setup> {
         let data_dir = config.data_dir();
         let mut local_secrets = Vec::new();
+        let mut secret_from_env = false;
         if config.sources.is_empty() {
             let secret = match std::env::var("TRADEHOOK_SECRET").ok().filter(|s| !s.trim().is_empty()) {
-                Some(secret) => secret.trim().to_string(),
+                Some(secret) => {
+                    secret_from_env = true;
+                    secret.trim().to_string()
+                }
                 None => {
                     let path = data_dir.join(DEFAULT_SECRET_FILE);
                     let (secret, created) = read_or_create_secret(&path)?;
@@ -140,7 +147,7 @@ impl Setup {
             config.api.admin_token = Some(token);
         }
         config.validate()?;
-        Ok(Setup { config, local_secrets })
+        Ok(Setup { config, local_secrets, secret_from_env })
     }
 }
 

@@ -35,7 +35,7 @@ fn serve_with_env(dir: &std::path::Path, env: &[(&str, &str)]) -> (std::process:
     let mut banner = Vec::new();
     for line in lines.by_ref() {
         let line = line.unwrap();
-        let done = line.contains("tradehook send");
+        let done = line.contains(" send order.created");
         banner.push(line);
         if done {
             break;
@@ -224,6 +224,22 @@ fn zero_config_serve_generates_a_secret_once_and_send_uses_it() {
     assert!(!banner.contains("from-the-environment-1"), "{banner}");
     let _ = third.kill();
     let _ = third.wait();
+
+    // A configuration file that defines `default` itself: TRADEHOOK_SECRET is not used, so the
+    // banner must not send the user after it.
+    let config = dir.path().join("tradehook.toml");
+    std::fs::write(
+        &config,
+        "[[source]]\nname = \"default\"\nsignature = \"hmac-sha256\"\nsecrets = [\"from-the-file-123\"]\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let env = [("TRADEHOOK_SECRET", "from-the-environment-1"), ("TRADEHOOK_CONFIG", config)];
+    let (mut fourth, banner) = serve_with_env(dir.path(), &env);
+    assert!(banner.contains("tradehook --config"), "{banner}");
+    assert!(!banner.contains("TRADEHOOK_SECRET"), "{banner}");
+    let _ = fourth.kill();
+    let _ = fourth.wait();
 }
 
 #[test]

@@ -67,7 +67,7 @@ fn print_banner(setup: &Setup, address: std::net::SocketAddr) {
             Some(tls) => format!(" --cacert {}", tls.cert.display()),
             None => String::new(),
         };
-        if std::env::var("TRADEHOOK_SECRET").is_ok_and(|secret| !secret.trim().is_empty()) {
+        if setup.secret_from_env {
             // Without it, send would sign with a secret saved by an earlier start: a 401.
             println!("  the default source's secret is TRADEHOOK_SECRET's: set it where you run send too");
         }
