@@ -114,6 +114,36 @@ fn config_check_and_its_errors_never_print_the_database_password() {
 }
 
 #[test]
+fn the_store_given_as_a_url_keeps_it_when_variables_set_other_store_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("short.toml");
+    std::fs::write(&file, "store = \"postgres://tradehook@db.internal/tradehook\"\n").unwrap();
+    // A store variable merged over the file's bare URL replaced it: the gateway ran on SQLite.
+    for (variable, value) in [("TRADEHOOK_STORE__POOL_SIZE", "4"), ("TRADEHOOK_STORE__RETENTION", "1d")] {
+        let output = tradehook(dir.path())
+            .args(["config", "check", "--config"])
+            .arg(&file)
+            .env(variable, value)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(stdout.contains("postgres://tradehook@db.internal/tradehook"), "{variable}: {stdout}");
+    }
+    // And TRADEHOOK_STORE=<url> sets only the URL: the file's other store keys still hold.
+    let table = dir.path().join("table.toml");
+    std::fs::write(&table, "[store]\npool_size = 1\n").unwrap();
+    let output = tradehook(dir.path())
+        .args(["config", "check", "--config"])
+        .arg(&table)
+        .env("TRADEHOOK_STORE", "postgres://tradehook@db.internal/tradehook")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && stderr.contains("store.pool_size"), "{stderr}");
+}
+
+#[test]
 fn variables_an_exec_action_gives_its_command_are_not_taken_for_config_keys() {
     // An `exec:` action's command gets TRADEHOOK_EVENT_ID and TRADEHOOK_EVENT_TYPE; one that runs
     // tradehook itself (to send an event on, say) must still load its configuration.

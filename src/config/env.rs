@@ -26,9 +26,8 @@ pub(super) const NOT_CONFIG_KEYS: [&str; 5] = ["SECRET", "CONFIG", "EVENT_ID", "
 /// Keys whose value is text, taken from `TRADEHOOK_*` exactly as written. figment reads a
 /// variable's value as TOML would, so an all-digit admin token or broker secret became a number
 /// (refused as "expected a string", or with its leading zeros gone and a long one rounded).
-pub(super) const TEXT_KEYS: [&str; 12] = [
+pub(super) const TEXT_KEYS: [&str; 11] = [
     "server.listen",
-    "store",
     "store.url",
     "api.admin_token",
     "alerts.url",
@@ -49,9 +48,12 @@ const ENTRY_TEXT_KEYS: [&str; 5] = ["name", "secret", "key", "token_field", "sec
 
 /// `figment` with the process's `TRADEHOOK_*` configuration keys merged over it.
 pub(super) fn from_environment(figment: Figment) -> Result<Figment, ConfigError> {
+    let figment = store_url_as_table(figment);
     let env = Env::prefixed(PREFIX)
         .ignore(&NOT_CONFIG_KEYS)
         .split("__")
+        // `TRADEHOOK_STORE=<url>` is the store's URL: the file's other store keys stay.
+        .map(|key| if key == "store" { "store.url".into() } else { key.into() })
         .filter(|key| list_of(key.as_str()).is_none());
     let text: Vec<(String, String)> = env
         .iter()
@@ -65,6 +67,16 @@ pub(super) fn from_environment(figment: Figment) -> Result<Figment, ConfigError>
     // Not `std::env::vars`, which panics on a variable that is not UTF-8 (any variable, not only
     // ours); such ones are skipped, as figment's own reader does.
     list_entries(figment, std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))))
+}
+
+/// The file's `store = "<url>"` as `[store] url = "<url>"`. A variable that sets another store
+/// key (`TRADEHOOK_STORE__POOL_SIZE`) is a table merged over the file's value: over a bare URL it
+/// replaced it, and the store silently fell back to its default, SQLite.
+fn store_url_as_table(figment: Figment) -> Figment {
+    match figment.find_value("store") {
+        Ok(Value::String(_, url)) => figment.merge(Variables::at("store.url", Value::from(url))),
+        _ => figment,
+    }
 }
 
 /// Whether variable `name` is one of ours (the prefix in any case, as figment takes it).
