@@ -67,6 +67,41 @@ fn send_to_a_source_the_configuration_lacks_says_so() {
 }
 
 #[test]
+fn a_connection_the_server_breaks_is_reported_not_a_silent_sigpipe() {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let body = dir.path().join("big.json");
+    std::fs::write(&body, format!("{{\"pad\":\"{}\"}}", "x".repeat(20 << 20))).unwrap();
+    // A server that reads a little of the request and closes the connection (with unread data:
+    // a reset), while the client is still writing the body.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/webhook", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(8) {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.read(&mut [0u8; 1024]);
+        }
+    });
+    for _ in 0..3 {
+        let output = tradehook(dir.path())
+            .args(["send", "--secret", "s", "--url", &url, "--file"])
+            .arg(&body)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            output.status.signal(),
+            None,
+            "killed by a signal, nothing said: {:?} {stderr}",
+            output.status
+        );
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(stderr.starts_with("error: ") && stderr.trim().lines().count() == 1, "{stderr}");
+    }
+}
+
+#[test]
 fn output_into_a_closed_pipe_ends_quietly_as_cat_does() {
     use std::os::unix::process::ExitStatusExt;
     let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tradehook.example.toml");

@@ -79,17 +79,33 @@ pub enum ConfigAction {
     Check,
 }
 
+/// A command whose output goes to `head` ends quietly when the reader stops, killed by SIGPIPE
+/// as `cat` is, instead of panicking on the broken pipe. SIGPIPE itself stays ignored (Rust's
+/// default): with its default action, a write to a connection the server had reset (tokio
+/// writes sockets with write(2), which raises it) killed `send` or `events` without a word.
+fn end_like_cat_on_a_closed_stdout() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message =
+            payload.downcast_ref::<String>().map(String::as_str).or_else(|| payload.downcast_ref::<&str>().copied());
+        // What print! panics with when stdout is a pipe nobody reads (EPIPE is 32 on Linux).
+        if message.is_some_and(|m| m.starts_with("failed printing to stdout") && m.contains("(os error 32)")) {
+            // SAFETY: restores SIGPIPE's default action and raises it, which ends the process.
+            unsafe {
+                libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+                libc::raise(libc::SIGPIPE);
+            }
+        }
+        report(info);
+    }));
+}
+
 /// Parses arguments, runs the command, and turns any error into one line and exit code 1.
 pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Serve | Command::Bench(_)) {
-        // A command whose output goes to `head` ends quietly when the reader stops, as `cat`
-        // does, instead of panicking on the broken pipe. Sockets are unaffected (Rust writes to
-        // them with MSG_NOSIGNAL); `serve` and `bench` keep ignoring SIGPIPE for their pipes.
-        // SAFETY: setting a signal's disposition to its default, before any thread is started.
-        unsafe {
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        }
+        end_like_cat_on_a_closed_stdout();
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
