@@ -499,7 +499,7 @@ fn events_dlq_and_replay_commands_talk_to_a_running_gateway() {
     // Two events without an order id: both dead-lettered (dlq_1, dlq_2).
     for (file, status) in [("bad.json", "filled"), ("bad2.json", "open")] {
         let body = format!(
-            r#"{{"event":"order.updated","timestamp":"2024-01-15T10:30:01Z","data":{{"status":"{status}"}}}}"#
+            r#"{{"event":"order.updated","timestamp":"2024-01-15T10:30:01Z","data":{{"status":"{status}","n":1E+2,"n":123456789012345678901234567890}}}}"#
         );
         std::fs::write(dir.path().join(file), body).unwrap();
         let bad = tradehook(dir.path())
@@ -518,6 +518,12 @@ fn events_dlq_and_replay_commands_talk_to_a_running_gateway() {
     );
     let (ok, shown) = cli(&["events", "show", "evt_1"]);
     assert!(ok && shown.contains("\"orderId\""), "{shown}");
+    // Shown as stored: a long number keeps its digits, a repeated key both values.
+    let exact = "\"n\": 1E+2,\n      \"n\": 123456789012345678901234567890";
+    let (ok, shown) = cli(&["events", "show", "evt_2"]);
+    assert!(ok && shown.contains(exact), "{shown}");
+    let (ok, listed) = cli(&["events", "list", "--json"]);
+    assert!(ok && listed.contains("123456789012345678901234567890") && listed.contains("1E+2"), "{listed}");
     let (ok, dlq) = cli(&["dlq", "list"]);
     assert!(ok && dlq.contains("dlq_1") && dlq.contains("orderId"), "{dlq}");
     // Paged: the newest, then where the next page starts, then the rest.

@@ -8,8 +8,10 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use bytes::Bytes;
 use http::{Method, StatusCode};
+use serde_json::value::RawValue;
 
 use crate::config::Config;
+use crate::ingest::signature::RawObject;
 use crate::server::ADMIN_TOKEN_FILE;
 
 /// Where the management API is and the token for it.
@@ -110,6 +112,18 @@ impl ApiClient {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> anyhow::Result<serde_json::Value> {
+        let answer = self.call_raw(method, path, body).await?;
+        Ok(serde_json::from_slice(&answer).unwrap_or(serde_json::Value::Null))
+    }
+
+    /// [`call`](Self::call), returning the answer's bytes as the gateway sent them: a payload
+    /// read into a `Value` loses digits of long numbers and all but one of repeated keys.
+    pub async fn call_raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> anyhow::Result<Bytes> {
         let url = format!("{}/api/v1{path}", self.base);
         let mut headers = vec![("authorization".to_string(), format!("Bearer {}", self.token))];
         if body.is_some() {
@@ -117,15 +131,15 @@ impl ApiClient {
         }
         let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
         let (status, answer) = request(method, &url, &headers, bytes, self.cacert.as_deref()).await?;
-        let json: serde_json::Value = serde_json::from_slice(&answer).unwrap_or(serde_json::Value::Null);
         if !status.is_success() {
+            let json: serde_json::Value = serde_json::from_slice(&answer).unwrap_or(serde_json::Value::Null);
             let reason = json["reason"]
                 .as_str()
                 .map(str::to_owned)
                 .unwrap_or_else(|| String::from_utf8_lossy(&answer).into_owned());
             return Err(Refused { status: status.as_u16(), message: format!("{url} answered {}: {reason}", status.as_u16()) }.into());
         }
-        Ok(json)
+        Ok(answer)
     }
 }
 
@@ -143,5 +157,84 @@ impl Refused {
     /// not refusing this request (a wrong token, a missing path).
     pub fn is_transient(&self) -> bool {
         self.status == 408 || self.status == 429 || self.status >= 500
+    }
+}
+
+/// `json` indented as `serde_json::to_string_pretty` does, with every number, string and repeated
+/// key as the gateway wrote it (a `Value` made 123456789012345678901234567890 into
+/// 1.2345678901234568e29 and 1E+2 into 100.0). `Err` when it is not JSON.
+pub fn pretty(json: &[u8]) -> anyhow::Result<String> {
+    let value: &RawValue = serde_json::from_slice(json)?;
+    let mut out = String::new();
+    write_pretty(value, 0, &mut out)?;
+    Ok(out)
+}
+
+fn write_pretty(value: &RawValue, depth: usize, out: &mut String) -> anyhow::Result<()> {
+    let text = value.get().trim();
+    let indent = |out: &mut String, depth: usize| out.extend(std::iter::repeat_n("  ", depth));
+    // Each item with its name when it is an object's member.
+    type Items = Vec<(Option<String>, Box<RawValue>)>;
+    let (open, close, items): (char, char, Items) = match text.as_bytes().first() {
+        Some(b'{') => {
+            let RawObject(members) = serde_json::from_str(text)?;
+            ('{', '}', members.into_iter().map(|(name, member)| (Some(name), member)).collect())
+        }
+        Some(b'[') => {
+            let items: Vec<Box<RawValue>> = serde_json::from_str(text)?;
+            ('[', ']', items.into_iter().map(|item| (None, item)).collect())
+        }
+        _ => {
+            out.push_str(text);
+            return Ok(());
+        }
+    };
+    out.push(open);
+    for (i, (name, item)) in items.iter().enumerate() {
+        out.push_str(if i == 0 { "\n" } else { ",\n" });
+        indent(out, depth + 1);
+        if let Some(name) = name {
+            out.push_str(&serde_json::to_string(name)?);
+            out.push_str(": ");
+        }
+        write_pretty(item, depth + 1, out)?;
+    }
+    if !items.is_empty() {
+        out.push('\n');
+        indent(out, depth);
+    }
+    out.push(close);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pretty;
+
+    #[test]
+    fn pretty_keeps_every_number_string_and_repeated_key_as_written() {
+        let answer = br#"{"id":"evt_1","payload":{"big":123456789012345678901234567890,"f":0.1000000000000000055511151231257827,"e":1E+2,"s":"a\u0041","dup":1,"dup":2,"list":[1.50,[],{}]}}"#;
+        let expected = r#"{
+  "id": "evt_1",
+  "payload": {
+    "big": 123456789012345678901234567890,
+    "f": 0.1000000000000000055511151231257827,
+    "e": 1E+2,
+    "s": "a\u0041",
+    "dup": 1,
+    "dup": 2,
+    "list": [
+      1.50,
+      [],
+      {}
+    ]
+  }
+}"#;
+        assert_eq!(pretty(answer).unwrap(), expected);
+        // Without repeated keys or long numbers it is serde_json's own pretty form.
+        let plain = br#"{"a":[1,{"b":null}],"c":"x"}"#;
+        let value: serde_json::Value = serde_json::from_slice(plain).unwrap();
+        assert_eq!(pretty(plain).unwrap(), serde_json::to_string_pretty(&value).unwrap());
+        assert!(pretty(b"not json").is_err());
     }
 }

@@ -4,7 +4,7 @@
 use http::Method;
 use serde_json::json;
 
-use super::client::{ApiArgs, ApiClient};
+use super::client::{pretty, ApiArgs, ApiClient};
 use super::events::query;
 use crate::config::Config;
 use crate::ingest::signature::percent_encode as encode;
@@ -88,8 +88,8 @@ pub async fn run(command: DlqCommand, config: &Config) -> anyhow::Result<()> {
         }
         DlqCommand::Show { id, api } => {
             let client = ApiClient::new(&api, config)?;
-            let answer = client.call(Method::GET, &format!("/dlq/{}", encode(&id)), None).await?;
-            println!("{}", serde_json::to_string_pretty(&answer)?);
+            let answer = client.call_raw(Method::GET, &format!("/dlq/{}", encode(&id)), None).await?;
+            println!("{}", pretty(&answer)?);
         }
         DlqCommand::Replay { id, all, source, reason, api } => {
             let client = ApiClient::new(&api, config)?;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use http::Method;
 
-use super::client::{ApiArgs, ApiClient, Refused};
+use super::client::{pretty, ApiArgs, ApiClient, Refused};
 use crate::config::Config;
 use crate::ingest::signature::percent_encode as encode;
 
@@ -81,10 +81,16 @@ pub async fn run(command: EventsCommand, config: &Config) -> anyhow::Result<()> 
                 "/events{}",
                 query(&[("source", source), ("type", event_type), ("limit", Some(limit.to_string()))])
             );
-            let answer = client.call(Method::GET, &path, None).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&answer["events"])?);
+                /// The page with its events as the gateway wrote them.
+                #[derive(serde::Deserialize)]
+                struct Page {
+                    events: Box<serde_json::value::RawValue>,
+                }
+                let page: Page = serde_json::from_slice(&client.call_raw(Method::GET, &path, None).await?)?;
+                println!("{}", pretty(page.events.get().as_bytes())?);
             } else {
+                let answer = client.call(Method::GET, &path, None).await?;
                 for event in answer["events"].as_array().into_iter().flatten() {
                     println!("{}", line(event));
                 }
@@ -92,8 +98,8 @@ pub async fn run(command: EventsCommand, config: &Config) -> anyhow::Result<()> 
         }
         EventsCommand::Show { id, api } => {
             let client = ApiClient::new(&api, config)?;
-            let answer = client.call(Method::GET, &format!("/events/{}", encode(&id)), None).await?;
-            println!("{}", serde_json::to_string_pretty(&answer)?);
+            let answer = client.call_raw(Method::GET, &format!("/events/{}", encode(&id)), None).await?;
+            println!("{}", pretty(&answer)?);
         }
         EventsCommand::Tail { source, api } => {
             let client = ApiClient::new(&api, config)?;

@@ -17,7 +17,7 @@ mod stripe;
 mod token;
 
 #[cfg(feature = "server")]
-pub(crate) use token::percent_encode;
+pub(crate) use token::{percent_encode, RawObject};
 
 #[cfg(test)]
 mod tests;

@@ -156,8 +156,8 @@ fn strip_field(body: &[u8], field: &str) -> Option<(RawObject, Box<RawValue>)> {
     Some((RawObject(kept), value))
 }
 
-/// A JSON object as its members in order, each value as its own text.
-struct RawObject(Vec<(String, Box<RawValue>)>);
+/// A JSON object as its members in order (duplicates too), each value as its own text.
+pub(crate) struct RawObject(pub Vec<(String, Box<RawValue>)>);
 
 impl<'de> Deserialize<'de> for RawObject {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
