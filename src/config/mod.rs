@@ -468,6 +468,10 @@ fn default_token_field() -> String {
     "passphrase".into()
 }
 
+/// The shortest `store.retention`: below it a sender's retry of an acknowledged event (Stripe and
+/// others retry for hours to days) would be stored and applied again, not answered as a duplicate.
+pub const MIN_RETENTION: Duration = Duration::from_secs(3600);
+
 /// A configuration that cannot be used; the message names the key and the problem.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {0}")]
@@ -503,6 +507,12 @@ impl Config {
         }
         if let Err(problem) = check_log_level(&self.log.level) {
             return fail("log.level", problem);
+        }
+        if self.store.retention < MIN_RETENTION {
+            return fail(
+                "store.retention",
+                "must be at least 1h: an event id de-duplicates only while its event is kept, and senders retry for hours".into(),
+            );
         }
         if self.store.lease < Duration::from_secs(1) {
             return fail("store.lease", "must be at least 1s".into());

@@ -109,6 +109,18 @@ fn bad_listen_address_is_named() {
 fn bad_duration_is_named() {
     let err = load_toml("[store]\nretention = \"forever\"\n").unwrap_err().to_string();
     assert!(err.contains("store.retention") && err.contains("forever"), "{err}");
+    // A retention shorter than senders retry would end de-duplication before their retries.
+    for short in ["\"0s\"", "\"59m\"", "30"] {
+        let err = load_toml(&format!("[store]\nretention = {short}\n")).unwrap_err().to_string();
+        assert!(err.contains("store.retention") && err.contains("at least 1h"), "{short}: {err}");
+    }
+    assert!(load_toml("[store]\nretention = \"1h\"\n").is_ok());
+    // A number that is not whole says what is expected.
+    let err = load_toml("[store]\nretention = 30.5\n").unwrap_err().to_string();
+    assert!(err.contains("store.retention") && err.contains("whole number of seconds"), "{err}");
+    let source = "[[source]]\nname = \"a\"\nsignature = \"hmac-sha256\"\nsecrets = [\"s3cret-value\"]\nmax_body = 1.5\n";
+    let err = load_toml(source).unwrap_err().to_string();
+    assert!(err.contains("whole number of bytes"), "{err}");
 }
 
 #[test]

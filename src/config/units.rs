@@ -5,7 +5,7 @@ use serde::{Deserialize, Deserializer};
 
 pub(super) fn de_size<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
     #[derive(Deserialize)]
-    #[serde(untagged)]
+    #[serde(untagged, expecting = "a size like \"256KiB\" or a whole number of bytes")]
     enum Size {
         Bytes(u64),
         Text(String),
@@ -31,7 +31,7 @@ pub(crate) mod humantime_serde_compat {
     use serde::{Deserialize, Deserializer, Serializer};
 
     #[derive(Deserialize)]
-    #[serde(untagged)]
+    #[serde(untagged, expecting = "a duration like \"30s\" or \"5m\", or a whole number of seconds")]
     enum Raw {
         Seconds(u64),
         Text(String),
