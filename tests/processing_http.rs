@@ -192,6 +192,9 @@ async fn schema_invalid_event_is_acked_then_dead_lettered_without_touching_state
     assert_eq!(api_get(server.addr, "/dlq?before=evt_1").await.status, StatusCode::BAD_REQUEST);
     let orders = api_get(server.addr, "/orders").await;
     assert!(orders.json["orders"].as_array().unwrap().is_empty(), "{}", orders.text);
+    // The events API says how processing ended.
+    let event = api_get(server.addr, &format!("/events/{id}")).await;
+    assert_eq!(event.json["outcome"], "dead", "{}", event.text);
 }
 
 #[tokio::test]
@@ -259,6 +262,8 @@ async fn replaying_an_applied_event_changes_nothing() {
     send(&server, order_created("r0", "o7", "buy", 1.0)).await;
     let fill = send(&server, order_filled("r1", "o7", 1.0, 50.0, "2024-01-15T10:30:01Z")).await;
     wait_processed(server.addr).await;
+    let event = api_get(server.addr, &format!("/events/{fill}")).await;
+    assert_eq!(event.json["outcome"], "applied", "{}", event.text);
     let before = api_get(server.addr, "/positions").await;
     let replay = api_post(server.addr, &format!("/events/{fill}/replay"), json!({})).await;
     assert_eq!(replay.status, StatusCode::ACCEPTED, "{}", replay.text);

@@ -46,9 +46,14 @@ pub enum EventsCommand {
     },
 }
 
-/// One line per event: id, arrival, source, type, processing state.
+/// One line per event: id, arrival, source, type, processing state (`pending`, or how it ended:
+/// `applied`, `stored`, `dead` …).
 fn line(event: &serde_json::Value) -> String {
-    let processed = if event["processedAt"].is_null() { "pending" } else { "processed" };
+    let processed = match (event["processedAt"].is_null(), event["outcome"].as_str()) {
+        (true, _) => "pending",
+        (false, Some(outcome)) => outcome,
+        (false, None) => "processed",
+    };
     format!(
         "{:<12} {}  {:<10} {:<28} {}",
         event["id"].as_str().unwrap_or("?"),

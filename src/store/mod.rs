@@ -88,6 +88,9 @@ pub struct StoredEvent {
     pub payload: Box<serde_json::value::RawValue>,
     /// When processing finished, RFC 3339; `None` while pending.
     pub processed_at: Option<String>,
+    /// How processing finished: `applied`, `stored` (not a trading event), `dead` (in the
+    /// dead-letter queue) …; `None` while pending.
+    pub outcome: Option<String>,
 }
 
 impl StoredEvent {

@@ -245,7 +245,7 @@ fn next_count_in(took: Duration) -> Duration {
 }
 
 const EVENT_COLUMNS: &str =
-    "seq, source, event_key, event_type, received_at, client_ip, headers, body, processed_at";
+    "seq, source, event_key, event_type, received_at, client_ip, headers, body, processed_at, outcome";
 
 fn event_from_row(row: &Row) -> StoredEvent {
     let headers: String = row.get(6);
@@ -263,6 +263,8 @@ fn event_from_row(row: &Row) -> StoredEvent {
         headers: serde_json::from_str(&headers).unwrap_or(serde_json::Value::Null),
         payload,
         processed_at: row.get::<_, Option<i64>>(8).map(rfc3339),
+        // Written with processed_at; an event processed before outcomes were kept has none.
+        outcome: row.get::<_, Option<String>>(9).filter(|_| row.get::<_, Option<i64>>(8).is_some()),
     }
 }
 

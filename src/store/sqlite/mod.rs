@@ -361,7 +361,8 @@ impl SqliteStore {
 }
 
 const EVENT_COLUMNS: &str = "seq, seq, source, event_key, event_type, received_at, client_ip, headers, body,
-     (SELECT at FROM processed WHERE processed.seq = events.seq)";
+     (SELECT at FROM processed WHERE processed.seq = events.seq),
+     (SELECT outcome FROM processed WHERE processed.seq = events.seq)";
 
 fn event_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
     let headers: String = row.get(7)?;
@@ -378,6 +379,7 @@ fn event_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
         headers: serde_json::from_str(&headers).unwrap_or(serde_json::Value::Null),
         payload,
         processed_at: row.get::<_, Option<i64>>(9)?.map(rfc3339),
+        outcome: row.get(10)?,
     })
 }
 
