@@ -90,6 +90,43 @@ fn fill_before_order_affects_the_position_once_the_order_is_known() {
 }
 
 #[test]
+fn a_position_counts_running_total_fills_and_trade_fills_of_one_order_in_any_arrival_order() {
+    // Failed before: the position held only the trade (0.3 @ 110), the order 0.8 filled.
+    let events = [
+        ev(
+            "order.created",
+            "2024-01-15T10:30:01Z",
+            None,
+            json!({"orderId": "o", "symbol": "S", "side": "buy", "quantity": 1}),
+        ),
+        ev(
+            "order.updated",
+            "2024-01-15T10:30:02Z",
+            None,
+            json!({"orderId": "o", "status": "partially_filled", "filledQuantity": 0.5, "averagePrice": 100}),
+        ),
+        ev(
+            "order.updated",
+            "2024-01-15T10:30:03Z",
+            None,
+            json!({"orderId": "o", "tradeId": "t2", "lastQuantity": 0.3, "lastPrice": 110,
+                   "filledQuantity": 0.8, "averagePrice": 103.75}),
+        ),
+    ];
+    let key = PositionKey { account: None, symbol: "S".into() };
+    for arrival in [[0, 1, 2], [0, 2, 1], [2, 1, 0]] {
+        let mut state = TradingState::new();
+        for i in arrival {
+            state.apply(&events[i]);
+        }
+        let position = &state.positions[&key];
+        assert_eq!((position.net_quantity, position.average_price), (d("0.8"), d("103.75")), "{arrival:?}");
+        let order = &state.orders["o"];
+        assert_eq!((order.filled_quantity, order.average_price), (d("0.8"), Some(d("103.75"))));
+    }
+}
+
+#[test]
 fn fills_move_when_the_orders_account_becomes_known() {
     let mut state = TradingState::new();
     state.apply(&ev(
