@@ -347,6 +347,64 @@ async fn an_amended_paper_stop_fills_at_its_new_level_for_its_new_size() {
 }
 
 #[tokio::test]
+async fn a_paper_stop_after_a_margin_reduction_closes_the_position_without_flipping_it() {
+    // Failed before: the legs stayed sized 2 after the reduction to 1 and the stop sold 2 (short 1).
+    let server = TestServer::start_with(trading).await;
+    let entry = |id: &str, kind: &str, data: serde_json::Value| {
+        let mut body = json!({"id": id, "event": kind, "timestamp": now(), "data": {"orderId": "e2",
+            "symbol": "SOL/USD", "side": "buy", "type": "market", "quantity": 2}});
+        body["data"].as_object_mut().unwrap().extend(data.as_object().unwrap().clone());
+        body
+    };
+    send(&server, entry("c1", "order.created", json!({"status": "pending"}))).await;
+    send(
+        &server,
+        entry("f1", "order.updated", json!({"status": "filled", "filledQuantity": 2, "averagePrice": 10})),
+    )
+    .await;
+    intents_when(&server, "the pair placed", |all| {
+        of(all, "bracket_on_fill").iter().filter(|l| l["outcome"] == "sent").count() == 2
+    })
+    .await;
+    wait_processed(server.addr).await;
+    // Margin ratio over the threshold: the guard sells half (1), the legs follow down to 1.
+    send(
+        &server,
+        json!({"id": "m1", "event": "position.updated", "timestamp": now(), "data": {"symbol": "SOL/USD",
+            "side": "long", "quantity": 2, "averagePrice": 10, "markPrice": 10, "marginRatio": 0.9}}),
+    )
+    .await;
+    let all = intents_when(&server, "the legs resized", |all| {
+        of(all, "bracket_on_fill")
+            .iter()
+            .filter(|l| l["intent"]["op"] == "amend" && l["outcome"] == "sent")
+            .count()
+            == 2
+    })
+    .await;
+    assert!(of(&all, "bracket_on_fill")
+        .iter()
+        .filter(|l| l["intent"]["op"] == "amend")
+        .all(|l| l["intent"]["quantity"] == "1"));
+    wait_processed(server.addr).await;
+    // A mark under the stop (9.8): the stop fills what is left, 1.
+    send(
+        &server,
+        json!({"id": "m2", "event": "position.updated", "timestamp": now(),
+            "data": {"symbol": "SOL/USD", "markPrice": 9.5}}),
+    )
+    .await;
+    intents_when(&server, "the take-profit cancelled", |all| {
+        of(all, "bracket_on_fill").iter().any(|i| i["intent"]["op"] == "cancel" && i["outcome"] == "sent")
+    })
+    .await;
+    wait_processed(server.addr).await;
+    let positions = api_get(server.addr, "/positions").await;
+    let position = &positions.json["positions"][0];
+    assert_eq!(position["netQuantity"], json!(0), "{}", positions.text);
+}
+
+#[tokio::test]
 async fn signals_reach_the_http_broker_signed_with_the_api_key() {
     use common::receiver::{Receiver, Script};
     let broker = Receiver::start(Script::Ok).await;
