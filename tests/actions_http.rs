@@ -174,6 +174,31 @@ async fn a_liquidation_fill_gets_no_bracket() {
 }
 
 #[tokio::test]
+async fn back_to_back_signals_stay_within_max_position() {
+    // Failed before (when the alerts were decided before the paper fills came back): every alert
+    // placed an order.
+    let server = TestServer::start_with(|config| {
+        trading(config);
+        config.routes.truncate(1);
+        config.actions = serde_json::from_value(json!({"signal_to_order": {"max_position": "0.5",
+            "max_order": "5", "max_orders_per_minute": 60, "max_signal_age": "5m"}}))
+        .unwrap();
+    })
+    .await;
+    for price in [50000.0, 50001.0, 50002.0] {
+        alert(&server, "buy", price).await;
+    }
+    let all = intents_when(&server, "three decisions", |all| of(all, "signal_to_order").len() == 3).await;
+    let outcomes: Vec<_> = of(&all, "signal_to_order").iter().map(|i| i["outcome"].clone()).collect();
+    assert_eq!(outcomes.iter().filter(|o| **o == "refused").count(), 1, "{all:?}");
+    eventually(15, "the two entries filled", || async {
+        let positions = api_get(server.addr, "/positions").await;
+        (positions.json["positions"][0]["netQuantity"] == json!(0.5)).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn signals_inside_a_maintenance_window_are_refused_with_the_reason() {
     let server = TestServer::start_with(trading).await;
     let start = (chrono::Utc::now() - chrono::Duration::minutes(5)).to_rfc3339();
