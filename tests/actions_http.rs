@@ -174,6 +174,31 @@ async fn a_liquidation_fill_gets_no_bracket() {
 }
 
 #[tokio::test]
+async fn back_to_back_signals_stay_within_max_position() {
+    // Failed before (when the alerts were decided before the paper fills came back): every alert
+    // placed an order.
+    let server = TestServer::start_with(|config| {
+        trading(config);
+        config.routes.truncate(1);
+        config.actions = serde_json::from_value(json!({"signal_to_order": {"max_position": "0.5",
+            "max_order": "5", "max_orders_per_minute": 60, "max_signal_age": "5m"}}))
+        .unwrap();
+    })
+    .await;
+    for price in [50000.0, 50001.0, 50002.0] {
+        alert(&server, "buy", price).await;
+    }
+    let all = intents_when(&server, "three decisions", |all| of(all, "signal_to_order").len() == 3).await;
+    let outcomes: Vec<_> = of(&all, "signal_to_order").iter().map(|i| i["outcome"].clone()).collect();
+    assert_eq!(outcomes.iter().filter(|o| **o == "refused").count(), 1, "{all:?}");
+    eventually(15, "the two entries filled", || async {
+        let positions = api_get(server.addr, "/positions").await;
+        (positions.json["positions"][0]["netQuantity"] == json!(0.5)).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn signals_inside_a_maintenance_window_are_refused_with_the_reason() {
     let server = TestServer::start_with(trading).await;
     let start = (chrono::Utc::now() - chrono::Duration::minutes(5)).to_rfc3339();
@@ -344,6 +369,64 @@ async fn an_amended_paper_stop_fills_at_its_new_level_for_its_new_size() {
     let position = &positions.json["positions"][0];
     assert_eq!(position["side"], "flat", "{}", positions.text);
     assert_eq!(position["realizedPnl"], json!(-150), "3 × (1970 − 2020)");
+}
+
+#[tokio::test]
+async fn a_paper_stop_after_a_margin_reduction_closes_the_position_without_flipping_it() {
+    // Failed before: the legs stayed sized 2 after the reduction to 1 and the stop sold 2 (short 1).
+    let server = TestServer::start_with(trading).await;
+    let entry = |id: &str, kind: &str, data: serde_json::Value| {
+        let mut body = json!({"id": id, "event": kind, "timestamp": now(), "data": {"orderId": "e2",
+            "symbol": "SOL/USD", "side": "buy", "type": "market", "quantity": 2}});
+        body["data"].as_object_mut().unwrap().extend(data.as_object().unwrap().clone());
+        body
+    };
+    send(&server, entry("c1", "order.created", json!({"status": "pending"}))).await;
+    send(
+        &server,
+        entry("f1", "order.updated", json!({"status": "filled", "filledQuantity": 2, "averagePrice": 10})),
+    )
+    .await;
+    intents_when(&server, "the pair placed", |all| {
+        of(all, "bracket_on_fill").iter().filter(|l| l["outcome"] == "sent").count() == 2
+    })
+    .await;
+    wait_processed(server.addr).await;
+    // Margin ratio over the threshold: the guard sells half (1), the legs follow down to 1.
+    send(
+        &server,
+        json!({"id": "m1", "event": "position.updated", "timestamp": now(), "data": {"symbol": "SOL/USD",
+            "side": "long", "quantity": 2, "averagePrice": 10, "markPrice": 10, "marginRatio": 0.9}}),
+    )
+    .await;
+    let all = intents_when(&server, "the legs resized", |all| {
+        of(all, "bracket_on_fill")
+            .iter()
+            .filter(|l| l["intent"]["op"] == "amend" && l["outcome"] == "sent")
+            .count()
+            == 2
+    })
+    .await;
+    assert!(of(&all, "bracket_on_fill")
+        .iter()
+        .filter(|l| l["intent"]["op"] == "amend")
+        .all(|l| l["intent"]["quantity"] == "1"));
+    wait_processed(server.addr).await;
+    // A mark under the stop (9.8): the stop fills what is left, 1.
+    send(
+        &server,
+        json!({"id": "m2", "event": "position.updated", "timestamp": now(),
+            "data": {"symbol": "SOL/USD", "markPrice": 9.5}}),
+    )
+    .await;
+    intents_when(&server, "the take-profit cancelled", |all| {
+        of(all, "bracket_on_fill").iter().any(|i| i["intent"]["op"] == "cancel" && i["outcome"] == "sent")
+    })
+    .await;
+    wait_processed(server.addr).await;
+    let positions = api_get(server.addr, "/positions").await;
+    let position = &positions.json["positions"][0];
+    assert_eq!(position["netQuantity"], json!(0), "{}", positions.text);
 }
 
 #[tokio::test]

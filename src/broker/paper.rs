@@ -3,6 +3,12 @@
 //! price, and accepts the rest (stops, uncrossed limits) as resting `new` orders; amends and
 //! cancels become `order.updated` and `order.cancelled`.
 //!
+//! Reduce-only, as a venue enforces it: such an order never increases or flips a position. The
+//! intent carries `positionQuantity`, the signed net position of its account and symbol when the
+//! worker decided it; a reduce-only fill is capped at the opposite of it. What the cap leaves
+//! over is cancelled (a resting order that fills in part) or the order is rejected (nothing to
+//! reduce). An intent without `positionQuantity` (queued by an older version) is not capped.
+//!
 //! Pure: it turns one intent into the seed 001 order events a venue would send. The dispatcher
 //! stores them under source `paper` with ids derived from the client order id, so a re-sent
 //! intent produces duplicates that ingest de-duplication drops.
@@ -57,16 +63,47 @@ pub fn execute(intent: &Value, now: &str) -> Result<Vec<(String, Value)>, String
             // A resting order the price reached (decided by the worker from the last price).
             let quantity = number("quantity").ok_or("a fill needs a quantity")?;
             let price = number("fillPrice").ok_or("a fill needs a fillPrice")?;
+            let reduce_only = intent.get("reduceOnly").and_then(Value::as_bool).unwrap_or(false);
+            let buy = text("side").is_some_and(|s| s.eq_ignore_ascii_case("buy"));
+            let fillable = fillable(quantity, reduce_only, buy, number("positionQuantity"));
+            if fillable.is_zero() {
+                let data = json!({ "orderId": order_id, "clientOrderId": order_client_id, "status": "cancelled",
+                    "reason": NOTHING_TO_REDUCE });
+                return Ok(vec![event("fill", "order.cancelled", data)]);
+            }
+            let status = if fillable < quantity { "partially_filled" } else { "filled" };
             let data = json!({ "orderId": order_id, "clientOrderId": order_client_id,
-                "symbol": text("symbol"), "side": text("side"), "status": "filled",
-                "filledQuantity": quantity.to_string(), "averagePrice": price.to_string(),
-                "tradeId": format!("{order_client_id}-fill"), "lastQuantity": quantity.to_string(),
-                "lastPrice": price.to_string(),
-                "reduceOnly": intent.get("reduceOnly").and_then(Value::as_bool).unwrap_or(false) });
-            Ok(vec![event("fill", "order.updated", data)])
+                "symbol": text("symbol"), "side": text("side"), "status": status,
+                "filledQuantity": fillable.to_string(), "averagePrice": price.to_string(),
+                "tradeId": format!("{order_client_id}-fill"), "lastQuantity": fillable.to_string(),
+                "lastPrice": price.to_string(), "reduceOnly": reduce_only });
+            let mut events = vec![event("fill", "order.updated", data)];
+            if fillable < quantity {
+                events.push(event("fill-rest", "order.cancelled", rest_cancelled(&order_id, &order_client_id)));
+            }
+            Ok(events)
         }
         _ => place(intent, &client_id, &order_id, number, text, event),
     }
+}
+
+/// Why a reduce-only order did not fill (at all).
+const NOTHING_TO_REDUCE: &str = "reduce-only: no opposite position to reduce";
+
+/// How much of `quantity` may fill: all of it, unless the order is reduce-only and the position
+/// (signed net, when known) is smaller on the opposite side or not opposite at all.
+fn fillable(quantity: Decimal, reduce_only: bool, buy: bool, position: Option<Decimal>) -> Decimal {
+    match position.filter(|_| reduce_only) {
+        None => quantity,
+        // A buy reduces a short (negative net), a sell a long.
+        Some(net) => quantity.min(if buy { -net } else { net }).max(Decimal::ZERO),
+    }
+}
+
+/// The cancel of what a capped reduce-only fill left over.
+fn rest_cancelled(order_id: &str, client_id: &str) -> Value {
+    json!({ "orderId": order_id, "clientOrderId": client_id, "status": "cancelled",
+        "reason": "reduce-only: the rest would have flipped the position" })
 }
 
 fn place(
@@ -105,12 +142,22 @@ fn place(
         created["price"] = json!(price.to_string());
     }
     let mut events = vec![event("new", "order.created", created)];
-    if let Some(price) = fill_price {
-        let filled = json!({ "orderId": order_id, "clientOrderId": client_id, "symbol": symbol, "side": side,
-            "status": "filled", "filledQuantity": quantity.to_string(), "averagePrice": price.to_string(),
-            "tradeId": format!("{client_id}-fill"), "lastQuantity": quantity.to_string(),
-            "lastPrice": price.to_string(), "reduceOnly": reduce_only });
-        events.push(event("fill", "order.updated", filled));
+    let Some(price) = fill_price else { return Ok(events) };
+    let fillable = fillable(quantity, reduce_only, buy, number("positionQuantity"));
+    if fillable.is_zero() {
+        let rejected = json!({ "orderId": order_id, "clientOrderId": client_id, "status": "rejected",
+            "reason": NOTHING_TO_REDUCE });
+        events.push(event("fill", "order.updated", rejected));
+        return Ok(events);
+    }
+    let status = if fillable < quantity { "partially_filled" } else { "filled" };
+    let filled = json!({ "orderId": order_id, "clientOrderId": client_id, "symbol": symbol, "side": side,
+        "status": status, "filledQuantity": fillable.to_string(), "averagePrice": price.to_string(),
+        "tradeId": format!("{client_id}-fill"), "lastQuantity": fillable.to_string(),
+        "lastPrice": price.to_string(), "reduceOnly": reduce_only });
+    events.push(event("fill", "order.updated", filled));
+    if fillable < quantity {
+        events.push(event("fill-rest", "order.cancelled", rest_cancelled(order_id, client_id)));
     }
     Ok(events)
 }
@@ -187,6 +234,48 @@ mod tests {
         assert_eq!(events[0].1["data"]["price"], "95.5", "the new stop level");
         assert_eq!(events[0].1["data"]["orderId"], "paper-th-5", "the amend changes the earlier order");
         assert_eq!(events[0].0, "th-6:amend", "named by the amend's own id");
+    }
+
+    #[test]
+    fn a_reduce_only_fill_is_capped_at_the_opposite_position_and_the_rest_cancelled() {
+        // Failed before: the stop of a bracket sized 2 filled 2 on a long of 0.5 (short 1.5).
+        let stop = json!({"op": "fill", "clientOrderId": "thsl-1", "symbol": "X", "side": "sell",
+            "quantity": "2", "fillPrice": "9.5", "reduceOnly": true, "positionQuantity": "0.5"});
+        let events = execute(&stop, NOW).unwrap();
+        let data = &events[0].1["data"];
+        assert_eq!((data["lastQuantity"].as_str(), data["status"].as_str()), (Some("0.5"), Some("partially_filled")));
+        assert_eq!((events[1].0.as_str(), events[1].1["event"].as_str()), ("thsl-1:fill-rest", Some("order.cancelled")));
+        // Flat, or on the same side: nothing fills.
+        for position in ["0", "-1"] {
+            let mut flat = stop.clone();
+            flat["positionQuantity"] = json!(position);
+            let events = execute(&flat, NOW).unwrap();
+            assert_eq!(events.len(), 1);
+            assert_eq!(events[0].1["event"], "order.cancelled", "{position}");
+        }
+        // A position at least as large fills the whole order; not reduce-only is never capped.
+        let mut large = stop.clone();
+        large["positionQuantity"] = json!("3");
+        assert_eq!(execute(&large, NOW).unwrap()[0].1["data"]["lastQuantity"], "2");
+        let mut plain = stop;
+        plain["reduceOnly"] = json!(false);
+        assert_eq!(execute(&plain, NOW).unwrap()[0].1["data"]["lastQuantity"], "2");
+    }
+
+    #[test]
+    fn a_reduce_only_market_order_fills_at_most_the_opposite_position() {
+        let reduce = |position: &str| {
+            json!({"clientOrderId": "thmg-1", "symbol": "X", "side": "buy", "orderType": "market",
+                "quantity": "1", "referencePrice": "10", "reduceOnly": true, "positionQuantity": position})
+        };
+        let events = execute(&reduce("-0.4"), NOW).unwrap();
+        assert_eq!(events.len(), 3);
+        assert_eq!(events[1].1["data"]["lastQuantity"], "0.4");
+        assert_eq!(events[2].1["event"], "order.cancelled");
+        let events = execute(&reduce("0.4"), NOW).unwrap();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[1].1["data"]["status"], "rejected", "a buy cannot reduce a long");
+        assert_eq!(execute(&reduce("-5"), NOW).unwrap()[1].1["data"]["lastQuantity"], "1");
     }
 
     #[test]

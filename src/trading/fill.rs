@@ -6,6 +6,11 @@
 //! between successive distinct snapshots sorted by cumulative quantity. Because the order keeps
 //! the *set* of snapshots and derives from it, the fills are the same whatever the arrival order,
 //! and a late lower snapshot refines the split instead of being lost.
+//!
+//! A source may send both for one order (running totals first, trade ids later, or a trade report
+//! carrying the order's running total). The trades are then fills as reported, and the part of
+//! the highest running total they do not account for is one more fill, the *remainder* (see
+//! [`remainder_execution`]), so the fills always add up to the largest filled quantity known.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -14,7 +19,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use super::decimal::{div, mul, sub};
+use super::decimal::{add, div, mul, sub};
 use super::order::Side;
 
 /// One execution attributed to an order, as positions consume it.
@@ -110,6 +115,42 @@ pub(crate) fn trade_executions(trades: &BTreeMap<String, Trade>) -> Vec<Executio
             at: t.at,
         })
         .collect()
+}
+
+/// The part of the highest running total that the trades do not account for, as one execution,
+/// and whether its price had to be guessed.
+///
+/// Rule: with trades `Q = Σ qty`, `N = Σ price·qty` and the highest snapshot `C` at average `A`,
+/// when `C > Q` the remainder is `C − Q`, priced `(A·C − N) / (C − Q)` so that the order's fills
+/// add up to `C` at average `A`, keyed `cum:<C>` and timed at that snapshot (like any cumulative
+/// increment, at the report that proves it executed). Which snapshot quantities the trades fall
+/// in is unknown, so the remainder is one fill rather than a split along the lower snapshots (a
+/// split could price its pieces wrongly; one fill is exact whenever the executions without a
+/// trade id were a single piece, and otherwise their average). When that price is not positive
+/// the trades cost more than the running total says: the remainder is priced at `A` and `true`
+/// is returned (the caller alerts). The result depends only on the sets of trades and
+/// snapshots, never on the order they arrived in.
+pub(crate) fn remainder_execution(
+    trades: &[Execution],
+    snapshots: &BTreeMap<Decimal, Snapshot>,
+) -> Option<(Execution, bool)> {
+    let (&total, top) = snapshots.last_key_value()?;
+    let (traded, notional) = trades.iter().fold((Decimal::ZERO, Decimal::ZERO), |(q, n), e| {
+        (add(q, e.quantity), add(n, mul(e.price, e.quantity)))
+    });
+    if total <= traded {
+        return None;
+    }
+    let quantity = sub(total, traded);
+    let price = div(sub(mul(top.average_price, total), notional), quantity).filter(|p| *p > Decimal::ZERO);
+    let execution = Execution {
+        key: format!("cum:{total}"),
+        quantity,
+        price: price.unwrap_or(top.average_price),
+        commission: Decimal::ZERO,
+        at: top.at,
+    };
+    Some((execution, price.is_none()))
 }
 
 /// The price of the increment from `(lo_cum, lo_avg)` to `(hi_cum, hi_avg)`, when positive.

@@ -80,7 +80,7 @@ impl FillBook {
     }
 
     /// Every fill, in canonical order.
-    pub fn iter(&self) -> impl Iterator<Item = &Fill> {
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Fill> {
         self.sorted.values()
     }
 

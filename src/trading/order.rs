@@ -8,8 +8,11 @@
 //! cumulative quantity with different values), where the first arrival wins and an alert is raised.
 //!
 //! Sources that send both trade ids and cumulative snapshots for one order: the fills come from
-//! the trades (they carry exact prices and commissions); snapshots then only raise the filled
-//! quantity if they report more than the trades add up to.
+//! the trades (they carry exact prices and commissions), and when the highest running total is
+//! more than the trades add up to, its remainder is one more fill priced so that the fills total
+//! the running total at its average (`fill::remainder_execution`). So the fills, and the
+//! position built from them, always cover the largest filled quantity the venue reported with a
+//! price, whatever order the two kinds of report arrive in.
 
 use std::collections::BTreeMap;
 
@@ -299,6 +302,7 @@ impl Order {
         let mut alerts = Vec::new();
         let had_fills = self.filled_quantity > Decimal::ZERO;
         let skipped_before = self.derived.skipped.clone();
+        let guessed_before = self.guessed_remainder();
         let overfill_before = self.overfill_quantity.unwrap_or_default();
 
         self.merge_description(event, at);
@@ -335,6 +339,13 @@ impl Order {
             let message = format!(
                 "cumulative fill {cum} is inconsistent with the higher cumulative fills (its increment would \
                  have a non-positive price); left out of the fill split"
+            );
+            alerts.push(self.alert(AlertKind::DataQuality, message, at));
+        }
+        if let Some(total) = self.guessed_remainder().filter(|g| Some(*g) != guessed_before) {
+            let message = format!(
+                "the trades cost more than cumulative fill {total} at its average price; the part of it \
+                 no trade reports is priced at that average"
             );
             alerts.push(self.alert(AlertKind::DataQuality, message, at));
         }
@@ -391,7 +402,8 @@ impl Order {
     }
 
     /// The fills of this order, deterministic, once symbol and side are known (empty before):
-    /// from trades when the source has trade ids, otherwise derived from cumulative snapshots.
+    /// from trades (plus the remainder of a running total they do not reach) when the source has
+    /// trade ids, otherwise derived from cumulative snapshots.
     pub fn fills(&self) -> Vec<Fill> {
         self.fills_from(0)
     }
@@ -567,13 +579,20 @@ impl Order {
         }
     }
 
+    /// The running total whose remainder beyond the trades had to be priced at its average.
+    fn guessed_remainder(&self) -> Option<Decimal> {
+        self.derived.remainder_of.filter(|_| self.derived.remainder_guessed)
+    }
+
     /// Re-derives filled quantity, average price (rule 8), overfill (rule 7) and status.
     fn refresh(&mut self) {
         let executed = self.derived.executed;
         self.filled_quantity = executed.max(self.reported_filled);
-        self.average_price = if self.trades.is_empty() {
-            // Σ(price·qty)/Σqty over the derived increments telescopes to the top snapshot's
-            // average; take it directly so it prints exactly as the venue sent it.
+        let to_top_snapshot = self.derived.remainder_of.is_some() && !self.derived.remainder_guessed;
+        self.average_price = if self.trades.is_empty() || to_top_snapshot {
+            // Σ(price·qty)/Σqty over the derived increments (or the trades and their remainder)
+            // telescopes to the top snapshot's average; take it directly so it prints exactly as
+            // the venue sent it.
             self.snapshots.values().next_back().map(|s| s.average_price)
         } else {
             div(self.derived.notional, executed)

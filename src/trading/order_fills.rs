@@ -4,9 +4,10 @@
 //! Deriving from scratch costs O(k) in the order's k facts, with an allocation per execution;
 //! done on every event, an order with many partial fills would cost O(k²). The usual event adds
 //! one trade or one snapshot above all others, which extends the derivation by one execution:
-//! that case is O(log k), anything else re-derives from scratch. Both give the same executions,
-//! because the incremental step is the next step of the full derivation. The cache is not
-//! persisted and is rebuilt on first use after a load.
+//! that case is O(log k), anything else re-derives from scratch (so does every event while the
+//! trades leave part of the highest running total unexplained: that remainder moves with each
+//! of them). Both give the same executions, because the incremental step is the next step of
+//! the full derivation. The cache is not persisted and is rebuilt on first use after a load.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -15,7 +16,8 @@ use rust_decimal::Decimal;
 
 use super::decimal::{add, mul};
 use super::fill::{
-    cumulative_execution, cumulative_executions, trade_executions, Execution, Snapshot, Trade,
+    cumulative_execution, cumulative_executions, remainder_execution, trade_executions, Execution, Snapshot,
+    Trade,
 };
 
 /// How one event changed an order's facts.
@@ -34,10 +36,16 @@ pub(crate) enum FactChange {
 pub(crate) struct DerivedFills {
     /// Whether the fields below match the facts (false after deserialization).
     valid: bool,
-    /// Executions from trades when there are any, else from cumulative snapshots.
+    /// Executions from trades when there are any (in trade id order, then the remainder of the
+    /// highest running total if the trades do not reach it), else from cumulative snapshots.
     pub executions: Vec<Execution>,
     /// Cumulative quantities left out of the split (empty with trades).
     pub skipped: Vec<Decimal>,
+    /// With trades: the running total whose remainder is the last execution, if any.
+    pub remainder_of: Option<Decimal>,
+    /// Whether that remainder is priced at the running total's average because the trades'
+    /// notional leaves it no positive price (inconsistent reports).
+    pub remainder_guessed: bool,
     /// Σ quantity over `executions`, in list order.
     pub executed: Decimal,
     /// Σ price·quantity over `executions`, in list order.
@@ -57,12 +65,17 @@ pub(crate) type Facts<'a> = (&'a BTreeMap<String, Trade>, &'a BTreeMap<Decimal, 
 impl DerivedFills {
     /// Derives everything from scratch.
     pub fn derive((trades, snapshots): Facts<'_>) -> Self {
-        let (executions, skipped) = if trades.is_empty() {
-            cumulative_executions(snapshots)
+        let mut derived = DerivedFills { valid: true, ..Default::default() };
+        if trades.is_empty() {
+            (derived.executions, derived.skipped) = cumulative_executions(snapshots);
         } else {
-            (trade_executions(trades), Vec::new())
-        };
-        let mut derived = DerivedFills { valid: true, executions, skipped, ..Default::default() };
+            derived.executions = trade_executions(trades);
+            if let Some((remainder, guessed)) = remainder_execution(&derived.executions, snapshots) {
+                derived.remainder_of = snapshots.last_key_value().map(|(total, _)| *total);
+                derived.remainder_guessed = guessed;
+                derived.executions.push(remainder);
+            }
+        }
         derived.resum();
         derived
     }
@@ -83,17 +96,33 @@ impl DerivedFills {
     /// that may differ from before (`None`: the executions are unchanged).
     pub fn update(&mut self, facts: Facts<'_>, changes: &[FactChange]) -> Option<usize> {
         let (trades, snapshots) = facts;
-        // With trades, snapshots only raise the reported quantity: they never make executions.
-        let relevant: Vec<&FactChange> = changes
+        if trades.is_empty() {
+            return match changes {
+                [] => None,
+                [FactChange::NewSnapshot(cum)] => {
+                    self.push_snapshot(*cum, snapshots).or_else(|| self.rederive(facts))
+                }
+                _ => self.rederive(facts),
+            };
+        }
+        // With trades and no remainder before or after, the executions are the trades alone and
+        // running totals change nothing; otherwise the remainder may move: derive again.
+        let new_trades: Vec<(&String, &Trade)> = changes
             .iter()
-            .filter(|c| trades.is_empty() || !matches!(c, FactChange::NewSnapshot(_)))
+            .filter_map(|c| match c {
+                FactChange::NewTrade(id) => trades.get_key_value(id),
+                _ => None,
+            })
             .collect();
-        match relevant.as_slice() {
+        let traded_after = new_trades.iter().fold(self.executed, |q, (_, t)| add(q, t.quantity));
+        let reached = snapshots.last_key_value().is_none_or(|(total, _)| *total <= traded_after);
+        let other = changes.iter().any(|c| matches!(c, FactChange::Other));
+        if self.remainder_of.is_some() || !reached || other {
+            return self.rederive(facts);
+        }
+        match new_trades.as_slice() {
             [] => None,
-            [FactChange::NewTrade(id)] if trades.len() > 1 => Some(self.insert_trade(id, &trades[id])),
-            [FactChange::NewSnapshot(cum)] => {
-                self.push_snapshot(*cum, snapshots).or_else(|| self.rederive(facts))
-            }
+            [(id, trade)] if trades.len() > 1 => Some(self.insert_trade(id, trade)),
             _ => self.rederive(facts),
         }
     }

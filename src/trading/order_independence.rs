@@ -2,7 +2,8 @@
 //! order events arrive in and however often they are repeated.
 //!
 //! The generator builds a few orders on a few symbols, each with a `created` event, fills as
-//! cumulative snapshots or as trade ids, and sometimes a cancel; it never generates conflicting
+//! cumulative snapshots, as trade ids or both (running totals first, then trades that carry the
+//! running total or not), and sometimes a cancel; it never generates conflicting
 //! duplicates (those are first-wins by design and tested in `order_tests`).
 
 use proptest::prelude::*;
@@ -23,8 +24,9 @@ struct OrderPlan {
     quantity: u32,
     /// Fill pieces: quantity in hundredths, price in halves.
     pieces: Vec<(u32, u32)>,
-    /// Report fills by trade id instead of cumulative snapshots.
-    trades: bool,
+    /// How fills are reported: 0 cumulative snapshots, 1 trade ids, 2 the first piece as a
+    /// running total and the rest by trade id (every other one with the running total).
+    reporting: u8,
     /// Cancel after this many pieces (clamped), if at all.
     cancel_after: Option<usize>,
     /// Seconds after the base time at which the order is created.
@@ -37,16 +39,16 @@ fn order_plan() -> impl Strategy<Value = OrderPlan> {
         any::<bool>(),
         1u32..400,
         prop::collection::vec((1u32..200, 100u32..300), 0..4),
-        any::<bool>(),
+        0u8..3,
         prop::option::of(0usize..4),
         0u32..8,
     )
-        .prop_map(|(symbol, buy, quantity, pieces, trades, cancel_after, start)| OrderPlan {
+        .prop_map(|(symbol, buy, quantity, pieces, reporting, cancel_after, start)| OrderPlan {
             symbol,
             buy,
             quantity,
             pieces,
-            trades,
+            reporting,
             cancel_after,
             start,
         })
@@ -74,9 +76,15 @@ fn events(plans: &[OrderPlan], symbols: usize) -> Vec<Value> {
             let (q, p) = (Decimal::new((*q).into(), 2), Decimal::new((*p).into(), 0) / Decimal::TWO);
             let sec = plan.start + 1 + j as u32;
             (cum, notional) = (cum + q, notional + p * q);
-            let data = if plan.trades {
-                json!({"orderId": id, "tradeId": format!("{id}-{j}"), "lastQuantity": q.to_string(),
-                       "lastPrice": p.to_string(), "commission": "0.01"})
+            let by_trade = plan.reporting == 1 || (plan.reporting == 2 && j > 0);
+            let data = if by_trade {
+                let mut data = json!({"orderId": id, "tradeId": format!("{id}-{j}"), "lastQuantity": q.to_string(),
+                       "lastPrice": p.to_string(), "commission": "0.01"});
+                if plan.reporting == 2 && j % 2 == 1 {
+                    data["filledQuantity"] = json!(cum.to_string());
+                    data["averagePrice"] = json!((notional / cum).to_string());
+                }
+                data
             } else {
                 let status = if cum >= quantity { "filled" } else { "partially_filled" };
                 json!({"orderId": id, "status": status, "filledQuantity": cum.to_string(),

@@ -269,9 +269,77 @@ fn trades_are_preferred_over_cumulative_snapshots_when_both_are_sent() {
         json!({"tradeId": "t1", "lastQuantity": "0.3", "lastPrice": "100",
                                               "filledQuantity": "0.3", "averagePrice": "100"}),
     );
-    let (order, _) = run(&[created(0), both, cum(2, "partially_filled", "0.5", "100")]);
+    let (order, _) = run(&[created(0), both.clone()]);
     assert_eq!(order.fills().iter().map(|f| f.key.clone()).collect::<Vec<_>>(), vec!["t1"]);
-    assert_eq!(order.filled_quantity, d("0.5"), "a higher cumulative still raises the filled quantity");
+    // A higher running total is more than the trade: its remainder is a fill too.
+    let (order, _) = run(&[created(0), both, cum(2, "partially_filled", "0.5", "104")]);
+    let fills: Vec<_> = order.fills().into_iter().map(|f| (f.key, f.quantity, f.price)).collect();
+    // (104·0.5 − 100·0.3) / 0.2 = 110
+    assert_eq!(fills, vec![("t1".into(), d("0.3"), d("100")), ("cum:0.5".into(), d("0.2"), d("110"))]);
+    assert_eq!((order.filled_quantity, order.average_price), (d("0.5"), Some(d("104"))));
+}
+
+/// The probe's order: a running total 0.5 @ 100, then a trade of 0.3 @ 110 reported with the
+/// running total 0.8 @ 103.75.
+fn running_total_then_trade() -> [(OrderEvent, DateTime<Utc>); 3] {
+    let with_total = ev(
+        "order.updated",
+        3,
+        json!({"tradeId": "t2", "lastQuantity": "0.3", "lastPrice": "110",
+               "filledQuantity": "0.8", "averagePrice": "103.75"}),
+    );
+    [created(1), cum(2, "partially_filled", "0.5", "100"), with_total]
+}
+
+#[test]
+fn running_totals_and_trades_together_give_fills_for_the_whole_filled_quantity() {
+    // Failed before: once the order had a trade, the fill from the running total was dropped
+    // (fills `t2 0.3@110` only, average 110, though 0.8 was filled).
+    let [c, total, with_trade] = running_total_then_trade();
+    for events in [[c.clone(), total.clone(), with_trade.clone()], [c, with_trade, total]] {
+        let (order, alerts) = run(&events);
+        assert!(alerts.is_empty(), "{alerts:?}");
+        let fills: Vec<_> = order.fills().into_iter().map(|f| (f.key, f.quantity, f.price)).collect();
+        // The 0.5 no trade reports: (103.75·0.8 − 110·0.3) / 0.5 = 100.
+        assert_eq!(fills, vec![("t2".into(), d("0.3"), d("110")), ("cum:0.8".into(), d("0.5"), d("100"))]);
+        assert_eq!((order.filled_quantity, order.average_price), (d("0.8"), Some(d("103.75"))));
+    }
+}
+
+#[test]
+fn a_trade_without_running_total_below_an_earlier_running_total_leaves_a_remainder() {
+    // Failed before: running total 0.5, then a trade of 0.2 → filled 0.5 but fills of only 0.2.
+    for events in [
+        [created(0), cum(1, "partially_filled", "0.5", "100"), trade(2, "t1", "0.2", "110")],
+        [created(0), trade(2, "t1", "0.2", "110"), cum(1, "partially_filled", "0.5", "100")],
+    ] {
+        let (order, _) = run(&events);
+        let filled: Decimal = order.fills().iter().map(|f| f.quantity).sum();
+        assert_eq!(
+            (filled, order.filled_quantity, order.average_price),
+            (d("0.5"), d("0.5"), Some(d("100")))
+        );
+    }
+    // More trades reaching the running total leave no remainder.
+    let (order, _) = run(&[
+        created(0),
+        cum(1, "partially_filled", "0.5", "100"),
+        trade(2, "t1", "0.2", "110"),
+        trade(3, "t2", "0.3", "110"),
+    ]);
+    assert_eq!(order.fills().len(), 2);
+    assert_eq!((order.filled_quantity, order.average_price), (d("0.5"), Some(d("110"))));
+}
+
+#[test]
+fn a_running_total_cheaper_than_its_trades_prices_the_remainder_at_its_average_and_alerts() {
+    // Trades of 0.3 @ 200 cost 60, more than the whole running total 0.5 @ 100 (50).
+    let (order, alerts) =
+        run(&[created(0), trade(1, "t1", "0.3", "200"), cum(2, "partially_filled", "0.5", "100")]);
+    assert_eq!(kinds(&alerts), vec![AlertKind::DataQuality]);
+    let last = order.fills().pop().unwrap();
+    assert_eq!((last.key.as_str(), last.quantity, last.price), ("cum:0.5", d("0.2"), d("100")));
+    assert_eq!(order.filled_quantity, d("0.5"));
 }
 
 #[test]

@@ -13,6 +13,13 @@
 //! Venue snapshots (`position.*`, `account.margin_call`) never move the fill-derived quantity;
 //! they supply mark price, unrealized PnL, margin ratio and liquidation price (newest event wins)
 //! and are compared with the fills to raise reconciliation alerts.
+//!
+//! Reconciliation is a verdict on the state, not on an arrival: the newest snapshot's quantity
+//! against the net of the fills at or before its time (a fill after it is not in it yet), kept
+//! as [`Position::mismatch`] and re-evaluated whenever the snapshot or the fills change. A
+//! `position_mismatch` alert is raised each time the verdict becomes a disagreement it was not,
+//! so a position that ends disagreeing has raised it whatever order its events came in (a
+//! snapshot before its fills as much as after them).
 
 use serde::{Deserialize, Serialize};
 
@@ -123,6 +130,20 @@ pub struct Position {
     pub venue_side: Option<(Stamp, PositionSide)>,
     /// The newest margin call.
     pub margin: Option<MarginSnapshot>,
+    /// How the newest snapshot disagrees with the fills up to its time; `None` when they agree
+    /// or cannot be compared (no snapshot quantity, no fills).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mismatch: Option<Mismatch>,
+}
+
+/// A disagreement between the venue and the fills, as compared.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Mismatch {
+    /// The venue's quantity (signed when its snapshot names a side, else absolute).
+    pub venue: Decimal,
+    /// What the fills held at the snapshot's time (their net quantity), compared the same way.
+    pub held: Decimal,
 }
 
 /// A position as `GET /api/v1/positions` shows it (SPEC §10).
@@ -167,6 +188,7 @@ impl Position {
             venue: None,
             venue_side: None,
             margin: None,
+            mismatch: None,
         }
     }
 
@@ -181,13 +203,16 @@ impl Position {
         position
     }
 
-    /// Replaces every fill and refolds (venue and margin snapshots stay); returns whether the
-    /// folded state changed.
+    /// Replaces every fill and refolds (venue and margin snapshots stay; the reconciliation
+    /// verdict follows silently); returns whether the folded state changed.
     pub fn rebuild(&mut self, fills: impl IntoIterator<Item = Fill>) -> bool {
         let before = (self.net_quantity, self.average_price, self.realized_pnl, self.commission);
+        let mismatch_before = self.mismatch.clone();
         self.fills = FillBook::from_fills(fills);
         self.refold();
+        self.mismatch = self.verdict();
         before != (self.net_quantity, self.average_price, self.realized_pnl, self.commission)
+            || mismatch_before != self.mismatch
     }
 
     /// This position's key.
@@ -299,9 +324,8 @@ impl Position {
         if self.venue.as_ref().is_some_and(|v| v.stamp >= stamp) {
             return (false, None);
         }
-        let at = stamp.at;
         self.venue = Some(VenueSnapshot { stamp, event: event.clone() });
-        (true, self.reconcile(event, at))
+        (true, self.reconcile())
     }
 
     /// The venue's signed quantity from its newest snapshot (see [`snapshot_net`]), with the side
@@ -319,29 +343,53 @@ impl Position {
         true
     }
 
-    /// Compares the venue's quantity with the fill-derived one. Positions without fills are not
-    /// compared: the source evidently reports positions only, and there is nothing to reconcile.
-    fn reconcile(&self, event: &PositionEvent, at: chrono::DateTime<chrono::Utc>) -> Option<Alert> {
+    /// Re-evaluates the reconciliation verdict after the snapshot or the fills changed; returns
+    /// the `position_mismatch` alert when it became a disagreement it was not (timed at the
+    /// snapshot, so the alert is the same whichever event completed the picture).
+    pub fn reconcile(&mut self) -> Option<Alert> {
+        let verdict = self.verdict();
+        if verdict == self.mismatch {
+            return None;
+        }
+        self.mismatch = verdict;
+        let Mismatch { venue, held } = self.mismatch.clone()?;
+        let at = self.venue.as_ref()?.stamp.at;
+        let message = format!(
+            "venue reports {symbol} quantity {venue}, fills up to then add up to {held}; fills are kept, \
+             check for missed events",
+            symbol = self.symbol
+        );
+        Some(Alert::new(AlertKind::PositionMismatch, self.symbol.clone(), message, at))
+    }
+
+    /// Compares the newest snapshot's quantity with the net of the fills at or before its time.
+    /// Positions without fills are not compared: the source evidently reports positions only,
+    /// and there is nothing to reconcile.
+    fn verdict(&self) -> Option<Mismatch> {
         if self.fills.is_empty() {
             return None;
         }
+        let snapshot = self.venue.as_ref()?;
+        let event = &snapshot.event;
         let venue_quantity = match event.phase {
             PositionPhase::Closed => Decimal::ZERO,
             _ => event.quantity?,
         };
-        let (venue, ours) = match event.side {
-            Some(PositionSide::Long) => (venue_quantity, self.net_quantity),
-            Some(PositionSide::Short) => (-venue_quantity, self.net_quantity),
-            Some(PositionSide::Flat) => (Decimal::ZERO, self.net_quantity),
-            None => (venue_quantity, self.net_quantity.abs()),
+        let held = self.net_at(snapshot.stamp.at);
+        let (venue, held) = match event.side {
+            Some(PositionSide::Long) => (venue_quantity, held),
+            Some(PositionSide::Short) => (-venue_quantity, held),
+            Some(PositionSide::Flat) => (Decimal::ZERO, held),
+            None => (venue_quantity, held.abs()),
         };
-        (venue != ours).then(|| {
-            let message = format!(
-                "venue reports {symbol} quantity {venue}, fills add up to {ours}; fills are kept, check for missed events",
-                symbol = self.symbol
-            );
-            Alert::new(AlertKind::PositionMismatch, self.symbol.clone(), message, at)
-        })
+        (venue != held).then_some(Mismatch { venue, held })
+    }
+
+    /// The fill-derived net quantity without the fills after `at`. Costs O(fills after `at`):
+    /// the snapshot compared is usually the newest event, with few fills after it.
+    fn net_at(&self, at: chrono::DateTime<chrono::Utc>) -> Decimal {
+        let later = self.fills.iter().rev().take_while(|f| f.at > at);
+        later.fold(self.net_quantity, |net, f| sub(net, f.signed_quantity())).normalize()
     }
 
     /// The newest value of a field the venue sends in position snapshots and margin calls.

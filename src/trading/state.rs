@@ -208,6 +208,7 @@ impl TradingState {
         if let Some(old_key) = old_key.filter(|k| Some(k) != new_key.as_ref()) {
             if let Some(position) = self.positions.get_mut(&old_key) {
                 if position.replace_order_fills(id, Vec::new()) {
+                    applied.alerts.extend(position.reconcile());
                     applied.touched.positions.insert(old_key);
                 }
             }
@@ -224,6 +225,8 @@ impl TradingState {
         }
         let position = self.positions.entry(key.clone()).or_insert_with(|| Position::new(&key));
         if position.splice_order_fills(id, from, tail) {
+            // The fills changed: the venue's newest snapshot may now agree or disagree with them.
+            applied.alerts.extend(position.reconcile());
             applied.touched.positions.insert(key);
         }
     }

@@ -79,6 +79,59 @@ fn seed_position_closed_while_fills_say_long_raises_position_mismatch() {
 }
 
 #[test]
+fn position_mismatch_is_raised_whether_the_snapshot_comes_before_or_after_the_fills() {
+    // Failed before: with position.updated first (no fills yet) the mismatch was never raised.
+    let btc_updated = |qty: &str| {
+        ev(
+            "position.updated",
+            "2024-01-15T11:00:00Z",
+            Some("p1"),
+            json!({"symbol": "BTC/USD", "side": "long",
+            "quantity": qty}),
+        )
+    };
+    for (venue, alerted) in [("0.2", true), ("0.1", false)] {
+        let fills = [seed(seed001::ORDER_CREATED), seed(seed001::ORDER_UPDATED)];
+        let mut after = TradingState::new();
+        let mut before = TradingState::new();
+        let mut alerts_after = Vec::new();
+        let mut alerts_before = kinds(&before.apply(&btc_updated(venue)));
+        for event in &fills {
+            after.apply(event);
+            alerts_before.extend(kinds(&before.apply(event)));
+        }
+        alerts_after.extend(kinds(&after.apply(&btc_updated(venue))));
+        let mismatch = |k: &Vec<AlertKind>| k.contains(&AlertKind::PositionMismatch);
+        assert_eq!((mismatch(&alerts_after), mismatch(&alerts_before)), (alerted, alerted), "venue {venue}");
+        assert_eq!(after.positions[&btc()].mismatch, before.positions[&btc()].mismatch);
+    }
+}
+
+#[test]
+fn a_fill_after_the_snapshot_is_not_a_mismatch_with_it() {
+    let mut state = TradingState::new();
+    state.apply(&seed(seed001::ORDER_CREATED));
+    state.apply(&seed(seed001::ORDER_UPDATED));
+    let snapshot = ev(
+        "position.updated",
+        "2024-01-15T10:30:02Z",
+        Some("p1"),
+        json!({"symbol": "BTC/USD",
+        "side": "long", "quantity": 0.1}),
+    );
+    assert!(state.apply(&snapshot).alerts.is_empty());
+    let later = ev(
+        "order.updated",
+        "2024-01-15T10:30:05Z",
+        None,
+        json!({"orderId": "o2", "symbol": "BTC/USD",
+        "side": "buy", "quantity": 1, "filledQuantity": 1, "averagePrice": 50000}),
+    );
+    assert!(state.apply(&later).alerts.iter().all(|a| a.kind != AlertKind::PositionMismatch));
+    assert_eq!(state.positions[&btc()].mismatch, None);
+}
+
+#[test]
 fn fill_before_order_affects_the_position_once_the_order_is_known() {
     let mut state = TradingState::new();
     let applied = state.apply(&seed(seed001::ORDER_UPDATED));
@@ -87,6 +140,43 @@ fn fill_before_order_affects_the_position_once_the_order_is_known() {
     let applied = state.apply(&seed(seed001::ORDER_CREATED));
     assert_eq!(applied.touched.positions, [btc()].into());
     assert_eq!(state.positions[&btc()].net_quantity, d("0.1"));
+}
+
+#[test]
+fn a_position_counts_running_total_fills_and_trade_fills_of_one_order_in_any_arrival_order() {
+    // Failed before: the position held only the trade (0.3 @ 110), the order 0.8 filled.
+    let events = [
+        ev(
+            "order.created",
+            "2024-01-15T10:30:01Z",
+            None,
+            json!({"orderId": "o", "symbol": "S", "side": "buy", "quantity": 1}),
+        ),
+        ev(
+            "order.updated",
+            "2024-01-15T10:30:02Z",
+            None,
+            json!({"orderId": "o", "status": "partially_filled", "filledQuantity": 0.5, "averagePrice": 100}),
+        ),
+        ev(
+            "order.updated",
+            "2024-01-15T10:30:03Z",
+            None,
+            json!({"orderId": "o", "tradeId": "t2", "lastQuantity": 0.3, "lastPrice": 110,
+                   "filledQuantity": 0.8, "averagePrice": 103.75}),
+        ),
+    ];
+    let key = PositionKey { account: None, symbol: "S".into() };
+    for arrival in [[0, 1, 2], [0, 2, 1], [2, 1, 0]] {
+        let mut state = TradingState::new();
+        for i in arrival {
+            state.apply(&events[i]);
+        }
+        let position = &state.positions[&key];
+        assert_eq!((position.net_quantity, position.average_price), (d("0.8"), d("103.75")), "{arrival:?}");
+        let order = &state.orders["o"];
+        assert_eq!((order.filled_quantity, order.average_price), (d("0.8"), Some(d("103.75"))));
+    }
 }
 
 #[test]

@@ -294,7 +294,7 @@ impl Worker {
                         batch.deliveries.extend(self.strategy.paper_fills(&decided, &self.state, event.seq));
                         let intents = self
                             .strategy
-                            .rows(decided, event.seq, &mut documents)
+                            .rows(decided, &self.state, event.seq, &mut documents)
                             .map_err(|e| e.to_string())?;
                         batch.intents.extend(intents);
                     }

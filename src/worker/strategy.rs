@@ -89,12 +89,13 @@ impl Strategy {
     pub fn rows(
         &self,
         decided: Decided,
+        trading: &TradingState,
         seq: i64,
         documents: &mut BTreeMap<(EntityKind, String), EntityChange>,
     ) -> Result<Vec<NewIntent>, serde_json::Error> {
         let mut intents = Vec::with_capacity(decided.decisions.len());
         for decision in decided.decisions {
-            intents.push(self.row(decision, seq)?);
+            intents.push(self.row(decision, trading, seq)?);
         }
         for doc in self.state.documents(&decided.touched)? {
             push(documents, doc);
@@ -102,13 +103,18 @@ impl Strategy {
         Ok(intents)
     }
 
-    fn row(&self, decision: Decision, seq: i64) -> Result<NewIntent, serde_json::Error> {
+    fn row(&self, decision: Decision, trading: &TradingState, seq: i64) -> Result<NewIntent, serde_json::Error> {
         Ok(match decision {
             Decision::Intent(intent) => {
                 let mut doc = serde_json::to_value(&intent)?;
-                // The paper broker fills market orders at the last price tradehook knew.
+                // The paper broker fills market orders at the last price tradehook knew, and
+                // reduce-only ones at most up to the position (see `broker::paper`).
                 if let Some(price) = self.state.last_price(&intent.symbol) {
                     doc["referencePrice"] = serde_json::Value::String(price.to_string());
+                }
+                if intent.reduce_only && self.broker == Some("broker:paper") {
+                    let net = net_position(trading, intent.account.clone(), &intent.symbol);
+                    doc["positionQuantity"] = serde_json::Value::String(net.to_string());
                 }
                 NewIntent {
                     seq,
@@ -179,9 +185,10 @@ impl Strategy {
                     .client_order_id
                     .clone()
                     .unwrap_or_else(|| id.trim_start_matches("paper-").to_owned());
+                let position = net_position(trading, order.account.clone(), symbol);
                 let fill = serde_json::json!({ "op": "fill", "clientOrderId": client, "symbol": symbol,
                     "side": side, "quantity": quantity.to_string(), "fillPrice": fill_at.to_string(),
-                    "reduceOnly": order.reduce_only });
+                    "reduceOnly": order.reduce_only, "positionQuantity": position.to_string() });
                 self.triggered.insert(id.clone());
                 out.push(NewDelivery {
                     seq,
@@ -220,11 +227,16 @@ fn push(documents: &mut BTreeMap<(EntityKind, String), EntityChange>, doc: Strat
     documents.insert((kind, doc.key.clone()), EntityChange { kind, key: doc.key, doc: doc.doc });
 }
 
+/// The fill-derived net position of `account` on `symbol` (0 when there is none).
+fn net_position(trading: &TradingState, account: Option<String>, symbol: &str) -> rust_decimal::Decimal {
+    let key = crate::trading::PositionKey { account, symbol: symbol.to_owned() };
+    trading.positions.get(&key).map(|p| p.net_quantity).unwrap_or_default()
+}
+
 /// Whether an order on `side` reduces the open position of its account and symbol.
 fn reduces(trading: &TradingState, order: &crate::trading::Order, side: Side) -> bool {
-    let Some(symbol) = order.symbol.clone() else { return false };
-    let key = crate::trading::PositionKey { account: order.account.clone(), symbol };
-    let net = trading.positions.get(&key).map(|p| p.net_quantity).unwrap_or_default();
+    let Some(symbol) = order.symbol.as_deref() else { return false };
+    let net = net_position(trading, order.account.clone(), symbol);
     match side {
         Side::Sell => net > rust_decimal::Decimal::ZERO,
         Side::Buy => net < rust_decimal::Decimal::ZERO,

@@ -10,6 +10,10 @@
 //! own legs, and orders whose fill moved the position against their side (a close sent without
 //! `reduceOnly`). When the position goes flat — fills net to zero, a `position.closed`, or a
 //! snapshot of size 0 — every live leg on it is cancelled.
+//!
+//! The legs follow the position down: when the fill-derived position holds less than the live
+//! legs on it (a margin-guard reduction, a close without `reduceOnly`, a leg's partial fill),
+//! they shrink to fit ([`fit_to_position`]), so filling a leg never flips the position.
 
 use rust_decimal::Decimal;
 
@@ -43,6 +47,7 @@ pub(super) fn decide(
                 return;
             }
             on_order(config, actions, order, &key, cx, out);
+            fit_to_position(actions, &key, cx, out);
         }
         EventKind::Position(snapshot) => {
             let key = PositionKey { account: snapshot.account.clone(), symbol: snapshot.symbol.clone() };
@@ -183,6 +188,85 @@ fn on_order(
     set.bump(cx.event.at);
     set.legs = Some(legs);
     out.touched.brackets.insert(id.clone());
+}
+
+/// Shrinks the live legs on a position that holds less than they cover.
+///
+/// Rule: the legs of entries on the position's side share its size `|net|`, in entry order id
+/// order, each keeping at most what it covers; legs of entries on the other side get nothing.
+/// A pair left with less is amended down to it (each leg's own fills added back, so a partially
+/// filled leg keeps what it has done), a pair left with nothing is cancelled. The part given up
+/// counts as closed out (added to the entry's `base`), so a fill of the entry delivered again
+/// does not grow the legs back; only new fills of the entry do.
+fn fit_to_position(actions: &mut StrategyState, key: &PositionKey, cx: &Context<'_>, out: &mut Decided) {
+    let net = cx.trading.positions.get(key).map_or(Decimal::ZERO, |p| p.net_quantity);
+    let on_key =
+        |set: &BracketSet| set.legs.is_some() && set.symbol == key.symbol && set.account == key.account;
+    let long = net > Decimal::ZERO;
+    let covered = actions.brackets.values().filter(|s| on_key(s)).try_fold(Decimal::ZERO, |sum, s| {
+        ((s.entry_side == Side::Buy) == long).then(|| sum.saturating_add(s.sized))
+    });
+    if covered.is_some_and(|c| c <= net.abs()) {
+        return;
+    }
+    let mut left = net.abs();
+    for (id, set) in actions.brackets.iter_mut().filter(|(_, s)| on_key(s)) {
+        let allotted =
+            if (set.entry_side == Side::Buy) == long { set.sized.min(left) } else { Decimal::ZERO };
+        left = left.saturating_sub(allotted);
+        if allotted >= set.sized {
+            continue;
+        }
+        set.base = set.base.saturating_add(set.sized.saturating_sub(allotted)).normalize();
+        if allotted.is_zero() {
+            cancel_legs(id, set, cx, "the position no longer holds what they protect", out);
+        } else {
+            let Some(legs) = set.legs.clone() else { continue };
+            let revision = format!("fit@{}+{allotted}", set.base);
+            for (role, target, order_type) in [
+                (Role::StopLoss, legs.stop_loss, OrderType::Stop),
+                (Role::TakeProfit, legs.take_profit, OrderType::Limit),
+            ] {
+                let (known, own_fills) = leg_order(cx, &target);
+                let quantity = allotted.saturating_add(own_fills).normalize();
+                if known == Some(quantity) {
+                    continue;
+                }
+                out.decisions.push(Decision::Intent(OrderIntent {
+                    client_order_id: client_order_id(&format!("order:{id}"), ACTION, role, &revision),
+                    target_client_order_id: Some(target),
+                    parent_client_order_id: None,
+                    action: ACTION,
+                    role,
+                    op: IntentOp::Amend,
+                    symbol: set.symbol.clone(),
+                    side: opposite(set.entry_side),
+                    order_type,
+                    quantity,
+                    price: None,
+                    stop_price: None,
+                    reduce_only: true,
+                    leverage: None,
+                    account: set.account.clone(),
+                    trigger: cx.trigger.clone(),
+                    reason: format!("{role:?} of order {id} resized to {allotted}: the position holds {net}"),
+                    created_at: cx.event.at,
+                }));
+            }
+            set.sized = allotted;
+            set.bump(cx.event.at);
+        }
+        out.touched.brackets.insert(id.clone());
+    }
+}
+
+/// The quantity and the own fills of the leg with client order id `leg`, as the venue's events
+/// reported them (`None`, 0 when none has yet).
+fn leg_order(cx: &Context<'_>, leg: &str) -> (Option<Decimal>, Decimal) {
+    let mut orders = cx.trading.orders.values();
+    orders
+        .find(|o| o.client_order_id.as_deref() == Some(leg))
+        .map_or((None, Decimal::ZERO), |o| (o.quantity, o.filled_quantity))
 }
 
 /// Stop-loss and take-profit prices for an entry on `side` filled at `average`; `None` when

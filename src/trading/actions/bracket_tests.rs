@@ -119,7 +119,9 @@ fn bracket_legs_own_fills_get_no_brackets() {
         ),
         filled("sl", "0.5", "49000", 3),
     ]);
-    assert!(out.is_empty(), "a partially filled stop-loss is not an entry: {out:?}");
+    // A partially filled stop-loss is not an entry; the take-profit follows the smaller position.
+    assert_eq!(ops(&out), vec![(Amend, TakeProfit)], "{out:?}");
+    assert_eq!(intents(&out)[0].quantity, d("0.5"));
 }
 
 #[test]
@@ -183,11 +185,54 @@ fn fill_before_order_created_is_bracketed_once_the_order_is_known() {
 }
 
 #[test]
-fn closing_order_without_reduce_only_gets_no_brackets() {
+fn closing_order_without_reduce_only_gets_no_brackets_and_shrinks_the_entrys_legs() {
     let mut h = harness();
     h.feed_all(&[created("o1", "BTC/USD", "buy", "2", 0), filled("o1", "2", "100", 1)]);
     let out = h.feed_all(&[created("o2", "BTC/USD", "sell", "1", 2), filled("o2", "1", "110", 3)]);
-    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(ops(&out), vec![(Amend, StopLoss), (Amend, TakeProfit)], "{out:?}");
+    assert!(intents(&out).iter().all(|i| i.quantity == d("1")));
+}
+
+#[test]
+fn legs_shrink_with_a_reduction_and_do_not_grow_back_on_a_repeated_fill() {
+    // Failed before: after a reduce-only reduction to 0.5 the legs stayed 2 (a stop filling 2
+    // would leave a short of 1.5).
+    let mut h = harness();
+    h.feed_all(&[created("o1", "X", "buy", "2", 0), filled("o1", "2", "10", 1)]);
+    let reduce = ev(
+        "order.created",
+        2,
+        json!({"orderId": "mg", "symbol": "X", "side": "sell", "type": "market", "quantity": "1.5",
+            "reduceOnly": true}),
+    );
+    let out = h.feed_all(&[reduce, filled("mg", "1.5", "10", 3)]);
+    assert_eq!(ops(&out), vec![(Amend, StopLoss), (Amend, TakeProfit)]);
+    let legs = intents(&out);
+    assert!(legs.iter().all(|l| l.quantity == d("0.5") && l.side == Side::Sell && l.reduce_only));
+    assert_eq!(h.actions.brackets["o1"].sized, d("0.5"));
+    assert!(h.feed(&filled("o1", "2", "10", 1)).decisions.is_empty(), "a repeated entry fill");
+    // A new fill of the entry grows them by what it adds.
+    let out = h.feed_all(&[filled("o1", "2.5", "10", 4)]);
+    assert_eq!(intents(&out).iter().map(|l| l.quantity).collect::<Vec<_>>(), vec![d("1"), d("1")]);
+}
+
+#[test]
+fn legs_of_two_entries_share_a_shrunk_position_in_entry_order() {
+    let mut h = harness();
+    h.feed_all(&[created("o1", "X", "buy", "1", 0), filled("o1", "1", "10", 1)]);
+    h.feed_all(&[created("o2", "X", "buy", "1", 2), filled("o2", "1", "10", 3)]);
+    // Long 1.5: o1 keeps its 1, o2 gets the 0.5 left.
+    let out = h.feed_all(&[created("c1", "X", "sell", "0.5", 4), filled("c1", "0.5", "10", 5)]);
+    assert_eq!(ops(&out), vec![(Amend, StopLoss), (Amend, TakeProfit)]);
+    assert!(intents(&out).iter().all(|l| l.quantity == d("0.5") && l.reason.contains("order o2")));
+    assert_eq!((h.actions.brackets["o1"].sized, h.actions.brackets["o2"].sized), (d("1"), d("0.5")));
+    // Long 0.5: o1 is cut to 0.5, o2's legs are cancelled.
+    let out = h.feed_all(&[created("c2", "X", "sell", "1", 6), filled("c2", "1", "10", 7)]);
+    assert_eq!(
+        ops(&out),
+        vec![(Amend, StopLoss), (Amend, TakeProfit), (Cancel, StopLoss), (Cancel, TakeProfit)]
+    );
+    assert_eq!((h.actions.brackets["o1"].sized, h.actions.brackets["o2"].legs.is_none()), (d("0.5"), true));
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //! once it passes the risk checks, in this order: symbol allow-list, signal age, kill switch
 //! (manual, or `now` inside a known maintenance window), a size, the margin guard (for orders
 //! that grow the position), max order size, max position after the order (counting working
-//! orders), then max orders per 60 seconds. The first failed check refuses the signal with its
+//! orders, and the entries decided here in the last 60 seconds that no venue event has reported
+//! yet: see [`working_quantity`]), then max orders per 60 seconds. The first failed check refuses the signal with its
 //! reason. `hold` decides nothing.
 //!
 //! Sizes: the signal's quantity; else `position_size: "10%"` in the raw alert, as percent of
@@ -12,6 +13,8 @@
 //! reduce-only legs to the entry, priced from the signal's (or last known) price.
 //!
 //! Positions here are summed over accounts: signals carry no account.
+
+use std::collections::BTreeMap;
 
 use chrono::Duration as ChronoDuration;
 use rust_decimal::Decimal;
@@ -96,11 +99,17 @@ fn check(
     if plan.quantity > config.max_order {
         return Err(format!("quantity {} is above max_order {}", plan.quantity, config.max_order));
     }
-    let working = working_quantity(cx, symbol);
+    // A signal processed again (same trigger, same entry id) does not count its own placement.
+    let entry = client_order_id(&cx.trigger.key, ACTION, entry_role(signal, &plan), "0");
+    let others: Vec<Placement> =
+        actions.placements.iter().filter(|p| p.client_order_id != entry).cloned().collect();
+    let working = working_quantity(cx, &others, symbol);
     let exposure = after.saturating_add(working).abs().normalize();
     if !plan.close && exposure > config.max_position && after.abs() > net.abs() {
         return Err(format!(
-            "position after the order would be {exposure} (with {working} working), above max_position {}",
+            "position after the order would be {exposure} (with {} working or sent and not yet reported), \
+             above max_position {}",
+            working.normalize(),
             config.max_position
         ));
     }
@@ -114,7 +123,9 @@ fn check(
                 config.max_orders_per_minute
             ));
         }
-        actions.placements.push(Placement { at: cx.now, client_order_id: entry.clone() });
+        let (symbol, quantity) =
+            if plan.close { (None, None) } else { (Some(symbol.to_owned()), Some(signed)) };
+        actions.placements.push(Placement { at: cx.now, client_order_id: entry.clone(), symbol, quantity });
     }
     Ok(intents)
 }
@@ -206,22 +217,37 @@ fn net_position(cx: &Context<'_>, symbol: &str) -> Decimal {
     positions.map(|p| p.net_quantity).fold(Decimal::ZERO, Decimal::saturating_add)
 }
 
-/// Signed unfilled quantity of working, non-reduce-only orders on a symbol.
-fn working_quantity(cx: &Context<'_>, symbol: &str) -> Decimal {
-    let working = cx
-        .trading
-        .orders
-        .values()
-        .filter(|o| !o.status.is_terminal() && !o.reduce_only && o.symbol.as_deref() == Some(symbol));
-    working.fold(Decimal::ZERO, |sum, o| {
+/// Signed quantity that may still add to the position on a symbol: the unfilled part of working,
+/// non-reduce-only orders, plus the entries this action decided in the last 60 seconds that no
+/// venue event has reported yet (signals close together are decided before the first order's
+/// events come back). An entry counts here until an order with its client order id is known,
+/// then as that order (working, filled into the position, or rejected), never twice. One never
+/// reported (the broker failed) stops counting after the minute.
+fn working_quantity(cx: &Context<'_>, placements: &[Placement], symbol: &str) -> Decimal {
+    let mut unreported: BTreeMap<&str, Decimal> = placements
+        .iter()
+        .filter(|p| p.symbol.as_deref() == Some(symbol) && within_minute(p, cx))
+        .filter_map(|p| Some((p.client_order_id.as_str(), p.quantity?)))
+        .collect();
+    let mut sum = Decimal::ZERO;
+    for o in cx.trading.orders.values() {
+        if !unreported.is_empty() {
+            if let Some(id) = o.client_order_id.as_deref() {
+                unreported.remove(id);
+            }
+        }
+        if o.status.is_terminal() || o.reduce_only || o.symbol.as_deref() != Some(symbol) {
+            continue;
+        }
         let open =
             o.quantity.map_or(Decimal::ZERO, |q| q.saturating_sub(o.filled_quantity).max(Decimal::ZERO));
-        match o.side {
+        sum = match o.side {
             Some(Side::Buy) => sum.saturating_add(open),
             Some(Side::Sell) => sum.saturating_sub(open),
             None => sum,
-        }
-    })
+        };
+    }
+    unreported.into_values().fold(sum, Decimal::saturating_add)
 }
 
 /// Whether a placement falls in the 60 seconds before `now`.
@@ -232,6 +258,16 @@ fn within_minute(p: &Placement, cx: &Context<'_>) -> bool {
 /// Drops placements older than a minute.
 fn prune_placements(actions: &mut StrategyState, cx: &Context<'_>) {
     actions.placements.retain(|p| within_minute(p, cx));
+}
+
+/// The role of the order a signal places: a close, an entry with attached legs, or a plain entry.
+fn entry_role(signal: &Signal, plan: &Plan) -> Role {
+    let bracketed = signal.stop_loss_percent.is_some() || signal.take_profit_percent.is_some();
+    match (plan.close, bracketed) {
+        (true, _) => Role::Close,
+        (false, true) => Role::BracketedEntry,
+        (false, false) => Role::Entry,
+    }
 }
 
 /// The entry (or close) intent and its attached legs.
@@ -252,11 +288,7 @@ fn intents(
         })?),
         false => None,
     };
-    let role = match (plan.close, bracketed) {
-        (true, _) => Role::Close,
-        (false, true) => Role::BracketedEntry,
-        (false, false) => Role::Entry,
-    };
+    let role = entry_role(signal, plan);
     let entry_id = client_order_id(&cx.trigger.key, ACTION, role, "0");
     let base = OrderIntent {
         client_order_id: entry_id.clone(),

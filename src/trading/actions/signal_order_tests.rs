@@ -67,6 +67,49 @@ fn signal_that_would_exceed_max_position_is_refused() {
 }
 
 #[test]
+fn signals_close_together_count_the_entries_not_yet_reported_against_max_position() {
+    // Failed before: with nothing reported yet, every buy passed (position 3 on max_position 2).
+    let mut h =
+        Harness::new(config(json!({"max_order": "5", "max_position": "2", "max_orders_per_minute": 10})));
+    let out = h.feed_all(&[buy("1", 0), buy("1", 1)]);
+    assert_eq!(intents(&out).len(), 2);
+    let third = h.feed(&buy("1", 2));
+    assert!(refusal(&third.decisions).contains("above max_position"), "{third:?}");
+    assert!(refusal(&third.decisions).contains("with 2 working or sent"), "{third:?}");
+    // Processed again, a signal does not count its own entry.
+    assert_eq!(intents(&h.feed(&buy("1", 1)).decisions).len(), 1);
+}
+
+#[test]
+fn an_entry_the_venue_reported_counts_once() {
+    let mut h = Harness::new(config(json!({"max_order": "5", "max_position": "2"})));
+    let first = h.feed(&buy("1", 0)).decisions;
+    let id = intents(&first)[0].client_order_id.clone();
+    // The venue reports it filled: it is in the position now, no longer unreported.
+    h.feed_all(&[
+        ev(
+            "order.created",
+            1,
+            json!({"orderId": "v1", "clientOrderId": id, "symbol": "BTCUSDT", "side": "buy",
+            "type": "market", "quantity": "1"}),
+        ),
+        filled("v1", "1", "50000", 1),
+    ]);
+    assert_eq!(intents(&h.feed(&buy("1", 2)).decisions).len(), 1, "1 held + 1 = 2, not 3");
+    // Reported but rejected: it adds nothing.
+    let mut h = Harness::new(config(json!({"max_order": "5", "max_position": "2"})));
+    let first = h.feed(&buy("2", 0)).decisions;
+    let id = intents(&first)[0].client_order_id.clone();
+    h.feed(&ev("order.updated", 1, json!({"orderId": "v1", "clientOrderId": id, "status": "rejected"})));
+    assert_eq!(intents(&h.feed(&buy("2", 2)).decisions).len(), 1);
+    // Never reported: it stops counting after a minute.
+    let mut h = Harness::new(config(json!({"max_order": "5", "max_position": "2"})));
+    h.feed(&buy("2", 0));
+    assert!(refusal(&h.feed(&buy("1", 30)).decisions).contains("above max_position"));
+    assert_eq!(intents(&h.feed(&buy("1", 70)).decisions).len(), 1);
+}
+
+#[test]
 fn signal_beyond_max_orders_per_minute_is_refused() {
     let mut h = harness();
     h.feed_all(&[buy("0.1", 0), buy("0.1", 10)]);

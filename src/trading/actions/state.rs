@@ -72,7 +72,8 @@ pub struct GuardEpisode {
     pub last_at: DateTime<Utc>,
 }
 
-/// One order `signal_to_order` placed, for the per-minute limit.
+/// One order `signal_to_order` placed, for the per-minute limit and, until the venue reports
+/// it, as working quantity for `max_position`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Placement {
@@ -80,6 +81,12 @@ pub struct Placement {
     pub at: DateTime<Utc>,
     /// Its client order id, so a reprocessed signal is not counted twice.
     pub client_order_id: String,
+    /// The entry's symbol (`None` for a close, and in placements stored before it was kept).
+    #[serde(default)]
+    pub symbol: Option<String>,
+    /// The entry's signed quantity, buys positive (`None` like `symbol`).
+    #[serde(default)]
+    pub quantity: Option<Decimal>,
 }
 
 /// The manual kill switch (the automatic one is derived from maintenance windows).
