@@ -120,7 +120,9 @@ pub(crate) fn trade_executions(trades: &BTreeMap<String, Trade>) -> Vec<Executio
 /// The part of the highest running total that the trades do not account for, as one execution,
 /// and whether its price had to be guessed.
 ///
-/// Rule: with trades `Q = Σ qty`, `N = Σ price·qty` and the highest snapshot `C` at average `A`,
+/// Rule: with the trades executed by the time of the highest snapshot (`at` not after it; a
+/// later trade cannot be part of its total and is a fill beyond it) `Q = Σ qty`, `N = Σ price·qty`,
+/// and that snapshot `C` at average `A`,
 /// when `C > Q` the remainder is `C − Q`, priced `(A·C − N) / (C − Q)` so that the order's fills
 /// add up to `C` at average `A`, keyed `cum:<C>` and timed at that snapshot (like any cumulative
 /// increment, at the report that proves it executed). Which snapshot quantities the trades fall
@@ -135,16 +137,22 @@ pub(crate) fn remainder_execution(
     snapshots: &BTreeMap<Decimal, Snapshot>,
 ) -> Option<(Execution, bool)> {
     let (&total, top) = snapshots.last_key_value()?;
-    let (traded, notional) = trades.iter().fold((Decimal::ZERO, Decimal::ZERO), |(q, n), e| {
-        (add(q, e.quantity), add(n, mul(e.price, e.quantity)))
-    });
+    let (traded, notional) =
+        trades.iter().filter(|e| e.at <= top.at).fold((Decimal::ZERO, Decimal::ZERO), |(q, n), e| {
+            (add(q, e.quantity), add(n, mul(e.price, e.quantity)))
+        });
     if total <= traded {
         return None;
     }
     let quantity = sub(total, traded);
     let price = div(sub(mul(top.average_price, total), notional), quantity).filter(|p| *p > Decimal::ZERO);
+    // A trade id may read `cum:<C>` too: the remainder must not take its place among the fills.
+    let mut key = format!("cum:{total}");
+    while trades.iter().any(|e| e.key == key) {
+        key.push('~');
+    }
     let execution = Execution {
-        key: format!("cum:{total}"),
+        key,
         quantity,
         price: price.unwrap_or(top.average_price),
         commission: Decimal::ZERO,

@@ -588,7 +588,10 @@ impl Order {
     fn refresh(&mut self) {
         let executed = self.derived.executed;
         self.filled_quantity = executed.max(self.reported_filled);
-        let to_top_snapshot = self.derived.remainder_of.is_some() && !self.derived.remainder_guessed;
+        // The fills add up to the top snapshot exactly unless trades came after it.
+        let to_top_snapshot = self.derived.remainder_of.is_some()
+            && !self.derived.remainder_guessed
+            && self.snapshots.keys().next_back() == Some(&executed);
         self.average_price = if self.trades.is_empty() || to_top_snapshot {
             // Σ(price·qty)/Σqty over the derived increments (or the trades and their remainder)
             // telescopes to the top snapshot's average; take it directly so it prints exactly as

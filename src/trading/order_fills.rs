@@ -114,8 +114,12 @@ impl DerivedFills {
                 _ => None,
             })
             .collect();
-        let traded_after = new_trades.iter().fold(self.executed, |q, (_, t)| add(q, t.quantity));
-        let reached = snapshots.last_key_value().is_none_or(|(total, _)| *total <= traded_after);
+        // Only trades executed by the highest running total's time count toward it (see
+        // `remainder_execution`).
+        let reached = snapshots.last_key_value().is_none_or(|(total, top)| {
+            *total
+                <= trades.values().filter(|t| t.at <= top.at).fold(Decimal::ZERO, |q, t| add(q, t.quantity))
+        });
         let other = changes.iter().any(|c| matches!(c, FactChange::Other));
         if self.remainder_of.is_some() || !reached || other {
             return self.rederive(facts);

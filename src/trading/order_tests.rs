@@ -309,9 +309,10 @@ fn running_totals_and_trades_together_give_fills_for_the_whole_filled_quantity()
 #[test]
 fn a_trade_without_running_total_below_an_earlier_running_total_leaves_a_remainder() {
     // Failed before: running total 0.5, then a trade of 0.2 → filled 0.5 but fills of only 0.2.
+    // A trade executed by the running total's time is part of it.
     for events in [
-        [created(0), cum(1, "partially_filled", "0.5", "100"), trade(2, "t1", "0.2", "110")],
-        [created(0), trade(2, "t1", "0.2", "110"), cum(1, "partially_filled", "0.5", "100")],
+        [created(0), cum(2, "partially_filled", "0.5", "100"), trade(1, "t1", "0.2", "110")],
+        [created(0), trade(1, "t1", "0.2", "110"), cum(2, "partially_filled", "0.5", "100")],
     ] {
         let (order, _) = run(&events);
         let filled: Decimal = order.fills().iter().map(|f| f.quantity).sum();
@@ -323,12 +324,46 @@ fn a_trade_without_running_total_below_an_earlier_running_total_leaves_a_remaind
     // More trades reaching the running total leave no remainder.
     let (order, _) = run(&[
         created(0),
-        cum(1, "partially_filled", "0.5", "100"),
-        trade(2, "t1", "0.2", "110"),
-        trade(3, "t2", "0.3", "110"),
+        cum(3, "partially_filled", "0.5", "100"),
+        trade(1, "t1", "0.2", "110"),
+        trade(2, "t2", "0.3", "110"),
     ]);
     assert_eq!(order.fills().len(), 2);
     assert_eq!((order.filled_quantity, order.average_price), (d("0.5"), Some(d("110"))));
+}
+
+#[test]
+fn a_trade_after_the_highest_running_total_is_a_fill_beyond_it() {
+    // Running total 0.5 @ 100 at 2 s, a trade of 0.3 @ 110 reported with running total 0.8 @
+    // 103.75 at 3 s, then a bare trade of 0.2 @ 120 at 4 s: the last cannot be part of the 0.8.
+    // It was counted in it, and the remainder of 0.3 was priced at a made-up 86.67.
+    let [c, total, with_trade] = running_total_then_trade();
+    let later = trade(4, "t3", "0.2", "120");
+    for events in
+        [[c.clone(), total.clone(), with_trade.clone(), later.clone()], [c, later, with_trade, total]]
+    {
+        let (order, alerts) = run(&events);
+        assert!(alerts.is_empty(), "{alerts:?}");
+        let fills: Vec<_> = order.fills().into_iter().map(|f| (f.key, f.quantity, f.price)).collect();
+        assert!(fills.contains(&("cum:0.8".into(), d("0.5"), d("100"))), "{fills:?}");
+        assert_eq!((order.filled_quantity, order.average_price), (d("1.0"), Some(d("107"))));
+    }
+}
+
+#[test]
+fn a_trade_id_that_reads_like_the_remainder_keeps_both_fills() {
+    // A trade id `cum:1` beside a running total of 1 took the remainder's key: the position
+    // counted one of them twice live and the other not at all after a restart.
+    let both = ev(
+        "order.updated",
+        1,
+        json!({"tradeId": "cum:1", "lastQuantity": "0.4", "lastPrice": "100",
+               "filledQuantity": "1", "averagePrice": "100"}),
+    );
+    let (order, _) = run(&[created(0), both]);
+    let fills: Vec<_> = order.fills().into_iter().map(|f| (f.key, f.quantity)).collect();
+    assert_eq!(fills, vec![("cum:1".into(), d("0.4")), ("cum:1~".into(), d("0.6"))]);
+    assert_eq!(order.filled_quantity, d("1"));
 }
 
 #[test]
