@@ -344,15 +344,20 @@ impl Position {
     }
 
     /// Re-evaluates the reconciliation verdict after the snapshot or the fills changed; returns
-    /// the `position_mismatch` alert when it became a disagreement it was not (timed at the
-    /// snapshot, so the alert is the same whichever event completed the picture).
+    /// the `position_mismatch` alert when the position turned from agreeing to disagreeing, or the
+    /// venue reported another quantity that disagrees (timed at the snapshot, so the alert is the
+    /// same whichever event completed the picture). Late fills that only change how far apart
+    /// the two are raise nothing more: one alert per disagreement, not one per fill.
     pub fn reconcile(&mut self) -> Option<Alert> {
         let verdict = self.verdict();
         if verdict == self.mismatch {
             return None;
         }
-        self.mismatch = verdict;
+        let was = std::mem::replace(&mut self.mismatch, verdict);
         let Mismatch { venue, held } = self.mismatch.clone()?;
+        if was.is_some_and(|was| was.venue == venue) {
+            return None;
+        }
         let at = self.venue.as_ref()?.stamp.at;
         let message = format!(
             "venue reports {symbol} quantity {venue}, fills up to then add up to {held}; fills are kept, \

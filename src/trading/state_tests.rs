@@ -108,6 +108,36 @@ fn position_mismatch_is_raised_whether_the_snapshot_comes_before_or_after_the_fi
 }
 
 #[test]
+fn late_fills_that_narrow_a_mismatch_raise_no_further_alerts() {
+    // One fill, a snapshot long 5, then four late fills dated before it: each late fill raised
+    // another alert (the gap changed), four in all, until the fills caught up.
+    let fill = |k: u32| {
+        ev(
+            "order.updated",
+            &format!("2024-01-15T10:1{k}:00Z"),
+            Some(&format!("f{k}")),
+            json!({"orderId": "m1", "status": "partially_filled", "tradeId": format!("t{k}"),
+                "lastQuantity": 1, "lastPrice": 100}),
+        )
+    };
+    let mut state = TradingState::new();
+    let created =
+        json!({"orderId": "m1", "symbol": "ETH/USD", "side": "buy", "type": "market", "quantity": 5});
+    state.apply(&ev("order.created", "2024-01-15T10:00:00Z", Some("c1"), created));
+    state.apply(&fill(1));
+    let snapshot = json!({"symbol": "ETH/USD", "side": "long", "quantity": 5});
+    let mut alerts =
+        kinds(&state.apply(&ev("position.updated", "2024-01-15T10:31:00Z", Some("s1"), snapshot)));
+    for k in 2..=5 {
+        alerts.extend(kinds(&state.apply(&fill(k))));
+    }
+    let mismatches = alerts.iter().filter(|k| **k == AlertKind::PositionMismatch).count();
+    assert_eq!(mismatches, 1, "{alerts:?}");
+    let eth = PositionKey { account: None, symbol: "ETH/USD".into() };
+    assert_eq!(state.positions[&eth].mismatch, None, "the fills caught up with the venue");
+}
+
+#[test]
 fn a_fill_after_the_snapshot_is_not_a_mismatch_with_it() {
     let mut state = TradingState::new();
     state.apply(&seed(seed001::ORDER_CREATED));
