@@ -159,29 +159,12 @@ fn on_order(
         (Role::StopLoss, &legs.stop_loss, OrderType::Stop, None, Some(stop)),
         (Role::TakeProfit, &legs.take_profit, OrderType::Limit, Some(take), None),
     ] {
-        let client_order_id = match op {
-            IntentOp::Place => target_id.clone(),
-            _ => client_order_id(&subject, ACTION, role, &revision),
-        };
+        let reason = format!("{role:?} {verb} {target} filled of order {id} at average {average}");
+        let leg = (role, target_id.clone(), order_type);
         out.decisions.push(Decision::Intent(OrderIntent {
-            client_order_id,
-            target_client_order_id: (op != IntentOp::Place).then(|| target_id.clone()),
-            parent_client_order_id: None,
-            action: ACTION,
-            role,
-            op,
-            symbol: key.symbol.clone(),
-            side: opposite(side),
-            order_type,
-            quantity: target,
             price,
             stop_price,
-            reduce_only: true,
-            leverage: None,
-            account: key.account.clone(),
-            trigger: cx.trigger.clone(),
-            reason: format!("{role:?} {verb} {target} filled of order {id} at average {average}"),
-            created_at: cx.event.at,
+            ..leg_intent(id, set, cx, leg, op, &revision, target, reason)
         }));
     }
     set.sized = target;
@@ -232,26 +215,19 @@ fn fit_to_position(actions: &mut StrategyState, key: &PositionKey, cx: &Context<
                 if known == Some(quantity) {
                     continue;
                 }
-                out.decisions.push(Decision::Intent(OrderIntent {
-                    client_order_id: client_order_id(&format!("order:{id}"), ACTION, role, &revision),
-                    target_client_order_id: Some(target),
-                    parent_client_order_id: None,
-                    action: ACTION,
-                    role,
-                    op: IntentOp::Amend,
-                    symbol: set.symbol.clone(),
-                    side: opposite(set.entry_side),
-                    order_type,
+                let reason =
+                    format!("{role:?} of order {id} resized to {allotted}: the position holds {net}");
+                let leg = (role, target, order_type);
+                out.decisions.push(Decision::Intent(leg_intent(
+                    id,
+                    set,
+                    cx,
+                    leg,
+                    IntentOp::Amend,
+                    &revision,
                     quantity,
-                    price: None,
-                    stop_price: None,
-                    reduce_only: true,
-                    leverage: None,
-                    account: set.account.clone(),
-                    trigger: cx.trigger.clone(),
-                    reason: format!("{role:?} of order {id} resized to {allotted}: the position holds {net}"),
-                    created_at: cx.event.at,
-                }));
+                    reason,
+                )));
             }
             set.sized = allotted;
             set.bump(cx.event.at);
@@ -365,26 +341,35 @@ fn cancel_legs(id: &str, set: &mut BracketSet, cx: &Context<'_>, why: &str, out:
 #[path = "bracket_tests.rs"]
 mod tests;
 
-/// The intent that cancels one leg (`role`, its client order id, its type) of entry `id`.
-fn cancel_intent(
+/// An intent on one leg (`role`, its client order id, its type) of entry `id`: reduce-only, on
+/// the side opposite the entry, without prices. A placement is the leg itself; an amend or a
+/// cancel is a request of its own (keyed by `revision`) that targets the leg.
+#[allow(clippy::too_many_arguments)]
+fn leg_intent(
     id: &str,
     set: &BracketSet,
     cx: &Context<'_>,
-    (role, target, order_type): (Role, String, OrderType),
+    (role, leg, order_type): (Role, String, OrderType),
+    op: IntentOp,
+    revision: &str,
+    quantity: Decimal,
     reason: String,
 ) -> OrderIntent {
-    let revision = format!("cancel@{}+{}", set.base, set.sized);
+    let (client_order_id, target_client_order_id) = match op {
+        IntentOp::Place => (leg, None),
+        _ => (client_order_id(&format!("order:{id}"), ACTION, role, revision), Some(leg)),
+    };
     OrderIntent {
-        client_order_id: client_order_id(&format!("order:{id}"), ACTION, role, &revision),
-        target_client_order_id: Some(target),
+        client_order_id,
+        target_client_order_id,
         parent_client_order_id: None,
         action: ACTION,
         role,
-        op: IntentOp::Cancel,
+        op,
         symbol: set.symbol.clone(),
         side: opposite(set.entry_side),
         order_type,
-        quantity: set.sized,
+        quantity,
         price: None,
         stop_price: None,
         reduce_only: true,
@@ -394,4 +379,16 @@ fn cancel_intent(
         reason,
         created_at: cx.event.at,
     }
+}
+
+/// The intent that cancels one leg of entry `id`.
+fn cancel_intent(
+    id: &str,
+    set: &BracketSet,
+    cx: &Context<'_>,
+    leg: (Role, String, OrderType),
+    reason: String,
+) -> OrderIntent {
+    let revision = format!("cancel@{}+{}", set.base, set.sized);
+    leg_intent(id, set, cx, leg, IntentOp::Cancel, &revision, set.sized, reason)
 }
