@@ -83,6 +83,12 @@ fn of<'a>(all: &'a [serde_json::Value], action: &str) -> Vec<&'a serde_json::Val
     all.iter().filter(|i| i["action"] == action).collect()
 }
 
+/// How many of bracket_on_fill's intents were sent, of `op` only when given.
+fn sent_legs(all: &[serde_json::Value], op: Option<&str>) -> usize {
+    let op_matches = |i: &&serde_json::Value| op.is_none_or(|op| i["intent"]["op"] == op);
+    of(all, "bracket_on_fill").into_iter().filter(|i| i["outcome"] == "sent").filter(op_matches).count()
+}
+
 #[tokio::test]
 async fn a_tradingview_alert_becomes_a_paper_fill_with_its_bracket_and_position() {
     let server = TestServer::start_with(trading).await;
@@ -308,10 +314,8 @@ async fn the_paper_stop_loss_fills_when_the_price_falls_through_it_and_cancels_t
         "data": {"symbol": "BTCUSD", "markPrice": 48900}}),
     )
     .await;
-    let all = intents_when(&server, "the take-profit cancelled", |all| {
-        of(all, "bracket_on_fill").iter().any(|i| i["intent"]["op"] == "cancel" && i["outcome"] == "sent")
-    })
-    .await;
+    let all =
+        intents_when(&server, "the take-profit cancelled", |all| sent_legs(all, Some("cancel")) > 0).await;
     let cancel = of(&all, "bracket_on_fill").into_iter().find(|i| i["intent"]["op"] == "cancel").unwrap();
     assert_eq!(cancel["intent"]["orderType"], "limit", "the other leg, the take-profit, is cancelled");
     wait_processed(server.addr).await;
@@ -331,21 +335,11 @@ async fn an_amended_paper_stop_fills_at_its_new_level_for_its_new_size() {
         body
     };
     send(&server, fill("f1", 1.0, 2000.0)).await;
-    intents_when(&server, "the pair placed", |all| {
-        of(all, "bracket_on_fill").iter().filter(|l| l["outcome"] == "sent").count() == 2
-    })
-    .await;
+    intents_when(&server, "the pair placed", |all| sent_legs(all, None) == 2).await;
     // The rest fills at 2030 (crossing neither leg), average 2020: the stop moves up from 1960 to
     // 2% under 2020, for 3.
     send(&server, fill("f2", 3.0, 2020.0)).await;
-    let all = intents_when(&server, "the pair amended", |all| {
-        of(all, "bracket_on_fill")
-            .iter()
-            .filter(|l| l["intent"]["op"] == "amend" && l["outcome"] == "sent")
-            .count()
-            == 2
-    })
-    .await;
+    let all = intents_when(&server, "the pair amended", |all| sent_legs(all, Some("amend")) == 2).await;
     let stop = of(&all, "bracket_on_fill")
         .into_iter()
         .find(|l| l["intent"]["op"] == "amend" && l["intent"]["orderType"] == "stop")
@@ -360,10 +354,7 @@ async fn an_amended_paper_stop_fills_at_its_new_level_for_its_new_size() {
         "data": {"symbol": "ETH/USD", "markPrice": 1970}}),
     )
     .await;
-    intents_when(&server, "the take-profit cancelled", |all| {
-        of(all, "bracket_on_fill").iter().any(|i| i["intent"]["op"] == "cancel" && i["outcome"] == "sent")
-    })
-    .await;
+    intents_when(&server, "the take-profit cancelled", |all| sent_legs(all, Some("cancel")) > 0).await;
     wait_processed(server.addr).await;
     let positions = api_get(server.addr, "/positions").await;
     let position = &positions.json["positions"][0];
@@ -387,10 +378,7 @@ async fn a_paper_stop_after_a_margin_reduction_closes_the_position_without_flipp
         entry("f1", "order.updated", json!({"status": "filled", "filledQuantity": 2, "averagePrice": 10})),
     )
     .await;
-    intents_when(&server, "the pair placed", |all| {
-        of(all, "bracket_on_fill").iter().filter(|l| l["outcome"] == "sent").count() == 2
-    })
-    .await;
+    intents_when(&server, "the pair placed", |all| sent_legs(all, None) == 2).await;
     wait_processed(server.addr).await;
     // Margin ratio over the threshold: the guard sells half (1), the legs follow down to 1.
     send(
@@ -399,14 +387,7 @@ async fn a_paper_stop_after_a_margin_reduction_closes_the_position_without_flipp
             "side": "long", "quantity": 2, "averagePrice": 10, "markPrice": 10, "marginRatio": 0.9}}),
     )
     .await;
-    let all = intents_when(&server, "the legs resized", |all| {
-        of(all, "bracket_on_fill")
-            .iter()
-            .filter(|l| l["intent"]["op"] == "amend" && l["outcome"] == "sent")
-            .count()
-            == 2
-    })
-    .await;
+    let all = intents_when(&server, "the legs resized", |all| sent_legs(all, Some("amend")) == 2).await;
     assert!(of(&all, "bracket_on_fill")
         .iter()
         .filter(|l| l["intent"]["op"] == "amend")
@@ -419,10 +400,7 @@ async fn a_paper_stop_after_a_margin_reduction_closes_the_position_without_flipp
             "data": {"symbol": "SOL/USD", "markPrice": 9.5}}),
     )
     .await;
-    intents_when(&server, "the take-profit cancelled", |all| {
-        of(all, "bracket_on_fill").iter().any(|i| i["intent"]["op"] == "cancel" && i["outcome"] == "sent")
-    })
-    .await;
+    intents_when(&server, "the take-profit cancelled", |all| sent_legs(all, Some("cancel")) > 0).await;
     wait_processed(server.addr).await;
     let positions = api_get(server.addr, "/positions").await;
     let position = &positions.json["positions"][0];
