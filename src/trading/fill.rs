@@ -121,9 +121,9 @@ pub(crate) fn trade_executions(trades: &BTreeMap<String, Trade>) -> Vec<Executio
 /// and whether its price had to be guessed.
 ///
 /// Rule: with the trades executed by the time of the highest snapshot (`at` not after it; a
-/// later trade cannot be part of its total and is a fill beyond it) `Q = Σ qty`, `N = Σ price·qty`,
-/// and that snapshot `C` at average `A`,
-/// when `C > Q` the remainder is `C − Q`, priced `(A·C − N) / (C − Q)` so that the order's fills
+/// later trade cannot be part of its total and is a fill beyond it) `Q = Σ qty`,
+/// `N = Σ price·qty`, and that snapshot `C` at average `A`, when `C > Q` the remainder is
+/// `C − Q`, priced `(A·C − N) / (C − Q)` so that the order's fills
 /// add up to `C` at average `A`, keyed `cum:<C>` and timed at that snapshot (like any cumulative
 /// increment, at the report that proves it executed). Which snapshot quantities the trades fall
 /// in is unknown, so the remainder is one fill rather than a split along the lower snapshots (a
