@@ -481,6 +481,7 @@ async fn health_ready_and_metrics_answer() {
         line[name.len()..].trim().parse().unwrap()
     };
     assert_eq!(value("tradehook_backlog"), 0.0);
+    assert_eq!(value("tradehook_oldest_pending_seconds"), 0.0, "nothing waits");
     assert_eq!(value("tradehook_dlq_size"), 1.0);
     assert!(value("tradehook_processing_lag_seconds_count") >= 2.0, "{}", metrics.text);
 }

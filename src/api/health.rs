@@ -117,9 +117,11 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 )]
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     metrics::gauge!("tradehook_backlog").set(state.store.backlog() as f64);
-    if let Ok(Some(at)) = state.store.oldest_pending().await {
-        metrics::gauge!("tradehook_oldest_pending_seconds")
-            .set((crate::store::now_ms() - at).max(0) as f64 / 1000.0);
+    // 0 once nothing waits: left unset, the gauge would keep the age of the last backlog and an
+    // alert on it would never clear.
+    if let Ok(oldest) = state.store.oldest_pending().await {
+        let age = oldest.map_or(0, |at| (crate::store::now_ms() - at).max(0));
+        metrics::gauge!("tradehook_oldest_pending_seconds").set(age as f64 / 1000.0);
     }
     if let Ok(size) = state.store.dlq_size().await {
         metrics::gauge!("tradehook_dlq_size").set(size as f64);
