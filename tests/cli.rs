@@ -53,6 +53,10 @@ fn config_check_accepts_the_example_file() {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("configuration ok"));
+    // Formats as a config file spells them, so the line can be pasted back.
+    for format in ["format=vibetrading", "format=tradingview", "format=generic"] {
+        assert!(stdout.contains(format), "{format}: {stdout}");
+    }
     assert!(!stdout.contains("s3cret"), "secrets are not printed: {stdout}");
 }
 

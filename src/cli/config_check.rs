@@ -20,7 +20,7 @@ pub fn run(path: Option<&Path>) -> anyhow::Result<()> {
     }
     for source in &config.sources {
         println!(
-            "  source      {} format={:?} signature={} secrets={} allow_ips={}",
+            "  source      {} format={} signature={} secrets={} allow_ips={}",
             source.name,
             source.format,
             source.signature,

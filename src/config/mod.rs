@@ -171,6 +171,23 @@ pub enum Format {
     Generic,
 }
 
+impl Format {
+    /// The name as the configuration spells it (`format = "…"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Vibetrading => "vibetrading",
+            Format::Tradingview => "tradingview",
+            Format::Generic => "generic",
+        }
+    }
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// `[[source]]`: one sender of webhooks.
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

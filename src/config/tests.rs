@@ -210,3 +210,12 @@ fn every_text_key_is_a_text_setting() {
         assert!(config.is_ok(), "{key}: {config:?}");
     }
 }
+
+#[test]
+fn format_names_are_the_ones_a_config_file_accepts() {
+    for format in [Format::Vibetrading, Format::Tradingview, Format::Generic] {
+        let spelled: Format = serde_json::from_value(serde_json::json!(format.name())).unwrap();
+        assert_eq!(spelled, format);
+        assert_eq!(format.to_string(), format.name());
+    }
+}
