@@ -338,12 +338,23 @@ pub(crate) fn event_id(seq: i64) -> String {
 
 /// The seq of a public `evt_…` id, if it is one.
 pub(crate) fn seq_of(id: &str) -> Option<i64> {
-    id.strip_prefix("evt_").and_then(|n| n.parse().ok()).filter(|n: &i64| *n > 0)
+    row_number(id, "evt_")
 }
 
 /// The row id of a `dlq_…` id, if it is one.
 pub(crate) fn dead_letter_seq(id: &str) -> Option<i64> {
-    id.strip_prefix("dlq_").and_then(|n| n.parse().ok()).filter(|n: &i64| *n > 0)
+    row_number(id, "dlq_")
+}
+
+/// The number of an id as the gateway writes it: `prefix` then a positive decimal number without
+/// sign or leading zeros. `evt_01` or `evt_+1` is not another spelling of `evt_1`: one thing has
+/// one id, so ids compare as strings (in a client's cache, a log search) the way they do here.
+fn row_number(id: &str, prefix: &str) -> Option<i64> {
+    let digits = id.strip_prefix(prefix)?;
+    if digits.starts_with('0') || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok().filter(|n: &i64| *n > 0)
 }
 
 /// A shared handle to the store.
@@ -366,4 +377,20 @@ pub fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod id_tests {
+    use super::*;
+
+    #[test]
+    fn ids_have_one_spelling() {
+        assert_eq!(seq_of("evt_1"), Some(1));
+        assert_eq!(seq_of(&event_id(9_007_199_254_740_993)), Some(9_007_199_254_740_993));
+        assert_eq!(dead_letter_seq("dlq_42"), Some(42));
+        for other in ["evt_01", "evt_+1", "evt_0", "evt_", "evt_-1", "evt_1 ", "evt_1e3", "dlq_1", "evt_99999999999999999999"] {
+            assert_eq!(seq_of(other), None, "{other}");
+        }
+        assert_eq!(dead_letter_seq("dlq_007"), None);
+    }
 }
