@@ -120,8 +120,8 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     // 0 once nothing waits: left unset, the gauge would keep the age of the last backlog and an
     // alert on it would never clear.
     if let Ok(oldest) = state.store.oldest_pending().await {
-        let age = oldest.map_or(0, |at| (crate::store::now_ms() - at).max(0));
-        metrics::gauge!("tradehook_oldest_pending_seconds").set(age as f64 / 1000.0);
+        let age = oldest.map_or(0.0, |at| crate::store::seconds_since(at, crate::store::now_ms()));
+        metrics::gauge!("tradehook_oldest_pending_seconds").set(age);
     }
     if let Ok(size) = state.store.dlq_size().await {
         metrics::gauge!("tradehook_dlq_size").set(size as f64);

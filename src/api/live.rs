@@ -108,7 +108,7 @@ async fn ingest(
         window_seconds: u64::from(seconds),
         samples,
         backlog: state.store.backlog(),
-        oldest_pending_age_seconds: oldest.map(|at| (now_ms() - at).max(0) as f64 / 1000.0),
+        oldest_pending_age_seconds: oldest.map(|at| crate::store::seconds_since(at, now_ms())),
         dlq: state.store.dlq_size().await?,
         lag: state.lag.summary(),
     }))

@@ -354,7 +354,8 @@ fn row_number(id: &str, prefix: &str) -> Option<i64> {
     if digits.starts_with('0') || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    digits.parse().ok().filter(|n: &i64| *n > 0)
+    // Digits without a leading zero: a positive number, or too large for a seq.
+    digits.parse().ok()
 }
 
 /// A shared handle to the store.
@@ -370,6 +371,11 @@ pub fn storable_text(bytes: &[u8]) -> String {
 /// Milliseconds since the unix epoch, now.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
+}
+
+/// Seconds from the unix-ms time `at` to `now`; 0 for a time ahead of `now` (another node's clock).
+pub fn seconds_since(at: i64, now: i64) -> f64 {
+    now.saturating_sub(at).max(0) as f64 / 1000.0
 }
 
 /// RFC 3339 text of a unix-ms time.

@@ -351,7 +351,7 @@ impl Store for PgStore {
             backlog,
             oldest_pending_age_seconds: row
                 .get::<_, Option<i64>>(2)
-                .map(|at| (now - at).max(0) as f64 / 1000.0),
+                .map(|at| crate::store::seconds_since(at, now)),
             processed: events.saturating_sub(backlog),
             dlq: row.get::<_, i64>(3).max(0) as u64,
         })

@@ -469,7 +469,7 @@ impl Store for SqliteStore {
             Ok(StoreStats {
                 events,
                 backlog,
-                oldest_pending_age_seconds: oldest.map(|at| (now - at).max(0) as f64 / 1000.0),
+                oldest_pending_age_seconds: oldest.map(|at| super::seconds_since(at, now)),
                 processed: events - backlog,
                 dlq: processing::dead_letter_count(conn)?,
             })
