@@ -116,6 +116,15 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// A gateway on a PostgreSQL of its own; `None` outside the PostgreSQL pass of the suite.
+async fn gateway_on_private_postgres() -> Option<(PrivatePostgres, Arc<TestServer>)> {
+    postgres()?;
+    let database = PrivatePostgres::start();
+    let url = database.url();
+    let server = Arc::new(TestServer::start_with(move |config| config.store.url = url).await);
+    Some((database, server))
+}
+
 #[derive(Default)]
 struct Seen {
     /// (when answered, status, event id of a 200).
@@ -124,13 +133,10 @@ struct Seen {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_outage_answers_503_never_a_false_200_and_recovers_by_itself() {
-    if postgres().is_none() {
+    let Some((database, server)) = gateway_on_private_postgres().await else {
         eprintln!("skipped: the PostgreSQL pass (TEST_POSTGRES_URL) runs this test");
         return;
-    }
-    let database = PrivatePostgres::start();
-    let url = database.url();
-    let server = Arc::new(TestServer::start_with(move |config| config.store.url = url).await);
+    };
     let seen = Arc::new(Mutex::new(Seen::default()));
     let stop = CancellationToken::new();
     let senders: Vec<_> = (0..4)
@@ -222,6 +228,93 @@ async fn a_database_outage_answers_503_never_a_false_200_and_recovers_by_itself(
         assert_eq!(stored.status, StatusCode::OK, "acked {id} must be stored: {}", stored.text);
     }
     wait_processed(server.addr).await;
+    // The round the outage cut short was rolled back and applied again: its state is stored.
+    assert_rebuild_equals_stored(&database);
     let ready = request(http::Method::GET, &server.url("/readyz"), &[], Vec::new()).await;
     assert_eq!(ready.status, StatusCode::OK, "{}", ready.text);
+}
+
+/// Cuts tradehook's database connections again and again under load (as a failover or an idle
+/// timeout in a pooler would). A round whose commit is cut is rolled back; the worker must start
+/// again from the stored state, so the orders of every acknowledged event end up stored and the
+/// stored state equals the one `rebuild-state` computes from the events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cut_connections_under_load_lose_no_state() {
+    let Some((database, server)) = gateway_on_private_postgres().await else {
+        eprintln!("skipped: the PostgreSQL pass (TEST_POSTGRES_URL) runs this test");
+        return;
+    };
+    let stop = CancellationToken::new();
+    let senders: Vec<_> = (0..4)
+        .map(|sender| {
+            let (server, stop) = (server.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut acked = Vec::new();
+                let mut n = 0;
+                while !stop.is_cancelled() {
+                    n += 1;
+                    let key = format!("c{sender}-{n}");
+                    if post_event(&server, &order_event(&key)).await.status == StatusCode::OK {
+                        acked.push(format!("o-{key}"));
+                    } else {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+                acked
+            })
+        })
+        .collect();
+    let mut cut = 0;
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let output = database
+            .command("psql")
+            .args(["-h", "127.0.0.1", "-p", &database.port.to_string(), "-U", "postgres", "-Atc"])
+            .arg("select count(pg_terminate_backend(pid)) from pg_stat_activity where application_name = 'tradehook'")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "psql: {}", String::from_utf8_lossy(&output.stderr));
+        cut += String::from_utf8_lossy(&output.stdout).trim().parse::<u32>().unwrap_or(0);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.cancel();
+    let mut acked = Vec::new();
+    for sender in senders {
+        acked.extend(sender.await.unwrap());
+    }
+    assert!(cut >= 30, "connections were cut: {cut}");
+    assert!(acked.len() > 100, "load while the connections were cut: {}", acked.len());
+    wait_processed(server.addr).await;
+    let mut missing = Vec::new();
+    for order in &acked {
+        let stored = api_get(server.addr, &format!("/orders/{order}")).await;
+        if stored.status != StatusCode::OK {
+            missing.push(order);
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "{} of {} acked orders missing from the stored state, first: {:?}",
+        missing.len(),
+        acked.len(),
+        &missing[..missing.len().min(10)]
+    );
+    assert_rebuild_equals_stored(&database);
+    eprintln!("{} events acked, {cut} connections cut", acked.len());
+}
+
+/// `rebuild-state --check`: the state stored in `database` equals the one computed from its events.
+fn assert_rebuild_equals_stored(database: &PrivatePostgres) {
+    let check = Command::new(binary())
+        .args(["rebuild-state", "--check"])
+        .env("TRADEHOOK_STORE__URL", database.url())
+        .env("TRADEHOOK_SECRET", SECRET)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        check.status.success() && stdout.contains("equals"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
 }

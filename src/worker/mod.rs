@@ -63,6 +63,8 @@ pub struct Worker {
     strategy: Strategy,
     /// Another node holds the processing lease: look again now and then, not on every arrival.
     standby: bool,
+    /// The last round failed: the in-memory state may be ahead of the store until reloaded.
+    stale: bool,
     /// Test hook: events for which applying fails, to exercise retries and dead letters.
     #[cfg(test)]
     fail_when: Option<fn(&crate::trading::CanonicalEvent) -> bool>,
@@ -98,6 +100,7 @@ impl Worker {
             subscriptions: Arc::new(SubscriptionSet::default()),
             strategy,
             standby: false,
+            stale: false,
             #[cfg(test)]
             fail_when: None,
         })
@@ -153,10 +156,7 @@ impl Worker {
                 Err(error) => {
                     failures = failures.saturating_add(1);
                     let pause = Duration::from_millis(100 * u64::from(failures.min(50)));
-                    tracing::warn!(%error, ?pause, "processing round failed; reloading state and retrying");
-                    if let Err(error) = self.reload().await {
-                        tracing::error!(%error, "cannot reload trading state");
-                    }
+                    tracing::warn!(%error, ?pause, "processing round failed; retrying from the stored state");
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
                         _ = tokio::time::sleep(pause) => {}
@@ -178,7 +178,20 @@ impl Worker {
     }
 
     /// One round: read due events, apply, commit. Returns how many events it handled.
+    ///
+    /// After a failed round the in-memory state may hold changes the store rolled back (the
+    /// commit was cut), so nothing is processed again until the committed state is reloaded.
     pub async fn round(&mut self) -> Result<usize, StoreError> {
+        if self.stale {
+            self.reload().await?;
+            self.stale = false;
+        }
+        let outcome = self.round_on_current_state().await;
+        self.stale = outcome.is_err();
+        outcome
+    }
+
+    async fn round_on_current_state(&mut self) -> Result<usize, StoreError> {
         match self.store.processing_lease().await? {
             Lease::Standby => {
                 self.standby = true;
