@@ -7,6 +7,10 @@
 //! database overlaps their flushes); while they do, the next batch gathers. A failed batch is
 //! answered 503 as a whole: nobody gets an ack that is not committed.
 //!
+//! Every batch holds [`SEQ_LOCK`](super::progress::SEQ_LOCK) shared from before it takes its
+//! seqs until it has committed, so a reader tailing by seq can wait for the batches in flight
+//! (see `progress::settled_seq`): concurrent batches make their seqs visible out of order.
+//!
 //! Two nodes storing the same event id at once: the unique key makes the second INSERT wait for
 //! the first transaction and skip the row if it commits; the look-up then finds the first seq, so
 //! both answers carry the same id.
@@ -136,12 +140,14 @@ async fn insert_batch(
     let ips: Vec<&str> = events.iter().map(|e| e.client_ip.as_str()).collect();
     let headers: Vec<&str> = events.iter().map(|e| e.headers.as_str()).collect();
     let bodies: Vec<&[u8]> = events.iter().map(|e| &e.body[..]).collect();
-    // ORDER BY n: sequence numbers follow the order the requests arrived in.
+    // ORDER BY n: sequence numbers follow the order the requests arrived in. The lock is taken
+    // before any row is made (each row joins it), so before any seq is; it lasts until the commit.
     let insert = client
         .prepare_cached(
-            "INSERT INTO events (source, event_key, event_type, received_at, client_ip, headers, body)
+            "WITH seq_lock AS MATERIALIZED (SELECT pg_advisory_xact_lock_shared($8))
+             INSERT INTO events (source, event_key, event_type, received_at, client_ip, headers, body)
              SELECT source, event_key, event_type, received_at, client_ip, headers, body
-             FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::bytea[])
+             FROM seq_lock, unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::bytea[])
                   WITH ORDINALITY AS i(source, event_key, event_type, received_at, client_ip, headers, body, n)
              ORDER BY n
              ON CONFLICT (source, event_key) DO NOTHING
@@ -150,7 +156,7 @@ async fn insert_batch(
         .await
         .map_err(pg_error)?;
     let rows = client
-        .query(&insert, &[&sources, &keys, &types, &received, &ips, &headers, &bodies])
+        .query(&insert, &[&sources, &keys, &types, &received, &ips, &headers, &bodies, &super::progress::SEQ_LOCK])
         .await
         .map_err(pg_error)?;
     let mut inserted: HashMap<(String, String), i64> =

@@ -305,12 +305,17 @@ impl Store for PgStore {
              WHERE ($1::text IS NULL OR source = $1) AND ($2::text IS NULL OR event_type = $2)
                AND ($3::bigint IS NULL OR received_at >= $3) AND ($4::bigint IS NULL OR received_at < $4)
                AND ($5::bigint IS NULL OR seq < $5) AND ($6::bigint IS NULL OR seq > $6)
+               AND ($8::bigint IS NULL OR seq <= $8)
              ORDER BY seq {order} LIMIT $7"
         );
         let limit = i64::from(filter.limit.clamp(1, 1000));
-        let rows = self
-            .client()
-            .await?
+        let client = self.client().await?;
+        // A tail must not move past a seq still being committed (see `progress`).
+        let settled = match filter.after_seq {
+            Some(_) => Some(progress::settled_seq(&client).await?),
+            None => None,
+        };
+        let rows = client
             .query(
                 &sql,
                 &[
@@ -321,6 +326,7 @@ impl Store for PgStore {
                     &filter.before_seq,
                     &filter.after_seq,
                     &limit,
+                    &settled,
                 ],
             )
             .await
@@ -329,7 +335,8 @@ impl Store for PgStore {
     }
 
     async fn progress(&self, after_seq: i64, limit: u32) -> Result<Vec<super::EventProgress>, StoreError> {
-        progress::after(&self.client().await?, after_seq, limit).await
+        let client = self.client().await?;
+        progress::after(&client, after_seq, limit).await
     }
 
     async fn stats(&self) -> Result<StoreStats, StoreError> {
