@@ -38,22 +38,23 @@ use crate::config::ServerConfig;
 use crate::tls::ServerCertificate;
 
 /// Serves `app` on `listener` until `shutdown`, then drains. With `[server.tls]` the connections
-/// are TLS and SIGHUP reloads the certificate.
+/// are TLS and SIGHUP reloads the certificate; without, SIGHUP changes nothing.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     config: &ServerConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let tls = match &config.tls {
-        Some(files) => {
-            let certificate = Arc::new(
-                ServerCertificate::load(files).map_err(|e| anyhow::anyhow!("`{}`: {e}", e.config_key()))?,
-            );
-            crate::tls::reload_on_hangup(certificate.clone(), shutdown.clone())
-                .map_err(|e| anyhow::anyhow!("cannot handle SIGHUP: {e}"))?;
-            Some(TlsAcceptor::from(crate::tls::server_config(certificate)?))
-        }
+    let certificate = match &config.tls {
+        Some(files) => Some(Arc::new(
+            ServerCertificate::load(files).map_err(|e| anyhow::anyhow!("`{}`: {e}", e.config_key()))?,
+        )),
+        None => None,
+    };
+    crate::tls::reload_on_hangup(certificate.clone(), shutdown.clone())
+        .map_err(|e| anyhow::anyhow!("cannot handle SIGHUP: {e}"))?;
+    let tls = match certificate {
+        Some(certificate) => Some(TlsAcceptor::from(crate::tls::server_config(certificate)?)),
         None => None,
     };
     let slots = u32::try_from(config.max_connections)

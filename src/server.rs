@@ -399,25 +399,36 @@ fn longest_attempt(config: &Config) -> Duration {
     longest
 }
 
-/// Cancels `token` on SIGINT or SIGTERM.
+/// Cancels `token` on SIGINT or SIGTERM. The handlers are in place when this returns, and so is
+/// one for SIGHUP: whatever the listener does with it (see [`crate::tls::reload_on_hangup`]), it
+/// must never end the process the way SIGHUP's default action does.
 pub fn cancel_on_signals(token: CancellationToken) {
-    tokio::spawn(async move {
-        let ctrl_c = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        let term = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut signal) => {
-                    signal.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
-            }
-        };
-        #[cfg(not(unix))]
-        let term = std::future::pending::<()>();
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term => {}
+    #[cfg(unix)]
+    let stop = {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Err(error) = signal(SignalKind::hangup()) {
+            tracing::warn!(%error, "cannot handle SIGHUP");
         }
+        let streams = [signal(SignalKind::interrupt()), signal(SignalKind::terminate())];
+        async move {
+            let [interrupt, terminate] = streams.map(|stream| async move {
+                match stream {
+                    Ok(mut signal) => drop(signal.recv().await),
+                    Err(_) => std::future::pending::<()>().await,
+                }
+            });
+            tokio::select! {
+                _ = interrupt => {}
+                _ = terminate => {}
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let stop = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    tokio::spawn(async move {
+        stop.await;
         token.cancel();
         tracing::info!("shutting down: no new requests; finishing in-flight work");
     });

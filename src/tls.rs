@@ -163,8 +163,10 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
-/// Reloads `certificate` on every SIGHUP until `stop`. The handler is in place when this returns.
-pub fn reload_on_hangup(certificate: Arc<ServerCertificate>, stop: CancellationToken) -> std::io::Result<()> {
+/// Handles SIGHUP until `stop`: reloads `certificate` if the listener has one, and in any case
+/// keeps serving (SIGHUP's default action would end the process without a drain). The handler is
+/// in place when this returns.
+pub fn reload_on_hangup(certificate: Option<Arc<ServerCertificate>>, stop: CancellationToken) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -175,6 +177,10 @@ pub fn reload_on_hangup(certificate: Arc<ServerCertificate>, stop: CancellationT
                     _ = stop.cancelled() => return,
                     received = hangups.recv() => if received.is_none() { return },
                 }
+                let Some(certificate) = &certificate else {
+                    tracing::info!("SIGHUP: nothing to reload without [server.tls]; still serving");
+                    continue;
+                };
                 let cert = certificate.cert_path().display().to_string();
                 match certificate.reload() {
                     Ok(()) => {

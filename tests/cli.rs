@@ -778,3 +778,21 @@ fn serve_whose_log_pipe_is_closed_still_stops_on_sigterm() {
     };
     assert!(status.success(), "SIGTERM exits 0: {status:?}");
 }
+
+/// `kill -HUP`, as log rotation and service managers send it, leaves a plain-HTTP gateway
+/// serving (only TLS has something to reload). SIGHUP's default action used to end it at once,
+/// exit 129, with no drain.
+#[tokio::test]
+async fn sighup_leaves_a_plain_http_gateway_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::start(dir.path());
+    for _ in 0..2 {
+        let _ = Command::new("kill").arg("-HUP").arg(server.child.id().to_string()).status();
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(server.child.try_wait().unwrap().is_none(), "the gateway exited on SIGHUP");
+        let health =
+            request(http::Method::GET, &format!("http://{}/healthz", server.addr), &[], Vec::new()).await;
+        assert_eq!(health.status, http::StatusCode::OK);
+    }
+    assert!(server.terminate().success(), "SIGTERM still drains and exits 0");
+}

@@ -20,9 +20,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let listener =
         TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     let address = listener.local_addr()?;
-    print_banner(&setup, address);
+    // Before the banner: whoever starts the gateway may signal it as soon as it is up.
     let shutdown = CancellationToken::new();
     server::cancel_on_signals(shutdown.clone());
+    print_banner(&setup, address);
     tracing::info!(%address, store = state.store.kind(), sources = state.sources.len(), "tradehook is listening");
     if let Some(warning) = plain_http_warning(address, setup.config.server.tls.is_some()) {
         tracing::warn!("{warning}");
