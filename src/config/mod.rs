@@ -537,8 +537,20 @@ impl Config {
         if !(2..=1000).contains(&self.store.pool_size) {
             return fail("store.pool_size", "must be between 2 and 1000".into());
         }
-        if self.store.max_batch == 0 || self.store.queue_capacity == 0 {
-            return fail("store.max_batch", "max_batch and queue_capacity must be at least 1".into());
+        if !(1..=MAX_STORE_BATCH).contains(&self.store.max_batch) {
+            return fail("store.max_batch", format!("must be between 1 and {MAX_STORE_BATCH}"));
+        }
+        if !(1..=MAX_QUEUE_CAPACITY).contains(&self.store.queue_capacity) {
+            return fail("store.queue_capacity", format!("must be between 1 and {MAX_QUEUE_CAPACITY}"));
+        }
+        if self.store.max_backlog == 0 {
+            return fail("store.max_backlog", "must be at least 1: with 0 every event would be refused".into());
+        }
+        if self.server.body_timeout < Duration::from_millis(100) {
+            return fail(
+                "server.body_timeout",
+                "must be at least 100ms: a shorter one times out requests still being sent".into(),
+            );
         }
         if self.worker.batch == 0 || self.worker.batch > 100_000 {
             return fail("worker.batch", "must be between 1 and 100000".into());
@@ -702,6 +714,11 @@ impl Config {
             if path.is_empty() {
                 return Err("sqlite:// needs a file path, e.g. sqlite://data/tradehook.db".into());
             }
+            if path == ":memory:" || path.starts_with("file:") {
+                return Err(format!(
+                    "`{path}` is not a file path: an in-memory or URI database would lose acknowledged events; use e.g. sqlite://data/tradehook.db"
+                ));
+            }
             Ok(StoreLocation::Sqlite(PathBuf::from(path)))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Ok(StoreLocation::Postgres(url.to_string()))
@@ -720,6 +737,11 @@ impl Config {
         }
     }
 }
+
+/// Most appends in one store commit (`store.max_batch`).
+const MAX_STORE_BATCH: usize = 100_000;
+/// Most appends waiting for a commit (`store.queue_capacity`).
+const MAX_QUEUE_CAPACITY: usize = 10_000_000;
 
 /// A parsed `store.url`.
 #[derive(Debug, Clone, PartialEq, Eq)]

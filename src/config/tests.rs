@@ -123,6 +123,27 @@ fn bad_duration_is_named() {
     assert!(err.contains("whole number of bytes"), "{err}");
 }
 
+/// Values that parse but would break `serve` (every event refused, every request timed out, an
+/// allocation abort or a panic at start-up, events kept only in memory) fail `config check`.
+#[test]
+fn limits_that_would_break_serving_are_named() {
+    for (text, key) in [
+        ("[store]\nmax_backlog = 0\n", "store.max_backlog"),
+        ("[server]\nbody_timeout = \"0s\"\n", "server.body_timeout"),
+        ("[store]\nmax_batch = 0\n", "store.max_batch"),
+        ("[store]\nmax_batch = 100000000000\n", "store.max_batch"),
+        ("[store]\nqueue_capacity = 0\n", "store.queue_capacity"),
+        ("[store]\nqueue_capacity = 4611686018427387904\n", "store.queue_capacity"),
+        ("[store]\nurl = \"sqlite://:memory:\"\n", "store.url"),
+        ("[store]\nurl = \"sqlite://file:x?mode=memory\"\n", "store.url"),
+    ] {
+        let err = load_toml(text).unwrap_err().to_string();
+        assert!(err.contains(key), "{text}: {err}");
+    }
+    let edges = "[server]\nbody_timeout = \"100ms\"\n[store]\nmax_backlog = 1\nmax_batch = 100000\nqueue_capacity = 10000000\n";
+    assert!(load_toml(edges).is_ok());
+}
+
 #[test]
 fn unsigned_source_needs_allow_list() {
     let err = load_toml("[[source]]\nname = \"x\"\nsignature = \"none\"\nallow_unsigned = true\n")
