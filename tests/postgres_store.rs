@@ -430,3 +430,24 @@ async fn tailing_while_batches_commit_at_once_misses_no_event() {
         );
     }
 }
+
+/// With the backlog at its limit a new event is refused, but a sender retrying one it sent
+/// before gets its id (a duplicate adds nothing to the backlog), not a 503 it would retry until
+/// the backlog drains.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_is_answered_while_the_backlog_is_full() {
+    if skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.store.url = common::store_url(dir.path());
+    config.store.max_backlog = 2;
+    let store = server::open_store(&config).await.unwrap();
+    let first = store.append(event("a")).await.unwrap();
+    store.append(event("b")).await.unwrap();
+    assert!(matches!(store.append(event("c")).await, Err(StoreError::Saturated(_))));
+    let again = store.append(event("a")).await.unwrap();
+    assert!(matches!(again, Appended::Duplicate(_)), "{again:?}");
+    assert_eq!(seq(&again), seq(&first));
+}

@@ -75,7 +75,7 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     }
     let backlog = state.store.backlog();
     if backlog >= state.config.store.max_backlog {
-        problems.push(format!("backlog {backlog} is over its limit {}", state.config.store.max_backlog));
+        problems.push(format!("backlog {backlog} is at its limit {}: new events are refused", state.config.store.max_backlog));
     }
     if state.config.worker.enabled {
         match state.store.oldest_pending().await {

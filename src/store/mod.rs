@@ -149,7 +149,7 @@ pub enum StoreError {
     /// The store cannot take writes now (disk full, I/O error, database down): answer 503.
     #[error("store unavailable: {0}")]
     Unavailable(String),
-    /// Too much is waiting (writer queue full or backlog over its limit): answer 503.
+    /// Too much is waiting (writer queue full or backlog at its limit): answer 503.
     #[error("store is saturated: {0}")]
     Saturated(String),
     /// Anything else; a bug or corruption.

@@ -273,6 +273,20 @@ impl Store for PgStore {
     async fn append(&self, event: NewEvent) -> Result<Appended, StoreError> {
         let backlog = self.backlog.load(Ordering::Relaxed);
         if backlog >= self.max_backlog {
+            // A duplicate adds nothing to the backlog: a sender retrying an event it sent before
+            // gets its id, not a 503 it would retry until the backlog drains.
+            let stored = self
+                .client()
+                .await?
+                .query_opt(
+                    "SELECT seq FROM events WHERE source = $1 AND event_key = $2",
+                    &[&event.source, &event.event_key],
+                )
+                .await
+                .map_err(pg_error)?;
+            if let Some(row) = stored {
+                return Ok(Appended::Duplicate(event_id(row.get(0))));
+            }
             return Err(StoreError::Saturated(format!(
                 "{backlog} events are waiting to be processed (limit {})",
                 self.max_backlog

@@ -111,7 +111,6 @@ pub struct SqliteStore {
     /// The dispatcher's own read connection.
     delivery_reader: Arc<Mutex<Connection>>,
     backlog: Arc<AtomicU64>,
-    max_backlog: u64,
     path: PathBuf,
     /// Held for the life of the store: the flock that keeps other processes out.
     _lock: File,
@@ -286,7 +285,13 @@ impl SqliteStore {
         let (queue, rx) = mpsc::channel(options.queue_capacity.max(1));
         let writer_backlog = backlog.clone();
         let arrivals = Arc::new(Notify::new());
-        let writer = Writer { conn, dedupe, max_batch: options.max_batch.max(1), arrivals: arrivals.clone() };
+        let writer = Writer {
+            conn,
+            dedupe,
+            max_batch: options.max_batch.max(1),
+            arrivals: arrivals.clone(),
+            max_backlog: options.max_backlog,
+        };
         thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || writer::run(writer, rx, &writer_backlog))
@@ -304,7 +309,6 @@ impl SqliteStore {
             worker_reader: Arc::new(Mutex::new(open_connection(path)?)),
             delivery_reader: Arc::new(Mutex::new(open_connection(path)?)),
             backlog,
-            max_backlog: options.max_backlog,
             path: path.to_path_buf(),
             _lock: lock,
             stopping,
@@ -386,13 +390,8 @@ fn event_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
 #[async_trait]
 impl Store for SqliteStore {
     async fn append(&self, event: NewEvent) -> Result<Appended, StoreError> {
-        if self.backlog.load(Ordering::Relaxed) >= self.max_backlog {
-            return Err(StoreError::Saturated(format!(
-                "{} events are waiting to be processed (limit {})",
-                self.backlog.load(Ordering::Relaxed),
-                self.max_backlog
-            )));
-        }
+        // The backlog limit is the writer's to apply: it answers a duplicate first, and counts
+        // the events of its batch.
         let (reply, answer) = oneshot::channel();
         self.submit(Write::Append(event, reply))?;
         answer.await.map_err(|_| StoreError::Unavailable("the writer stopped".into()))?

@@ -99,6 +99,21 @@ async fn backlog_over_limit_is_refused_as_saturated() {
     store.append(event("a")).await.unwrap();
     store.append(event("b")).await.unwrap();
     assert!(matches!(store.append(event("c")).await, Err(StoreError::Saturated(_))));
+    // A sender retrying an event it sent before gets its id, not a 503 it would retry forever.
+    assert!(matches!(store.append(event("a")).await, Ok(Appended::Duplicate(id)) if id == "evt_1"));
+}
+
+/// Many appends at once share the writer's batches: the limit still holds exactly.
+#[tokio::test]
+async fn concurrent_appends_never_pass_the_backlog_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        SqliteStore::open(&dir.path().join("t.db"), SqliteOptions { max_backlog: 50, ..options() }).unwrap();
+    let answers = futures::future::join_all((0..200).map(|i| store.append(event(&format!("k{i}"))))).await;
+    let accepted = answers.iter().filter(|a| matches!(a, Ok(Appended::Accepted(_)))).count();
+    let refused = answers.iter().filter(|a| matches!(a, Err(StoreError::Saturated(_)))).count();
+    assert_eq!((accepted, refused), (50, 150));
+    assert_eq!(store.backlog(), 50);
 }
 
 #[tokio::test]

@@ -48,6 +48,8 @@ pub(super) type ExecFn = Box<dyn FnOnce(&Connection) -> rusqlite::Result<u64> + 
 /// What one write in a committed batch produced.
 enum Outcome {
     Appended(Appended),
+    /// A new event refused: the backlog is at its limit.
+    Refused(String),
     Executed(Result<u64, String>),
     /// (key hash, seq) of the events a prune deleted.
     Pruned(Vec<(i64, i64)>),
@@ -64,6 +66,8 @@ pub(super) struct Writer {
     pub max_batch: usize,
     /// Notified after a commit that stored new events.
     pub arrivals: std::sync::Arc<tokio::sync::Notify>,
+    /// Pending events at which a new event is refused (a duplicate is still answered).
+    pub max_backlog: u64,
 }
 
 /// Frames in the WAL (4 KiB pages each) at which the writer finishes the checkpoint so the log
@@ -142,7 +146,8 @@ impl Writer {
     fn commit_batch(&mut self, batch: &mut Vec<Write>, backlog: &AtomicU64) -> Option<oneshot::Sender<()>> {
         let started = std::time::Instant::now();
         let mut added = Vec::new();
-        let result = self.run_all(batch, &mut added).map_err(|error| error.to_string());
+        let waiting = backlog.load(Ordering::Relaxed);
+        let result = self.run_all(batch, waiting, &mut added).map_err(|error| error.to_string());
         metrics::histogram!("tradehook_store_commit_seconds").record(started.elapsed().as_secs_f64());
         let mut outcomes = match result {
             Ok(outcomes) => {
@@ -186,6 +191,7 @@ impl Writer {
                     appends += 1;
                     let _ = reply.send(outcome.and_then(|o| match o {
                         Outcome::Appended(appended) => Ok(appended),
+                        Outcome::Refused(reason) => Err(StoreError::Saturated(reason)),
                         _ => Err(StoreError::Internal("lost an outcome".into())),
                     }));
                 }
@@ -222,10 +228,18 @@ impl Writer {
 
     /// Runs every write of the batch in one transaction and commits; all or nothing, except that
     /// a failing `Exec` is rolled back to its savepoint alone. Hashes added to the index are
-    /// pushed to `added` so a failed commit can undo them.
-    fn run_all(&mut self, batch: &mut [Write], added: &mut Vec<i64>) -> rusqlite::Result<Vec<Outcome>> {
+    /// pushed to `added` so a failed commit can undo them. With `waiting` events pending, new
+    /// events are refused once the backlog would pass `max_backlog`; duplicates are answered
+    /// whatever the backlog, since they add nothing to it.
+    fn run_all(
+        &mut self,
+        batch: &mut [Write],
+        waiting: u64,
+        added: &mut Vec<i64>,
+    ) -> rusqlite::Result<Vec<Outcome>> {
         let tx = self.conn.transaction()?;
         let mut outcomes = Vec::with_capacity(batch.len());
+        let mut accepted = 0u64;
         {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO events (source, event_key, key_hash, event_type, received_at, client_ip, headers, body)
@@ -238,6 +252,14 @@ impl Writer {
                         let hash = self.dedupe.hash(&event.source, &event.event_key);
                         if let Some(seq) = find_stored(&tx, &self.dedupe, hash, event)? {
                             outcomes.push(Outcome::Appended(Appended::Duplicate(event_id(seq))));
+                            continue;
+                        }
+                        if waiting + accepted >= self.max_backlog {
+                            outcomes.push(Outcome::Refused(format!(
+                                "{} events are waiting to be processed (limit {})",
+                                waiting + accepted,
+                                self.max_backlog
+                            )));
                             continue;
                         }
                         insert.execute(params![
@@ -255,6 +277,7 @@ impl Writer {
                         if self.dedupe.insert(hash, seq) {
                             added.push(hash);
                         }
+                        accepted += 1;
                         outcomes.push(Outcome::Appended(Appended::Accepted(event_id(seq))));
                     }
                     Write::Exec(work, _) => {
