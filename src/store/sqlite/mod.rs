@@ -176,9 +176,10 @@ fn oldest_pending(conn: &Connection) -> rusqlite::Result<Option<i64>> {
 }
 
 /// Takes an exclusive lock on `<db>.lock` so only one process uses the database: the
-/// de-duplication index lives in that process's memory.
+/// de-duplication index lives in that process's memory. The lock file is named after the real
+/// path (symlinks resolved), so two names for one database still share one lock.
 fn lock_database(path: &Path) -> Result<File, StoreError> {
-    let lock_path = path.with_extension("lock");
+    let lock_path = real_path(path)?.with_extension("lock");
     let file = File::options()
         .create(true)
         .truncate(false)
@@ -192,6 +193,18 @@ fn lock_database(path: &Path) -> Result<File, StoreError> {
         ))
     })?;
     Ok(file)
+}
+
+/// `path` with every symlink resolved: the file's if it exists, else its directory's (which
+/// `open` has created) joined with its name.
+fn real_path(path: &Path) -> Result<PathBuf, StoreError> {
+    let resolve = |p: &Path| std::fs::canonicalize(p).map_err(|e| unavailable(format!("cannot resolve {}: {e}", p.display())));
+    if path.exists() {
+        return resolve(path);
+    }
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().ok_or_else(|| unavailable(format!("{} names no file", path.display())))?;
+    Ok(resolve(dir)?.join(name))
 }
 
 /// The database's secret for keyed de-duplication hashes, created on first open.
@@ -285,12 +298,14 @@ impl SqliteStore {
         let (queue, rx) = mpsc::channel(options.queue_capacity.max(1));
         let writer_backlog = backlog.clone();
         let arrivals = Arc::new(Notify::new());
+        let file = writer::FileIdentity::of(path).map_err(unavailable)?;
         let writer = Writer {
             conn,
             dedupe,
             max_batch: options.max_batch.max(1),
             arrivals: arrivals.clone(),
             max_backlog: options.max_backlog,
+            file,
         };
         thread::Builder::new()
             .name("sqlite-writer".into())

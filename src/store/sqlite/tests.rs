@@ -417,3 +417,36 @@ async fn a_dead_letter_releases_the_events_deferred_behind_it() {
     store.commit_processed(ProcessedBatch { dead: vec![dead], ..Default::default() }).await.unwrap();
     assert_eq!(due(store.pending(10).await.unwrap()), [behind], "only BTCUSDT's waiting event goes ahead");
 }
+
+/// Two names for one database (a symlink to the file or to its directory) share one lock: a
+/// second process by the other name would keep its own de-duplication index and store an event
+/// twice.
+#[tokio::test]
+async fn a_second_name_for_the_same_database_is_refused_as_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("data");
+    std::fs::create_dir(&real).unwrap();
+    let _store = SqliteStore::open(&real.join("t.db"), options()).unwrap();
+    std::os::unix::fs::symlink(real.join("t.db"), dir.path().join("alias.db")).unwrap();
+    std::os::unix::fs::symlink(&real, dir.path().join("linked")).unwrap();
+    for alias in [dir.path().join("alias.db"), dir.path().join("linked/t.db")] {
+        let error = SqliteStore::open(&alias, options()).err().expect("a second writer must be refused");
+        assert!(error.to_string().contains("in use by another tradehook process"), "{error}");
+    }
+}
+
+/// The database deleted under a running gateway: SQLite would go on writing to the unlinked file,
+/// so each acknowledged event would be lost at the next start. Appends and the writability probe
+/// fail instead, naming the file.
+#[tokio::test]
+async fn a_database_deleted_while_in_use_stores_nothing_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let store = SqliteStore::open(&data.join("t.db"), options()).unwrap();
+    store.append(event("before")).await.unwrap();
+    std::fs::remove_dir_all(&data).unwrap();
+    let error = store.append(event("after")).await.expect_err("no ack once the file is gone");
+    assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
+    assert!(error.to_string().contains("deleted or replaced"), "{error}");
+    assert!(store.check_writable().await.is_err());
+}

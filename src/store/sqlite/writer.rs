@@ -68,6 +68,42 @@ pub(super) struct Writer {
     pub arrivals: std::sync::Arc<tokio::sync::Notify>,
     /// Pending events at which a new event is refused (a duplicate is still answered).
     pub max_backlog: u64,
+    /// The database file this writer opened, checked before each commit.
+    pub file: FileIdentity,
+}
+
+/// Which file a path named when the store opened it. If the file (or its directory) is deleted
+/// or replaced while the gateway runs, SQLite goes on writing to the old, unlinked file: every
+/// event acknowledged from then on would be gone at the next start. So each batch first checks
+/// the path still names the same file, and fails (503 for its appends) if not.
+pub(super) struct FileIdentity {
+    path: std::path::PathBuf,
+    device: u64,
+    inode: u64,
+}
+
+impl FileIdentity {
+    /// The file `path` names now.
+    pub fn of(path: &std::path::Path) -> Result<FileIdentity, String> {
+        use std::os::unix::fs::MetadataExt;
+        let metadata = std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        Ok(FileIdentity { path: path.to_path_buf(), device: metadata.dev(), inode: metadata.ino() })
+    }
+
+    /// `Err` with the reason when the path no longer names the opened file.
+    fn check(&self) -> Result<(), String> {
+        let same = FileIdentity::of(&self.path)
+            .map(|now| (now.device, now.inode) == (self.device, self.inode))
+            .unwrap_or(false);
+        if same {
+            Ok(())
+        } else {
+            Err(format!(
+                "the database file {} was deleted or replaced while in use; nothing more is stored until tradehook is restarted",
+                self.path.display()
+            ))
+        }
+    }
 }
 
 /// Frames in the WAL (4 KiB pages each) at which the writer finishes the checkpoint so the log
@@ -147,7 +183,10 @@ impl Writer {
         let started = std::time::Instant::now();
         let mut added = Vec::new();
         let waiting = backlog.load(Ordering::Relaxed);
-        let result = self.run_all(batch, waiting, &mut added).map_err(|error| error.to_string());
+        let result = self
+            .file
+            .check()
+            .and_then(|()| self.run_all(batch, waiting, &mut added).map_err(|error| error.to_string()));
         metrics::histogram!("tradehook_store_commit_seconds").record(started.elapsed().as_secs_f64());
         let mut outcomes = match result {
             Ok(outcomes) => {
