@@ -161,7 +161,10 @@ pub async fn open_store(config: &Config) -> anyhow::Result<SharedStore> {
                 max_backlog: config.store.max_backlog,
                 max_page_count: None,
             };
-            Ok(Arc::new(SqliteStore::open(&path, options)?))
+            let store = SqliteStore::open(&path, options).map_err(|e| {
+                anyhow::anyhow!("store.url: cannot open the SQLite store {}: {e}", path.display())
+            })?;
+            Ok(Arc::new(store))
         }
         StoreLocation::Postgres(url) => {
             let options = PgOptions {

@@ -796,3 +796,37 @@ async fn sighup_leaves_a_plain_http_gateway_serving() {
     }
     assert!(server.terminate().success(), "SIGTERM still drains and exits 0");
 }
+
+/// A store that cannot be opened stops `serve` with one line that says which one and why: the
+/// SQLite file's path, and for PostgreSQL the cause under "error connecting to server" (a name
+/// that does not resolve and a refused port are fixed differently) or the unsupported setting.
+#[test]
+fn a_store_that_cannot_be_opened_is_named_with_its_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("notes.db"),
+        "not a database, but a text file long enough to have a header".repeat(4),
+    )
+    .unwrap();
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let refused = format!("postgres://postgres@127.0.0.1:{closed_port}/test");
+    for (url, expected) in [
+        (
+            "sqlite://notes.db",
+            "cannot open the SQLite store notes.db: store unavailable: file is not a database",
+        ),
+        (refused.as_str(), "error connecting to server: Connection refused"),
+        ("postgres://postgres@127.0.0.1/test?sslmode=verify-full", "sslmode=verify-full is not supported"),
+    ] {
+        let output = tradehook(dir.path())
+            .arg("serve")
+            .env("TRADEHOOK_STORE__URL", url)
+            .env("TRADEHOOK_SERVER__LISTEN", "127.0.0.1:0")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{url}: {stderr}");
+        let last = stderr.lines().last().unwrap_or_default();
+        assert!(last.contains(expected), "{url}: {last}");
+    }
+}

@@ -82,7 +82,12 @@ pub(super) fn pg_error(error: tokio_postgres::Error) -> StoreError {
 pub(super) fn describe(error: &tokio_postgres::Error) -> String {
     match error.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => error.to_string(),
+        // "error connecting to server" alone does not say whether the name did not resolve, the
+        // port refused or the connection timed out: the cause does.
+        None => match std::error::Error::source(error) {
+            Some(cause) => format!("{error}: {cause}"),
+            None => error.to_string(),
+        },
     }
 }
 
@@ -113,6 +118,11 @@ impl PgStore {
     /// Connects, migrates the schema and starts the appender, the listener and the backlog
     /// counter. Fails with `Unavailable` when the database cannot be reached.
     pub async fn open(url: &str, options: PgOptions) -> Result<PgStore, StoreError> {
+        if let Some(mode) = ["require", "verify-ca", "verify-full"].into_iter().find(|m| url.contains(&format!("sslmode={m}"))) {
+            return Err(StoreError::Internal(format!(
+                "sslmode={mode} is not supported: tradehook connects to PostgreSQL without TLS (sslmode=disable or prefer); reach the database over a private network or a local TLS tunnel"
+            )));
+        }
         let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
             StoreError::Internal(format!("store.url is not a PostgreSQL connection URL: {e}"))
         })?;
