@@ -7,6 +7,9 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use std::time::Duration;
+
+use crate::log_throttle::LogThrottle;
 use crate::store::StoreError;
 
 /// An HTTP error answer.
@@ -60,7 +63,11 @@ impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::Unavailable(reason) => {
-                tracing::warn!(%reason, "store unavailable");
+                // Every request gets this while the store is down: the log gets it once a minute.
+                static THROTTLE: LogThrottle = LogThrottle::new(Duration::from_secs(60));
+                if let Some(held_back) = THROTTLE.admit() {
+                    tracing::warn!(%reason, held_back, "store unavailable: answering 503");
+                }
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "store_unavailable",

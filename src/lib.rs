@@ -28,6 +28,7 @@ cfg_server! {
     pub mod error;
     pub mod listener;
     pub mod live;
+    pub mod log_throttle;
     pub mod metrics;
     pub mod notify;
     pub mod server;

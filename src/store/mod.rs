@@ -361,6 +361,11 @@ fn row_number(id: &str, prefix: &str) -> Option<i64> {
 /// A shared handle to the store.
 pub type SharedStore = Arc<dyn Store>;
 
+/// Failed ingest commits are logged once a minute: while the disk is full or the database down,
+/// every batch fails, and each refused request already counts in the metrics.
+pub(crate) static COMMIT_FAILURES: crate::log_throttle::LogThrottle =
+    crate::log_throttle::LogThrottle::new(std::time::Duration::from_secs(60));
+
 /// Bytes from outside (a receiver's answer, a command's output) as text every store keeps:
 /// invalid UTF-8 and NUL (which PostgreSQL's `text` refuses, failing the whole commit) become
 /// U+FFFD.

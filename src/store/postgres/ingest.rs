@@ -117,7 +117,9 @@ async fn commit_and_answer(appender: &Appender, batch: Vec<(NewEvent, Reply)>) {
         }
         Err(error) => {
             let message = error.to_string();
-            tracing::error!(%message, events = events.len(), "commit failed; answering 503 to the whole batch");
+            if let Some(held_back) = crate::store::COMMIT_FAILURES.admit() {
+                tracing::error!(%message, events = events.len(), held_back, "commit failed; answering 503 to the whole batch");
+            }
             for reply in replies {
                 let _ = reply.send(Err(StoreError::Unavailable(message.clone())));
             }

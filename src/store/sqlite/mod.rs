@@ -260,7 +260,9 @@ fn checkpoint_loop(conn: Connection, stopping: &AtomicBool) {
             }
             Ok(_) => CHECKPOINT_IDLE,
             Err(error) => {
-                tracing::warn!(%error, "WAL checkpoint failed; will retry");
+                if let Some(held_back) = writer::CHECKPOINT_FAILURES.admit() {
+                    tracing::warn!(%error, held_back, "WAL checkpoint failed; will retry");
+                }
                 CHECKPOINT_IDLE
             }
         };

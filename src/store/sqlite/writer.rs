@@ -21,9 +21,16 @@ use rusqlite::hooks::Wal;
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
+use std::time::Duration;
+
 use super::event_id;
+use crate::log_throttle::LogThrottle;
 use crate::store::dedupe::DedupeIndex;
 use crate::store::{now_ms, Appended, NewEvent, StoreError};
+
+/// Failed WAL checkpoints (by the writer or the checkpointer thread) are logged once a minute:
+/// on a full disk every pass fails.
+pub(super) static CHECKPOINT_FAILURES: LogThrottle = LogThrottle::new(Duration::from_secs(60));
 
 /// Work for the writer thread.
 pub(super) enum Write {
@@ -174,7 +181,11 @@ impl Writer {
             // Everything copied: the next transaction restarts the log; stop checking till then.
             Ok((0, log, copied)) if log == copied => WAL_FRAMES.set(0),
             Ok(_) => {}
-            Err(error) => tracing::warn!(%error, "WAL checkpoint by the writer failed; will retry"),
+            Err(error) => {
+                if let Some(held_back) = CHECKPOINT_FAILURES.admit() {
+                    tracing::warn!(%error, held_back, "WAL checkpoint by the writer failed; will retry");
+                }
+            }
         }
     }
 
@@ -209,7 +220,9 @@ impl Writer {
                 Ok(outcomes.into_iter())
             }
             Err(error) => {
-                tracing::error!(%error, writes = batch.len(), "commit failed; answering 503 to the whole batch");
+                if let Some(held_back) = crate::store::COMMIT_FAILURES.admit() {
+                    tracing::error!(%error, writes = batch.len(), held_back, "commit failed; answering 503 to the whole batch");
+                }
                 for hash in added {
                     self.dedupe.remove(hash);
                 }
