@@ -370,20 +370,24 @@ async fn prune_loop(state: Arc<AppState>, stop: CancellationToken) {
             _ = tick.tick() => {}
         }
         let cutoff = crate::store::now_ms().saturating_sub(retention);
+        // In chunks, so the writer is never held long; one log line for the whole pass.
+        let mut deleted = 0;
         loop {
             match state.store.prune(cutoff, CHUNK).await {
-                Ok(deleted) if deleted == u64::from(CHUNK) => continue,
-                Ok(deleted) => {
-                    if deleted > 0 {
-                        tracing::info!(deleted, "pruned events older than the retention period");
+                Ok(chunk) => {
+                    deleted += chunk;
+                    if chunk < u64::from(CHUNK) {
+                        break;
                     }
-                    break;
                 }
                 Err(error) => {
-                    tracing::warn!(%error, "pruning old events failed; will retry");
+                    tracing::warn!(%error, deleted, "pruning old events failed; will retry");
                     break;
                 }
             }
+        }
+        if deleted > 0 {
+            tracing::info!(deleted, "pruned events older than the retention period");
         }
     }
 }

@@ -830,3 +830,25 @@ fn a_store_that_cannot_be_opened_is_named_with_its_cause() {
         assert!(last.contains(expected), "{url}: {last}");
     }
 }
+
+/// Logs written to a file or a pipe (a log shipper, `2> serve.log`) carry no colour codes.
+#[test]
+fn logs_to_a_pipe_have_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = tradehook(dir.path())
+        .arg("serve")
+        .env("TRADEHOOK_SERVER__LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(stdout.next().is_some(), "a banner");
+    std::thread::spawn(move || stdout.for_each(drop));
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let output = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(log.contains("tradehook is listening"), "{log}");
+    assert!(!log.contains('\u{1b}'), "escape codes in a piped log: {log:?}");
+}

@@ -164,6 +164,8 @@ pub fn init_logging(config: &Config) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only for a terminal: in a file or a log shipper they are noise.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .log_internal_errors(false);
     let _ = match config.log.format {
         LogFormat::Json => builder.json().try_init(),
