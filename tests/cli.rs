@@ -737,20 +737,25 @@ fn a_refused_rebuild_state_leaves_the_data_directory_as_it_was() {
     assert!(!empty.path().join("data").exists(), "no store was created");
 }
 
-/// A log shipper restarted, or `serve 2>&1 | head`: with its log pipe closed the gateway still
-/// stops on SIGTERM, cleanly. (The log line of the shutdown used to panic the signal task before
-/// it cancelled anything, so SIGTERM did nothing and only SIGKILL stopped the gateway.)
-#[test]
-fn serve_whose_log_pipe_is_closed_still_stops_on_sigterm() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = tradehook(dir.path())
+/// `serve` logging at info level into a pipe, its stdout piped too.
+fn serve_logging_to_a_pipe(dir: &std::path::Path) -> std::process::Child {
+    tradehook(dir)
         .arg("serve")
         .env("TRADEHOOK_SERVER__LISTEN", "127.0.0.1:0")
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+/// A log shipper restarted, or `serve 2>&1 | head`: with its log pipe closed the gateway still
+/// stops on SIGTERM, cleanly. (The log line of the shutdown used to panic the signal task before
+/// it cancelled anything, so SIGTERM did nothing and only SIGKILL stopped the gateway.)
+#[test]
+fn serve_whose_log_pipe_is_closed_still_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = serve_logging_to_a_pipe(dir.path());
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let url = lines
         .by_ref()
@@ -835,14 +840,7 @@ fn a_store_that_cannot_be_opened_is_named_with_its_cause() {
 #[test]
 fn logs_to_a_pipe_have_no_colour_codes() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = tradehook(dir.path())
-        .arg("serve")
-        .env("TRADEHOOK_SERVER__LISTEN", "127.0.0.1:0")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = serve_logging_to_a_pipe(dir.path());
     let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
     assert!(stdout.next().is_some(), "a banner");
     std::thread::spawn(move || stdout.for_each(drop));
