@@ -408,6 +408,11 @@ async fn events_can_be_filtered_and_paged() {
     let next = page.json["next"].as_i64().unwrap();
     let rest = admin_get(&server, &format!("/api/v1/events?limit=10&before={next}")).await;
     assert_eq!(rest.json["events"].as_array().unwrap().len(), 4);
+    assert_eq!(rest.json["next"], serde_json::Value::Null, "a short page is the last: {}", rest.text);
+    // A tail says where to go on even from a short page: more may arrive.
+    let tail = admin_get(&server, "/api/v1/events?limit=10&after=4").await;
+    assert_eq!(tail.json["events"].as_array().unwrap().len(), 2);
+    assert_eq!(tail.json["next"], tail.json["events"][1]["seq"], "{}", tail.text);
 }
 
 #[tokio::test]

@@ -44,7 +44,8 @@ pub struct ListQuery {
 pub struct EventPage {
     /// The events.
     events: Vec<StoredEvent>,
-    /// The `seq` of the last event: pass it as `before` (or `after` when tailing) for the next page.
+    /// The `seq` of the last event: pass it as `before` (or `after` when tailing) for the next
+    /// page. Null after a short page when paging back: there is nothing older.
     next: Option<i64>,
 }
 
@@ -96,8 +97,12 @@ async fn list(
         after_seq: query.after,
         limit,
     };
+    let tailing = filter.after_seq.is_some();
     let events = state.store.events(filter).await?;
-    let next = events.last().map(|e: &StoredEvent| e.seq);
+    // Paging back, a short page is the last one. A tail goes on from its last event whatever
+    // the page size: more may arrive.
+    let full = events.len() == limit as usize;
+    let next = events.last().map(|e: &StoredEvent| e.seq).filter(|_| full || tailing);
     Ok(Json(EventPage { events, next }))
 }
 
