@@ -752,10 +752,26 @@ pub enum StoreLocation {
     Postgres(String),
 }
 
+/// A key as the rest of the errors name it: `source[0].name`, not figment's `source.0.name`.
+fn key_name(path: &[String]) -> String {
+    let mut key = String::new();
+    for segment in path {
+        if segment.parse::<usize>().is_ok() {
+            key.push_str(&format!("[{segment}]"));
+        } else {
+            if !key.is_empty() {
+                key.push('.');
+            }
+            key.push_str(segment);
+        }
+    }
+    key
+}
+
 /// figment errors can span lines and list several problems; keep the first on one line.
 fn one_line(error: &figment::Error) -> String {
     let first = error.clone().into_iter().next().unwrap_or_else(|| error.clone());
-    let key = first.path.join(".");
+    let key = key_name(&first.path);
     let problem = if holds_secrets(&first.path) {
         without_value(&first.kind)
     } else if key.is_empty() {

@@ -144,6 +144,18 @@ fn limits_that_would_break_serving_are_named() {
     assert!(load_toml(edges).is_ok());
 }
 
+/// A list entry is named one way whichever check finds the problem: the parser (an unknown key,
+/// a wrong type) or validation.
+#[test]
+fn list_entries_are_named_alike_by_parsing_and_validation() {
+    let parsed = load_toml("[[source]]\nname = \"a\"\nsecrets = [\"s3cret-value\"]\nmax_body = \"big\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(parsed.contains("`source[0].max_body`"), "{parsed}");
+    let validated = load_toml("[[source]]\nname = \"a b\"\nsecrets = [\"s3cret-value\"]\n").unwrap_err().to_string();
+    assert!(validated.contains("`source[0].name`"), "{validated}");
+}
+
 #[test]
 fn unsigned_source_needs_allow_list() {
     let err = load_toml("[[source]]\nname = \"x\"\nsignature = \"none\"\nallow_unsigned = true\n")
@@ -189,10 +201,10 @@ fn debug_output_hides_secrets() {
 #[test]
 fn a_credential_of_the_wrong_type_is_named_but_never_echoed() {
     for (text, key) in [
-        ("[[source]]\nname = \"x\"\nsecrets = \"supersecretvalue-hunter2\"\n", "source.0.secrets"),
-        ("[[source]]\nname = \"x\"\nsecrets = [4242424242424242]\n", "source.0.secrets.0"),
+        ("[[source]]\nname = \"x\"\nsecrets = \"supersecretvalue-hunter2\"\n", "source[0].secrets"),
+        ("[[source]]\nname = \"x\"\nsecrets = [4242424242424242]\n", "source[0].secrets[0]"),
         ("[api]\nadmin_token = 4242424242424242\n", "api.admin_token"),
-        ("[api]\nkeys = [{ key = \"ak_1\", secret = 4242424242424242 }]\n", "api.keys.0.secret"),
+        ("[api]\nkeys = [{ key = \"ak_1\", secret = 4242424242424242 }]\n", "api.keys[0].secret"),
     ] {
         let error = load_toml(text).unwrap_err().to_string();
         assert!(error.contains(key), "names the key: {error}");
