@@ -157,6 +157,13 @@ pub enum StoreError {
     Internal(String),
 }
 
+impl StoreError {
+    /// A new event refused: `waiting` events pending, at `limit` (`store.max_backlog`).
+    pub(crate) fn backlog_full(waiting: u64, limit: u64) -> StoreError {
+        StoreError::Saturated(format!("{waiting} events are waiting to be processed (limit {limit})"))
+    }
+}
+
 /// The store of record. See the module documentation for the durability contract.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {

@@ -163,21 +163,10 @@ async fn insert_batch(
         .map_err(pg_error)?;
     let mut inserted: HashMap<(String, String), i64> =
         rows.iter().map(|row| ((row.get(1), row.get(2)), row.get(0))).collect();
-    let mut stored = HashMap::new();
-    if inserted.len() < events.len() {
-        // Duplicates (or one event twice in this batch): a fresh statement sees every commit,
-        // including another node's that made our insert skip the row.
-        let lookup = client
-            .prepare_cached(
-                "SELECT e.seq, e.source, e.event_key FROM events e, unnest($1::text[], $2::text[]) AS k(source, event_key)
-                 WHERE e.source = k.source AND e.event_key = k.event_key",
-            )
-            .await
-            .map_err(pg_error)?;
-        for row in client.query(&lookup, &[&sources, &keys]).await.map_err(pg_error)? {
-            stored.insert((row.get::<_, String>(1), row.get::<_, String>(2)), row.get::<_, i64>(0));
-        }
-    }
+    // Duplicates (or one event twice in this batch): a fresh statement sees every commit,
+    // including another node's that made our insert skip the row.
+    let mut stored =
+        if inserted.len() < events.len() { stored_seqs(&client, &sources, &keys).await? } else { HashMap::new() };
     let outcomes = events
         .iter()
         .map(|event| {
@@ -195,4 +184,21 @@ async fn insert_batch(
         })
         .collect();
     Ok(outcomes)
+}
+
+/// The seqs of the events stored under these (source, event id) pairs, by any node.
+pub(super) async fn stored_seqs(
+    client: &deadpool_postgres::Client,
+    sources: &[&str],
+    keys: &[&str],
+) -> Result<HashMap<(String, String), i64>, StoreError> {
+    let lookup = client
+        .prepare_cached(
+            "SELECT e.seq, e.source, e.event_key FROM events e, unnest($1::text[], $2::text[]) AS k(source, event_key)
+             WHERE e.source = k.source AND e.event_key = k.event_key",
+        )
+        .await
+        .map_err(pg_error)?;
+    let rows = client.query(&lookup, &[&sources, &keys]).await.map_err(pg_error)?;
+    Ok(rows.iter().map(|row| ((row.get(1), row.get(2)), row.get(0))).collect())
 }

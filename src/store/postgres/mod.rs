@@ -285,22 +285,12 @@ impl Store for PgStore {
         if backlog >= self.max_backlog {
             // A duplicate adds nothing to the backlog: a sender retrying an event it sent before
             // gets its id, not a 503 it would retry until the backlog drains.
-            let stored = self
-                .client()
-                .await?
-                .query_opt(
-                    "SELECT seq FROM events WHERE source = $1 AND event_key = $2",
-                    &[&event.source, &event.event_key],
-                )
-                .await
-                .map_err(pg_error)?;
-            if let Some(row) = stored {
-                return Ok(Appended::Duplicate(event_id(row.get(0))));
+            let client = self.client().await?;
+            let stored = ingest::stored_seqs(&client, &[&event.source], &[&event.event_key]).await?;
+            if let Some(seq) = stored.into_values().next() {
+                return Ok(Appended::Duplicate(event_id(seq)));
             }
-            return Err(StoreError::Saturated(format!(
-                "{backlog} events are waiting to be processed (limit {})",
-                self.max_backlog
-            )));
+            return Err(StoreError::backlog_full(backlog, self.max_backlog));
         }
         let (reply, answer) = oneshot::channel();
         self.queue.try_send(Job::Append(event, reply)).map_err(|e| match e {

@@ -56,7 +56,7 @@ pub(super) type ExecFn = Box<dyn FnOnce(&Connection) -> rusqlite::Result<u64> + 
 enum Outcome {
     Appended(Appended),
     /// A new event refused: the backlog is at its limit.
-    Refused(String),
+    Refused(StoreError),
     Executed(Result<u64, String>),
     /// (key hash, seq) of the events a prune deleted.
     Pruned(Vec<(i64, i64)>),
@@ -243,7 +243,7 @@ impl Writer {
                     appends += 1;
                     let _ = reply.send(outcome.and_then(|o| match o {
                         Outcome::Appended(appended) => Ok(appended),
-                        Outcome::Refused(reason) => Err(StoreError::Saturated(reason)),
+                        Outcome::Refused(refused) => Err(refused),
                         _ => Err(StoreError::Internal("lost an outcome".into())),
                     }));
                 }
@@ -307,10 +307,9 @@ impl Writer {
                             continue;
                         }
                         if waiting + accepted >= self.max_backlog {
-                            outcomes.push(Outcome::Refused(format!(
-                                "{} events are waiting to be processed (limit {})",
+                            outcomes.push(Outcome::Refused(StoreError::backlog_full(
                                 waiting + accepted,
-                                self.max_backlog
+                                self.max_backlog,
                             )));
                             continue;
                         }
