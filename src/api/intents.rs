@@ -69,7 +69,7 @@ async fn list(
     Ok(Json(IntentList { intents }))
 }
 
-/// The kill switch: on = no new orders from signals.
+/// The kill switch: on = no new entry orders from signals (closes, legs and guard reductions still go).
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KillSwitch {

@@ -59,6 +59,11 @@ impl SignalAction {
             _ => return None,
         })
     }
+
+    /// Whether the action only closes (reduces) a position: `close_long`, `close_short`, `flat`.
+    pub fn closes(self) -> bool {
+        matches!(self, Self::CloseLong | Self::CloseShort | Self::Flat)
+    }
 }
 
 /// Where a signal came from.

@@ -1,6 +1,6 @@
 //! `signal_to_order`: a `signal.generated` (TradingView alerts included) becomes an order intent
 //! once it passes the risk checks, in this order: symbol allow-list, signal age, kill switch
-//! (manual, or `now` inside a known maintenance window), a size, the margin guard (for orders
+//! (manual, or `now` inside a known maintenance window; entries only, closes still go), a size, the margin guard (for orders
 //! that grow the position), max order size, max position after the order (counting working
 //! orders, and the entries decided here in the last 60 seconds that no venue event has reported
 //! yet: see [`working_quantity`]), then max orders per 60 seconds. The first failed check refuses the signal with its
@@ -86,8 +86,11 @@ fn check(
             humantime::format_duration(config.max_signal_age)
         ));
     }
-    if let Some(reason) = actions.kill_switch_reason(cx.trading, cx.now) {
-        return Err(reason.to_owned());
+    // The kill switch stops new risk; a close still goes, as it does for queued intents.
+    if !signal.action.closes() {
+        if let Some(reason) = actions.kill_switch_reason(cx.trading, cx.now) {
+            return Err(reason.to_owned());
+        }
     }
     let net = net_position(cx, symbol);
     let plan = plan(config, actions, signal, net, cx)?;

@@ -135,6 +135,36 @@ fn signal_while_kill_switch_is_on_is_refused() {
 }
 
 #[test]
+fn closes_still_go_while_the_kill_switch_is_on() {
+    let mut h = harness();
+    h.feed_all(&[created("o1", "BTCUSDT", "buy", "0.3", 0), filled("o1", "0.3", "50000", 1)]);
+    h.actions.set_kill_switch(true);
+    let add = h.feed(&signal(2, json!({"symbol": "BTCUSDT", "action": "open_long", "quantity": "0.1"})));
+    assert!(refusal(&add.decisions).contains("kill switch is on"));
+    let close = h.feed(&signal(3, json!({"symbol": "BTCUSDT", "action": "close_long", "quantity": "0.1"})));
+    let i = intents(&close.decisions)[0];
+    assert_eq!((i.role, i.side, i.quantity, i.reduce_only), (Role::Close, Side::Sell, d("0.1"), true));
+    let flat = h.feed(&signal(4, json!({"symbol": "BTCUSDT", "action": "flat"})));
+    let i = intents(&flat.decisions)[0];
+    assert_eq!((i.side, i.quantity, i.reduce_only), (Side::Sell, d("0.3"), true));
+}
+
+#[test]
+fn a_flat_signal_goes_inside_a_maintenance_window() {
+    let mut h = harness();
+    h.feed_all(&[created("o1", "BTCUSDT", "sell", "0.2", 0), filled("o1", "0.2", "50000", 1)]);
+    h.feed(&ev(
+        "system.maintenance",
+        2,
+        json!({"startTime": "2024-01-15T10:30:00Z",
+        "endTime": "2024-01-15T11:00:00Z", "affectedServices": ["trading"]}),
+    ));
+    let flat = h.feed(&signal(60, json!({"symbol": "BTCUSDT", "action": "flat"})));
+    let i = intents(&flat.decisions)[0];
+    assert_eq!((i.side, i.quantity, i.reduce_only), (Side::Buy, d("0.2"), true));
+}
+
+#[test]
 fn signal_during_a_maintenance_window_is_refused() {
     let mut h = harness();
     h.feed(&ev(

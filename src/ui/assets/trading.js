@@ -22,7 +22,7 @@ export async function toggleKill() {
   const want = !killOn;
   const ok = await confirmAction(
     want ? 'Turn the kill switch ON?' : 'Turn the kill switch off?',
-    want ? 'No new orders will be placed from signals until it is turned off. Protective orders still go out.'
+    want ? 'No new entries will be placed from signals until it is turned off. Closes and protective orders still go out.'
       : 'Signals will become orders again after the risk checks.',
     want ? 'Turn on' : 'Turn off');
   if (!ok) return;
