@@ -219,6 +219,38 @@ async fn exhausted_deliveries_become_dead_letters_that_replay_without_reprocessi
 }
 
 #[tokio::test]
+async fn replaying_an_event_whose_delivery_is_retrying_starts_no_second_chain() {
+    let receiver = Receiver::start(Script::FailTimes(500, 1)).await;
+    let server = TestServer::start_with(|config| {
+        local(config);
+        config.retry.delays = vec![Duration::from_millis(1500); 3];
+    })
+    .await;
+    subscribe(&server, &receiver, &["order.*"]).await;
+    let event_id = send(&server, order("e1", "BTC/USD")).await;
+    eventually(10, "the first attempt", || async { (!receiver.received().is_empty()).then_some(()) }).await;
+    let replay = api_post(server.addr, &format!("/events/{event_id}/replay"), json!({})).await;
+    assert_eq!(replay.status, StatusCode::ACCEPTED, "{}", replay.text);
+    assert_eq!(replay.json["requeued"], true, "{}", replay.text);
+    wait_processed(server.addr).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.received().len(), 1, "the replay queued no second delivery beside the retrying one");
+    wait_accepted(&receiver, 1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        receiver.received().iter().map(|r| r.status).collect::<Vec<_>>(),
+        [500, 200],
+        "one chain: the failure and its retry"
+    );
+
+    // Once delivered, a replay sends it again: that is what a replay is for.
+    let replay = api_post(server.addr, &format!("/events/{event_id}/replay"), json!({})).await;
+    assert_eq!(replay.status, StatusCode::ACCEPTED, "{}", replay.text);
+    let got = wait_accepted(&receiver, 2).await;
+    assert_eq!(got[0].headers["webhook-id"], got[1].headers["webhook-id"], "the same message id");
+}
+
+#[tokio::test]
 async fn gone_disables_the_subscription_and_keeps_its_events_until_it_is_enabled() {
     let receiver = Receiver::start(Script::Always(410)).await;
     let server = TestServer::start_with(local).await;

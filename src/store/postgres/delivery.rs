@@ -22,7 +22,8 @@ use crate::store::{now_ms, rfc3339};
 type Result<T> = std::result::Result<T, StoreError>;
 
 /// Queues `deliveries` inside the processing transaction (held only if the subscription is still
-/// inactive as this transaction sees it).
+/// inactive as this transaction sees it), except one the same as a delivery of the event still
+/// waiting (pending, retrying or held): a replayed event starts no second chain to a target.
 pub(super) async fn queue(tx: &Transaction<'_>, deliveries: &[NewDelivery], now: i64) -> Result<()> {
     if deliveries.is_empty() {
         return Ok(());
@@ -40,7 +41,9 @@ pub(super) async fn queue(tx: &Transaction<'_>, deliveries: &[NewDelivery], now:
                          THEN 'held' ELSE 'pending' END,
                     greatest($1, (SELECT s.paused_until FROM subscriptions s WHERE s.id = q.webhook_id)), q.payload, $1
              FROM unnest($2::bigint[], $3::text[], $4::text[], $5::bool[], $6::bytea[])
-                  AS q(seq, target, webhook_id, held, payload)",
+                  AS q(seq, target, webhook_id, held, payload)
+             WHERE NOT EXISTS (SELECT 1 FROM deliveries w WHERE w.event_seq = q.seq AND w.target = q.target
+                               AND w.status IN ('pending', 'held') AND w.payload IS NOT DISTINCT FROM q.payload)",
         )
         .await
         .map_err(pg_error)?;

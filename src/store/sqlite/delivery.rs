@@ -72,16 +72,20 @@ pub(super) const MIGRATION: &str = r#"
     ALTER TABLE dead_letters ADD COLUMN target TEXT;
 "#;
 
-/// Queues `deliveries` inside the processing transaction.
+/// Queues `deliveries` inside the processing transaction, except one the same as a delivery of
+/// the event still waiting (pending, retrying or held): an event processed again (a replay)
+/// while its delivery is retrying must not start a second chain to the same target.
 pub(super) fn queue(tx: &Connection, deliveries: &[NewDelivery], now: i64) -> rusqlite::Result<()> {
     // Held only if the subscription is still inactive as this transaction sees it: the caller's
     // view may be a moment old, and a delivery held for an active subscription would wait forever.
     let mut insert = tx.prepare_cached(
         "INSERT INTO deliveries (event_seq, target, webhook_id, status, next_attempt_at, payload, created_at)
-         VALUES (?1, ?2, ?3,
-                 CASE WHEN ?4 AND NOT EXISTS (SELECT 1 FROM subscriptions WHERE id = ?3 AND active)
-                      THEN 'held' ELSE 'pending' END,
-                 max(?5, coalesce((SELECT paused_until FROM subscriptions WHERE id = ?3), ?5)), ?6, ?5)",
+         SELECT ?1, ?2, ?3,
+                CASE WHEN ?4 AND NOT EXISTS (SELECT 1 FROM subscriptions WHERE id = ?3 AND active)
+                     THEN 'held' ELSE 'pending' END,
+                max(?5, coalesce((SELECT paused_until FROM subscriptions WHERE id = ?3), ?5)), ?6, ?5
+         WHERE NOT EXISTS (SELECT 1 FROM deliveries w WHERE w.event_seq = ?1 AND w.target = ?2
+                           AND w.status IN ('pending', 'held') AND w.payload IS ?6)",
     )?;
     for d in deliveries {
         insert.execute(params![d.seq, d.target, d.webhook_id, d.held, now, d.payload.as_deref()])?;
