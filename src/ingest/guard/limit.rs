@@ -2,11 +2,13 @@
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::nanos::Nanos;
+use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
+use governor::state::{InMemoryState, NotKeyed, StateStore};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use super::canonical;
 use crate::config::RateLimit;
@@ -39,30 +41,61 @@ impl SourceLimiter {
     }
 }
 
-/// A rate limit per client IP (IPv6 keyed by its /64, which one host usually owns), with a bound
-/// on how many addresses are remembered.
-pub struct IpLimiter {
-    quota: Quota,
+/// The per-address states of [`IpLimiter`]: at most `max_keys` addresses; while the table is
+/// full, an address not in it shares one overflow state with every other such address. A flood
+/// from many addresses is thereby limited as one client, and the addresses already tracked keep
+/// their own state (a busy client stays limited instead of starting afresh).
+struct BoundedStore {
+    addresses: DashMapStateStore<IpAddr>,
+    overflow: InMemoryState,
     max_keys: usize,
-    limiter: RwLock<Arc<DefaultKeyedRateLimiter<IpAddr>>>,
 }
+
+impl StateStore for BoundedStore {
+    type Key = IpAddr;
+
+    fn measure_and_replace<T, F, E>(&self, key: &IpAddr, f: F) -> Result<T, E>
+    where
+        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
+    {
+        if self.addresses.len() >= self.max_keys && !self.addresses.contains_key(key) {
+            return self.overflow.measure_and_replace(&NotKeyed::NonKey, f);
+        }
+        self.addresses.measure_and_replace(key, f)
+    }
+}
+
+impl ShrinkableKeyedStateStore<IpAddr> for BoundedStore {
+    fn retain_recent(&self, drop_below: Nanos) {
+        ShrinkableKeyedStateStore::retain_recent(&self.addresses, drop_below);
+    }
+
+    fn shrink_to_fit(&self) {
+        self.addresses.shrink_to_fit();
+    }
+
+    fn len(&self) -> usize {
+        self.addresses.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.addresses.is_empty()
+    }
+}
+
+/// A rate limit per client IP (IPv6 keyed by its /64, which one host usually owns), with a bound
+/// on how many addresses are remembered (see [`BoundedStore`]).
+pub struct IpLimiter(RateLimiter<IpAddr, BoundedStore, DefaultClock>);
 
 impl IpLimiter {
     /// A limiter for `limit` remembering at most `max_keys` addresses.
     pub fn new(limit: RateLimit, max_keys: usize) -> Self {
-        let quota = quota(limit);
-        IpLimiter {
-            quota,
+        let store = BoundedStore {
+            addresses: DashMapStateStore::default(),
+            overflow: InMemoryState::default(),
             max_keys: max_keys.max(1),
-            limiter: RwLock::new(Arc::new(RateLimiter::keyed(quota))),
-        }
-    }
-
-    fn current(&self) -> Arc<DefaultKeyedRateLimiter<IpAddr>> {
-        match self.limiter.read() {
-            Ok(guard) => guard.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        };
+        IpLimiter(RateLimiter::new(quota(limit), store, DefaultClock::default()))
     }
 
     /// `Err(seconds to wait)` when `ip` is over the limit.
@@ -83,32 +116,20 @@ impl IpLimiter {
             }
             v4 => v4,
         };
-        let limiter = self.current();
-        if limiter.len() >= self.max_keys {
-            self.prune();
-        }
-        self.current()
+        self.0
             .check_key(&key)
             .map_err(|not_until| retry_after(not_until.wait_time_from(DefaultClock::default().now())))
     }
 
-    /// Forgets idle addresses; if the table is still full (a spraying flood), starts afresh.
+    /// Forgets addresses whose state is back to fresh (idle for a full bucket), making room.
     pub fn prune(&self) {
-        let limiter = self.current();
-        limiter.retain_recent();
-        limiter.shrink_to_fit();
-        if limiter.len() >= self.max_keys {
-            let fresh = Arc::new(RateLimiter::keyed(self.quota));
-            match self.limiter.write() {
-                Ok(mut guard) => *guard = fresh,
-                Err(poisoned) => *poisoned.into_inner() = fresh,
-            }
-        }
+        self.0.retain_recent();
+        self.0.shrink_to_fit();
     }
 
     /// Addresses currently remembered.
     pub fn tracked(&self) -> usize {
-        self.current().len()
+        self.0.len()
     }
 }
 
@@ -144,6 +165,28 @@ mod tests {
             let _ = limiter.check(ip);
             assert!(limiter.tracked() <= 1000);
         }
+    }
+
+    #[test]
+    fn a_full_table_keeps_limiting_the_tracked_addresses_and_shares_one_bucket_among_the_rest() {
+        let limiter = IpLimiter::new(RateLimit { per_second: 1, burst: 3 }, 100);
+        let busy: IpAddr = "198.51.100.7".parse().unwrap();
+        for _ in 0..3 {
+            assert!(limiter.check(busy).is_ok());
+        }
+        assert!(limiter.check(busy).is_err());
+        // A spray of fresh addresses fills the table; beyond it they share the overflow bucket.
+        let sprayed: Vec<IpAddr> =
+            (0..500u32).map(|i| IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i))).collect();
+        let allowed = sprayed.iter().filter(|ip| limiter.check(**ip).is_ok()).count();
+        assert_eq!(limiter.tracked(), 100);
+        assert_eq!(
+            allowed,
+            99 + 3,
+            "99 addresses fit beside the busy one, the other 401 shared a burst of 3"
+        );
+        assert!(limiter.check(busy).is_err(), "the busy client did not get a fresh bucket");
+        assert!(limiter.check(sprayed[0]).is_ok(), "a tracked address keeps its own bucket");
     }
 
     #[test]
