@@ -58,6 +58,16 @@ async fn record(store: &SharedStore, key: &str, intents: Vec<(String, String)>, 
     store.commit_processed(batch).await.unwrap();
 }
 
+/// The `http` broker at `receiver`, with a test key and secret.
+fn http_broker(receiver: &Receiver) -> BrokerConfig {
+    BrokerConfig {
+        kind: Some(BrokerKind::Http),
+        url: Some(receiver.url()),
+        api_key: Some("k".into()),
+        secret: Some("s".into()),
+    }
+}
+
 fn dispatcher(store: &SharedStore, broker: BrokerConfig) -> Dispatcher {
     let config = DeliveryConfig { allow_private_targets: true, ..DeliveryConfig::default() };
     let targets = Targets {
@@ -117,12 +127,7 @@ async fn a_broker_refusal_is_a_failed_intent_in_the_dead_letter_queue() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path()).await;
     let broker_http = Receiver::start(Script::Always(422)).await;
-    let broker = BrokerConfig {
-        kind: Some(BrokerKind::Http),
-        url: Some(broker_http.url()),
-        api_key: Some("k".into()),
-        secret: Some("s".into()),
-    };
+    let broker = http_broker(&broker_http);
     record(&store, "s1", vec![("th-x".into(), r#"{"clientOrderId":"th-x"}"#.into())], "broker:http").await;
     let stop = CancellationToken::new();
     let task = tokio::spawn(dispatcher(&store, broker).run(stop.clone()));
@@ -134,6 +139,44 @@ async fn a_broker_refusal_is_a_failed_intent_in_the_dead_letter_queue() {
     let dead = store.dead_letters(Default::default()).await.unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].target.as_deref(), Some("broker:http"));
+    stop.cancel();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn entries_the_broker_has_not_taken_are_awaiting_until_it_answers_for_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let broker_http = Receiver::start(Script::Always(503)).await;
+    let broker = http_broker(&broker_http);
+    record(&store, "s1", vec![("th-a".into(), r#"{"clientOrderId":"th-a"}"#.into())], "broker:http").await;
+    record(&store, "s2", vec![("th-b".into(), r#"{"clientOrderId":"th-b"}"#.into())], "broker:http").await;
+    let awaiting =
+        || async { store.entries_awaiting_broker().await.unwrap().into_iter().collect::<Vec<_>>() };
+    assert_eq!(awaiting().await, ["th-a", "th-b"], "queued");
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(dispatcher(&store, broker.clone()).run(stop.clone()));
+    eventually(10, "a first refused attempt", || async {
+        (!broker_http.received().is_empty()).then_some(())
+    })
+    .await;
+    assert_eq!(awaiting().await, ["th-a", "th-b"], "retrying after a 503: still waiting for the broker");
+    eventually(10, "both intents failed", || async {
+        outcomes(&store).await.iter().all(|(_, outcome)| outcome == "failed").then_some(())
+    })
+    .await;
+    assert!(awaiting().await.is_empty(), "dead-lettered: the broker never took them");
+    stop.cancel();
+    task.await.unwrap();
+
+    // Taken by the broker: no longer waiting for it (the venue's events take over).
+    broker_http.set(Script::Ok);
+    record(&store, "s3", vec![("th-c".into(), r#"{"clientOrderId":"th-c"}"#.into())], "broker:http").await;
+    assert_eq!(awaiting().await, ["th-c"]);
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(dispatcher(&store, broker).run(stop.clone()));
+    eventually(10, "the intent sent", || async { awaiting().await.is_empty().then_some(()) }).await;
+    assert!(outcomes(&store).await.contains(&("th-c".to_string(), "sent".to_string())));
     stop.cancel();
     task.await.unwrap();
 }
@@ -161,12 +204,7 @@ async fn the_kill_switch_stops_queued_entry_orders_but_not_protective_ones() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path()).await;
     let broker_http = Receiver::start(Script::Ok).await;
-    let broker = BrokerConfig {
-        kind: Some(BrokerKind::Http),
-        url: Some(broker_http.url()),
-        api_key: Some("k".into()),
-        secret: Some("s".into()),
-    };
+    let broker = http_broker(&broker_http);
     // Both queued while the switch was off; the operator turns it on before they go out.
     let entry =
         r#"{"clientOrderId":"th-in","action":"signal_to_order","role":"bracketed_entry","op":"place"}"#;

@@ -210,6 +210,9 @@ impl Worker {
                 let batch = ProcessedBatch { entities: documents, ..ProcessedBatch::default() };
                 self.store.commit_processed(batch).await?;
             }
+            if self.strategy.places_signal_orders() {
+                self.strategy.state.awaiting_broker = self.store.entries_awaiting_broker().await?;
+            }
         }
         let events = self.store.pending(self.batch_limit).await?;
         if events.is_empty() {

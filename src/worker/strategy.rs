@@ -67,6 +67,12 @@ impl Strategy {
         })
     }
 
+    /// Whether `signal_to_order` is configured and its intents go to a broker (so some may be
+    /// waiting for it: see `StrategyState::awaiting_broker`).
+    pub fn places_signal_orders(&self) -> bool {
+        self.broker.is_some() && self.configs[SIGNAL_TO_ORDER].signal_to_order.is_some()
+    }
+
     /// Runs the actions named in `names` on an applied event; `None` when none is named.
     pub fn decide(
         &mut self,

@@ -104,3 +104,41 @@ async fn state_survives_a_restart_of_the_worker() {
     assert_eq!(apply::all_documents(second.state()).unwrap(), apply::all_documents(&before).unwrap());
     assert_eq!(second.state().orders["ord"].filled_quantity.to_string(), "3");
 }
+
+#[tokio::test]
+async fn each_round_learns_which_signal_entries_still_wait_for_the_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path());
+    let route = crate::config::RouteConfig {
+        events: vec!["signal.*".into()],
+        sources: vec![],
+        symbols: vec![],
+        statuses: vec![],
+        actions: vec!["signal_to_order".into()],
+    };
+    let actions = serde_json::from_value(serde_json::json!({"signal_to_order": {"max_position": "1",
+        "max_order": "1", "max_orders_per_minute": 10, "max_signal_age": "5m"}}))
+    .unwrap();
+    let mut worker = worker(&store, &[10])
+        .await
+        .with_delivery(RouteTable::new(&[route]), Arc::new(SubscriptionSet::default()))
+        .with_actions(actions, Some("broker:http"));
+    worker.round().await.unwrap();
+    assert!(worker.strategy.state.awaiting_broker.is_empty());
+
+    append(&store, "e1", "o1", 0.1).await;
+    let seq = store.events(Default::default()).await.unwrap()[0].seq;
+    let intent = |id: &str| crate::store::NewIntent {
+        seq,
+        client_order_id: id.into(),
+        action: "signal_to_order".into(),
+        symbol: Some("BTCUSDT".into()),
+        doc: "{}".into(),
+        refused: None,
+        broker: Some("broker:http".into()),
+    };
+    let batch = ProcessedBatch { processed: vec![(seq, "applied")], intents: vec![intent("th-q")], ..Default::default() };
+    store.commit_processed(batch).await.unwrap();
+    worker.round().await.unwrap();
+    assert_eq!(worker.strategy.state.awaiting_broker.iter().collect::<Vec<_>>(), ["th-q"]);
+}

@@ -21,7 +21,7 @@ mod processing;
 mod progress;
 mod schema;
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -649,6 +649,19 @@ impl Store for PgStore {
         limit: u32,
     ) -> Result<Vec<StoredIntent>, StoreError> {
         intents::list(&self.client().await?, before, action.as_deref(), outcome.as_deref(), limit).await
+    }
+
+    async fn entries_awaiting_broker(&self) -> Result<BTreeSet<String>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT client_order_id FROM intents WHERE outcome = 'queued' AND action = 'signal_to_order'",
+                &[],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
     }
 
     async fn kill_switch(&self) -> Result<bool, StoreError> {

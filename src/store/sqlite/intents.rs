@@ -1,6 +1,8 @@
 //! SQL for order intents: one row per client order id, queued for the broker as a delivery in
 //! the same transaction that processes the triggering event.
 
+use std::collections::BTreeSet;
+
 use rusqlite::{params, Connection};
 
 use super::event_id;
@@ -24,6 +26,19 @@ pub(super) const MIGRATION: &str = r#"
     );
     ALTER TABLE deliveries ADD COLUMN intent_id INTEGER;
 "#;
+
+/// Finds the intents still waiting for the broker without reading the others (migration 7).
+pub(super) const AWAITING_MIGRATION: &str =
+    "CREATE INDEX intents_awaiting ON intents (action, client_order_id) WHERE outcome = 'queued';";
+
+/// Client order ids of `signal_to_order` intents still queued for the broker.
+pub(super) fn awaiting_broker(conn: &Connection) -> rusqlite::Result<BTreeSet<String>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT client_order_id FROM intents WHERE outcome = 'queued' AND action = 'signal_to_order'",
+    )?;
+    let ids = statement.query_map([], |row| row.get(0))?;
+    ids.collect()
+}
 
 /// Records `intents` inside the processing transaction; a client order id already recorded is
 /// skipped, so the broker never gets it twice. New, unrefused intents with a broker are queued

@@ -13,7 +13,7 @@ mod processing;
 mod progress;
 mod writer;
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -93,6 +93,7 @@ const MIGRATIONS: &[&str] = &[
     processing::MIGRATION,
     processing::ORDERING_KEY_MIGRATION,
     delivery::PAUSE_MIGRATION,
+    intents::AWAITING_MIGRATION,
 ];
 
 /// Pause between checkpoints while the WAL is being written.
@@ -697,6 +698,10 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> Result<Vec<StoredIntent>, StoreError> {
         self.read(move |conn| intents::list(conn, before, action.as_deref(), outcome.as_deref(), limit)).await
+    }
+
+    async fn entries_awaiting_broker(&self) -> Result<BTreeSet<String>, StoreError> {
+        self.read(intents::awaiting_broker).await
     }
 
     async fn kill_switch(&self) -> Result<bool, StoreError> {

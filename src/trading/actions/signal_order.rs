@@ -1,10 +1,11 @@
 //! `signal_to_order`: a `signal.generated` (TradingView alerts included) becomes an order intent
 //! once it passes the risk checks, in this order: symbol allow-list, signal age, kill switch
-//! (manual, or `now` inside a known maintenance window; entries only, closes still go), a size, the margin guard (for orders
-//! that grow the position), max order size, max position after the order (counting working
-//! orders, and the entries decided here in the last 60 seconds that no venue event has reported
-//! yet: see [`working_quantity`]), then max orders per 60 seconds. The first failed check refuses the signal with its
-//! reason. `hold` decides nothing.
+//! (manual, or `now` inside a known maintenance window; entries only, closes still go), a size,
+//! the margin guard (for orders that grow the position), max order size, max position after the
+//! order (counting working orders, and the entries decided here that no venue event has reported
+//! yet, for 60 seconds or while the broker has not taken them: see [`working_quantity`]), then
+//! max orders per 60 seconds. The first failed check refuses the signal with its reason. `hold`
+//! decides nothing.
 //!
 //! Sizes: the signal's quantity; else `position_size: "10%"` in the raw alert, as percent of
 //! equity times leverage, priced at the signal's price or the last known price; else the
@@ -14,7 +15,7 @@
 //!
 //! Positions here are summed over accounts: signals carry no account.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::Duration as ChronoDuration;
 use rust_decimal::Decimal;
@@ -106,7 +107,7 @@ fn check(
     let entry = client_order_id(&cx.trigger.key, ACTION, entry_role(signal, &plan), "0");
     let others: Vec<Placement> =
         actions.placements.iter().filter(|p| p.client_order_id != entry).cloned().collect();
-    let working = working_quantity(cx, &others, symbol);
+    let working = working_quantity(cx, &others, &actions.awaiting_broker, symbol);
     let exposure = after.saturating_add(working).abs().normalize();
     if !plan.close && exposure > config.max_position && after.abs() > net.abs() {
         return Err(format!(
@@ -221,15 +222,22 @@ fn net_position(cx: &Context<'_>, symbol: &str) -> Decimal {
 }
 
 /// Signed quantity that may still add to the position on a symbol: the unfilled part of working,
-/// non-reduce-only orders, plus the entries this action decided in the last 60 seconds that no
-/// venue event has reported yet (signals close together are decided before the first order's
-/// events come back). An entry counts here until an order with its client order id is known,
-/// then as that order (working, filled into the position, or rejected), never twice. One never
-/// reported (the broker failed) stops counting after the minute.
-fn working_quantity(cx: &Context<'_>, placements: &[Placement], symbol: &str) -> Decimal {
+/// non-reduce-only orders, plus the entries this action decided that no venue event has reported
+/// yet (signals close together are decided before the first order's events come back). An entry
+/// counts here until an order with its client order id is known, then as that order (working,
+/// filled into the position, or rejected), never twice. One the broker has not taken yet
+/// (`awaiting`: queued, or retrying while the broker is down) counts however old it is; one
+/// taken but never reported stops counting a minute after it was decided, and so does one the
+/// broker never took (dead-lettered).
+fn working_quantity(
+    cx: &Context<'_>,
+    placements: &[Placement],
+    awaiting: &BTreeSet<String>,
+    symbol: &str,
+) -> Decimal {
     let mut unreported: BTreeMap<&str, Decimal> = placements
         .iter()
-        .filter(|p| p.symbol.as_deref() == Some(symbol) && within_minute(p, cx))
+        .filter(|p| p.symbol.as_deref() == Some(symbol) && counts(p, awaiting, cx))
         .filter_map(|p| Some((p.client_order_id.as_str(), p.quantity?)))
         .collect();
     let mut sum = Decimal::ZERO;
@@ -258,9 +266,15 @@ fn within_minute(p: &Placement, cx: &Context<'_>) -> bool {
     cx.now.signed_duration_since(p.at) < ChronoDuration::seconds(60)
 }
 
-/// Drops placements older than a minute.
+/// Drops placements that no longer count: older than a minute and not waiting for the broker.
 fn prune_placements(actions: &mut StrategyState, cx: &Context<'_>) {
-    actions.placements.retain(|p| within_minute(p, cx));
+    let awaiting = &actions.awaiting_broker;
+    actions.placements.retain(|p| counts(p, awaiting, cx));
+}
+
+/// Whether a placement still counts against `max_position` (see [`working_quantity`]).
+fn counts(p: &Placement, awaiting: &BTreeSet<String>, cx: &Context<'_>) -> bool {
+    within_minute(p, cx) || awaiting.contains(&p.client_order_id)
 }
 
 /// The role of the order a signal places: a close, an entry with attached legs, or a plain entry.

@@ -110,6 +110,23 @@ fn an_entry_the_venue_reported_counts_once() {
 }
 
 #[test]
+fn an_entry_the_broker_has_not_taken_counts_past_the_minute() {
+    // Failed before: with the broker down for two minutes, the queued entry stopped counting
+    // after one, and both entries would have been placed once it was back (position 3 on 2).
+    let mut h = Harness::new(config(json!({"max_order": "5", "max_position": "2"})));
+    let first = h.feed(&buy("2", 0)).decisions;
+    let id = intents(&first)[0].client_order_id.clone();
+    h.actions.awaiting_broker.insert(id.clone());
+    let late = h.feed(&buy("1", 120));
+    assert!(refusal(&late.decisions).contains("with 2 working or sent"), "{late:?}");
+    assert!(h.actions.placements.iter().any(|p| p.client_order_id == id), "kept while it waits");
+    // The broker took it (or it was dead-lettered) and no venue event came: the minute applies.
+    h.actions.awaiting_broker.clear();
+    assert_eq!(intents(&h.feed(&buy("1", 121)).decisions).len(), 1);
+    assert!(!h.actions.placements.iter().any(|p| p.client_order_id == id), "pruned once it no longer counts");
+}
+
+#[test]
 fn signal_beyond_max_orders_per_minute_is_refused() {
     let mut h = harness();
     h.feed_all(&[buy("0.1", 0), buy("0.1", 10)]);

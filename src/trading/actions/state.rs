@@ -121,6 +121,12 @@ pub struct StrategyState {
     pub kill_switch: KillSwitch,
     /// Newest price per symbol, from signals, fills and mark prices.
     pub prices: BTreeMap<String, PricePoint>,
+    /// Client order ids of signal entries still waiting for the broker to take them (queued or
+    /// retrying), as the store last said: they keep counting against `max_position` past the
+    /// minute, however long the broker is down. Not stored with the state: the worker reads it
+    /// from the store's intents before each round.
+    #[serde(skip)]
+    pub awaiting_broker: BTreeSet<String>,
 }
 
 /// Which parts of a [`StrategyState`] an event changed; a key no longer in the state was removed.
