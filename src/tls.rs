@@ -83,17 +83,22 @@ impl CertificateError {
     }
 }
 
+/// The certificates of a PEM file, in file order; at least one.
+pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, CertificateError> {
+    let shown = || path.display().to_string();
+    let pem = std::fs::read(path).map_err(|source| CertificateError::CertUnreadable { path: shown(), source })?;
+    CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .ok()
+        .filter(|chain| !chain.is_empty())
+        .ok_or_else(|| CertificateError::NoCertificate { path: shown() })
+}
+
 /// Reads and checks the chain and key of `files`.
 fn load_certified_key(files: &TlsConfig) -> Result<CertifiedKey, CertificateError> {
     let cert_path = files.cert.display().to_string();
     let key_path = files.key.display().to_string();
-    let cert_pem = std::fs::read(&files.cert)
-        .map_err(|source| CertificateError::CertUnreadable { path: cert_path.clone(), source })?;
-    let chain = CertificateDer::pem_slice_iter(&cert_pem)
-        .collect::<Result<Vec<_>, _>>()
-        .ok()
-        .filter(|chain| !chain.is_empty())
-        .ok_or_else(|| CertificateError::NoCertificate { path: cert_path.clone() })?;
+    let chain = read_certificates(&files.cert)?;
     let key_pem = std::fs::read(&files.key)
         .map_err(|source| CertificateError::KeyUnreadable { path: key_path.clone(), source })?;
     let key = PrivateKeyDer::from_pem_slice(&key_pem)

@@ -804,7 +804,7 @@ async fn sighup_leaves_a_plain_http_gateway_serving() {
 
 /// A store that cannot be opened stops `serve` with one line that says which one and why: the
 /// SQLite file's path, and for PostgreSQL the cause under "error connecting to server" (a name
-/// that does not resolve and a refused port are fixed differently) or the unsupported setting.
+/// that does not resolve and a refused port are fixed differently) or the TLS setting at fault.
 #[test]
 fn a_store_that_cannot_be_opened_is_named_with_its_cause() {
     let dir = tempfile::tempdir().unwrap();
@@ -821,7 +821,11 @@ fn a_store_that_cannot_be_opened_is_named_with_its_cause() {
             "cannot open the SQLite store notes.db: store unavailable: file is not a database",
         ),
         (refused.as_str(), "error connecting to server: Connection refused"),
-        ("postgres://postgres@127.0.0.1/test?sslmode=verify-full", "sslmode=verify-full is not supported"),
+        ("postgres://postgres@127.0.0.1/test?sslmode=verify", "sslmode=verify is not one of disable, allow"),
+        (
+            "postgres://postgres@127.0.0.1/test?sslmode=verify-ca&sslrootcert=/nonexistent/root.pem",
+            "sslrootcert: cannot read the certificate file /nonexistent/root.pem",
+        ),
     ] {
         let output = tradehook(dir.path())
             .arg("serve")

@@ -451,3 +451,79 @@ async fn a_duplicate_is_answered_while_the_backlog_is_full() {
     assert!(matches!(again, Appended::Duplicate(_)), "{again:?}");
     assert_eq!(seq(&again), seq(&first));
 }
+
+/// A node on the database of `dir`, reached by `host` with these TLS parameters.
+async fn node_over(dir: &Path, host: &str, tls: &str) -> Result<SharedStore, String> {
+    let url = common::store_url(dir).replacen("127.0.0.1", host, 1);
+    let mut config = Config::default();
+    config.store.url = format!("{url}?{tls}");
+    server::open_store(&config).await.map_err(|e| e.to_string())
+}
+
+/// Of tradehook's connections to the database of `dir`: (encrypted, all).
+async fn encrypted_connections(db: &tokio_postgres::Client) -> (i64, i64) {
+    let row = db
+        .query_one(
+            "SELECT count(*) FILTER (WHERE s.ssl), count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+             WHERE a.datname = current_database() AND a.application_name = 'tradehook'",
+            &[],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_encrypted_and_checked_as_sslmode_says() {
+    if skip() {
+        return;
+    }
+    // The local server's own (self-signed) certificate is the root to trust.
+    let dir = tempfile::tempdir().unwrap();
+    let db = connect(dir.path()).await;
+    let on: String = db.query_one("SHOW ssl", &[]).await.unwrap().get(0);
+    assert_eq!(on, "on", "this test needs TLS enabled on the test PostgreSQL server (ssl = on)");
+    let cert: String = db.query_one("SHOW ssl_cert_file", &[]).await.unwrap().get(0);
+    let trusted = format!("sslrootcert={cert}");
+
+    // verify-full: the chain leads to the root and the certificate names the host.
+    let node = node_over(dir.path(), "localhost", &format!("sslmode=verify-full&{trusted}")).await.unwrap();
+    assert!(matches!(node.append(event("over-tls")).await.unwrap(), Appended::Accepted(_)));
+    let (encrypted, all) = encrypted_connections(&db).await;
+    assert!(all > 0 && encrypted == all, "{encrypted} of {all} connections encrypted");
+    drop(node);
+
+    // The certificate names localhost, not 127.0.0.1: verify-full refuses, verify-ca does not.
+    let refused =
+        node_over(dir.path(), "127.0.0.1", &format!("sslmode=verify-full&{trusted}")).await.err().unwrap();
+    assert!(refused.contains("certificate not valid for name \"127.0.0.1\""), "{refused}");
+    node_over(dir.path(), "127.0.0.1", &format!("sslmode=verify-ca&{trusted}")).await.unwrap();
+
+    // A root the server's certificate does not lead to.
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let other_root = dir.path().join("other-root.pem");
+    std::fs::write(&other_root, other.cert.pem()).unwrap();
+    let refused = node_over(
+        dir.path(),
+        "localhost",
+        &format!("sslmode=verify-ca&sslrootcert={}", other_root.display()),
+    )
+    .await
+    .err()
+    .unwrap();
+    assert!(refused.contains("invalid peer certificate"), "{refused}");
+    assert!(refused.contains("error performing TLS handshake"), "{refused}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sslmode_disable_connects_in_the_clear() {
+    if skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = connect(dir.path()).await;
+    let node = node_over(dir.path(), "127.0.0.1", "sslmode=disable").await.unwrap();
+    assert!(matches!(node.append(event("clear")).await.unwrap(), Appended::Accepted(_)));
+    let (encrypted, all) = encrypted_connections(&db).await;
+    assert!(all > 0 && encrypted == 0, "{encrypted} of {all} connections encrypted");
+}

@@ -29,7 +29,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::{GenericClient, Transaction};
-use tokio_postgres::NoTls;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{pg_error, StoreError};
 use crate::store::Lease;
@@ -45,16 +45,19 @@ pub(super) struct ProcessingLease {
     held: Mutex<Option<(i64, Instant)>>,
     /// For the session that holds the advisory lock.
     config: tokio_postgres::Config,
+    /// TLS for that session, as for the store's other connections.
+    tls: MakeRustlsConnect,
     /// That session, and whether it holds the lock.
     session: tokio::sync::Mutex<Option<(tokio_postgres::Client, bool)>>,
 }
 
 impl ProcessingLease {
     /// A node's lease handle; `holder` is unique per process.
-    pub fn new(holder: String, ttl: Duration, config: tokio_postgres::Config) -> Self {
+    pub fn new(holder: String, ttl: Duration, config: tokio_postgres::Config, tls: MakeRustlsConnect) -> Self {
         ProcessingLease {
             holder,
             ttl,
+            tls,
             held: Mutex::new(None),
             config,
             session: tokio::sync::Mutex::new(None),
@@ -72,7 +75,7 @@ impl ProcessingLease {
             *session = None;
         }
         if session.is_none() {
-            let (client, connection) = self.config.connect(NoTls).await.map_err(pg_error)?;
+            let (client, connection) = self.config.connect(self.tls.clone()).await.map_err(pg_error)?;
             tokio::spawn(async move {
                 let _ = connection.await;
             });

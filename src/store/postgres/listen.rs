@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use tokio::sync::Notify;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
+use tokio_postgres_rustls::MakeRustlsConnect;
 use tokio_util::sync::CancellationToken;
 
 /// Least time between two announcements of one kind.
@@ -48,12 +49,13 @@ pub(super) async fn announce(
 /// Listens until `stop`, reconnecting after errors.
 pub(super) async fn run(
     config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
     arrivals: Arc<Notify>,
     deliveries: Arc<Notify>,
     stop: CancellationToken,
 ) {
     loop {
-        match config.connect(NoTls).await {
+        match config.connect(tls.clone()).await {
             Ok((client, mut connection)) => {
                 let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
                 let listen = client.batch_execute("LISTEN tradehook_events; LISTEN tradehook_deliveries");

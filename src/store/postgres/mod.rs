@@ -20,6 +20,7 @@ mod listen;
 mod processing;
 mod progress;
 mod schema;
+mod tls;
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,7 +32,8 @@ use deadpool_postgres::{
     Client, GenericClient, Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime,
 };
 use tokio::sync::{mpsc, oneshot, Notify};
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::Row;
+use tokio_postgres_rustls::MakeRustlsConnect;
 use tokio_util::sync::CancellationToken;
 
 use super::{
@@ -118,14 +120,7 @@ impl PgStore {
     /// Connects, migrates the schema and starts the appender, the listener and the backlog
     /// counter. Fails with `Unavailable` when the database cannot be reached.
     pub async fn open(url: &str, options: PgOptions) -> Result<PgStore, StoreError> {
-        if let Some(mode) = ["require", "verify-ca", "verify-full"].into_iter().find(|m| url.contains(&format!("sslmode={m}"))) {
-            return Err(StoreError::Internal(format!(
-                "sslmode={mode} is not supported: tradehook connects to PostgreSQL without TLS (sslmode=disable or prefer); reach the database over a private network or a local TLS tunnel"
-            )));
-        }
-        let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
-            StoreError::Internal(format!("store.url is not a PostgreSQL connection URL: {e}"))
-        })?;
+        let (mut config, tls) = tls::connection(url)?;
         let extra = format!("{} -c synchronous_commit=on", config.get_options().unwrap_or_default());
         config
             .options(extra.trim())
@@ -134,7 +129,7 @@ impl PgStore {
             .keepalives_idle(Duration::from_secs(15));
         let manager = Manager::from_config(
             config.clone(),
-            NoTls,
+            tls.clone(),
             ManagerConfig { recycling_method: RecyclingMethod::Fast },
         );
         let pool = Pool::builder(manager)
@@ -145,7 +140,7 @@ impl PgStore {
             .recycle_timeout(Some(Duration::from_secs(5)))
             .build()
             .map_err(|e| StoreError::Internal(format!("cannot build the connection pool: {e}")))?;
-        migrate(&config).await?;
+        migrate(&config, tls.clone()).await?;
         let pending = count_pending(&pool.get().await.map_err(pool_error)?).await?;
         let backlog = Arc::new(AtomicU64::new(pending));
         let arrivals = Arc::new(Notify::new());
@@ -163,7 +158,7 @@ impl PgStore {
         };
         tokio::spawn(ingest::run(appender, rx));
         let lease_config = config.clone();
-        tokio::spawn(listen::run(config, arrivals.clone(), deliveries_ready.clone(), stop.clone()));
+        tokio::spawn(listen::run(config, tls.clone(), arrivals.clone(), deliveries_ready.clone(), stop.clone()));
         tokio::spawn(count_backlog(pool.clone(), backlog.clone(), stop.clone()));
         tokio::spawn(listen::announce(
             pool.clone(),
@@ -177,7 +172,7 @@ impl PgStore {
             queue,
             backlog,
             max_backlog: options.max_backlog,
-            lease: lease::ProcessingLease::new(holder, options.lease, lease_config),
+            lease: lease::ProcessingLease::new(holder, options.lease, lease_config, tls),
             claim_ms: i64::try_from(options.claim.as_millis()).unwrap_or(i64::MAX / 4),
             arrivals,
             deliveries_ready,
@@ -207,8 +202,8 @@ impl PgStore {
 }
 
 /// Migrates the schema on a connection of its own, closed after (see [`schema::migrate`]).
-async fn migrate(config: &tokio_postgres::Config) -> Result<(), StoreError> {
-    let (mut client, connection) = config.connect(NoTls).await.map_err(pg_error)?;
+async fn migrate(config: &tokio_postgres::Config, tls: MakeRustlsConnect) -> Result<(), StoreError> {
+    let (mut client, connection) = config.connect(tls).await.map_err(pg_error)?;
     let connection = tokio::spawn(connection);
     let result = schema::migrate(&mut client).await;
     drop(client);

@@ -1,0 +1,254 @@
+//! TLS to PostgreSQL, chosen with libpq's `sslmode` and `sslrootcert` URL parameters.
+//!
+//! tokio-postgres knows only `disable`, `prefer` and `require`, and no root certificates, so both
+//! parameters are taken out of the URL here and become a rustls client configuration (ring, the
+//! process's one provider) for every connection of the store: the pool, the migration, the
+//! listener and the lease session.
+//!
+//! - `disable`: no TLS.
+//! - `allow`, `prefer` (also when absent, as in libpq): TLS if the server offers it, without
+//!   checking its certificate (this protects against eavesdropping, not against an impostor).
+//! - `require`: TLS or no connection; the certificate is not checked unless `sslrootcert` names
+//!   a file, which makes it `verify-ca` (libpq does the same).
+//! - `verify-ca`: TLS, with a certificate chain that leads to a root of `sslrootcert` (a PEM
+//!   file; `system` or absent: the system's roots), whatever host it names.
+//! - `verify-full`: `verify-ca`, and the certificate must name the host connected to.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use percent_encoding::percent_decode_str;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::{ring, verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tokio_postgres::config::SslMode;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::store::StoreError;
+
+/// What `sslmode` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Disable,
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+/// The store's connection settings and the TLS connector every connection uses.
+pub(super) fn connection(url: &str) -> Result<(tokio_postgres::Config, MakeRustlsConnect), StoreError> {
+    let bad = StoreError::Internal;
+    let (rest, mode, root) = take_tls_parameters(url).map_err(bad)?;
+    let mut config: tokio_postgres::Config = rest.parse().map_err(|e| {
+        StoreError::Internal(format!("store.url is not a PostgreSQL connection URL: {e}"))
+    })?;
+    // libpq: `require` with a root certificate file checks the chain, as `verify-ca`.
+    let mode = match (mode, &root) {
+        (Mode::Require, Some(_)) => Mode::VerifyCa,
+        (mode, _) => mode,
+    };
+    config.ssl_mode(match mode {
+        Mode::Disable => SslMode::Disable,
+        Mode::Prefer => SslMode::Prefer,
+        Mode::Require | Mode::VerifyCa | Mode::VerifyFull => SslMode::Require,
+    });
+    let provider = Arc::new(ring::default_provider());
+    let verifier: Arc<dyn ServerCertVerifier> = match mode {
+        Mode::Disable | Mode::Prefer | Mode::Require => Arc::new(Unchecked(provider.clone())),
+        Mode::VerifyCa | Mode::VerifyFull => {
+            let roots = roots(root.as_deref()).map_err(bad)?;
+            let chain = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .build()
+                .map_err(|e| bad(format!("cannot check server certificates: {e}")))?;
+            if mode == Mode::VerifyFull {
+                chain
+            } else {
+                Arc::new(AnyHost(chain))
+            }
+        }
+    };
+    let tls = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(format!("TLS: {e}")))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    Ok((config, MakeRustlsConnect::new(tls)))
+}
+
+/// Splits `sslmode` and `sslrootcert` off the URL's query; the rest is for tokio-postgres.
+fn take_tls_parameters(url: &str) -> Result<(String, Mode, Option<String>), String> {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut mode = Mode::Prefer;
+    let mut root = None;
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let decoded = || percent_decode_str(value).decode_utf8_lossy().into_owned();
+        match key {
+            "sslmode" => {
+                mode = match decoded().as_str() {
+                    "disable" => Mode::Disable,
+                    "allow" | "prefer" => Mode::Prefer,
+                    "require" => Mode::Require,
+                    "verify-ca" => Mode::VerifyCa,
+                    "verify-full" => Mode::VerifyFull,
+                    other => {
+                        return Err(format!(
+                            "sslmode={other} is not one of disable, allow, prefer, require, verify-ca, verify-full"
+                        ))
+                    }
+                }
+            }
+            "sslrootcert" => root = Some(decoded()).filter(|path| !path.is_empty()),
+            _ => kept.push(pair),
+        }
+    }
+    let rest = if kept.is_empty() { base.to_owned() } else { format!("{base}?{}", kept.join("&")) };
+    Ok((rest, mode, root))
+}
+
+/// The roots to check a server's chain against: the certificates of the `sslrootcert` file, or
+/// the system's (`system` or none given).
+fn roots(file: Option<&str>) -> Result<RootCertStore, String> {
+    let mut roots = RootCertStore::empty();
+    match file {
+        Some(path) if path != "system" => {
+            let certificates =
+                crate::tls::read_certificates(Path::new(path)).map_err(|e| format!("sslrootcert: {e}"))?;
+            let (_, unusable) = roots.add_parsable_certificates(certificates);
+            if unusable > 0 || roots.is_empty() {
+                return Err(format!("sslrootcert: {path} holds a certificate that cannot be a root"));
+            }
+        }
+        _ => {
+            let found = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(found.certs);
+            if roots.is_empty() {
+                return Err("no system root certificates found: name a PEM file with sslrootcert".to_owned());
+            }
+        }
+    }
+    Ok(roots)
+}
+
+/// `prefer` and `require` without a root: any certificate, but the handshake's signatures are
+/// still checked (the server holds the key of the certificate it sent).
+#[derive(Debug)]
+struct Unchecked(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for Unchecked {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// `verify-ca`: the chain is checked, the host name the certificate is for is not.
+#[derive(Debug)]
+struct AnyHost(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for AnyHost {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self.0.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_parameters_leave_the_url_and_the_rest_stays_as_written() {
+        let (rest, mode, root) = take_tls_parameters(
+            "postgres://u:p%40ss@db.example.com:6432/app?sslmode=verify-full&options=-c%20x%3D1&sslrootcert=%2Fetc%2Fca.pem",
+        )
+        .unwrap();
+        assert_eq!(rest, "postgres://u:p%40ss@db.example.com:6432/app?options=-c%20x%3D1");
+        assert_eq!((mode, root.as_deref()), (Mode::VerifyFull, Some("/etc/ca.pem")));
+        assert_eq!(take_tls_parameters("postgres://h/db").unwrap(), ("postgres://h/db".into(), Mode::Prefer, None));
+        assert_eq!(
+            take_tls_parameters("postgres://h/db?sslmode=disable").unwrap(),
+            ("postgres://h/db".into(), Mode::Disable, None)
+        );
+        let error = take_tls_parameters("postgres://h/db?sslmode=verify").unwrap_err();
+        assert!(error.contains("sslmode=verify is not one of"), "{error}");
+    }
+
+    #[test]
+    fn a_root_file_that_is_missing_or_holds_no_certificate_is_named() {
+        let error = connection("postgres://h/db?sslmode=verify-ca&sslrootcert=/nonexistent/ca.pem").err().unwrap();
+        assert!(error.to_string().contains("sslrootcert: cannot read the certificate file /nonexistent/ca.pem"), "{error}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ca.pem");
+        std::fs::write(&file, "not a certificate").unwrap();
+        let error =
+            connection(&format!("postgres://h/db?sslmode=require&sslrootcert={}", file.display())).err().unwrap();
+        assert!(error.to_string().contains("holds no valid PEM certificate"), "{error}");
+    }
+}
