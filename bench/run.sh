@@ -9,7 +9,8 @@
 # Settings (environment): CONNECTIONS (32), DURATION (15s), WARMUP (1s), SECRET (bench-secret),
 # BENCH_ARGS (extra flags for `tradehook bench`, e.g. "--rate 20000"); TRADEHOOK_WORKER__ENABLED=false
 # measures ingest without processing; POSTGRES=postgres://user@host (no database) puts tradehook's
-# store on that PostgreSQL server, in a fresh database dropped afterwards (default: SQLite). Both JSON reports are kept
+# store on that PostgreSQL server, in a fresh database dropped afterwards (default: SQLite), with
+# POSTGRES_QUERY (e.g. "sslmode=disable") appended to its URL. Both JSON reports are kept
 # in bench/results/ (gitignored).
 set -euo pipefail
 
@@ -123,7 +124,7 @@ mkdir -p "$TMP/data"
 STORE_URL="sqlite://$TMP/data/tradehook.db"
 if [[ -n "${POSTGRES:-}" ]]; then
     psql "$POSTGRES/postgres" -qc "CREATE DATABASE $BENCH_DB"
-    STORE_URL="$POSTGRES/$BENCH_DB"
+    STORE_URL="$POSTGRES/$BENCH_DB${POSTGRES_QUERY:+?$POSTGRES_QUERY}"
 fi
 # Run from the scratch directory so nothing (data dir, generated secret) lands in the repository.
 (
