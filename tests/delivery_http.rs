@@ -251,6 +251,29 @@ async fn replaying_an_event_whose_delivery_is_retrying_starts_no_second_chain() 
 }
 
 #[tokio::test]
+async fn a_dead_delivery_to_a_deleted_subscription_is_not_replayed() {
+    let receiver = Receiver::start(Script::Always(500)).await;
+    let server = TestServer::start_with(local).await;
+    let subscription = subscribe(&server, &receiver, &["order.*"]).await;
+    send(&server, order("e1", "BTC/USD")).await;
+    let dead = eventually(15, "a delivery dead letter", || async {
+        let list = api_get(server.addr, "/dlq?kind=delivery").await;
+        list.json["deadLetters"].as_array().and_then(|l| l.first().cloned())
+    })
+    .await;
+    let id = subscription["id"].as_str().unwrap();
+    let deleted = api_delete(server.addr, &format!("/webhooks/{id}")).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.text);
+    let entry = dead["id"].as_str().unwrap();
+    let replay = api_post(server.addr, &format!("/dlq/{entry}/replay"), json!({})).await;
+    assert_eq!(replay.status, StatusCode::CONFLICT, "{}", replay.text);
+    assert_eq!(replay.json["error"], "subscription_deleted");
+    assert!(replay.json["reason"].as_str().unwrap().contains(id), "{}", replay.text);
+    let still = api_get(server.addr, &format!("/dlq/{entry}")).await;
+    assert_eq!(still.status, StatusCode::OK, "the entry stays, to be discarded");
+}
+
+#[tokio::test]
 async fn gone_disables_the_subscription_and_keeps_its_events_until_it_is_enabled() {
     let receiver = Receiver::start(Script::Always(410)).await;
     let server = TestServer::start_with(local).await;

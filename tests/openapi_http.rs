@@ -207,6 +207,15 @@ async fn extractor_rejections_answer_4xx_json() {
     // JSON body: no content type, not JSON, wrong shape, too large.
     let url = server.url("/api/v1/dlq/replay");
     expect_json_error(Method::POST, &url, &auth, b"{}".to_vec(), 415).await;
+    // What `curl -d '{…}'` sends without -H (seed 001's example): the answer says what to add.
+    let form = [auth[0], ("content-type", "application/x-www-form-urlencoded")];
+    let answer = request(Method::POST, &url, &form, br#"{"ids":[]}"#.to_vec()).await;
+    assert_eq!(answer.status.as_u16(), 415, "{}", answer.text);
+    assert!(
+        answer.json["reason"].as_str().unwrap().contains("-H 'Content-Type: application/json'"),
+        "{}",
+        answer.text
+    );
     expect_json_error(Method::POST, &url, &json, b"{not json".to_vec(), 400).await;
     expect_json_error(Method::POST, &url, &json, br#"{"ids":"dlq_1"}"#.to_vec(), 400).await;
     expect_json_error(Method::POST, &url, &json, vec![b' '; (1 << 20) + 10], 413).await;

@@ -393,6 +393,31 @@ async fn a_position_the_venue_reports_without_fills_shows_the_venues_quantity() 
 }
 
 #[tokio::test]
+async fn a_position_the_venue_disagrees_with_shows_the_mismatch_until_the_fills_catch_up() {
+    let server = TestServer::start().await;
+    send(&server, order_created("m1", "om", "buy", 2.0)).await;
+    send(&server, order_filled("m2", "om", 1.0, 100.0, "2024-01-15T10:30:01Z")).await;
+    send(
+        &server,
+        json!({"id": "m3", "event": "position.updated", "timestamp": "2024-01-15T10:30:05Z", "data": {
+            "symbol": "BTC/USD", "side": "long", "quantity": 2, "markPrice": 101}}),
+    )
+    .await;
+    wait_processed(server.addr).await;
+    let positions = api_get(server.addr, "/positions").await;
+    let btc = &positions.json["positions"][0];
+    assert_eq!(btc["mismatch"], json!({"venue": 2, "held": 1}), "{}", positions.text);
+    let alerts = api_get(server.addr, "/alerts?kind=position_mismatch").await;
+    assert_eq!(alerts.json["alerts"].as_array().map(Vec::len), Some(1), "{}", alerts.text);
+
+    // The fill the venue already counted arrives (timed before its snapshot): they agree.
+    send(&server, order_filled("m4", "om", 2.0, 100.0, "2024-01-15T10:30:02Z")).await;
+    wait_processed(server.addr).await;
+    let positions = api_get(server.addr, "/positions").await;
+    assert_eq!(positions.json["positions"][0]["mismatch"], json!(null), "{}", positions.text);
+}
+
+#[tokio::test]
 async fn deposits_and_withdrawals_are_listed_once_per_transaction() {
     let server = TestServer::start().await;
     let deposit = json!({"id": "d1", "event": "account.deposit_received", "timestamp": "2024-01-15T09:00:00Z",

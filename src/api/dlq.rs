@@ -158,7 +158,8 @@ async fn show(
     params(("id" = String, Path, description = "The entry id (`dlq_…`)", example = "dlq_1")),
     responses(
         (status = 202, description = "Queued again", body = DlqReplay),
-        (status = 404, description = "No such entry", body = ErrorBody)
+        (status = 404, description = "No such entry", body = ErrorBody),
+        (status = 409, description = "A delivery to a subscription deleted since: nowhere to send it", body = ErrorBody)
     )
 )]
 async fn replay_one(
@@ -166,6 +167,16 @@ async fn replay_one(
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<DlqReplay>), ApiError> {
     let entry = find(&state, &id).await?;
+    // Queued again, it would only fail its retries and come back as a new entry.
+    if let Some(webhook) = entry.webhook_id.as_deref().filter(|_| entry.kind == "delivery") {
+        if !state.store.subscriptions().await?.iter().any(|s| s.id == webhook) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "subscription_deleted",
+                format!("subscription `{webhook}` was deleted: this delivery has nowhere to go; discard the entry"),
+            ));
+        }
+    }
     let replayed = state.store.replay_dead_letters(vec![id]).await?;
     Ok((StatusCode::ACCEPTED, Json(DlqReplay { replayed, event_id: Some(entry.event_id) })))
 }

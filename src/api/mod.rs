@@ -39,9 +39,12 @@ pub(crate) fn query<T>(query: QueryResult<T>) -> Result<T, ApiError> {
 pub(crate) fn body_rejection(rejection: JsonRejection) -> ApiError {
     let reason = rejection.body_text();
     match rejection {
-        JsonRejection::MissingJsonContentType(_) => {
-            ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", reason)
-        }
+        // `curl -d` alone sends a form content type: say how to send JSON.
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("{reason} (with curl: -H 'Content-Type: application/json')"),
+        ),
         JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", reason)
         }

@@ -185,6 +185,24 @@ pub struct PositionOut {
     #[serde(serialize_with = "optional_number")]
     #[schema(value_type = Option<f64>)]
     venue_quantity: Option<Decimal>,
+    /// How the venue's newest snapshot disagrees with the fills up to its time; `null` when they
+    /// agree or cannot be compared (no snapshot quantity, no fills). Each new disagreement also
+    /// raises a `position_mismatch` alert.
+    mismatch: Option<MismatchOut>,
+}
+
+/// A disagreement between the venue's position and the fills.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MismatchOut {
+    /// The venue's quantity (signed when its snapshot names a side, else absolute).
+    #[serde(serialize_with = "number")]
+    #[schema(value_type = f64)]
+    venue: Decimal,
+    /// What the fills held at the snapshot's time, compared the same way.
+    #[serde(serialize_with = "number")]
+    #[schema(value_type = f64)]
+    held: Decimal,
 }
 
 impl PositionOut {
@@ -204,6 +222,7 @@ impl PositionOut {
             margin_ratio: view.margin_ratio,
             liquidation_price: view.liquidation_price,
             venue_quantity: position.venue_net(),
+            mismatch: position.mismatch.as_ref().map(|m| MismatchOut { venue: m.venue, held: m.held }),
         }
     }
 }
