@@ -201,6 +201,9 @@ describe('dashboard', () => {
     await page.locator('#intents td', { hasText: 'bracket_on_fill' }).first().waitFor();
     await page.locator('#orders td', { hasText: `ui-order-${RUN}` }).click();
     await page.getByText(`Fills of ui-order-${RUN}`).waitFor();
+    // The venue reports more than the fills hold: the position says so beside its quantity.
+    await sendEvent('position.updated', { symbol: 'BTC/USD', side: 'long', quantity: 0.3, markPrice: 50100 });
+    await page.locator('#positions .pill', { hasText: 'venue 0.3' }).waitFor();
     await shoot('trading-desktop.png');
   });
 

@@ -52,7 +52,11 @@ function renderPositions(data) {
   fill($('positions'), table([
     { label: 'Symbol', get: (p) => h('strong', {}, p.symbol) },
     { label: 'Side', get: (p) => pill(p.side, p.side === 'long' ? 'ok' : p.side === 'short' ? 'danger' : '') },
-    { label: 'Quantity', cls: 'num', get: (p) => num(p.quantity) },
+    // The venue's newest snapshot disagrees with the fills: show its figure beside ours.
+    { label: 'Quantity', cls: 'num', get: (p) => p.mismatch
+      ? h('span', { title: `venue reports ${p.mismatch.venue}, fills hold ${p.mismatch.held}` },
+        num(p.quantity), ' ', pill('venue ' + p.mismatch.venue, 'danger'))
+      : num(p.quantity) },
     { label: 'Unrealized PnL', cls: 'num', get: (p) => signed(p.unrealizedPnl) },
     { label: 'Realized PnL', cls: 'num', get: (p) => signed(p.realizedPnl) },
     { label: 'Avg price', cls: 'num', get: (p) => num(p.averagePrice) },
