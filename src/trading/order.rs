@@ -349,21 +349,6 @@ impl Order {
             );
             alerts.push(self.alert(AlertKind::DataQuality, message, at));
         }
-        // A `filled` status alone moves no position: say so when the fills known fall short.
-        let short = self.quantity.is_none_or(|q| self.filled_quantity < q);
-        if event.status == Some(OrderStatus::Filled)
-            && event.trade.is_none()
-            && event.filled_quantity.is_none()
-            && short
-        {
-            let message = format!(
-                "reported filled without a filled quantity or trade; {} of {} known filled, and positions \
-                 count only the fills reported",
-                self.filled_quantity.normalize(),
-                self.quantity.map_or_else(|| "an unknown quantity".to_owned(), |q| q.normalize().to_string())
-            );
-            alerts.push(self.alert(AlertKind::DataQuality, message, at));
-        }
         if let Some(over) = self.overfill_quantity.filter(|o| *o > overfill_before) {
             let message = format!(
                 "filled {} of {} ordered: overfilled by {over}; the fills count",

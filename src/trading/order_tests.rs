@@ -468,17 +468,3 @@ fn a_finished_order_is_not_amended_by_a_later_event() {
     assert_eq!((order.quantity, order.price), (Some(d("1")), Some(d("100"))));
     assert_eq!(order.status, OrderStatus::Filled);
 }
-
-#[test]
-fn filled_status_without_any_quantity_alerts_that_positions_miss_it() {
-    let (order, alerts) = run(&[created(0), ev("order.updated", 1, json!({"status": "filled"}))]);
-    assert_eq!((order.status, order.filled_quantity), (OrderStatus::Filled, Decimal::ZERO));
-    assert_eq!(kinds(&alerts), vec![AlertKind::DataQuality]);
-    assert!(alerts[0].message.contains("0 of 1 known filled"), "{}", alerts[0].message);
-    // Once the fills are known, a bare `filled` is just the status: no alert.
-    let (_, alerts) =
-        run(&[created(0), trade(1, "t1", "1", "100"), ev("order.updated", 2, json!({"status": "filled"}))]);
-    assert!(alerts.is_empty(), "{alerts:?}");
-    let (_, alerts) = run(&[created(0), cum(1, "filled", "1", "100")]);
-    assert!(alerts.is_empty(), "{alerts:?}");
-}
