@@ -8,11 +8,15 @@
 //! - `disable`: no TLS.
 //! - `allow`, `prefer` (also when absent, as in libpq): TLS if the server offers it, without
 //!   checking its certificate (this protects against eavesdropping, not against an impostor).
+//!   Unlike libpq, a TLS handshake that fails is not retried in the clear (tokio-postgres does
+//!   not): a server whose TLS cannot be spoken (no host name, only `hostaddr`; a P-521
+//!   certificate, which ring cannot check) needs `sslmode=disable`.
 //! - `require`: TLS or no connection; the certificate is not checked unless `sslrootcert` names
 //!   a file, which makes it `verify-ca` (libpq does the same).
 //! - `verify-ca`: TLS, with a certificate chain that leads to a root of `sslrootcert` (a PEM
-//!   file; `system` or absent: the system's roots), whatever host it names.
-//! - `verify-full`: `verify-ca`, and the certificate must name the host connected to.
+//!   file, required), whatever host it names.
+//! - `verify-full`: a chain that leads to a root of `sslrootcert` (a PEM file; `system` or
+//!   absent: the system's roots), and the certificate must name the host connected to.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -45,6 +49,19 @@ pub(super) fn connection(url: &str) -> Result<(tokio_postgres::Config, MakeRustl
     let mut config: tokio_postgres::Config = rest.parse().map_err(|e| {
         StoreError::Internal(format!("store.url is not a PostgreSQL connection URL: {e}"))
     })?;
+    // As libpq: the system's roots only with the host name checked (any public certificate
+    // leads to them), and a chain check needs a CA file to check against.
+    let system = root.as_deref() == Some("system");
+    if system && mode != Mode::VerifyFull {
+        return Err(bad("sslrootcert=system needs sslmode=verify-full: the system's roots \
+             accept any public certificate, so the host name must be checked too"
+            .to_owned()));
+    }
+    if mode == Mode::VerifyCa && root.is_none() {
+        return Err(bad("sslmode=verify-ca needs sslrootcert=<CA file>: against the system's roots \
+             any public certificate would pass (use verify-full to check the host name)"
+            .to_owned()));
+    }
     // libpq: `require` with a root certificate file checks the chain, as `verify-ca`.
     let mode = match (mode, &root) {
         (Mode::Require, Some(_)) => Mode::VerifyCa,
@@ -78,7 +95,14 @@ pub(super) fn connection(url: &str) -> Result<(tokio_postgres::Config, MakeRustl
 
 /// Splits `sslmode` and `sslrootcert` off the URL's query; the rest is for tokio-postgres.
 fn take_tls_parameters(url: &str) -> Result<(String, Mode, Option<String>), String> {
-    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    // Where tokio-postgres looks for the query: after the credentials (up to the first `@`,
+    // so a `?` in a password is not taken for it).
+    let after_scheme = url.find("://").map_or(0, |at| at + 3);
+    let host = url[after_scheme..].find('@').map_or(after_scheme, |at| after_scheme + at + 1);
+    let (base, query) = match url[host..].find('?') {
+        Some(at) => (&url[..host + at], &url[host + at + 1..]),
+        None => (url, ""),
+    };
     let mut mode = Mode::Prefer;
     let mut root = None;
     let mut kept = Vec::new();
@@ -201,8 +225,24 @@ mod tests {
             take_tls_parameters("postgres://h/db?sslmode=disable").unwrap(),
             ("postgres://h/db".into(), Mode::Disable, None)
         );
+        // A `?` in the password is not the query (tokio-postgres reads credentials up to `@`).
+        let (rest, mode, _) = take_tls_parameters("postgres://u:a?b@h/db?sslmode=require").unwrap();
+        assert_eq!((rest.as_str(), mode), ("postgres://u:a?b@h/db", Mode::Require));
         let error = take_tls_parameters("postgres://h/db?sslmode=verify").unwrap_err();
         assert!(error.contains("sslmode=verify is not one of"), "{error}");
+    }
+
+    #[test]
+    fn the_system_roots_are_trusted_only_with_the_host_name_checked() {
+        for url in [
+            "postgres://h/db?sslmode=verify-ca",
+            "postgres://h/db?sslmode=verify-ca&sslrootcert=system",
+            "postgres://h/db?sslmode=require&sslrootcert=system",
+        ] {
+            let error = connection(url).err().unwrap().to_string();
+            assert!(error.contains("any public certificate"), "{url}: {error}");
+        }
+        assert!(connection("postgres://h/db?sslmode=verify-full&sslrootcert=system").is_ok());
     }
 
     #[test]
