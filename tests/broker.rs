@@ -151,8 +151,12 @@ async fn entries_the_broker_has_not_taken_are_awaiting_until_it_answers_for_good
     let broker = http_broker(&broker_http);
     record(&store, "s1", vec![("th-a".into(), r#"{"clientOrderId":"th-a"}"#.into())], "broker:http").await;
     record(&store, "s2", vec![("th-b".into(), r#"{"clientOrderId":"th-b"}"#.into())], "broker:http").await;
-    let awaiting =
-        || async { store.entries_awaiting_broker().await.unwrap().into_iter().collect::<Vec<_>>() };
+    let awaiting = || async {
+        let mut ids: Vec<String> =
+            store.entries_awaiting_broker().await.unwrap().into_iter().map(|(id, _)| id).collect();
+        ids.sort();
+        ids
+    };
     assert_eq!(awaiting().await, ["th-a", "th-b"], "queued");
     let stop = CancellationToken::new();
     let task = tokio::spawn(dispatcher(&store, broker.clone()).run(stop.clone()));
@@ -168,14 +172,19 @@ async fn entries_the_broker_has_not_taken_are_awaiting_until_it_answers_for_good
     assert!(awaiting().await.is_empty(), "dead-lettered: the broker never took them");
     stop.cancel();
     task.await.unwrap();
+    // Replayed from the dead-letter queue: waiting for the broker again.
+    let all = tradehook::store::DeadLetterFilter { limit: 100, ..Default::default() };
+    let dead: Vec<String> = store.dead_letters(all).await.unwrap().into_iter().map(|d| d.id).collect();
+    assert_eq!(store.replay_dead_letters(dead).await.unwrap(), 2);
+    assert_eq!(awaiting().await, ["th-a", "th-b"], "replayed: waiting again");
 
     // Taken by the broker: no longer waiting for it (the venue's events take over).
     broker_http.set(Script::Ok);
     record(&store, "s3", vec![("th-c".into(), r#"{"clientOrderId":"th-c"}"#.into())], "broker:http").await;
-    assert_eq!(awaiting().await, ["th-c"]);
+    assert!(awaiting().await.contains(&"th-c".to_string()));
     let stop = CancellationToken::new();
     let task = tokio::spawn(dispatcher(&store, broker).run(stop.clone()));
-    eventually(10, "the intent sent", || async { awaiting().await.is_empty().then_some(()) }).await;
+    eventually(10, "the intents sent", || async { awaiting().await.is_empty().then_some(()) }).await;
     assert!(outcomes(&store).await.contains(&("th-c".to_string(), "sent".to_string())));
     stop.cancel();
     task.await.unwrap();

@@ -14,7 +14,7 @@ pub mod processing;
 pub mod progress;
 pub mod sqlite;
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -302,10 +302,12 @@ pub trait Store: Send + Sync + 'static {
         outcome: Option<String>,
         limit: u32,
     ) -> Result<Vec<StoredIntent>, StoreError>;
-    /// Client order ids of `signal_to_order` intents the broker has not taken yet (queued or
-    /// retrying): they count against `max_position` however long the broker is down.
-    async fn entries_awaiting_broker(&self) -> Result<BTreeSet<String>, StoreError>;
-    /// Whether the manual kill switch is on (no new orders from signals).
+    /// Client order ids of `signal_to_order` intents the broker has not taken yet (their delivery
+    /// is pending: queued, retrying, or replayed from the dead-letter queue): they count against
+    /// `max_position` however long the broker is down.
+    /// Each as (client order id, the intent as recorded).
+    async fn entries_awaiting_broker(&self) -> Result<Vec<(String, String)>, StoreError>;
+    /// Whether the manual kill switch is on (no new entry orders from signals).
     async fn kill_switch(&self) -> Result<bool, StoreError>;
     /// Turns the manual kill switch on or off (durably).
     async fn set_kill_switch(&self, on: bool) -> Result<(), StoreError>;

@@ -211,7 +211,8 @@ impl Worker {
                 self.store.commit_processed(batch).await?;
             }
             if self.strategy.places_signal_orders() {
-                self.strategy.state.awaiting_broker = self.store.entries_awaiting_broker().await?;
+                let awaiting = self.store.entries_awaiting_broker().await?;
+                self.strategy.follow_awaiting_broker(awaiting);
             }
         }
         let events = self.store.pending(self.batch_limit).await?;

@@ -11,7 +11,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::Utc;
 
 use crate::store::{EntityChange, EntityKind, NewDelivery, NewIntent};
-use crate::trading::actions::{decide, Decided, Decision, StrategyDoc, StrategyState};
+use crate::trading::actions::{
+    decide, AwaitingEntry, Decided, Decision, IntentOp, OrderIntent, Role, StrategyDoc, StrategyState,
+};
 use crate::trading::{ActionsConfig, CanonicalEvent, TradingState};
 use crate::trading::{OrderStatus, Side};
 
@@ -71,6 +73,22 @@ impl Strategy {
     /// waiting for it: see `StrategyState::awaiting_broker`).
     pub fn places_signal_orders(&self) -> bool {
         self.broker.is_some() && self.configs[SIGNAL_TO_ORDER].signal_to_order.is_some()
+    }
+
+    /// Takes the store's `signal_to_order` intents waiting for the broker ((client order id,
+    /// recorded intent)) as the entries that count against `max_position` until it takes them.
+    pub fn follow_awaiting_broker(&mut self, rows: Vec<(String, String)>) {
+        self.state.awaiting_broker = rows
+            .into_iter()
+            .filter_map(|(id, doc)| {
+                let intent: OrderIntent = serde_json::from_str(&doc).ok()?;
+                let entry = intent.op == IntentOp::Place
+                    && matches!(intent.role, Role::Entry | Role::BracketedEntry)
+                    && !intent.reduce_only;
+                let quantity = if intent.side == Side::Buy { intent.quantity } else { -intent.quantity };
+                entry.then_some((id, AwaitingEntry { symbol: intent.symbol, quantity }))
+            })
+            .collect();
     }
 
     /// Runs the actions named in `names` on an applied event; `None` when none is named.

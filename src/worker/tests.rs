@@ -128,17 +128,27 @@ async fn each_round_learns_which_signal_entries_still_wait_for_the_broker() {
 
     append(&store, "e1", "o1", 0.1).await;
     let seq = store.events(Default::default()).await.unwrap()[0].seq;
-    let intent = |id: &str| crate::store::NewIntent {
+    let intent = |id: &str, role: &str| crate::store::NewIntent {
         seq,
         client_order_id: id.into(),
         action: "signal_to_order".into(),
         symbol: Some("BTCUSDT".into()),
-        doc: "{}".into(),
+        doc: serde_json::json!({"clientOrderId": id, "action": "signal_to_order", "role": role, "op": "place",
+            "symbol": "BTCUSDT", "side": "sell", "orderType": "market", "quantity": "0.4", "reduceOnly": role == "close",
+            "trigger": {"key": "evt_1", "eventType": "signal.generated"}, "reason": "test",
+            "createdAt": "2024-01-15T10:30:00Z"})
+        .to_string(),
         refused: None,
         broker: Some("broker:http".into()),
     };
-    let batch = ProcessedBatch { processed: vec![(seq, "applied")], intents: vec![intent("th-q")], ..Default::default() };
+    let batch = ProcessedBatch {
+        processed: vec![(seq, "applied")],
+        intents: vec![intent("th-q", "entry"), intent("th-c", "close")],
+        ..Default::default()
+    };
     store.commit_processed(batch).await.unwrap();
     worker.round().await.unwrap();
-    assert_eq!(worker.strategy.state.awaiting_broker.iter().collect::<Vec<_>>(), ["th-q"]);
+    let awaiting: Vec<_> = worker.strategy.state.awaiting_broker.iter().collect();
+    let short = crate::trading::actions::AwaitingEntry { symbol: "BTCUSDT".into(), quantity: "-0.4".parse().unwrap() };
+    assert_eq!(awaiting, [(&"th-q".to_string(), &short)], "the entry, signed; not the close");
 }

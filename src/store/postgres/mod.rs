@@ -22,7 +22,7 @@ mod progress;
 mod schema;
 mod tls;
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -646,17 +646,18 @@ impl Store for PgStore {
         intents::list(&self.client().await?, before, action.as_deref(), outcome.as_deref(), limit).await
     }
 
-    async fn entries_awaiting_broker(&self) -> Result<BTreeSet<String>, StoreError> {
+    async fn entries_awaiting_broker(&self) -> Result<Vec<(String, String)>, StoreError> {
         let rows = self
             .client()
             .await?
             .query(
-                "SELECT client_order_id FROM intents WHERE outcome = 'queued' AND action = 'signal_to_order'",
+                "SELECT i.client_order_id, i.doc FROM deliveries d JOIN intents i ON i.id = d.intent_id
+                 WHERE d.status = 'pending' AND d.target LIKE 'broker:%' AND i.action = 'signal_to_order'",
                 &[],
             )
             .await
             .map_err(pg_error)?;
-        Ok(rows.iter().map(|row| row.get(0)).collect())
+        Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
     }
 
     async fn kill_switch(&self) -> Result<bool, StoreError> {

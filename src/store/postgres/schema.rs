@@ -168,12 +168,6 @@ const MIGRATIONS: &[Migration] = &[Migration::Tables(r#"
     // A `Retry-After` (429/503) holds the subscription's deliveries until then (unix ms), those
     // queued after the answer too.
     Migration::Tables("ALTER TABLE subscriptions ADD COLUMN IF NOT EXISTS paused_until BIGINT;"),
-    // The intents still waiting for the broker, read before each processing round.
-    Migration::Index {
-        name: "intents_awaiting",
-        sql: "CREATE INDEX CONCURRENTLY IF NOT EXISTS intents_awaiting ON intents (action, client_order_id)
-              WHERE outcome = 'queued'",
-    },
 ];
 
 /// Applies the migrations this database has not seen, one node at a time.

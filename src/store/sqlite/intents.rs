@@ -1,8 +1,6 @@
 //! SQL for order intents: one row per client order id, queued for the broker as a delivery in
 //! the same transaction that processes the triggering event.
 
-use std::collections::BTreeSet;
-
 use rusqlite::{params, Connection};
 
 use super::event_id;
@@ -27,17 +25,15 @@ pub(super) const MIGRATION: &str = r#"
     ALTER TABLE deliveries ADD COLUMN intent_id INTEGER;
 "#;
 
-/// Finds the intents still waiting for the broker without reading the others (migration 7).
-pub(super) const AWAITING_MIGRATION: &str =
-    "CREATE INDEX intents_awaiting ON intents (action, client_order_id) WHERE outcome = 'queued';";
-
-/// Client order ids of `signal_to_order` intents still queued for the broker.
-pub(super) fn awaiting_broker(conn: &Connection) -> rusqlite::Result<BTreeSet<String>> {
+/// Client order ids of `signal_to_order` intents whose delivery to the broker is pending (queued,
+/// retrying, or replayed from the dead-letter queue), found through the pending deliveries.
+pub(super) fn awaiting_broker(conn: &Connection) -> rusqlite::Result<Vec<(String, String)>> {
     let mut statement = conn.prepare_cached(
-        "SELECT client_order_id FROM intents WHERE outcome = 'queued' AND action = 'signal_to_order'",
+        "SELECT i.client_order_id, i.doc FROM deliveries d JOIN intents i ON i.id = d.intent_id
+         WHERE d.status = 'pending' AND d.target LIKE 'broker:%' AND i.action = 'signal_to_order'",
     )?;
-    let ids = statement.query_map([], |row| row.get(0))?;
-    ids.collect()
+    let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    rows.collect()
 }
 
 /// Records `intents` inside the processing transaction; a client order id already recorded is

@@ -13,7 +13,7 @@ mod processing;
 mod progress;
 mod writer;
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -93,7 +93,6 @@ const MIGRATIONS: &[&str] = &[
     processing::MIGRATION,
     processing::ORDERING_KEY_MIGRATION,
     delivery::PAUSE_MIGRATION,
-    intents::AWAITING_MIGRATION,
 ];
 
 /// Pause between checkpoints while the WAL is being written.
@@ -700,7 +699,7 @@ impl Store for SqliteStore {
         self.read(move |conn| intents::list(conn, before, action.as_deref(), outcome.as_deref(), limit)).await
     }
 
-    async fn entries_awaiting_broker(&self) -> Result<BTreeSet<String>, StoreError> {
+    async fn entries_awaiting_broker(&self) -> Result<Vec<(String, String)>, StoreError> {
         self.read(intents::awaiting_broker).await
     }
 

@@ -32,8 +32,8 @@ pub use intent::{
     client_order_id, ActionName, Decision, IntentOp, OrderIntent, OrderType, Refusal, Role, Trigger,
 };
 pub use state::{
-    guard_key, BracketLegs, BracketSet, GuardEpisode, KillSwitch, Placement, PricePoint, StrategyState,
-    StrategyTouched,
+    guard_key, AwaitingEntry, BracketLegs, BracketSet, GuardEpisode, KillSwitch, Placement, PricePoint,
+    StrategyState, StrategyTouched,
 };
 
 use super::event::{CanonicalEvent, EventKind};

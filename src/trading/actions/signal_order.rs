@@ -15,7 +15,7 @@
 //!
 //! Positions here are summed over accounts: signals carry no account.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use chrono::Duration as ChronoDuration;
 use rust_decimal::Decimal;
@@ -107,7 +107,13 @@ fn check(
     let entry = client_order_id(&cx.trigger.key, ACTION, entry_role(signal, &plan), "0");
     let others: Vec<Placement> =
         actions.placements.iter().filter(|p| p.client_order_id != entry).cloned().collect();
-    let working = working_quantity(cx, &others, &actions.awaiting_broker, symbol);
+    let waiting: Vec<(&str, Decimal)> = actions
+        .awaiting_broker
+        .iter()
+        .filter(|(id, e)| **id != entry && e.symbol == symbol)
+        .map(|(id, e)| (id.as_str(), e.quantity))
+        .collect();
+    let working = working_quantity(cx, &others, &waiting, symbol);
     let exposure = after.saturating_add(working).abs().normalize();
     if !plan.close && exposure > config.max_position && after.abs() > net.abs() {
         return Err(format!(
@@ -223,23 +229,24 @@ fn net_position(cx: &Context<'_>, symbol: &str) -> Decimal {
 
 /// Signed quantity that may still add to the position on a symbol: the unfilled part of working,
 /// non-reduce-only orders, plus the entries this action decided that no venue event has reported
-/// yet (signals close together are decided before the first order's events come back). An entry
-/// counts here until an order with its client order id is known, then as that order (working,
-/// filled into the position, or rejected), never twice. One the broker has not taken yet
-/// (`awaiting`: queued, or retrying while the broker is down) counts however old it is; one
-/// taken but never reported stops counting a minute after it was decided, and so does one the
-/// broker never took (dead-lettered).
+/// yet: those decided in the last 60 seconds (signals close together are decided before the
+/// first order's events come back) and those the broker has not taken yet (`awaiting`: on
+/// `symbol`, queued, retrying while the broker is down, or replayed from the dead-letter queue,
+/// however old). An entry counts here until an order with its client order id is known, then as
+/// that order (working, filled into the position, or rejected), never twice. One taken but never
+/// reported stops counting a minute after it was decided, and so does one the broker never took.
 fn working_quantity(
     cx: &Context<'_>,
     placements: &[Placement],
-    awaiting: &BTreeSet<String>,
+    awaiting: &[(&str, Decimal)],
     symbol: &str,
 ) -> Decimal {
     let mut unreported: BTreeMap<&str, Decimal> = placements
         .iter()
-        .filter(|p| p.symbol.as_deref() == Some(symbol) && counts(p, awaiting, cx))
+        .filter(|p| p.symbol.as_deref() == Some(symbol) && within_minute(p, cx))
         .filter_map(|p| Some((p.client_order_id.as_str(), p.quantity?)))
         .collect();
+    unreported.extend(awaiting.iter().copied());
     let mut sum = Decimal::ZERO;
     for o in cx.trading.orders.values() {
         if !unreported.is_empty() {
@@ -266,15 +273,9 @@ fn within_minute(p: &Placement, cx: &Context<'_>) -> bool {
     cx.now.signed_duration_since(p.at) < ChronoDuration::seconds(60)
 }
 
-/// Drops placements that no longer count: older than a minute and not waiting for the broker.
+/// Drops placements older than a minute.
 fn prune_placements(actions: &mut StrategyState, cx: &Context<'_>) {
-    let awaiting = &actions.awaiting_broker;
-    actions.placements.retain(|p| counts(p, awaiting, cx));
-}
-
-/// Whether a placement still counts against `max_position` (see [`working_quantity`]).
-fn counts(p: &Placement, awaiting: &BTreeSet<String>, cx: &Context<'_>) -> bool {
-    within_minute(p, cx) || awaiting.contains(&p.client_order_id)
+    actions.placements.retain(|p| within_minute(p, cx));
 }
 
 /// The role of the order a signal places: a close, an entry with attached legs, or a plain entry.

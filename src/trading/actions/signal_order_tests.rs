@@ -4,7 +4,7 @@ use chrono::Duration;
 use serde_json::{json, Value};
 
 use super::super::tests_support::{created, d, ev, filled, intents, ops, Harness};
-use super::super::{Decision, IntentOp, Role};
+use super::super::{AwaitingEntry, Decision, IntentOp, Role};
 use crate::trading::order::Side;
 use crate::trading::CanonicalEvent;
 
@@ -116,14 +116,26 @@ fn an_entry_the_broker_has_not_taken_counts_past_the_minute() {
     let mut h = Harness::new(config(json!({"max_order": "5", "max_position": "2"})));
     let first = h.feed(&buy("2", 0)).decisions;
     let id = intents(&first)[0].client_order_id.clone();
-    h.actions.awaiting_broker.insert(id.clone());
+    let waiting = AwaitingEntry { symbol: "BTCUSDT".into(), quantity: d("2") };
+    h.actions.awaiting_broker.insert(id.clone(), waiting.clone());
     let late = h.feed(&buy("1", 120));
     assert!(refusal(&late.decisions).contains("with 2 working or sent"), "{late:?}");
-    assert!(h.actions.placements.iter().any(|p| p.client_order_id == id), "kept while it waits");
     // The broker took it (or it was dead-lettered) and no venue event came: the minute applies.
     h.actions.awaiting_broker.clear();
     assert_eq!(intents(&h.feed(&buy("1", 121)).decisions).len(), 1);
-    assert!(!h.actions.placements.iter().any(|p| p.client_order_id == id), "pruned once it no longer counts");
+    // Replayed from the dead-letter queue, long after its own minute: it counts again.
+    h.actions.awaiting_broker.insert(id, waiting);
+    let replayed = h.feed(&buy("0.5", 130));
+    assert!(refusal(&replayed.decisions).contains("with 3 working or sent"), "{replayed:?}");
+    // Waiting entries on another symbol do not count here.
+    h.actions
+        .awaiting_broker
+        .insert("other".into(), AwaitingEntry { symbol: "ETHUSDT".into(), quantity: d("9") });
+    let eth = h.feed(&signal(
+        131,
+        json!({"symbol": "ETHUSDT", "action": "buy", "quantity": "0.1", "price": "3000"}),
+    ));
+    assert!(refusal(&eth.decisions).contains("with 9 working or sent"), "{eth:?}");
 }
 
 #[test]

@@ -121,12 +121,21 @@ pub struct StrategyState {
     pub kill_switch: KillSwitch,
     /// Newest price per symbol, from signals, fills and mark prices.
     pub prices: BTreeMap<String, PricePoint>,
-    /// Client order ids of signal entries still waiting for the broker to take them (queued or
-    /// retrying), as the store last said: they keep counting against `max_position` past the
-    /// minute, however long the broker is down. Not stored with the state: the worker reads it
-    /// from the store's intents before each round.
+    /// Signal entries still waiting for the broker to take them (queued, retrying, or replayed
+    /// from the dead-letter queue) by client order id, as the store last said: they count
+    /// against `max_position` however long the broker is down. Not stored with the state: the
+    /// worker reads them from the store before each round.
     #[serde(skip)]
-    pub awaiting_broker: BTreeSet<String>,
+    pub awaiting_broker: BTreeMap<String, AwaitingEntry>,
+}
+
+/// An entry order waiting for the broker: its symbol and signed quantity (buys positive).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwaitingEntry {
+    /// The symbol.
+    pub symbol: String,
+    /// Signed quantity.
+    pub quantity: Decimal,
 }
 
 /// Which parts of a [`StrategyState`] an event changed; a key no longer in the state was removed.
