@@ -269,6 +269,12 @@ async fn a_dead_delivery_to_a_deleted_subscription_is_not_replayed() {
     assert_eq!(replay.status, StatusCode::CONFLICT, "{}", replay.text);
     assert_eq!(replay.json["error"], "subscription_deleted");
     assert!(replay.json["reason"].as_str().unwrap().contains(id), "{}", replay.text);
+    // Replayed among many (by ids or a filter), it is left where it is too.
+    for body in [json!({"ids": [entry]}), json!({"filter": {"kind": "delivery"}})] {
+        let many = api_post(server.addr, "/dlq/replay", body.clone()).await;
+        assert_eq!(many.status, StatusCode::ACCEPTED, "{}", many.text);
+        assert_eq!(many.json["replayed"], 0, "{body}: {}", many.text);
+    }
     let still = api_get(server.addr, &format!("/dlq/{entry}")).await;
     assert_eq!(still.status, StatusCode::OK, "the entry stays, to be discarded");
 }

@@ -167,18 +167,26 @@ async fn replay_one(
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<DlqReplay>), ApiError> {
     let entry = find(&state, &id).await?;
-    // Queued again, it would only fail its retries and come back as a new entry.
-    if let Some(webhook) = entry.webhook_id.as_deref().filter(|_| entry.kind == "delivery") {
-        if !state.store.subscriptions().await?.iter().any(|s| s.id == webhook) {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "subscription_deleted",
-                format!("subscription `{webhook}` was deleted: this delivery has nowhere to go; discard the entry"),
-            ));
-        }
+    if let Some(webhook) = orphaned(&entry, &subscription_ids(&state).await?) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "subscription_deleted",
+            format!("subscription `{webhook}` was deleted: this delivery has nowhere to go; discard the entry"),
+        ));
     }
     let replayed = state.store.replay_dead_letters(vec![id]).await?;
     Ok((StatusCode::ACCEPTED, Json(DlqReplay { replayed, event_id: Some(entry.event_id) })))
+}
+
+/// The ids of the subscriptions that exist.
+async fn subscription_ids(state: &AppState) -> Result<std::collections::HashSet<String>, ApiError> {
+    Ok(state.store.subscriptions().await?.into_iter().map(|s| s.id).collect())
+}
+
+/// The deleted subscription a delivery entry was for: queued again, it would only fail its
+/// retries and come back as a new entry.
+fn orphaned<'a>(entry: &'a DeadLetter, subscriptions: &std::collections::HashSet<String>) -> Option<&'a str> {
+    entry.webhook_id.as_deref().filter(|webhook| entry.kind == "delivery" && !subscriptions.contains(*webhook))
 }
 
 /// Removes the entry for good; its event stays stored.
@@ -239,11 +247,15 @@ async fn replay_matching(
     body: Result<Json<ReplayRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<DlqReplay>), ApiError> {
     let Json(request) = body.map_err(super::body_rejection)?;
-    let ids = match (request.ids, request.filter) {
-        (Some(ids), None) => ids,
-        (None, Some(filter)) => {
-            state.store.dead_letters(filter.into_filter(1000)?).await?.into_iter().map(|d| d.id).collect()
+    let entries = match (request.ids, request.filter) {
+        (Some(ids), None) => {
+            let mut entries = Vec::with_capacity(ids.len());
+            for id in ids {
+                entries.extend(state.store.dead_letter(&id).await?);
+            }
+            entries
         }
+        (None, Some(filter)) => state.store.dead_letters(filter.into_filter(1000)?).await?,
         _ => {
             return Err(ApiError::bad_request(
                 "invalid_body",
@@ -251,6 +263,9 @@ async fn replay_matching(
             ))
         }
     };
+    // Deliveries to deleted subscriptions stay in the queue, to be discarded.
+    let subscriptions = subscription_ids(&state).await?;
+    let ids = entries.into_iter().filter(|e| orphaned(e, &subscriptions).is_none()).map(|e| e.id).collect();
     let replayed = state.store.replay_dead_letters(ids).await?;
     Ok((StatusCode::ACCEPTED, Json(DlqReplay { replayed, event_id: None })))
 }
