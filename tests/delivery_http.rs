@@ -251,6 +251,40 @@ async fn replaying_an_event_whose_delivery_is_retrying_starts_no_second_chain() 
 }
 
 #[tokio::test]
+async fn a_dead_delivery_replayed_while_its_event_replay_retries_it_starts_no_second_chain() {
+    let receiver = Receiver::start(Script::Always(500)).await;
+    let server = TestServer::start_with(|config| {
+        local(config);
+        config.retry.delays = vec![Duration::from_millis(100)];
+    })
+    .await;
+    subscribe(&server, &receiver, &["order.*"]).await;
+    let event_id = send(&server, order("e1", "BTC/USD")).await;
+    let dead = eventually(15, "a delivery dead letter", || async {
+        let list = api_get(server.addr, "/dlq?kind=delivery").await;
+        list.json["deadLetters"].as_array().and_then(|l| l.first().cloned())
+    })
+    .await;
+    // The event replayed: a fresh delivery, whose attempt hangs for 3 s (still waiting).
+    receiver.set(Script::Cycle(vec![(500, 3000)], 0));
+    let replay = api_post(server.addr, &format!("/events/{event_id}/replay"), json!({})).await;
+    assert_eq!(replay.status, StatusCode::ACCEPTED, "{}", replay.text);
+    wait_processed(server.addr).await;
+    let sent = receiver.received().len();
+    eventually(5, "the fresh delivery attempted", || async {
+        (receiver.received().len() > sent).then_some(())
+    })
+    .await;
+    // The old dead letter replayed meanwhile: the same delivery is waiting, so nothing more goes.
+    let entry = dead["id"].as_str().unwrap();
+    let again = api_post(server.addr, &format!("/dlq/{entry}/replay"), json!({})).await;
+    assert_eq!(again.status, StatusCode::ACCEPTED, "{}", again.text);
+    assert_eq!(again.json["replayed"], 0, "one chain per target: {}", again.text);
+    let gone = api_get(server.addr, &format!("/dlq/{entry}")).await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND, "the entry is settled by the waiting delivery");
+}
+
+#[tokio::test]
 async fn a_dead_delivery_to_a_deleted_subscription_is_not_replayed() {
     let receiver = Receiver::start(Script::Always(500)).await;
     let server = TestServer::start_with(local).await;

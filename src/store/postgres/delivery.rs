@@ -444,12 +444,15 @@ pub(super) async fn health(
     })
 }
 
-/// Puts a dead delivery back in the queue: due now, attempts reset.
+/// Puts a dead delivery back in the queue: due now, attempts reset; unless the same delivery of
+/// its event (a replay of the event queued it again) is already waiting: one chain per target.
 pub(super) async fn requeue_delivery(tx: &Transaction<'_>, delivery_id: i64) -> Result<u64> {
     tx.execute(
-        "UPDATE deliveries SET status = 'pending', attempts = 0, history = '[]', next_attempt_at = $2, done_at = NULL,
+        "UPDATE deliveries d SET status = 'pending', attempts = 0, history = '[]', next_attempt_at = $2, done_at = NULL,
              claimed_until = NULL
-         WHERE id = $1 AND status = 'dead'",
+         WHERE d.id = $1 AND d.status = 'dead'
+           AND NOT EXISTS (SELECT 1 FROM deliveries w WHERE w.event_seq = d.event_seq AND w.target = d.target
+                           AND w.status IN ('pending', 'held') AND w.payload IS NOT DISTINCT FROM d.payload)",
         &[&delivery_id, &now_ms()],
     )
     .await

@@ -381,11 +381,15 @@ pub(super) fn health(conn: &Connection, webhook_id: &str, now: i64) -> rusqlite:
     })
 }
 
-/// Puts a dead delivery back in the queue: due now, attempts reset.
+/// Puts a dead delivery back in the queue: due now, attempts reset; unless the same delivery of
+/// its event (a replay of the event queued it again) is already waiting: one chain per target.
 pub(super) fn requeue_delivery(tx: &Connection, delivery_id: i64) -> rusqlite::Result<u64> {
     let changed = tx.execute(
         "UPDATE deliveries SET status = 'pending', attempts = 0, history = '[]', next_attempt_at = ?2, done_at = NULL
-         WHERE id = ?1 AND status = 'dead'",
+         WHERE id = ?1 AND status = 'dead'
+           AND NOT EXISTS (SELECT 1 FROM deliveries w WHERE w.event_seq = deliveries.event_seq
+                           AND w.target = deliveries.target AND w.status IN ('pending', 'held')
+                           AND w.payload IS deliveries.payload)",
         params![delivery_id, now_ms()],
     )?;
     Ok(changed as u64)
