@@ -322,7 +322,7 @@ async fn held_by_kill_switch(context: &Context, delivery: &DueDelivery) -> Resul
     }
     use crate::trading::actions::{IntentOp, Role};
     let Ok(kind) = serde_json::from_slice::<Kind>(&delivery.body) else { return Ok(()) };
-    let entry = kind.op == Some(IntentOp::Place) && matches!(kind.role, Some(Role::Entry | Role::BracketedEntry));
+    let entry = kind.op == Some(IntentOp::Place) && kind.role.is_some_and(Role::is_entry);
     if entry && context.store.kill_switch().await.map_err(|e| SinkError::retriable(e.to_string()))? {
         return Err(SinkError::permanent("the kill switch is on: this entry order is not sent"));
     }

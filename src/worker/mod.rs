@@ -210,14 +210,15 @@ impl Worker {
                 let batch = ProcessedBatch { entities: documents, ..ProcessedBatch::default() };
                 self.store.commit_processed(batch).await?;
             }
-            if self.strategy.places_signal_orders() {
-                let awaiting = self.store.entries_awaiting_broker().await?;
-                self.strategy.follow_awaiting_broker(awaiting);
-            }
         }
         let events = self.store.pending(self.batch_limit).await?;
         if events.is_empty() {
             return Ok(0);
+        }
+        // Only a round with events decides anything: idle rounds skip the read.
+        if self.routes.has_strategy_actions() && self.strategy.places_signal_orders() {
+            let awaiting = self.store.entries_awaiting_broker().await?;
+            self.strategy.follow_awaiting_broker(awaiting);
         }
         // After reading the events: a subscription change committed before any of them was
         // stored is seen by them, whichever node made it.

@@ -12,7 +12,7 @@ use chrono::Utc;
 
 use crate::store::{EntityChange, EntityKind, NewDelivery, NewIntent};
 use crate::trading::actions::{
-    decide, AwaitingEntry, Decided, Decision, IntentOp, OrderIntent, Role, StrategyDoc, StrategyState,
+    decide, AwaitingEntry, Decided, Decision, IntentOp, OrderIntent, StrategyDoc, StrategyState,
 };
 use crate::trading::{ActionsConfig, CanonicalEvent, TradingState};
 use crate::trading::{OrderStatus, Side};
@@ -82,9 +82,7 @@ impl Strategy {
             .into_iter()
             .filter_map(|(id, doc)| {
                 let intent: OrderIntent = serde_json::from_str(&doc).ok()?;
-                let entry = intent.op == IntentOp::Place
-                    && matches!(intent.role, Role::Entry | Role::BracketedEntry)
-                    && !intent.reduce_only;
+                let entry = intent.op == IntentOp::Place && intent.role.is_entry() && !intent.reduce_only;
                 let quantity = if intent.side == Side::Buy { intent.quantity } else { -intent.quantity };
                 entry.then_some((id, AwaitingEntry { symbol: intent.symbol, quantity }))
             })

@@ -106,7 +106,7 @@ async fn state_survives_a_restart_of_the_worker() {
 }
 
 #[tokio::test]
-async fn each_round_learns_which_signal_entries_still_wait_for_the_broker() {
+async fn each_round_with_events_learns_which_signal_entries_still_wait_for_the_broker() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(dir.path());
     let route = crate::config::RouteConfig {
@@ -147,6 +147,8 @@ async fn each_round_learns_which_signal_entries_still_wait_for_the_broker() {
         ..Default::default()
     };
     store.commit_processed(batch).await.unwrap();
+    // The next round with an event to process reads them.
+    append(&store, "e2", "o2", 0.1).await;
     worker.round().await.unwrap();
     let awaiting: Vec<_> = worker.strategy.state.awaiting_broker.iter().collect();
     let short = crate::trading::actions::AwaitingEntry { symbol: "BTCUSDT".into(), quantity: "-0.4".parse().unwrap() };

@@ -81,6 +81,11 @@ pub enum Role {
 }
 
 impl Role {
+    /// Whether an order of this role opens risk: a signal's entry, bracketed or not.
+    pub fn is_entry(self) -> bool {
+        matches!(self, Self::Entry | Self::BracketedEntry)
+    }
+
     /// The client order id prefix of this role: `th` + two letters + `-`.
     pub fn prefix(self) -> &'static str {
         match self {
