@@ -31,6 +31,9 @@ use tradehook::store::SharedStore;
 /// Database cap in pages (4 KiB each): room for a few dozen large events after the schema.
 const MAX_PAGES: u64 = 400;
 const SENDERS: usize = 8;
+/// Concurrent senders of accepted events while the store is full, and how many each sends.
+const RESENDERS: usize = 4;
+const RESENDS: usize = 20;
 
 /// An order event padded to about `pad` bytes.
 fn padded_event(id: &str, pad: usize) -> String {
@@ -67,6 +70,7 @@ async fn a_full_store_answers_503_with_retry_after_and_never_a_false_200() {
 
     let (accepted, refused) = fill_until_refused(&url, "big", 100 * 1024).await;
     assert_stored(addr, &accepted).await;
+    let duplicates = resend_beside_refused(&url, &accepted).await;
     let ready = request(Method::GET, &format!("http://{addr}/readyz"), &[], Vec::new()).await;
 
     // Without a restart: a small event fits, and a refused event id was rolled back (new, not a
@@ -88,7 +92,8 @@ async fn a_full_store_answers_503_with_retry_after_and_never_a_false_200() {
 
     eprintln!(
         "fault_store_full: max_page_count {MAX_PAGES}, {SENDERS} senders of 100 KiB events: {} accepted (all stored), \
-         {} answered 503 with Retry-After, 0 false 200; /readyz while full: {}; small event and a refused id resent small: accepted",
+         {} answered 503 with Retry-After, 0 false 200; {duplicates} accepted events resent while full: \
+         200 duplicate with their ids; /readyz while full: {}; small event and a refused id resent small: accepted",
         accepted.len(),
         refused.len(),
         ready.status
@@ -260,6 +265,63 @@ async fn fill_until_refused(url: &str, prefix: &str, pad: usize) -> (Vec<(String
         refused.len()
     );
     (accepted, refused)
+}
+
+/// While the store is full and senders of new events keep it refusing, every accepted event sent
+/// again answers `200 duplicate` with its id, also when it shares a failed batch with them (it
+/// used to get the batch's 503). Returns how many were resent.
+async fn resend_beside_refused(url: &str, accepted: &[(String, String)]) -> usize {
+    let stop = CancellationToken::new();
+    let refusers: Vec<_> = (0..SENDERS)
+        .map(|sender| {
+            let (url, stop) = (url.to_owned(), stop.clone());
+            tokio::spawn(async move {
+                let mut refused = 0;
+                for n in 0.. {
+                    if stop.is_cancelled() {
+                        break;
+                    }
+                    let answer =
+                        post_event_to(&url, &padded_event(&format!("more-s{sender}-n{n}"), 100 * 1024)).await;
+                    match answer.status.as_u16() {
+                        503 => refused += 1,
+                        // A lone event may still find the room a failed batch of several left.
+                        200 => assert_eq!(answer.json["status"], "accepted", "{}", answer.text),
+                        other => panic!("a new event while full: {other} {}", answer.text),
+                    }
+                }
+                refused
+            })
+        })
+        .collect();
+    let resenders: Vec<_> = (0..RESENDERS)
+        .map(|resender| {
+            let url = url.to_owned();
+            let mine: Vec<_> =
+                accepted.iter().cycle().skip(resender).step_by(RESENDERS).take(RESENDS).cloned().collect();
+            tokio::spawn(async move {
+                for (key, id) in mine {
+                    let answer = post_event_to(&url, &padded_event(&key, 100 * 1024)).await;
+                    assert_eq!(
+                        (answer.status.as_u16(), answer.json["status"].as_str(), answer.json["id"].as_str()),
+                        (200, Some("duplicate"), Some(id.as_str())),
+                        "{key} again while the store is full: {}",
+                        answer.text
+                    );
+                }
+            })
+        })
+        .collect();
+    for resender in resenders {
+        resender.await.unwrap();
+    }
+    stop.cancel();
+    let mut refused = 0;
+    for refuser in refusers {
+        refused += refuser.await.unwrap();
+    }
+    assert!(refused > 0, "no new event was refused beside the duplicates");
+    RESENDERS * RESENDS
 }
 
 /// No false 200: every accepted event is stored under the id it was given.

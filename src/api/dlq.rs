@@ -63,7 +63,7 @@ pub struct FilterQuery {
 
 impl FilterQuery {
     fn into_filter(self, default_limit: u32) -> Result<DeadLetterFilter, ApiError> {
-        let limit = super::limit(self.limit, default_limit, 10_000)?;
+        let limit = super::limit(self.limit, default_limit, DeadLetterFilter::MAX_LIMIT)?;
         let kind = self.kind.map(|kind| match kind {
             DeadLetterKind::Event => "event".to_string(),
             DeadLetterKind::Delivery => "delivery".to_string(),

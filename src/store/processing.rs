@@ -205,7 +205,7 @@ pub struct DeadLetter {
 }
 
 /// Which dead letters to list or replay.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct DeadLetterFilter {
     /// Only this source.
     pub source: Option<String>,
@@ -217,8 +217,25 @@ pub struct DeadLetterFilter {
     pub reason: Option<String>,
     /// Only entries older than this row id (paging).
     pub before: Option<i64>,
-    /// At most this many.
+    /// At most this many (1 to [`DeadLetterFilter::MAX_LIMIT`]; outside that range, the nearest).
     pub limit: u32,
+}
+
+impl DeadLetterFilter {
+    /// The most entries one read returns.
+    pub const MAX_LIMIT: u32 = 10_000;
+
+    /// `limit` within 1 ..= [`DeadLetterFilter::MAX_LIMIT`], as the stores read it.
+    pub fn page_size(&self) -> u32 {
+        self.limit.clamp(1, Self::MAX_LIMIT)
+    }
+}
+
+impl Default for DeadLetterFilter {
+    /// Every entry, a page of 100.
+    fn default() -> Self {
+        DeadLetterFilter { source: None, event_type: None, kind: None, reason: None, before: None, limit: 100 }
+    }
 }
 
 /// A stored alert as the API shows it (SPEC §10).

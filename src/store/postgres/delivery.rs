@@ -21,6 +21,15 @@ use crate::store::{now_ms, rfc3339};
 
 type Result<T> = std::result::Result<T, StoreError>;
 
+/// SQL: no delivery of event `seq` to `target` with `payload` (expressions) is waiting (pending,
+/// retrying or held). Queueing and requeueing both check it: one chain per target.
+fn no_waiting_twin(seq: &str, target: &str, payload: &str) -> String {
+    format!(
+        "NOT EXISTS (SELECT 1 FROM deliveries w WHERE w.event_seq = {seq} AND w.target = {target}
+                     AND w.status IN ('pending', 'held') AND w.payload IS NOT DISTINCT FROM {payload})"
+    )
+}
+
 /// Queues `deliveries` inside the processing transaction (held only if the subscription is still
 /// inactive as this transaction sees it), except one the same as a delivery of the event still
 /// waiting (pending, retrying or held): a replayed event starts no second chain to a target.
@@ -34,7 +43,7 @@ pub(super) async fn queue(tx: &Transaction<'_>, deliveries: &[NewDelivery], now:
     let held: Vec<bool> = deliveries.iter().map(|d| d.held).collect();
     let payloads: Vec<Option<&[u8]>> = deliveries.iter().map(|d| d.payload.as_deref()).collect();
     let statement = tx
-        .prepare_cached(
+        .prepare_cached(&format!(
             "INSERT INTO deliveries (event_seq, target, webhook_id, status, next_attempt_at, payload, created_at)
              SELECT q.seq, q.target, q.webhook_id,
                     CASE WHEN q.held AND NOT EXISTS (SELECT 1 FROM subscriptions s WHERE s.id = q.webhook_id AND s.active)
@@ -42,9 +51,9 @@ pub(super) async fn queue(tx: &Transaction<'_>, deliveries: &[NewDelivery], now:
                     greatest($1, (SELECT s.paused_until FROM subscriptions s WHERE s.id = q.webhook_id)), q.payload, $1
              FROM unnest($2::bigint[], $3::text[], $4::text[], $5::bool[], $6::bytea[])
                   AS q(seq, target, webhook_id, held, payload)
-             WHERE NOT EXISTS (SELECT 1 FROM deliveries w WHERE w.event_seq = q.seq AND w.target = q.target
-                               AND w.status IN ('pending', 'held') AND w.payload IS NOT DISTINCT FROM q.payload)",
-        )
+             WHERE {}",
+            no_waiting_twin("q.seq", "q.target", "q.payload")
+        ))
         .await
         .map_err(pg_error)?;
     tx.execute(&statement, &[&now, &seqs, &targets, &webhooks, &held, &payloads]).await.map_err(pg_error)?;
@@ -448,11 +457,12 @@ pub(super) async fn health(
 /// its event (a replay of the event queued it again) is already waiting: one chain per target.
 pub(super) async fn requeue_delivery(tx: &Transaction<'_>, delivery_id: i64) -> Result<u64> {
     tx.execute(
-        "UPDATE deliveries d SET status = 'pending', attempts = 0, history = '[]', next_attempt_at = $2, done_at = NULL,
-             claimed_until = NULL
-         WHERE d.id = $1 AND d.status = 'dead'
-           AND NOT EXISTS (SELECT 1 FROM deliveries w WHERE w.event_seq = d.event_seq AND w.target = d.target
-                           AND w.status IN ('pending', 'held') AND w.payload IS NOT DISTINCT FROM d.payload)",
+        &format!(
+            "UPDATE deliveries d SET status = 'pending', attempts = 0, history = '[]', next_attempt_at = $2,
+                 done_at = NULL, claimed_until = NULL
+             WHERE d.id = $1 AND d.status = 'dead' AND {}",
+            no_waiting_twin("d.event_seq", "d.target", "d.payload")
+        ),
         &[&delivery_id, &now_ms()],
     )
     .await

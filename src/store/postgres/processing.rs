@@ -294,7 +294,7 @@ pub(super) async fn dead_letters(
            AND ($6::bigint IS NULL OR d.id < $6)
          ORDER BY d.id DESC LIMIT $5"
     );
-    let limit = i64::from(filter.limit.clamp(1, 10_000));
+    let limit = i64::from(filter.page_size());
     let rows = client
         .query(&sql, &[&filter.source, &filter.event_type, &filter.kind, &filter.reason, &limit, &filter.before])
         .await

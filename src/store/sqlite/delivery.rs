@@ -72,21 +72,30 @@ pub(super) const MIGRATION: &str = r#"
     ALTER TABLE dead_letters ADD COLUMN target TEXT;
 "#;
 
+/// SQL: no delivery of event `seq` to `target` with `payload` (expressions) is waiting (pending,
+/// retrying or held). Queueing and requeueing both check it: one chain per target.
+fn no_waiting_twin(seq: &str, target: &str, payload: &str) -> String {
+    format!(
+        "NOT EXISTS (SELECT 1 FROM deliveries w WHERE w.event_seq = {seq} AND w.target = {target}
+                     AND w.status IN ('pending', 'held') AND w.payload IS {payload})"
+    )
+}
+
 /// Queues `deliveries` inside the processing transaction, except one the same as a delivery of
 /// the event still waiting (pending, retrying or held): an event processed again (a replay)
 /// while its delivery is retrying must not start a second chain to the same target.
 pub(super) fn queue(tx: &Connection, deliveries: &[NewDelivery], now: i64) -> rusqlite::Result<()> {
     // Held only if the subscription is still inactive as this transaction sees it: the caller's
     // view may be a moment old, and a delivery held for an active subscription would wait forever.
-    let mut insert = tx.prepare_cached(
+    let mut insert = tx.prepare_cached(&format!(
         "INSERT INTO deliveries (event_seq, target, webhook_id, status, next_attempt_at, payload, created_at)
          SELECT ?1, ?2, ?3,
                 CASE WHEN ?4 AND NOT EXISTS (SELECT 1 FROM subscriptions WHERE id = ?3 AND active)
                      THEN 'held' ELSE 'pending' END,
                 max(?5, coalesce((SELECT paused_until FROM subscriptions WHERE id = ?3), ?5)), ?6, ?5
-         WHERE NOT EXISTS (SELECT 1 FROM deliveries w WHERE w.event_seq = ?1 AND w.target = ?2
-                           AND w.status IN ('pending', 'held') AND w.payload IS ?6)",
-    )?;
+         WHERE {}",
+        no_waiting_twin("?1", "?2", "?6")
+    ))?;
     for d in deliveries {
         insert.execute(params![d.seq, d.target, d.webhook_id, d.held, now, d.payload.as_deref()])?;
     }
@@ -385,11 +394,11 @@ pub(super) fn health(conn: &Connection, webhook_id: &str, now: i64) -> rusqlite:
 /// its event (a replay of the event queued it again) is already waiting: one chain per target.
 pub(super) fn requeue_delivery(tx: &Connection, delivery_id: i64) -> rusqlite::Result<u64> {
     let changed = tx.execute(
-        "UPDATE deliveries SET status = 'pending', attempts = 0, history = '[]', next_attempt_at = ?2, done_at = NULL
-         WHERE id = ?1 AND status = 'dead'
-           AND NOT EXISTS (SELECT 1 FROM deliveries w WHERE w.event_seq = deliveries.event_seq
-                           AND w.target = deliveries.target AND w.status IN ('pending', 'held')
-                           AND w.payload IS deliveries.payload)",
+        &format!(
+            "UPDATE deliveries SET status = 'pending', attempts = 0, history = '[]', next_attempt_at = ?2, done_at = NULL
+         WHERE id = ?1 AND status = 'dead' AND {}",
+            no_waiting_twin("deliveries.event_seq", "deliveries.target", "deliveries.payload")
+        ),
         params![delivery_id, now_ms()],
     )?;
     Ok(changed as u64)

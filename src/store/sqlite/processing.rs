@@ -282,7 +282,7 @@ pub(super) fn dead_letters(
     let sql = format!(
         "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters d LEFT JOIN events e ON e.seq = d.event_seq
          {clauses} ORDER BY d.id DESC LIMIT {}",
-        filter.limit.clamp(1, 10_000)
+        filter.page_size()
     );
     let mut statement = conn.prepare(&sql)?;
     let rows = statement.query_map(params_from_iter(values), dead_letter_from_row)?;

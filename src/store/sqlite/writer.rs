@@ -194,10 +194,8 @@ impl Writer {
         let started = std::time::Instant::now();
         let mut added = Vec::new();
         let waiting = backlog.load(Ordering::Relaxed);
-        let result = self
-            .file
-            .check()
-            .and_then(|()| self.run_all(batch, waiting, &mut added).map_err(|error| error.to_string()));
+        let file = self.file.check();
+        let result = file.clone().and_then(|()| self.run_all(batch, waiting, &mut added).map_err(|error| error.to_string()));
         metrics::histogram!("tradehook_store_commit_seconds").record(started.elapsed().as_secs_f64());
         let mut outcomes = match result {
             Ok(outcomes) => {
@@ -226,12 +224,24 @@ impl Writer {
                 for hash in added {
                     self.dedupe.remove(hash);
                 }
-                Err(error)
+                // A sender's retry of an event committed before this batch is a duplicate still:
+                // it gets its id, not a 503 to retry (not when the file itself is gone).
+                let duplicates = batch
+                    .iter()
+                    .map(|write| match write {
+                        Write::Append(event, _) if file.is_ok() => self.committed_duplicate(event),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>();
+                Err((error, duplicates.into_iter()))
             }
         };
         let mut next = || match &mut outcomes {
             Ok(outcomes) => Ok(outcomes.next().unwrap_or(Outcome::Nothing)),
-            Err(message) => Err(StoreError::Unavailable(message.clone())),
+            Err((message, duplicates)) => match duplicates.next().flatten() {
+                Some(id) => Ok(Outcome::Appended(Appended::Duplicate(id))),
+                None => Err(StoreError::Unavailable(message.clone())),
+            },
         };
         let mut closing = None;
         let mut appends = 0u64;
@@ -366,6 +376,12 @@ impl Writer {
         }
         tx.commit()?;
         Ok(outcomes)
+    }
+
+    /// The id of the committed event `event` repeats, if any (read outside any transaction).
+    fn committed_duplicate(&self, event: &NewEvent) -> Option<String> {
+        let hash = self.dedupe.hash(&event.source, &event.event_key);
+        find_stored(&self.conn, &self.dedupe, hash, event).ok().flatten().map(event_id)
     }
 
     /// [`probe`] in a transaction of its own, committed: the WAL must take it too.
