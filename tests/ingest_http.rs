@@ -77,6 +77,28 @@ async fn body_without_id_is_deduplicated_by_its_hash() {
 }
 
 #[tokio::test]
+async fn number_ids_a_float_cannot_hold_keep_different_events_apart() {
+    let server = TestServer::start().await;
+    let first = r#"{"id":30000000000000000001,"order":"first"}"#;
+    let second = r#"{"id":30000000000000000002,"order":"second"}"#;
+    assert_eq!(post_event(&server, first).await.json["status"], "accepted");
+    assert_eq!(
+        post_event(&server, second).await.json["status"],
+        "accepted",
+        "a different event, not a duplicate"
+    );
+    assert_eq!(post_event(&server, first).await.json["status"], "duplicate");
+    let integer = r#"{"id":18446744073709551615,"order":"third"}"#;
+    assert_eq!(post_event(&server, integer).await.json["status"], "accepted");
+    let list = admin_get(&server, "/api/v1/events").await;
+    let keys: Vec<&str> =
+        list.json["events"].as_array().unwrap().iter().filter_map(|e| e["eventKey"].as_str()).collect();
+    assert_eq!(keys.len(), 3, "{}", list.text);
+    assert!(keys.contains(&"18446744073709551615"), "{keys:?}");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn webhooks_default_path_is_the_same_source() {
     let server = TestServer::start().await;
     let url = server.url("/webhooks/default");

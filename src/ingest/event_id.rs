@@ -40,14 +40,23 @@ pub fn event_id(headers: &HeaderMap, body_id: Option<String>, raw: &[u8]) -> (St
     (derived(raw), IdOrigin::BodyHash)
 }
 
-/// The id the first of `id_fields` (JSON pointers) that holds a non-blank string or a number
+/// The id the first of `id_fields` (JSON pointers) that holds a non-blank string or an integer
 /// gives.
 pub fn body_field_id(json: &serde_json::Value, id_fields: &[String]) -> Option<String> {
     id_fields.iter().find_map(|pointer| match json.pointer(pointer) {
         Some(serde_json::Value::String(s)) => body_text_id(s),
-        Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+        Some(serde_json::Value::Number(n)) => body_number_id(n),
         _ => None,
     })
+}
+
+/// A number id field as a key: an integer (64-bit, signed or not) as written; `None` for any
+/// other number. Those are read as binary floats, so two different ids (`30000000000000000001`
+/// and `30000000000000000002`, or `0.1000000000000000001` and `0.1`) would become one key and the
+/// second event would be answered as a duplicate and never stored; without an id the event is
+/// known by the next id field or its body's hash, which tells them apart.
+pub fn body_number_id(number: &serde_json::Number) -> Option<String> {
+    (number.is_i64() || number.is_u64()).then(|| number.to_string())
 }
 
 /// A string id field as a key: trimmed, `None` when blank, hashed when too long.
@@ -126,6 +135,10 @@ mod tests {
         assert_eq!(id_of(&headers, Some(&body), &fields(), b"{}").0, "e1");
         let body = json!({"id": 42, "eventId": "e1"});
         assert_eq!(id_of(&headers, Some(&body), &fields(), b"{}").0, "42");
+        let body = json!({"id": -42});
+        assert_eq!(id_of(&headers, Some(&body), &fields(), b"{}").0, "-42");
+        let body = json!({"id": u64::MAX});
+        assert_eq!(id_of(&headers, Some(&body), &fields(), b"{}").0, u64::MAX.to_string());
         let nested = vec!["/data/orderId".to_string()];
         let body = json!({"data": {"orderId": "o-1"}});
         assert_eq!(id_of(&headers, Some(&body), &nested, b"{}").0, "o-1");
@@ -142,6 +155,26 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert!(a.starts_with("sha256:") && a.len() == 7 + 64);
+    }
+
+    #[test]
+    fn number_ids_beyond_64_bit_integers_do_not_merge_different_events() {
+        // Read as floats these are one value: the second event was answered as a duplicate.
+        let first = br#"{"id":30000000000000000001,"order":"first"}"#;
+        let second = br#"{"id":30000000000000000002,"order":"second"}"#;
+        let key = |raw: &[u8]| {
+            let json: serde_json::Value = serde_json::from_slice(raw).unwrap();
+            id_of(&HeaderMap::new(), Some(&json), &fields(), raw)
+        };
+        let (a, origin) = key(first);
+        assert_eq!(origin, IdOrigin::BodyHash);
+        assert_ne!(a, key(second).0);
+        assert_eq!(a, key(first).0, "a retry of the same bytes is still a duplicate");
+        for raw in [&br#"{"id":0.1000000000000000001}"#[..], br#"{"id":1.5}"#, br#"{"id":1e3}"#] {
+            assert_eq!(key(raw).1, IdOrigin::BodyHash, "{}", String::from_utf8_lossy(raw));
+        }
+        // The next id field still counts.
+        assert_eq!(key(br#"{"id":1.5,"eventId":"e-7"}"#).0, "e-7");
     }
 
     #[test]

@@ -153,7 +153,7 @@ impl Envelope<'_> {
         let event_type = text(&self.event).or_else(|| text(&self.kind));
         let body_id = [self.id, self.event_id].into_iter().flatten().find_map(|field| match field {
             Field::Text(text) => event_id::body_text_id(&text),
-            Field::Number(number) => Some(number.to_string()),
+            Field::Number(number) => event_id::body_number_id(&number),
             Field::Other => None,
         });
         Payload { event_type, body_id }
@@ -257,6 +257,8 @@ mod tests {
             r#"{"event":5,"type":"fallback","id":42,"eventId":"ignored"}"#.to_string(),
             r#"{"id":"   ","eventId":-7}"#.to_string(),
             r#"{"id":1.5e3}"#.to_string(),
+            r#"{"id":30000000000000000001,"eventId":"e-1"}"#.to_string(),
+            r#"{"id":-9223372036854775808}"#.to_string(),
             r#"{"id":null,"eventId":true}"#.to_string(),
             r#"{"id":{"nested":"x"},"eventId":["y"]}"#.to_string(),
             r#"{"event":"with \"escapes\" \u00e9","id":"a\\b"}"#.to_string(),
