@@ -152,6 +152,32 @@ fn config_check_and_its_errors_never_print_the_database_password() {
     assert!(stderr.contains("store.url") && !stderr.contains("pw-s3cret"), "{stderr}");
 }
 
+/// `config check` refuses what `serve` would refuse at start-up: it said "configuration ok" for
+/// these and `serve` then stopped on them.
+#[test]
+fn config_check_refuses_a_postgres_url_the_store_cannot_use() {
+    let dir = tempfile::tempdir().unwrap();
+    for (url, expected) in [
+        ("postgres://u:pw-s3cret@localhost:99999/db", "invalid value for option `port`"),
+        ("postgres://u:pw-s3cret@db.internal/db?sslmode=verify", "sslmode=verify is not one of"),
+        (
+            "postgres://u:pw-s3cret@db.internal/db?sslmode=verify-ca&sslrootcert=/nonexistent/root.pem",
+            "cannot read the certificate file /nonexistent/root.pem",
+        ),
+    ] {
+        let output = tradehook(dir.path())
+            .args(["config", "check"])
+            .env("TRADEHOOK_STORE__URL", url)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{url}: accepted");
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+        assert!(stderr.contains("store.url") && stderr.contains(expected), "{url}: {stderr}");
+        assert!(!stderr.contains("pw-s3cret"), "{stderr}");
+    }
+}
+
 #[test]
 fn the_store_given_as_a_url_keeps_it_when_variables_set_other_store_keys() {
     let dir = tempfile::tempdir().unwrap();

@@ -519,8 +519,14 @@ impl Config {
                 format!("`{}` is not an address like 127.0.0.1:8080", self.server.listen),
             );
         }
-        if let Err(problem) = self.store_location() {
-            return fail("store.url", problem);
+        match self.store_location() {
+            Err(problem) => return fail("store.url", problem),
+            Ok(StoreLocation::Postgres(url)) => {
+                if let Err(problem) = crate::store::postgres::check_url(&url) {
+                    return fail("store.url", problem);
+                }
+            }
+            Ok(StoreLocation::Sqlite(_)) => {}
         }
         if let Err(problem) = check_log_level(&self.log.level) {
             return fail("log.level", problem);

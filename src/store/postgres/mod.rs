@@ -65,6 +65,15 @@ pub struct PgOptions {
 
 /// Maps a database error: connection trouble, shutdown, overload or a failed transaction is
 /// `Unavailable` (answer 503, try again); the rest is a bug or corruption.
+/// Checks `url` as opening the store does, without connecting (`config check` and start-up
+/// report a malformed URL, an unknown `sslmode` or an unreadable `sslrootcert` as a config error).
+pub fn check_url(url: &str) -> Result<(), String> {
+    tls::connection(url).map(drop).map_err(|error| match error {
+        StoreError::Internal(problem) => problem,
+        other => other.to_string(),
+    })
+}
+
 pub(super) fn pg_error(error: tokio_postgres::Error) -> StoreError {
     let retriable = match error.code() {
         // 08 connection, 25 transaction state, 40 rollback (serialization, deadlock),

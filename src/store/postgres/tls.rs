@@ -46,8 +46,10 @@ enum Mode {
 pub(super) fn connection(url: &str) -> Result<(tokio_postgres::Config, MakeRustlsConnect), StoreError> {
     let bad = StoreError::Internal;
     let (rest, mode, root) = take_tls_parameters(url).map_err(bad)?;
-    let mut config: tokio_postgres::Config = rest.parse().map_err(|e| {
-        StoreError::Internal(format!("store.url is not a PostgreSQL connection URL: {e}"))
+    let mut config: tokio_postgres::Config = rest.parse().map_err(|e: tokio_postgres::Error| {
+        // tokio-postgres says only "invalid connection string"; what is wrong is its source.
+        let cause = std::error::Error::source(&e).map(|cause| format!(" ({cause})")).unwrap_or_default();
+        StoreError::Internal(format!("not a PostgreSQL connection URL: {e}{cause}"))
     })?;
     // As libpq: the system's roots only with the host name checked (any public certificate
     // leads to them), and a chain check needs a CA file to check against.
