@@ -192,11 +192,23 @@ impl AppState {
         let config = &setup.config;
         // Install the recorder first: sources register their metric handles with it.
         let metrics = crate::metrics::install();
+        // Every credential the gateway knows, each source's own secrets included: masked in the
+        // audit log and kept out of stored headers.
+        let credentials: Vec<String> = config
+            .api
+            .admin_token
+            .iter()
+            .chain(config.api.keys.iter().map(|k| &k.secret))
+            .chain(config.sources.iter().flat_map(|s| &s.secrets))
+            .chain(&config.broker.secret)
+            .chain(&config.alerts.url)
+            .cloned()
+            .collect();
         let mut sources = HashMap::new();
         for source in &config.sources {
             sources.insert(
                 source.name.clone(),
-                Arc::new(Source::from_config(source).map_err(anyhow::Error::msg)?),
+                Arc::new(Source::from_config(source, &credentials).map_err(anyhow::Error::msg)?),
             );
         }
         for source in config.sources.iter().filter(|s| s.signature == Scheme::None) {
@@ -206,18 +218,7 @@ impl AppState {
             config: Arc::new(config.clone()),
             sources,
             store,
-            // Every credential the gateway knows, each source's own secrets included.
-            audit: AuditLog::new(config.server.audit_log_size).masking(
-                config
-                    .api
-                    .admin_token
-                    .iter()
-                    .chain(config.api.keys.iter().map(|k| &k.secret))
-                    .chain(config.sources.iter().flat_map(|s| &s.secrets))
-                    .chain(&config.broker.secret)
-                    .chain(&config.alerts.url)
-                    .cloned(),
-            ),
+            audit: AuditLog::new(config.server.audit_log_size).masking(credentials),
             ip_limiter: config
                 .server
                 .ip_rate_limit

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::*;
 use http::{Method, StatusCode};
-use tradehook::config::RateLimit;
+use tradehook::config::{RateLimit, SourceConfig};
 use tradehook::ingest::signature::Scheme;
 
 #[tokio::test]
@@ -95,6 +95,34 @@ async fn number_ids_a_float_cannot_hold_keep_different_events_apart() {
         list.json["events"].as_array().unwrap().iter().filter_map(|e| e["eventKey"].as_str()).collect();
     assert_eq!(keys.len(), 3, "{}", list.text);
     assert!(keys.contains(&"18446744073709551615"), "{keys:?}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn stored_headers_keep_no_credential_of_the_gateway_or_the_sender() {
+    let other_secret = "other-source-secret-7c1d";
+    let server = TestServer::start_with(|config| {
+        config.sources.push(SourceConfig::new("other", Scheme::HmacSha256, vec![other_secret.into()]));
+    })
+    .await;
+    let body = order_event("headers-1");
+    let headers = [
+        ("x-forwarded-note", other_secret),
+        ("x-admin", ADMIN_TOKEN),
+        ("x-auth-token", "sender-credential-1"),
+        ("x-gitlab-token", "sender-credential-2"),
+        ("x-webhook-secret", "sender-credential-3"),
+        ("x-request-id", "req-42"),
+    ];
+    let answer =
+        post_signed(&server.url("/webhook"), Scheme::HmacSha256, SECRET, body.as_bytes(), &headers).await;
+    assert_eq!(answer.json["status"], "accepted", "{}", answer.text);
+    let stored = admin_get(&server, &format!("/api/v1/events/{}", answer.json["id"].as_str().unwrap())).await;
+    let text = stored.json["headers"].to_string();
+    for credential in [other_secret, ADMIN_TOKEN, "sender-credential"] {
+        assert!(!text.contains(credential), "{credential} stored: {text}");
+    }
+    assert_eq!(stored.json["headers"]["x-request-id"], "req-42", "other headers are kept: {text}");
     server.stop().await;
 }
 

@@ -269,7 +269,7 @@ async fn check_and_store(
             Format::Tradingview => Some(SIGNAL_GENERATED.to_owned()),
             Format::Vibetrading | Format::Generic => payload.event_type,
         },
-        headers: source::headers_for_storage(headers, &source.secrets),
+        headers: source::headers_for_storage(headers, &source.credentials),
         body,
         client_ip: client.to_string(),
         received_at: now,

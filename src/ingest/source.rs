@@ -23,8 +23,9 @@ pub struct Source {
     pub max_body: u64,
     /// JSON pointers tried for the event id.
     pub id_fields: Vec<String>,
-    /// Secrets, kept only to mask them wherever request data is recorded.
-    pub secrets: Vec<String>,
+    /// Every credential the gateway knows (this source's secrets, other sources', the admin
+    /// token, API key and broker secrets), kept only to keep them out of stored request data.
+    pub credentials: Vec<String>,
     /// The body field a `token` source reads its token from: its value is masked wherever request
     /// data is recorded, whether or not it is a configured secret (an old, rotated one, say).
     pub token_field: Option<String>,
@@ -51,7 +52,7 @@ impl SourceMetrics {
 
 impl Source {
     /// Compiles a source from configuration (already validated, so errors here are unexpected).
-    pub fn from_config(config: &SourceConfig) -> Result<Source, String> {
+    pub fn from_config(config: &SourceConfig, credentials: &[String]) -> Result<Source, String> {
         let options = VerifyOptions { tolerance: config.tolerance, token_field: config.token_field.clone() };
         let verifier = Verifier::new(config.signature, &config.secrets, options)
             .map_err(|e: SecretError| format!("source `{}`: {e}", config.name))?;
@@ -63,25 +64,43 @@ impl Source {
             limiter: config.rate_limit.map(SourceLimiter::new),
             max_body: config.max_body,
             id_fields: config.id_fields.clone(),
-            secrets: config.secrets.clone(),
+            credentials: config
+                .secrets
+                .iter()
+                .chain(credentials)
+                .filter(|c| !c.is_empty())
+                .cloned()
+                .collect(),
             token_field: (config.signature == Scheme::Token).then(|| config.token_field.clone()),
             metrics: SourceMetrics::new(&config.name),
         })
     }
 }
 
-/// Headers never stored: they carry credentials, not information about the event.
-const CREDENTIAL_HEADERS: [&str; 5] =
-    ["authorization", "proxy-authorization", "cookie", "x-api-key", "set-cookie"];
+/// Headers never stored: a name with one of these in it carries a credential, not information
+/// about the event (`authorization`, `cookie`, `x-api-key`, `x-auth-token`, `x-gitlab-token`,
+/// `x-webhook-secret`, `x-session-id` …). Names are lower case.
+const CREDENTIAL_WORDS: [&str; 8] =
+    ["auth", "token", "secret", "pass", "cookie", "session", "api-key", "apikey"];
 
-/// The request headers as a JSON object, minus credentials and any header whose value contains
-/// one of the source's secrets. Written straight into one string: this runs on every request.
-pub fn headers_for_storage(headers: &http::HeaderMap, secrets: &[String]) -> String {
+/// Whether a header named `name` is one of [`CREDENTIAL_WORDS`]'s: one pass over the name, a word
+/// compared only where its first letter is (this runs for every header of every request).
+fn is_credential_header(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    (0..bytes.len()).any(|at| {
+        matches!(bytes[at], b'a' | b't' | b's' | b'p' | b'c')
+            && CREDENTIAL_WORDS.iter().any(|word| bytes[at..].starts_with(word.as_bytes()))
+    })
+}
+
+/// The request headers as a JSON object, minus credential headers and any header whose value
+/// contains one of `credentials`. Written straight into one string: this runs on every request.
+pub fn headers_for_storage(headers: &http::HeaderMap, credentials: &[String]) -> String {
     let mut out = String::with_capacity(256);
     let mut value = String::new();
     out.push('{');
     for name in headers.keys() {
-        if CREDENTIAL_HEADERS.contains(&name.as_str()) {
+        if is_credential_header(name.as_str()) {
             continue;
         }
         value.clear();
@@ -91,7 +110,7 @@ pub fn headers_for_storage(headers: &http::HeaderMap, secrets: &[String]) -> Str
             }
             value.push_str(part);
         }
-        if secrets.iter().any(|secret| !secret.is_empty() && value.contains(secret.as_str())) {
+        if credentials.iter().any(|credential| value.contains(credential.as_str())) {
             continue;
         }
         if out.len() > 1 {
@@ -134,12 +153,24 @@ mod tests {
         headers.insert("authorization", "Bearer abc".parse().unwrap());
         headers.insert("x-passphrase", "tv-secret".parse().unwrap());
         headers.insert("x-webhook-signature", "deadbeef".parse().unwrap());
-        let stored = headers_for_storage(&headers, &["tv-secret".into()]);
+        for name in
+            ["x-auth-token", "x-gitlab-token", "x-webhook-secret", "x-api-key", "cookie", "x-password"]
+        {
+            headers.insert(name, "sender-credential".parse().unwrap());
+        }
+        headers.insert("x-forwarded-by", "other-source-secret and more".parse().unwrap());
+        headers.insert("stripe-signature", "t=1,v1=ab".parse().unwrap());
+        headers.insert("x-hub-signature-256", "sha256=ab".parse().unwrap());
+        let stored = headers_for_storage(&headers, &["tv-secret".into(), "other-source-secret".into()]);
         let json: serde_json::Value = serde_json::from_str(&stored).unwrap();
         assert_eq!(json["content-type"], "application/json");
         assert_eq!(json["x-webhook-signature"], "deadbeef");
+        assert_eq!(json["stripe-signature"], "t=1,v1=ab");
+        assert_eq!(json["x-hub-signature-256"], "sha256=ab");
         assert!(json.get("authorization").is_none());
-        assert!(!stored.contains("tv-secret"));
+        assert!(!stored.contains("tv-secret") && !stored.contains("other-source-secret"), "{stored}");
+        assert!(!stored.contains("sender-credential"), "{stored}");
+        assert_eq!(json.as_object().unwrap().len(), 4, "{stored}");
     }
 
     #[test]
