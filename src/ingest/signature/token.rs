@@ -67,11 +67,16 @@ impl Tokens {
 /// What replaces a copy of the token found deeper in the body.
 const REDACTED: &str = "[REDACTED]";
 
+/// Tokens at least this long are masked inside longer strings and member names too; a shorter
+/// one only where a string is the token (it could be part of a symbol or a word).
+const MASKED_INSIDE: usize = 8;
+
 /// The body to store: `stripped` (the body without the top-level token field, if it had one)
 /// with every other copy of `token` replaced by [`REDACTED`] — a string value equal to the token
-/// at any depth, such as `{"meta":{"passphrase":"…"}}` or `["…"]`. Only those values change;
-/// a string that merely contains the token's text is kept (a short token could be part of a
-/// symbol). The body stays intact when nothing was removed or replaced.
+/// at any depth, such as `{"meta":{"passphrase":"…"}}` or `["…"]`, and for a token of
+/// [`MASKED_INSIDE`] bytes or more also its text inside any string or member name
+/// (`"message":"auth=…"`). Only those strings change. The body stays intact when nothing was
+/// removed or replaced.
 fn without_copies(
     body: &[u8],
     stripped: Option<RawObject>,
@@ -85,7 +90,7 @@ fn without_copies(
         None => None,
     };
     let Some(RawObject(mut members)) = object else { return Ok(Verified::Intact) };
-    let replaced = mask_all(members.iter_mut().map(|(_, value)| value), token);
+    let replaced = mask_members(&mut members, token);
     if removed || replaced {
         Ok(Verified::Redacted(serialize(&RawObject(members))?))
     } else {
@@ -108,11 +113,11 @@ fn mask(value: &RawValue, token: &[u8]) -> Option<Box<RawValue>> {
     match text.trim_start().as_bytes().first()? {
         b'"' => {
             let string: String = serde_json::from_str(text).ok()?;
-            (string.as_bytes() == token).then(|| serde_json::value::to_raw_value(REDACTED).ok()).flatten()
+            masked_text(&string, token).and_then(|masked| serde_json::value::to_raw_value(&masked).ok())
         }
         b'{' => {
             let RawObject(mut members) = serde_json::from_str(text).ok()?;
-            let replaced = mask_all(members.iter_mut().map(|(_, member)| member), token);
+            let replaced = mask_members(&mut members, token);
             replaced.then(|| serde_json::value::to_raw_value(&RawObject(members)).ok()).flatten()
         }
         b'[' => {
@@ -122,6 +127,28 @@ fn mask(value: &RawValue, token: &[u8]) -> Option<Box<RawValue>> {
         }
         _ => None,
     }
+}
+
+/// `text` with `token` masked, or `None` when it holds none: [`REDACTED`] when it is the token,
+/// else each occurrence replaced when the token is long enough (see [`MASKED_INSIDE`]).
+fn masked_text(text: &str, token: &[u8]) -> Option<String> {
+    if text.as_bytes() == token {
+        return Some(REDACTED.to_owned());
+    }
+    let token = std::str::from_utf8(token).ok().filter(|token| token.len() >= MASKED_INSIDE)?;
+    text.contains(token).then(|| text.replace(token, REDACTED))
+}
+
+/// [`mask`] on an object's members, names included, in place; whether any changed.
+fn mask_members(members: &mut [(String, Box<RawValue>)], token: &[u8]) -> bool {
+    let mut replaced = mask_all(members.iter_mut().map(|(_, value)| value), token);
+    for (name, _) in members.iter_mut() {
+        if let Some(masked) = masked_text(name, token) {
+            *name = masked;
+            replaced = true;
+        }
+    }
+    replaced
 }
 
 /// [`mask`] on each of `values`, in place; whether any changed.
@@ -321,7 +348,7 @@ mod tests {
     fn copies_of_the_token_deeper_in_the_body_are_redacted() {
         let v = verifier(Scheme::Token, &[TOKEN]);
         let body = br#"{"passphrase":"my pass&phrase","meta":{"passphrase":"my pass&phrase","price":1.50},"list":["x","my pass\u0026phrase"],"kept":{"a": 1.0},"note":"my pass&phrase!"}"#;
-        let stored = r#"{"meta":{"passphrase":"[REDACTED]","price":1.50},"list":["x","[REDACTED]"],"kept":{"a": 1.0},"note":"my pass&phrase!"}"#;
+        let stored = r#"{"meta":{"passphrase":"[REDACTED]","price":1.50},"list":["x","[REDACTED]"],"kept":{"a": 1.0},"note":"[REDACTED]!"}"#;
         assert_eq!(check(&v, &headers(&[]), None, body, 0), redacted(stored));
         // With the token in the query, a body without the top-level field loses its copies too.
         let query = Some("token=my+pass%26phrase");
@@ -331,6 +358,21 @@ mod tests {
         // Nothing to remove: the body stays byte for byte.
         let body = br#"{"ticker": "BTCUSDT", "note": "my pass"}"#;
         assert_eq!(check(&v, &headers(&[]), query, body, 0), Ok(Verified::Intact));
+    }
+
+    #[test]
+    fn a_token_inside_a_longer_string_or_a_member_name_is_masked_when_it_is_long_enough() {
+        let v = verifier(Scheme::Token, &[TOKEN]);
+        let body = br#"{"passphrase":"my pass&phrase","message":"auth=my pass&phrase; again my pass&phrase","my pass&phrase":true,"deep":[{"x my pass&phrase":"y"}]}"#;
+        let stored = r#"{"message":"auth=[REDACTED]; again [REDACTED]","[REDACTED]":true,"deep":[{"x [REDACTED]":"y"}]}"#;
+        assert_eq!(check(&v, &headers(&[]), None, body, 0), redacted(stored));
+        // A short token could be part of a symbol: only a string that is the token is masked.
+        let v = verifier(Scheme::Token, &["BTC"]);
+        let body = br#"{"passphrase":"BTC","ticker":"BTCUSDT","copy":"BTC"}"#;
+        assert_eq!(
+            check(&v, &headers(&[]), None, body, 0),
+            redacted(r#"{"ticker":"BTCUSDT","copy":"[REDACTED]"}"#)
+        );
     }
 
     #[test]
