@@ -418,6 +418,22 @@ async fn a_position_the_venue_disagrees_with_shows_the_mismatch_until_the_fills_
 }
 
 #[tokio::test]
+async fn amounts_with_more_digits_than_a_float_holds_stay_exact() {
+    let server = TestServer::start().await;
+    // Sent as JSON numbers (an 18-decimal amount, a long quantity and price): read from their text.
+    let body = r#"{"id":"p1","event":"account.deposit_received","timestamp":"2024-01-15T09:00:00Z","data":{"transactionId":"tx_p","asset":"ETH","amount":1.000000000000000001,"status":"completed"}}"#;
+    assert_eq!(post_event(&server, body).await.json["status"], "accepted");
+    let body = r#"{"id":"p2","event":"order.created","timestamp":"2024-01-15T09:00:01Z","data":{"orderId":"op","symbol":"ETH/USD","side":"buy","type":"limit","quantity":0.123456789012345678,"price":2345.67890123456789,"status":"open"}}"#;
+    assert_eq!(post_event(&server, body).await.json["status"], "accepted");
+    wait_processed(server.addr).await;
+    let ledger = api_get(server.addr, "/ledger").await;
+    assert!(ledger.text.contains(r#""amount":1.000000000000000001"#), "{}", ledger.text);
+    let order = api_get(server.addr, "/orders/op").await;
+    assert!(order.text.contains(r#""quantity":0.123456789012345678"#), "{}", order.text);
+    assert!(order.text.contains(r#""price":2345.67890123456789"#), "{}", order.text);
+}
+
+#[tokio::test]
 async fn deposits_and_withdrawals_are_listed_once_per_transaction() {
     let server = TestServer::start().await;
     let deposit = json!({"id": "d1", "event": "account.deposit_received", "timestamp": "2024-01-15T09:00:00Z",

@@ -86,7 +86,9 @@ pub fn read(
     let Some(rules) = rules else {
         return Err(format!("source `{}` is not configured any more; replay it once it is", event.source));
     };
-    let json: Value = serde_json::from_slice(&event.body).map_err(|e| format!("body is not JSON: {e}"))?;
+    // Numbers an f64 cannot hold are read from their text (an 18-decimal amount stays exact).
+    let body = crate::trading::exact_numbers(&event.body);
+    let json: Value = serde_json::from_slice(&body).map_err(|e| format!("body is not JSON: {e}"))?;
     let custom_key = rules.ordering_key.iter().find_map(|pointer| json.pointer(pointer).and_then(key_text));
     let text = |pointer: &str| json.pointer(pointer).and_then(Value::as_str).map(str::to_owned);
     let mut facts = if routing {
