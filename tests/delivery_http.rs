@@ -642,3 +642,59 @@ async fn a_route_to_a_subscription_created_later_and_inactive_resumes_when_enabl
     let got = wait_accepted(&receiver, 1).await;
     assert_eq!(serde_json::from_slice::<serde_json::Value>(&got[0].body).unwrap()["id"], "e1");
 }
+
+/// A batch routed to a subscription that is deleted before the batch commits queues nothing for
+/// it: the delete dropped the deliveries waiting then, and this one came after (it used to wait
+/// out its retries and land in the DLQ, where replaying it answers 409). Store level, both stores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_to_a_subscription_deleted_before_its_batch_commits_is_dropped() {
+    use tradehook::delivery::subscription::Subscription;
+    use tradehook::store::{now_ms, Appended, Lease, NewDelivery, NewEvent, ProcessedBatch};
+    let dir = tempfile::tempdir().unwrap();
+    let store = tradehook::server::open_store(&test_config(dir.path())).await.unwrap();
+    let now = now_ms();
+    let subscription = |id: &str| {
+        Subscription::new(
+            id.into(),
+            "http://127.0.0.1:9/hook".into(),
+            vec!["*".into()],
+            "whsec_x".into(),
+            now,
+        )
+    };
+    store.create_subscription(subscription("wh_gone")).await.unwrap();
+    store.create_subscription(subscription("wh_kept")).await.unwrap();
+    let event = NewEvent {
+        source: "default".into(),
+        event_key: "routed-1".into(),
+        event_type: Some("order.created".into()),
+        body: Bytes::from_static(br#"{"id":"routed-1","event":"order.created"}"#),
+        headers: "{}".into(),
+        client_ip: "127.0.0.1".into(),
+        received_at: now,
+    };
+    let Appended::Accepted(id) = store.append(event).await.unwrap() else { panic!("a new event") };
+    let seq: i64 = id.trim_start_matches("evt_").parse().unwrap();
+    assert!(matches!(store.processing_lease().await.unwrap(), Lease::Held { .. }));
+    let mut batch = ProcessedBatch::default();
+    batch.processed.push((seq, "applied"));
+    for id in ["wh_gone", "wh_kept"] {
+        let (target, webhook_id) = (format!("forward:{id}"), Some(id.to_owned()));
+        batch.deliveries.push(NewDelivery { seq, target, webhook_id, held: false, payload: None });
+    }
+    batch.deliveries.push(NewDelivery {
+        seq,
+        target: "nats:kept".into(),
+        webhook_id: None,
+        held: false,
+        payload: None,
+    });
+    // Routed while it existed; deleted before the batch commits.
+    assert!(store.delete_subscription("wh_gone").await.unwrap());
+    store.commit_processed(batch).await.unwrap();
+    let due = store.due_deliveries(now_ms() + 1000, 100, &Default::default()).await.unwrap();
+    let mut targets: Vec<_> = due.iter().map(|d| d.target.as_str()).collect();
+    targets.sort_unstable();
+    assert_eq!(targets, ["forward:wh_kept", "nats:kept"]);
+    store.close().await;
+}

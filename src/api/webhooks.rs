@@ -273,19 +273,13 @@ async fn create(
     request: Result<Json<CreateRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<SubscriptionView>), ApiError> {
     let request = body(request)?;
-    let now = now_ms();
+    let events = request.events.into_iter().map(|p| p.0).collect();
+    let secret = request.secret.unwrap_or_else(new_secret);
     let subscription = Subscription {
-        id: new_id(),
         name: request.name,
-        url: request.url.trim().to_owned(),
-        events: request.events.into_iter().map(|p| p.0).collect(),
-        secret: request.secret.unwrap_or_else(new_secret),
         active: request.active,
         description: request.description,
-        disabled_reason: None,
-        created_at: now,
-        updated_at: now,
-        failing_since: None,
+        ..Subscription::new(new_id(), request.url.trim().to_owned(), events, secret, now_ms())
     };
     validate(&state, &subscription)?;
     state.store.create_subscription(subscription.clone()).await?;

@@ -98,20 +98,8 @@ async fn run_in(dir: &std::path::Path, options: DeliveryBenchOptions) -> anyhow:
         max_page_count: None,
     };
     let store: SharedStore = Arc::new(SqliteStore::open(&dir.join("bench.db"), sqlite)?);
-    let now = now_ms();
-    let subscription = Subscription {
-        id: new_id(),
-        name: None,
-        url: format!("http://{receiver}/hook"),
-        events: vec!["*".into()],
-        secret: SECRET.into(),
-        active: true,
-        description: None,
-        disabled_reason: None,
-        created_at: now,
-        updated_at: now,
-        failing_since: None,
-    };
+    let url = format!("http://{receiver}/hook");
+    let subscription = Subscription::new(new_id(), url, vec!["*".into()], SECRET.into(), now_ms());
     store.create_subscription(subscription.clone()).await?;
     queue_deliveries(&store, &subscription.id, options.count, options.body_size).await?;
 

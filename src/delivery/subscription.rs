@@ -44,6 +44,23 @@ pub struct Subscription {
 }
 
 impl Subscription {
+    /// A new active subscription created at `now` (unix ms), with no name or description.
+    pub fn new(id: String, url: String, events: Vec<String>, secret: String, now: i64) -> Subscription {
+        Subscription {
+            id,
+            name: None,
+            url,
+            events,
+            secret,
+            active: true,
+            description: None,
+            disabled_reason: None,
+            created_at: now,
+            updated_at: now,
+            failing_since: None,
+        }
+    }
+
     /// Whether this subscription's own event list takes `event_type`.
     pub fn wants(&self, event_type: &str) -> bool {
         self.events.iter().any(|pattern| glob_matches(pattern, event_type))
@@ -165,19 +182,9 @@ impl SubscriptionSet {
 /// A subscription for unit tests: `id`, `name`, `events` and `active` as given, the rest fixed.
 #[cfg(test)]
 pub(crate) fn example(id: &str, name: Option<&str>, events: &[&str], active: bool) -> Subscription {
-    Subscription {
-        id: id.into(),
-        name: name.map(Into::into),
-        url: "https://example.com/".into(),
-        events: events.iter().map(|s| s.to_string()).collect(),
-        secret: "s".into(),
-        active,
-        description: None,
-        disabled_reason: None,
-        created_at: 0,
-        updated_at: 0,
-        failing_since: None,
-    }
+    let events = events.iter().map(|s| s.to_string()).collect();
+    let subscription = Subscription::new(id.into(), "https://example.com/".into(), events, "s".into(), 0);
+    Subscription { name: name.map(Into::into), active, ..subscription }
 }
 
 #[cfg(test)]

@@ -33,6 +33,10 @@ fn no_waiting_twin(seq: &str, target: &str, payload: &str) -> String {
 /// Queues `deliveries` inside the processing transaction (held only if the subscription is still
 /// inactive as this transaction sees it), except one the same as a delivery of the event still
 /// waiting (pending, retrying or held): a replayed event starts no second chain to a target.
+/// A delivery to a subscription deleted since the batch was routed is dropped: the subscription
+/// row is locked (`FOR KEY SHARE`) until this transaction ends, so a delete running meanwhile
+/// waits for it and then removes what it queued ([`delete_subscription`] deletes the row first),
+/// and one that committed first leaves no row to queue for.
 pub(super) async fn queue(tx: &Transaction<'_>, deliveries: &[NewDelivery], now: i64) -> Result<()> {
     if deliveries.is_empty() {
         return Ok(());
@@ -51,7 +55,9 @@ pub(super) async fn queue(tx: &Transaction<'_>, deliveries: &[NewDelivery], now:
                     greatest($1, (SELECT s.paused_until FROM subscriptions s WHERE s.id = q.webhook_id)), q.payload, $1
              FROM unnest($2::bigint[], $3::text[], $4::text[], $5::bool[], $6::bytea[])
                   AS q(seq, target, webhook_id, held, payload)
-             WHERE {}",
+             WHERE (q.webhook_id IS NULL
+                    OR EXISTS (SELECT 1 FROM subscriptions s WHERE s.id = q.webhook_id FOR KEY SHARE))
+               AND {}",
             no_waiting_twin("q.seq", "q.target", "q.payload")
         ))
         .await
@@ -372,10 +378,12 @@ pub(super) async fn update_subscription(tx: &Transaction<'_>, s: &Subscription) 
 
 /// Removes a subscription and its waiting deliveries; whether it existed.
 pub(super) async fn delete_subscription(tx: &Transaction<'_>, id: &str) -> Result<bool> {
+    // The row first: it waits for a processing commit queueing deliveries to it (see `queue`),
+    // and the next statement's snapshot then sees what that commit queued.
+    let gone = tx.execute("DELETE FROM subscriptions WHERE id = $1", &[&id]).await.map_err(pg_error)?;
     tx.execute("DELETE FROM deliveries WHERE webhook_id = $1 AND status IN ('pending', 'held')", &[&id])
         .await
         .map_err(pg_error)?;
-    let gone = tx.execute("DELETE FROM subscriptions WHERE id = $1", &[&id]).await.map_err(pg_error)?;
     Ok(gone > 0)
 }
 

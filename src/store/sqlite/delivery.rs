@@ -83,7 +83,9 @@ fn no_waiting_twin(seq: &str, target: &str, payload: &str) -> String {
 
 /// Queues `deliveries` inside the processing transaction, except one the same as a delivery of
 /// the event still waiting (pending, retrying or held): an event processed again (a replay)
-/// while its delivery is retrying must not start a second chain to the same target.
+/// while its delivery is retrying must not start a second chain to the same target. None to a
+/// subscription deleted since the batch was routed (the delete committed first and dropped the
+/// deliveries waiting then).
 pub(super) fn queue(tx: &Connection, deliveries: &[NewDelivery], now: i64) -> rusqlite::Result<()> {
     // Held only if the subscription is still inactive as this transaction sees it: the caller's
     // view may be a moment old, and a delivery held for an active subscription would wait forever.
@@ -93,7 +95,7 @@ pub(super) fn queue(tx: &Connection, deliveries: &[NewDelivery], now: i64) -> ru
                 CASE WHEN ?4 AND NOT EXISTS (SELECT 1 FROM subscriptions WHERE id = ?3 AND active)
                      THEN 'held' ELSE 'pending' END,
                 max(?5, coalesce((SELECT paused_until FROM subscriptions WHERE id = ?3), ?5)), ?6, ?5
-         WHERE {}",
+         WHERE (?3 IS NULL OR EXISTS (SELECT 1 FROM subscriptions WHERE id = ?3)) AND {}",
         no_waiting_twin("?1", "?2", "?6")
     ))?;
     for d in deliveries {
