@@ -71,7 +71,7 @@ impl From<StoreError> for ApiError {
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "store_unavailable",
-                    format!("cannot store now: {reason}"),
+                    format!("the store is unavailable: {reason}"),
                 )
                 .retry_after(5)
             }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::io::BufRead;
+use std::io::{BufRead, Read};
 use std::process::{Command, Stdio};
 
 use common::*;
@@ -864,6 +864,41 @@ fn a_store_that_cannot_be_opened_is_named_with_its_cause() {
         let last = stderr.lines().last().unwrap_or_default();
         assert!(last.contains(expected), "{url}: {last}");
     }
+}
+
+/// A database address that accepts connections and never answers (a half-open proxy, a frozen
+/// host) stops `serve` after the URL's `connect_timeout` with one line; it used to wait forever.
+#[test]
+fn a_store_that_accepts_and_never_answers_stops_serve_after_connect_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    // The kernel completes the handshakes of a listener that never accepts.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let mut child = tradehook(dir.path())
+        .arg("serve")
+        .env("TRADEHOOK_STORE__URL", format!("postgres://postgres@127.0.0.1:{port}/test?connect_timeout=2"))
+        .env("TRADEHOOK_SERVER__LISTEN", "127.0.0.1:0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("serve still waiting for the database after 30 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.contains("did not complete the connection within 2 s"), "{last}");
+    drop(silent);
 }
 
 /// Logs written to a file or a pipe (a log shipper, `2> serve.log`) carry no colour codes.

@@ -103,6 +103,15 @@ impl PrivatePostgres {
     fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
+
+    /// Freezes (`STOP`) or thaws (`CONT`) the server and every backend: a database that stops
+    /// answering without closing a connection, as in a network partition with no reset.
+    fn signal_all(&self, signal: &str) {
+        let pid = std::fs::read_to_string(self.data().join("postmaster.pid")).unwrap();
+        let pid = pid.lines().next().unwrap().trim().to_owned();
+        let _ = Command::new("pkill").args([&format!("-{signal}"), "-P", &pid]).status();
+        assert!(Command::new("kill").args([&format!("-{signal}"), &pid]).status().unwrap().success());
+    }
 }
 
 impl Drop for PrivatePostgres {
@@ -232,6 +241,65 @@ async fn a_database_outage_answers_503_never_a_false_200_and_recovers_by_itself(
     assert_rebuild_equals_stored(&database);
     let ready = request(http::Method::GET, &server.url("/readyz"), &[], Vec::new()).await;
     assert_eq!(ready.status, StatusCode::OK, "{}", ready.text);
+}
+
+/// The database freezes (it keeps its connections open but answers nothing): ingest answers 503
+/// with `Retry-After` within seconds instead of holding requests for as long as the freeze lasts,
+/// `/readyz` fails as fast, and both recover on their own when it thaws. An event answered 503
+/// while frozen may have been stored once the database went on: sent again, it gets one id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_database_gets_a_503_in_seconds_and_recovers_by_itself() {
+    let Some((database, server)) = gateway_on_private_postgres().await else {
+        eprintln!("skipped: the PostgreSQL pass (TEST_POSTGRES_URL) runs this test");
+        return;
+    };
+    assert_eq!(post_event(&server, &order_event("before-freeze")).await.status, StatusCode::OK);
+    wait_processed(server.addr).await;
+
+    // Bounded here too, so the database is thawed whatever the answers (it held them forever).
+    let bound = Duration::from_secs(20);
+    database.signal_all("STOP");
+    let started = Instant::now();
+    let frozen = tokio::time::timeout(bound, post_event(&server, &order_event("while-frozen"))).await;
+    let waited = started.elapsed();
+    let ready_started = Instant::now();
+    let ready =
+        tokio::time::timeout(bound, request(http::Method::GET, &server.url("/readyz"), &[], Vec::new()))
+            .await;
+    let ready_waited = ready_started.elapsed();
+    database.signal_all("CONT");
+    let (Ok(frozen), Ok(ready)) = (frozen, ready) else {
+        panic!("no answer within {bound:?} while the database was frozen")
+    };
+
+    assert_eq!(frozen.status, StatusCode::SERVICE_UNAVAILABLE, "{}", frozen.text);
+    assert!(frozen.headers.contains_key("retry-after"), "{:?}", frozen.headers);
+    assert!(waited < Duration::from_secs(12), "ingest held the request {waited:?}");
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE, "{}", ready.text);
+    assert!(ready_waited < Duration::from_secs(4), "/readyz took {ready_waited:?}: {}", ready.text);
+
+    let again = eventually(30, "ingest to answer 200 after the thaw", || {
+        let server = server.clone();
+        async move {
+            let answer = post_event(&server, &order_event("while-frozen")).await;
+            (answer.status == StatusCode::OK).then_some(answer)
+        }
+    })
+    .await;
+    let id = again.json["id"].as_str().unwrap().to_owned();
+    let after = post_event(&server, &order_event("while-frozen")).await;
+    assert_eq!(
+        (after.json["status"].as_str(), after.json["id"].as_str()),
+        (Some("duplicate"), Some(id.as_str()))
+    );
+    wait_processed(server.addr).await;
+    let ready = request(http::Method::GET, &server.url("/readyz"), &[], Vec::new()).await;
+    assert_eq!(ready.status, StatusCode::OK, "{}", ready.text);
+    assert_rebuild_equals_stored(&database);
+    eprintln!(
+        "frozen database: 503 after {waited:?}, /readyz 503 after {ready_waited:?}; {} after the thaw",
+        again.json["status"]
+    );
 }
 
 /// Cuts tradehook's database connections again and again under load (as a failover or an idle

@@ -53,6 +53,9 @@ async fn healthz() -> Json<Alive> {
     Json(Alive { status: "ok" })
 }
 
+/// Longest `/readyz` waits for each answer of the store.
+const CHECK_WITHIN: Duration = Duration::from_secs(2);
+
 /// Ready when the store commits a probe write (on SQLite one that needs room for an event), the
 /// backlog is under its limit and — when this process runs the worker — the oldest pending event
 /// is younger than `store.max_pending_age`.
@@ -68,17 +71,21 @@ async fn healthz() -> Json<Alive> {
 )]
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let mut problems = Vec::new();
-    match tokio::time::timeout(Duration::from_secs(2), state.store.check_writable()).await {
+    match tokio::time::timeout(CHECK_WITHIN, state.store.check_writable()).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => problems.push(e.to_string()),
         Err(_) => problems.push("store did not commit a probe write within 2 s".into()),
     }
+    let store_answers = problems.is_empty();
     let backlog = state.store.backlog();
     if backlog >= state.config.store.max_backlog {
         problems.push(format!("backlog {backlog} is at its limit {}: new events are refused", state.config.store.max_backlog));
     }
-    if state.config.worker.enabled {
-        match state.store.oldest_pending().await {
+    // With the store down, the probe said why; another read would only wait or say it again.
+    if state.config.worker.enabled && store_answers {
+        match tokio::time::timeout(CHECK_WITHIN, state.store.oldest_pending()).await.unwrap_or_else(|_| {
+            Err(crate::store::StoreError::Unavailable("store did not answer within 2 s".into()))
+        }) {
             Ok(Some(at)) => {
                 let age =
                     std::time::Duration::from_millis(u64::try_from(crate::store::now_ms() - at).unwrap_or(0));

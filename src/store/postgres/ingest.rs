@@ -5,7 +5,8 @@
 //! the WAL is flushed. Then, only if some rows conflicted, a look-up of the ids stored before (by
 //! any node). Only then is anyone in the batch answered. Up to [`CONCURRENT_COMMITS`] batches commit at once (the
 //! database overlaps their flushes); while they do, the next batch gathers. A failed batch is
-//! answered 503 as a whole: nobody gets an ack that is not committed.
+//! answered 503 as a whole: nobody gets an ack that is not committed; so is one that has not
+//! committed within [`COMMIT_WITHIN`].
 //!
 //! Every batch holds [`SEQ_LOCK`](super::progress::SEQ_LOCK) shared from before it takes its
 //! seqs until it has committed, so a reader tailing by seq can wait for the batches in flight
@@ -27,6 +28,13 @@ use crate::store::{Appended, NewEvent};
 
 /// Batches committing at the same time.
 const CONCURRENT_COMMITS: u32 = 4;
+
+/// Longest a batch waits for its commit before it is answered 503. A database that stops
+/// answering without closing the connection (frozen, or a network partition with no reset) would
+/// otherwise hold every request until TCP gives up, minutes later. The statement may still commit
+/// afterwards: those events were answered 503, never 200, and a sender's retry is then answered
+/// `duplicate` with their id.
+const COMMIT_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Work for the appender task.
 pub(super) enum Job {
@@ -100,7 +108,13 @@ type Reply = oneshot::Sender<Result<Appended, StoreError>>;
 async fn commit_and_answer(appender: &Appender, batch: Vec<(NewEvent, Reply)>) {
     let started = std::time::Instant::now();
     let (events, replies): (Vec<NewEvent>, Vec<Reply>) = batch.into_iter().unzip();
-    let result = insert_batch(&appender.pool, &events).await;
+    let result = match tokio::time::timeout(COMMIT_WITHIN, insert_batch(&appender.pool, &events)).await {
+        Ok(result) => result,
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "the database did not commit within {} s; retry (an event it stored after all is answered duplicate)",
+            COMMIT_WITHIN.as_secs()
+        ))),
+    };
     metrics::histogram!("tradehook_store_commit_seconds").record(started.elapsed().as_secs_f64());
     metrics::histogram!("tradehook_store_batch_size").record(events.len() as f64);
     match result {

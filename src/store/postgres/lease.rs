@@ -75,7 +75,7 @@ impl ProcessingLease {
             *session = None;
         }
         if session.is_none() {
-            let (client, connection) = self.config.connect(self.tls.clone()).await.map_err(pg_error)?;
+            let (client, connection) = super::connect(&self.config, self.tls.clone()).await?;
             tokio::spawn(async move {
                 let _ = connection.await;
             });

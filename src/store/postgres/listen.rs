@@ -55,7 +55,7 @@ pub(super) async fn run(
     stop: CancellationToken,
 ) {
     loop {
-        match config.connect(tls.clone()).await {
+        match super::connect(&config, tls.clone()).await {
             Ok((client, mut connection)) => {
                 let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
                 let listen = client.batch_execute("LISTEN tradehook_events; LISTEN tradehook_deliveries");

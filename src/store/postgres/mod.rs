@@ -32,6 +32,7 @@ use deadpool_postgres::{
     Client, GenericClient, Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime,
 };
 use tokio::sync::{mpsc, oneshot, Notify};
+use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::Row;
 use tokio_postgres_rustls::MakeRustlsConnect;
 use tokio_util::sync::CancellationToken;
@@ -134,8 +135,10 @@ impl PgStore {
         config
             .options(extra.trim())
             .application_name("tradehook")
-            .connect_timeout(Duration::from_secs(5))
             .keepalives_idle(Duration::from_secs(15));
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
+        }
         let manager = Manager::from_config(
             config.clone(),
             tls.clone(),
@@ -145,7 +148,7 @@ impl PgStore {
             .max_size(options.pool_size.max(4))
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(Duration::from_secs(5)))
-            .create_timeout(Some(Duration::from_secs(5)))
+            .create_timeout(config.get_connect_timeout().copied())
             .recycle_timeout(Some(Duration::from_secs(5)))
             .build()
             .map_err(|e| StoreError::Internal(format!("cannot build the connection pool: {e}")))?;
@@ -210,9 +213,33 @@ impl PgStore {
     }
 }
 
+/// The URL's `connect_timeout` when it has none.
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A connection of its own, not from the pool.
+pub(super) type Connection =
+    tokio_postgres::Connection<tokio_postgres::Socket, <MakeRustlsConnect as MakeTlsConnect<tokio_postgres::Socket>>::Stream>;
+
+/// Opens a connection of its own within the URL's `connect_timeout` for the whole set-up, as
+/// libpq does: tokio-postgres bounds only the TCP connect by it, so a server that accepts and
+/// never answers (a half-open proxy, a frozen host) held start-up forever.
+pub(super) async fn connect(
+    config: &tokio_postgres::Config,
+    tls: MakeRustlsConnect,
+) -> Result<(tokio_postgres::Client, Connection), StoreError> {
+    let within = config.get_connect_timeout().copied().unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+    match tokio::time::timeout(within, config.connect(tls)).await {
+        Ok(connected) => connected.map_err(pg_error),
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "the database did not complete the connection within {} s (connect_timeout)",
+            within.as_secs_f64()
+        ))),
+    }
+}
+
 /// Migrates the schema on a connection of its own, closed after (see [`schema::migrate`]).
 async fn migrate(config: &tokio_postgres::Config, tls: MakeRustlsConnect) -> Result<(), StoreError> {
-    let (mut client, connection) = config.connect(tls).await.map_err(pg_error)?;
+    let (mut client, connection) = connect(config, tls).await?;
     let connection = tokio::spawn(connection);
     let result = schema::migrate(&mut client).await;
     drop(client);
