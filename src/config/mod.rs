@@ -596,6 +596,24 @@ impl Config {
                     "`none` needs allow_unsigned = true and a non-empty allow_ips".into(),
                 );
             }
+            if source.signature == Scheme::None
+                && crate::ingest::guard::parse_allow_list(&source.allow_ips)
+                    .is_ok_and(|nets| nets.iter().any(|net| net.prefix_len() == 0))
+            {
+                return fail(
+                    &format!("{key}.allow_ips"),
+                    "an unsigned source's allow-list must not admit every address (0.0.0.0/0, ::/0)".into(),
+                );
+            }
+            if source.tolerance.is_zero() {
+                return fail(
+                    &format!("{key}.tolerance"),
+                    "must be at least 1s: a signed timestamp is never exactly now".into(),
+                );
+            }
+            if source.signature == Scheme::Token && source.token_field.trim().is_empty() {
+                return fail(&format!("{key}.token_field"), "must name the JSON field of the token".into());
+            }
             if let Some(limit) = source.rate_limit {
                 if limit.per_second == 0 || limit.burst == 0 {
                     return fail(
@@ -698,6 +716,12 @@ impl Config {
                     format!("`{action}` needs an [actions.{action}] section"),
                 );
             }
+        }
+        if self.server.ip_rate_limit.is_some() && self.server.max_tracked_ips == 0 {
+            return fail(
+                "server.max_tracked_ips",
+                "must be at least 1 with an ip_rate_limit: with 0, every client shares one bucket".into(),
+            );
         }
         if let Some(limit) = self.server.ip_rate_limit {
             if limit.per_second == 0 || limit.burst == 0 {

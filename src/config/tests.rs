@@ -252,3 +252,36 @@ fn format_names_are_the_ones_a_config_file_accepts() {
         assert_eq!(format.to_string(), format.name());
     }
 }
+
+#[test]
+fn settings_that_pass_parsing_but_defeat_their_purpose_are_refused() {
+    let cases = [
+        (
+            "[[source]]\nname = \"x\"\nsignature = \"none\"\nallow_unsigned = true\nallow_ips = [\"10.0.0.0/8\", \"0.0.0.0/0\"]\n",
+            "source[0].allow_ips",
+            "every address",
+        ),
+        (
+            "[[source]]\nname = \"x\"\nsignature = \"none\"\nallow_unsigned = true\nallow_ips = [\"::/0\"]\n",
+            "source[0].allow_ips",
+            "every address",
+        ),
+        ("[[source]]\nname = \"x\"\nsecrets = [\"s\"]\ntolerance = \"0s\"\n", "source[0].tolerance", "at least 1s"),
+        (
+            "[[source]]\nname = \"x\"\nsignature = \"token\"\nsecrets = [\"long-enough-token\"]\ntoken_field = \" \"\n",
+            "source[0].token_field",
+            "must name",
+        ),
+        (
+            "[server]\nmax_tracked_ips = 0\nip_rate_limit = { per_second = 10, burst = 20 }\n",
+            "server.max_tracked_ips",
+            "shares one bucket",
+        ),
+    ];
+    for (toml, key, problem) in cases {
+        let err = load_toml(toml).unwrap_err().to_string();
+        assert!(err.contains(key) && err.contains(problem), "{toml}: {err}");
+    }
+    load_toml("[[source]]\nname = \"x\"\nsignature = \"none\"\nallow_unsigned = true\nallow_ips = [\"10.0.0.0/8\"]\n")
+        .unwrap();
+}

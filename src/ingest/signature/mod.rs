@@ -141,6 +141,9 @@ pub enum SignatureError {
     /// Parsed fine, but no configured secret produces it.
     #[error("signature does not match")]
     Mismatch,
+    /// A `token` source's token is none of the configured ones.
+    #[error("token does not match")]
+    TokenMismatch,
     /// The signed timestamp is further from now than the tolerance.
     #[error("timestamp outside the tolerance ({age_secs} s from now, tolerance {tolerance_secs} s)")]
     Stale {

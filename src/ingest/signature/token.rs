@@ -47,7 +47,7 @@ impl Tokens {
             // A wrong query token is not rescued by the body: two tokens that disagree mean a
             // misconfigured or probing sender, and guessing twice per request helps only the latter.
             if !self.accepts(&token) {
-                return Err(SignatureError::Mismatch);
+                return Err(SignatureError::TokenMismatch);
             }
             // The query is not stored, but a copy of the token in the body would be.
             let stripped = strip_field(request.body, field).map(|(object, _)| object);
@@ -58,7 +58,7 @@ impl Tokens {
             return Err(SignatureError::Malformed(NOT_A_STRING));
         };
         if !self.accepts(token.as_bytes()) {
-            return Err(SignatureError::Mismatch);
+            return Err(SignatureError::TokenMismatch);
         }
         without_copies(request.body, Some(object), token.as_bytes())
     }
@@ -400,9 +400,12 @@ mod tests {
     #[test]
     fn wrong_token_fails() {
         let v = verifier(Scheme::Token, &[TOKEN]);
-        assert_eq!(check(&v, &headers(&[]), Some("token=guess"), b"{}", 0), Err(SignatureError::Mismatch));
+        assert_eq!(
+            check(&v, &headers(&[]), Some("token=guess"), b"{}", 0),
+            Err(SignatureError::TokenMismatch)
+        );
         let body = br#"{"passphrase":"my pass&phrase "}"#;
-        assert_eq!(check(&v, &headers(&[]), None, body, 0), Err(SignatureError::Mismatch));
+        assert_eq!(check(&v, &headers(&[]), None, body, 0), Err(SignatureError::TokenMismatch));
     }
 
     #[test]
