@@ -110,7 +110,7 @@ pub fn headers_for_storage(headers: &http::HeaderMap, credentials: &[String]) ->
             }
             value.push_str(part);
         }
-        if credentials.iter().any(|credential| value.contains(credential.as_str())) {
+        if credentials.iter().any(|c| c.len() <= value.len() && value.contains(c.as_str())) {
             continue;
         }
         if out.len() > 1 {
