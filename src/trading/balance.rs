@@ -2,8 +2,9 @@
 //!
 //! `account.balance_updated` is a full snapshot of one asset: the newest by event time wins (ties
 //! broken by event id), so the result does not depend on arrival order. Deposits and withdrawals
-//! are ledger entries whose identity is the venue's `transactionId`: a repeat applies once, and a
-//! repeat with a different asset, kind or amount keeps the first and raises an alert.
+//! are ledger entries whose identity is the venue's `transactionId`: a repeat applies once, the
+//! newest report's status wins (`pending` → `completed`), and a repeat with a different asset,
+//! kind or amount raises an alert and keeps the earliest report, whatever the arrival order.
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -88,10 +89,13 @@ pub struct LedgerEntry {
     pub amount: Decimal,
     /// `bank_transfer`, … as sent.
     pub method: Option<String>,
-    /// `completed`, … as first sent.
+    /// `pending`, `completed`, … as the newest report says.
     pub status: Option<String>,
     /// Earliest event time the entry was reported at.
     pub at: DateTime<Utc>,
+    /// Event time of the report `status` comes from, when not `at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_at: Option<DateTime<Utc>>,
 }
 
 impl LedgerEntry {
@@ -106,20 +110,66 @@ impl LedgerEntry {
             method: event.method.clone(),
             status: event.status.clone(),
             at,
+            status_at: None,
         }
     }
 
-    /// Merges a repeat of this transaction: a plain duplicate only moves `at` to the earliest
-    /// report; a different asset, kind or amount keeps the first and returns an alert.
-    pub fn merge_repeat(&mut self, repeat: &LedgerEntry) -> Option<Alert> {
-        if (repeat.kind, &repeat.asset, repeat.amount) == (self.kind, &self.asset, self.amount) {
-            self.at = self.at.min(repeat.at);
-            return None;
+    /// Merges another report of this transaction, so the entry is the same whatever order the
+    /// reports arrive in: `at` is the earliest report's time; the status is the newest report's
+    /// (`pending`, then `completed`; at equal times a final status wins over `pending`); what the
+    /// transaction is (kind, asset, amount, method) comes from the earliest report, and a report
+    /// that disagrees on kind, asset or amount raises an alert. Returns whether the entry changed.
+    pub fn merge_repeat(&mut self, repeat: &LedgerEntry) -> (bool, Option<Alert>) {
+        let before = self.clone();
+        let identity = |e: &LedgerEntry| (e.kind, e.asset.clone(), e.amount);
+        let conflict = identity(repeat) != identity(self);
+        let alert = conflict.then(|| {
+            let (kept, other) = if (repeat.at, format!("{:?}", identity(repeat))) < (self.at, format!("{:?}", identity(self))) {
+                (repeat, &before)
+            } else {
+                (&before, repeat)
+            };
+            let message = format!(
+                "transaction {} reported as {:?} {} {} and as {:?} {} {}; kept the earliest report, {:?} {} {}",
+                self.transaction_id,
+                kept.kind,
+                kept.amount,
+                kept.asset,
+                other.kind,
+                other.amount,
+                other.asset,
+                kept.kind,
+                kept.amount,
+                kept.asset
+            );
+            Alert::new(AlertKind::ConflictingDuplicate, self.transaction_id.clone(), message, repeat.at)
+        });
+        let repeat_earlier =
+            (repeat.at, format!("{:?}", identity(repeat))) < (self.at, format!("{:?}", identity(self)));
+        if repeat_earlier {
+            (self.kind, self.asset, self.amount) = (repeat.kind, repeat.asset.clone(), repeat.amount);
+            self.account.clone_from(&repeat.account);
+            self.method = repeat.method.clone().or(self.method.take());
+        } else if self.method.is_none() {
+            self.method.clone_from(&repeat.method);
         }
-        let message = format!(
-            "transaction {} reported again as {:?} {} {} after {:?} {} {}; kept the first",
-            self.transaction_id, repeat.kind, repeat.amount, repeat.asset, self.kind, self.amount, self.asset
-        );
-        Some(Alert::new(AlertKind::ConflictingDuplicate, self.transaction_id.clone(), message, repeat.at))
+        let status_key =
+            |e: &LedgerEntry| (e.status_at.unwrap_or(e.at), is_final(e.status.as_deref()), e.status.clone());
+        self.status_at = Some(self.status_at.unwrap_or(self.at));
+        if repeat.status.is_some() && status_key(repeat) > status_key(self) {
+            self.status.clone_from(&repeat.status);
+            self.status_at = Some(repeat.status_at.unwrap_or(repeat.at));
+        }
+        self.at = self.at.min(repeat.at);
+        // Kept only when it differs from `at`: one form for one entry.
+        self.status_at = self.status_at.filter(|t| *t != self.at);
+        (*self != before, alert)
     }
+}
+
+/// Whether a transaction status is one it ends in (anything but pending or processing).
+fn is_final(status: Option<&str>) -> bool {
+    status.is_some_and(|s| {
+        !matches!(s.to_ascii_lowercase().as_str(), "pending" | "processing" | "in_progress" | "submitted")
+    })
 }

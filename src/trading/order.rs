@@ -4,8 +4,9 @@
 //! of trades by id, the set of cumulative snapshots — and derives status, filled quantity,
 //! average price and overfill from them. Every fact merges as a join (max, set union, earliest
 //! terminal), so the derived order is the same whatever order events arrive in, and applying an
-//! event twice changes nothing. The exceptions are conflicting duplicates (same trade id or
-//! cumulative quantity with different values), where the first arrival wins and an alert is raised.
+//! event twice changes nothing. Conflicting duplicates (same trade id or cumulative quantity with
+//! different values) raise an alert and keep the earliest report by event time (ties: the smaller
+//! values), so they too come out the same in any arrival order.
 //!
 //! Sources that send both trade ids and cumulative snapshots for one order: the fills come from
 //! the trades (they carry exact prices and commissions), and when the highest running total is
@@ -527,9 +528,28 @@ impl Order {
                 None
             }
             Some(known) => {
+                // The earliest report wins (then the smaller quantity and price), whichever
+                // arrives first, so the fills do not depend on arrival order.
+                let repeat_wins = (at, trade.quantity, trade.price) < (known.at, known.quantity, known.price);
+                let (kept, dropped) = if repeat_wins {
+                    ((trade.quantity, trade.price), (known.quantity, known.price))
+                } else {
+                    ((known.quantity, known.price), (trade.quantity, trade.price))
+                };
+                if repeat_wins {
+                    *known = Trade {
+                        quantity: trade.quantity,
+                        price: trade.price,
+                        commission: trade.commission,
+                        at,
+                        sequence,
+                    };
+                    changes.push(FactChange::Other);
+                    self.unsaved.0.push(FactKey::Trade(trade.trade_id.clone()));
+                }
                 let message = format!(
-                    "trade {} reported again as {} @ {} after {} @ {}; kept the first",
-                    trade.trade_id, trade.quantity, trade.price, known.quantity, known.price
+                    "trade {} reported as {} @ {} and as {} @ {}; kept the earliest report, {} @ {}",
+                    trade.trade_id, kept.0, kept.1, dropped.0, dropped.1, kept.0, kept.1
                 );
                 Some(self.alert(AlertKind::ConflictingDuplicate, message, at))
             }
@@ -570,9 +590,20 @@ impl Order {
                 None
             }
             Some(known) => {
+                // As for trades: the earliest report wins, then the lower average.
+                let repeat_wins = (at, average_price) < (known.at, known.average_price);
+                let (kept, dropped) = if repeat_wins {
+                    (average_price, known.average_price)
+                } else {
+                    (known.average_price, average_price)
+                };
+                if repeat_wins {
+                    *known = Snapshot { average_price, at };
+                    changes.push(FactChange::Other);
+                    self.unsaved.0.push(FactKey::Snapshot(cum));
+                }
                 let message = format!(
-                    "cumulative fill {cum} reported again at average {average_price} after {}; kept the first",
-                    known.average_price
+                    "cumulative fill {cum} reported at average {kept} and at {dropped}; kept the earliest report, {kept}"
                 );
                 Some(self.alert(AlertKind::ConflictingDuplicate, message, at))
             }

@@ -199,21 +199,30 @@ fn rule4_increment_is_priced_from_the_cumulative_averages() {
 }
 
 #[test]
-fn rule5_same_trade_id_with_different_values_keeps_first_and_alerts() {
-    let (order, alerts) = run(&[created(0), trade(1, "t1", "0.5", "100"), trade(2, "t1", "0.6", "100")]);
-    assert_eq!(kinds(&alerts), vec![AlertKind::ConflictingDuplicate]);
-    assert_eq!((order.filled_quantity, order.fills()[0].quantity), (d("0.5"), d("0.5")));
+fn rule5_same_trade_id_with_different_values_keeps_the_earliest_report_in_any_arrival_order() {
+    let (early, late) = (trade(1, "t1", "0.5", "100"), trade(2, "t1", "0.6", "99"));
+    for events in [[created(0), early.clone(), late.clone()], [created(0), late.clone(), early.clone()]] {
+        let (order, alerts) = run(&events);
+        assert_eq!(kinds(&alerts), vec![AlertKind::ConflictingDuplicate]);
+        let fill = &order.fills()[0];
+        assert_eq!((order.filled_quantity, fill.quantity, fill.price), (d("0.5"), d("0.5"), d("100")));
+        assert!(alerts[0].message.contains("kept the earliest report, 0.5 @ 100"), "{}", alerts[0].message);
+    }
+    // Reported at the same time: the smaller values, whichever comes first.
+    let (a, b) = (trade(1, "t2", "1", "100"), trade(1, "t2", "1.5", "100"));
+    for events in [[created(0), a.clone(), b.clone()], [created(0), b.clone(), a.clone()]] {
+        assert_eq!(run(&events).0.filled_quantity, d("1"));
+    }
 }
 
 #[test]
-fn rule5_same_cumulative_with_different_average_keeps_first_and_alerts() {
-    let (order, alerts) = run(&[
-        created(0),
-        cum(1, "partially_filled", "0.5", "100"),
-        cum(2, "partially_filled", "0.5", "101"),
-    ]);
-    assert_eq!(kinds(&alerts), vec![AlertKind::ConflictingDuplicate]);
-    assert_eq!(order.average_price, Some(d("100")));
+fn rule5_same_cumulative_with_different_average_keeps_the_earliest_report_in_any_arrival_order() {
+    let (early, late) = (cum(1, "partially_filled", "0.5", "100"), cum(2, "partially_filled", "0.5", "101"));
+    for events in [[created(0), early.clone(), late.clone()], [created(0), late.clone(), early.clone()]] {
+        let (order, alerts) = run(&events);
+        assert_eq!(kinds(&alerts), vec![AlertKind::ConflictingDuplicate]);
+        assert_eq!(order.average_price, Some(d("100")));
+    }
 }
 
 #[test]

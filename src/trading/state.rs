@@ -2,8 +2,8 @@
 //! maintenance window, and the one `apply` that folds a canonical event into them.
 //!
 //! `apply` is deterministic and does no I/O. Orders, positions, balances and the ledger come out
-//! the same whatever order (and however often) events are applied, except where a conflicting
-//! duplicate is resolved first-wins (and alerted). `Applied::touched` names every entity that
+//! the same whatever order (and however often) events are applied; a conflicting duplicate is
+//! resolved in favour of its earliest report (and alerted). `Applied::touched` names every entity that
 //! changed so a persistence layer writes only those; a touched key that is no longer in the state
 //! was removed (old signals and maintenance windows age out).
 
@@ -169,9 +169,9 @@ impl TradingState {
                 let id = entry.transaction_id.clone();
                 match self.ledger.get_mut(&id) {
                     Some(known) => {
-                        let before = known.at;
-                        applied.alerts.extend(known.merge_repeat(&entry));
-                        if known.at != before {
+                        let (changed, alert) = known.merge_repeat(&entry);
+                        applied.alerts.extend(alert);
+                        if changed {
                             applied.touched.ledger.insert(id);
                         }
                     }

@@ -278,18 +278,54 @@ fn ledger_entries_are_deduplicated_by_transaction_id() {
 }
 
 #[test]
-fn ledger_repeat_with_different_amount_keeps_first_and_alerts() {
-    let mut state = TradingState::new();
-    state.apply(&seed(seed001::ACCOUNT_DEPOSIT_RECEIVED));
+fn ledger_repeat_with_different_amount_keeps_the_earliest_report_in_any_arrival_order() {
+    let first = seed(seed001::ACCOUNT_DEPOSIT_RECEIVED); // 1000 at 09:00:00
     let conflicting = ev(
         "account.deposit_received",
         "2024-01-15T09:00:05Z",
         None,
         json!({"transactionId": "tx_123456789", "asset": "USD", "amount": 2000}),
     );
-    let applied = state.apply(&conflicting);
-    assert_eq!(kinds(&applied), vec![AlertKind::ConflictingDuplicate]);
-    assert_eq!(state.ledger["tx_123456789"].amount, d("1000"));
+    for events in [[&first, &conflicting], [&conflicting, &first]] {
+        let mut state = TradingState::new();
+        state.apply(events[0]);
+        let applied = state.apply(events[1]);
+        assert_eq!(kinds(&applied), vec![AlertKind::ConflictingDuplicate]);
+        assert_eq!(state.ledger["tx_123456789"].amount, d("1000"));
+        assert!(
+            applied.alerts[0].message.contains("kept the earliest report"),
+            "{}",
+            applied.alerts[0].message
+        );
+    }
+}
+
+#[test]
+fn a_ledger_entry_takes_the_newest_status_in_any_arrival_order() {
+    let report = |ts: &str, status: &str| {
+        ev(
+            "account.deposit_received",
+            ts,
+            None,
+            json!({"transactionId": "tx_5", "asset": "ETH", "amount": "1.5", "status": status}),
+        )
+    };
+    let (pending, completed) =
+        (report("2024-01-15T09:00:00Z", "pending"), report("2024-01-15T09:05:00Z", "completed"));
+    let mut states = Vec::new();
+    for events in [[&pending, &completed], [&completed, &pending]] {
+        let mut state = TradingState::new();
+        for event in events {
+            let applied = state.apply(event);
+            assert!(applied.alerts.is_empty(), "a status change is no conflict: {:?}", applied.alerts);
+        }
+        let entry = &state.ledger["tx_5"];
+        assert_eq!((entry.status.as_deref(), entry.at), (Some("completed"), pending.at));
+        states.push(state);
+    }
+    assert_eq!(states[0], states[1]);
+    // The pending report arriving again changes nothing.
+    assert!(states[0].apply(&pending).touched.is_empty());
 }
 
 #[test]
@@ -430,4 +466,30 @@ fn fifty_thousand_in_order_cumulative_fills_across_fifty_orders_fold_to_the_expe
         (position.average_price, position.realized_pnl),
         (d("124.00527337322635004147941007"), d("25158.201196790501244382298218"))
     );
+}
+
+#[test]
+fn a_trade_reported_twice_with_different_values_gives_one_position_in_any_arrival_order() {
+    let trade = |ts: &str, qty: &str, price: &str| {
+        ev(
+            "order.updated",
+            ts,
+            None,
+            json!({"orderId": "c1", "symbol": "BTC/USD", "side": "buy", "type": "market", "quantity": 5,
+                   "status": "partially_filled", "tradeId": "x1", "lastQuantity": qty, "lastPrice": price}),
+        )
+    };
+    let (early, late) = (trade("2024-01-15T10:00:00Z", "1", "10"), trade("2024-01-15T10:00:10Z", "2", "9"));
+    let mut states = Vec::new();
+    for events in [[&early, &late], [&late, &early]] {
+        let mut state = TradingState::new();
+        for event in events {
+            state.apply(event);
+        }
+        let view = state.positions[&btc()].view();
+        assert_eq!((view.quantity, view.average_price), (d("1"), d("10")), "{view:?}");
+        states.push(state);
+    }
+    assert_eq!(states[0].orders["c1"].fills(), states[1].orders["c1"].fills());
+    assert_eq!(states[0].positions[&btc()].view(), states[1].positions[&btc()].view());
 }
