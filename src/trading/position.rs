@@ -313,16 +313,21 @@ impl Position {
         self.average_price = self.average_price.normalize();
     }
 
-    /// Takes a `position.*` snapshot if it is the newest; returns whether it was taken and the
-    /// reconciliation alert, if the venue disagrees with the fills.
+    /// Takes a `position.*` snapshot if it is the newest (and its side if it is the newest that
+    /// names one); returns whether the position changed and the reconciliation alert, if the
+    /// venue disagrees with the fills.
     pub fn apply_venue(&mut self, event: &PositionEvent, stamp: Stamp) -> (bool, Option<Alert>) {
+        let mut side_taken = false;
         if let Some(side) = event.side {
             if self.venue_side.as_ref().is_none_or(|(newest, _)| *newest < stamp) {
                 self.venue_side = Some((stamp.clone(), side));
+                side_taken = true;
             }
         }
         if self.venue.as_ref().is_some_and(|v| v.stamp >= stamp) {
-            return (false, None);
+            // An older snapshot can still give the newest one the side it lacks: that changes
+            // the venue's quantity, so it is a change to store and to reconcile.
+            return if side_taken { (true, self.reconcile()) } else { (false, None) };
         }
         self.venue = Some(VenueSnapshot { stamp, event: event.clone() });
         (true, self.reconcile())

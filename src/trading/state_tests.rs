@@ -493,3 +493,23 @@ fn a_trade_reported_twice_with_different_values_gives_one_position_in_any_arriva
     assert_eq!(states[0].orders["c1"].fills(), states[1].orders["c1"].fills());
     assert_eq!(states[0].positions[&btc()].view(), states[1].positions[&btc()].view());
 }
+
+#[test]
+fn an_older_snapshot_that_names_the_side_is_stored_when_it_arrives_after_a_newer_one_without() {
+    let mut in_order = TradingState::new();
+    let mut late = TradingState::new();
+    for state in [&mut in_order, &mut late] {
+        state.apply(&seed(seed001::ORDER_CREATED));
+        state.apply(&seed(seed001::ORDER_UPDATED));
+    }
+    let (opened, updated) = (seed(seed001::POSITION_OPENED), seed(seed001::POSITION_UPDATED));
+    in_order.apply(&opened);
+    in_order.apply(&updated);
+    late.apply(&updated);
+    let applied = late.apply(&opened);
+    // The side it gives the newer snapshot changes the position: written, not only kept in memory.
+    assert_eq!(applied.touched.positions, [btc()].into());
+    assert_eq!(late.positions[&btc()].venue_net(), in_order.positions[&btc()].venue_net());
+    assert_eq!(late.positions[&btc()].venue_side, in_order.positions[&btc()].venue_side);
+    assert_eq!(late.positions[&btc()].mismatch, in_order.positions[&btc()].mismatch);
+}
