@@ -275,13 +275,42 @@ async fn a_dead_delivery_replayed_while_its_event_replay_retries_it_starts_no_se
         (receiver.received().len() > sent).then_some(())
     })
     .await;
-    // The old dead letter replayed meanwhile: the same delivery is waiting, so nothing more goes.
+    // The old dead letter went when the replay queued the same delivery again: one chain per
+    // target, and nothing left to replay a second time.
     let entry = dead["id"].as_str().unwrap();
-    let again = api_post(server.addr, &format!("/dlq/{entry}/replay"), json!({})).await;
-    assert_eq!(again.status, StatusCode::ACCEPTED, "{}", again.text);
-    assert_eq!(again.json["replayed"], 0, "one chain per target: {}", again.text);
     let gone = api_get(server.addr, &format!("/dlq/{entry}")).await;
     assert_eq!(gone.status, StatusCode::NOT_FOUND, "the entry is settled by the waiting delivery");
+    let again = api_post(server.addr, &format!("/dlq/{entry}/replay"), json!({})).await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND, "{}", again.text);
+}
+
+#[tokio::test]
+async fn an_event_replay_that_delivers_leaves_no_dead_letter_to_deliver_it_again() {
+    let receiver = Receiver::start(Script::Always(500)).await;
+    let server = TestServer::start_with(|config| {
+        local(config);
+        config.retry.delays = vec![Duration::from_millis(100)];
+    })
+    .await;
+    subscribe(&server, &receiver, &["order.*"]).await;
+    let event_id = send(&server, order("e1", "BTC/USD")).await;
+    eventually(15, "a delivery dead letter", || async {
+        let list = api_get(server.addr, "/dlq?kind=delivery").await;
+        list.json["deadLetters"].as_array().and_then(|l| l.first().cloned())
+    })
+    .await;
+    receiver.set(Script::Ok);
+    let replay = api_post(server.addr, &format!("/events/{event_id}/replay"), json!({})).await;
+    assert_eq!(replay.status, StatusCode::ACCEPTED, "{}", replay.text);
+    wait_accepted(&receiver, 1).await;
+    let list = api_get(server.addr, "/dlq").await;
+    assert_eq!(list.json["deadLetters"], json!([]), "the dead delivery was superseded: {}", list.text);
+    // A bulk replay of the DLQ afterwards sends nothing a second time.
+    let bulk = api_post(server.addr, "/dlq/replay", json!({"filter": {}})).await;
+    assert_eq!(bulk.json["replayed"], 0, "{}", bulk.text);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let delivered = receiver.received().iter().filter(|r| r.status == 200).count();
+    assert_eq!(delivered, 1, "delivered once");
 }
 
 #[tokio::test]

@@ -63,6 +63,19 @@ pub(super) async fn queue(tx: &Transaction<'_>, deliveries: &[NewDelivery], now:
         .await
         .map_err(pg_error)?;
     tx.execute(&statement, &[&now, &seqs, &targets, &webhooks, &held, &payloads]).await.map_err(pg_error)?;
+    // A delivery of the event that died before is superseded by the chain now waiting: its
+    // dead-letter entry goes (replaying it later would send the event a second time).
+    let superseded = tx
+        .prepare_cached(&format!(
+            "DELETE FROM dead_letters l USING deliveries d,
+                 unnest($1::bigint[], $2::text[], $3::bytea[]) AS q(seq, target, payload)
+             WHERE l.delivery_id = d.id AND d.event_seq = q.seq AND d.target = q.target AND d.status = 'dead'
+               AND d.payload IS NOT DISTINCT FROM q.payload AND NOT {}",
+            no_waiting_twin("q.seq", "q.target", "q.payload")
+        ))
+        .await
+        .map_err(pg_error)?;
+    tx.execute(&superseded, &[&seqs, &targets, &payloads]).await.map_err(pg_error)?;
     Ok(())
 }
 

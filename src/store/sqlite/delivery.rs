@@ -98,8 +98,17 @@ pub(super) fn queue(tx: &Connection, deliveries: &[NewDelivery], now: i64) -> ru
          WHERE (?3 IS NULL OR EXISTS (SELECT 1 FROM subscriptions WHERE id = ?3)) AND {}",
         no_waiting_twin("?1", "?2", "?6")
     ))?;
+    // A delivery of the event that died before is superseded by the chain now waiting: its
+    // dead-letter entry goes (replaying it later would send the event a second time).
+    let mut superseded = tx.prepare_cached(&format!(
+        "DELETE FROM dead_letters WHERE delivery_id IN (
+             SELECT d.id FROM deliveries d
+             WHERE d.event_seq = ?1 AND d.target = ?2 AND d.status = 'dead' AND d.payload IS ?3 AND NOT {})",
+        no_waiting_twin("?1", "?2", "?3")
+    ))?;
     for d in deliveries {
         insert.execute(params![d.seq, d.target, d.webhook_id, d.held, now, d.payload.as_deref()])?;
+        superseded.execute(params![d.seq, d.target, d.payload.as_deref()])?;
     }
     Ok(())
 }
