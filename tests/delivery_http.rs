@@ -250,8 +250,9 @@ async fn replaying_an_event_whose_delivery_is_retrying_starts_no_second_chain() 
     assert_eq!(got[0].headers["webhook-id"], got[1].headers["webhook-id"], "the same message id");
 }
 
-#[tokio::test]
-async fn a_dead_delivery_replayed_while_its_event_replay_retries_it_starts_no_second_chain() {
+/// A receiver answering 500, a subscription to it retried once, and one event whose delivery
+/// is dead: (receiver, server, event id, the dead letter).
+async fn one_dead_delivery() -> (Receiver, TestServer, String, serde_json::Value) {
     let receiver = Receiver::start(Script::Always(500)).await;
     let server = TestServer::start_with(|config| {
         local(config);
@@ -265,6 +266,12 @@ async fn a_dead_delivery_replayed_while_its_event_replay_retries_it_starts_no_se
         list.json["deadLetters"].as_array().and_then(|l| l.first().cloned())
     })
     .await;
+    (receiver, server, event_id, dead)
+}
+
+#[tokio::test]
+async fn a_dead_delivery_replayed_while_its_event_replay_retries_it_starts_no_second_chain() {
+    let (receiver, server, event_id, dead) = one_dead_delivery().await;
     // The event replayed: a fresh delivery, whose attempt hangs for 3 s (still waiting).
     receiver.set(Script::Cycle(vec![(500, 3000)], 0));
     let replay = api_post(server.addr, &format!("/events/{event_id}/replay"), json!({})).await;
@@ -286,19 +293,7 @@ async fn a_dead_delivery_replayed_while_its_event_replay_retries_it_starts_no_se
 
 #[tokio::test]
 async fn an_event_replay_that_delivers_leaves_no_dead_letter_to_deliver_it_again() {
-    let receiver = Receiver::start(Script::Always(500)).await;
-    let server = TestServer::start_with(|config| {
-        local(config);
-        config.retry.delays = vec![Duration::from_millis(100)];
-    })
-    .await;
-    subscribe(&server, &receiver, &["order.*"]).await;
-    let event_id = send(&server, order("e1", "BTC/USD")).await;
-    eventually(15, "a delivery dead letter", || async {
-        let list = api_get(server.addr, "/dlq?kind=delivery").await;
-        list.json["deadLetters"].as_array().and_then(|l| l.first().cloned())
-    })
-    .await;
+    let (receiver, server, event_id, _) = one_dead_delivery().await;
     receiver.set(Script::Ok);
     let replay = api_post(server.addr, &format!("/events/{event_id}/replay"), json!({})).await;
     assert_eq!(replay.status, StatusCode::ACCEPTED, "{}", replay.text);
