@@ -183,6 +183,10 @@ pub struct OrderEvent {
     pub average_price: Option<Decimal>,
     /// One execution, for sources with trade ids.
     pub trade: Option<TradeReport>,
+    /// On a report without a trade id: the commission charged so far, a running total like
+    /// `filledQuantity` (with a trade id, `commission` is that trade's and is in `trade`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commission: Option<Decimal>,
     /// The venue's sequence number for this update (informational).
     pub sequence: Option<u64>,
     /// Whether the order can only reduce a position.

@@ -86,6 +86,15 @@ pub struct Snapshot {
     /// Earliest event time this snapshot was reported at (unix microseconds when stored).
     #[serde(with = "chrono::serde::ts_microseconds")]
     pub at: DateTime<Utc>,
+    /// Commission charged up to this running total, when the report said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commission: Option<Decimal>,
+}
+
+/// The running commission reported below the running total `cum` (by the nearest lower snapshot
+/// that says), zero when none does: what an increment's own commission is counted from.
+pub(crate) fn commission_below(snapshots: &BTreeMap<Decimal, Snapshot>, cum: Decimal) -> Decimal {
+    snapshots.range(..cum).rev().find_map(|(_, s)| s.commission).unwrap_or(Decimal::ZERO)
 }
 
 /// An execution not yet attributed to a symbol and side.
@@ -168,17 +177,19 @@ fn increment_price(lo_cum: Decimal, lo_avg: Decimal, hi_cum: Decimal, hi_avg: De
 }
 
 /// The execution that takes the cumulative fill from `(lo_cum, lo_avg)` to the snapshot at
-/// `cum`, when its price is positive.
+/// `cum`, when its price is positive. Its commission is the snapshot's running commission less
+/// `lo_commission` (see [`commission_below`]); zero when the snapshot does not say.
 pub(crate) fn cumulative_execution(
     (lo_cum, lo_avg): (Decimal, Decimal),
     cum: Decimal,
     snap: &Snapshot,
+    lo_commission: Decimal,
 ) -> Option<Execution> {
     increment_price(lo_cum, lo_avg, cum, snap.average_price).map(|price| Execution {
         key: format!("cum:{cum}"),
         quantity: sub(cum, lo_cum),
         price,
-        commission: Decimal::ZERO,
+        commission: snap.commission.map_or(Decimal::ZERO, |total| sub(total, lo_commission).normalize()),
         at: snap.at,
     })
 }
@@ -211,7 +222,12 @@ pub(crate) fn cumulative_executions(
     let mut executions = Vec::with_capacity(kept.len());
     let (mut lo_cum, mut lo_avg) = (Decimal::ZERO, Decimal::ZERO);
     for (cum, snap) in kept {
-        executions.extend(cumulative_execution((lo_cum, lo_avg), cum, snap));
+        executions.extend(cumulative_execution(
+            (lo_cum, lo_avg),
+            cum,
+            snap,
+            commission_below(snapshots, cum),
+        ));
         (lo_cum, lo_avg) = (cum, snap.average_price);
     }
     skipped.reverse();
@@ -233,7 +249,9 @@ mod tests {
     }
 
     fn snaps(list: &[(&str, &str, u32)]) -> BTreeMap<Decimal, Snapshot> {
-        list.iter().map(|(c, a, s)| (d(c), Snapshot { average_price: d(a), at: t(*s) })).collect()
+        list.iter()
+            .map(|(c, a, s)| (d(c), Snapshot { average_price: d(a), at: t(*s), commission: None }))
+            .collect()
     }
 
     #[test]

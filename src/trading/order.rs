@@ -314,9 +314,9 @@ impl Order {
         if let Some(trade) = &event.trade {
             alerts.extend(self.record_trade(trade, event.sequence, at, &mut changes));
         }
-        let snapshot_alert = event
-            .filled_quantity
-            .and_then(|cum| self.record_snapshot(cum, event.average_price, at, &mut changes));
+        let snapshot_alert = event.filled_quantity.and_then(|cum| {
+            self.record_snapshot(cum, event.average_price, event.commission, at, &mut changes)
+        });
         let fills_from = self.derived.update((&self.trades, &self.snapshots), &changes);
         self.refresh();
         // A trade report prices its own fill: its running total needs no average, unless the
@@ -561,6 +561,7 @@ impl Order {
         &mut self,
         cum: Decimal,
         average: Option<Decimal>,
+        commission: Option<Decimal>,
         at: DateTime<Utc>,
         changes: &mut Vec<FactChange>,
     ) -> Option<Alert> {
@@ -576,14 +577,22 @@ impl Order {
         };
         match self.snapshots.get_mut(&cum) {
             None => {
-                self.snapshots.insert(cum, Snapshot { average_price, at });
+                self.snapshots.insert(cum, Snapshot { average_price, at, commission });
                 changes.push(FactChange::NewSnapshot(cum));
                 self.unsaved.0.push(FactKey::Snapshot(cum));
                 None
             }
             Some(known) if known.average_price == average_price => {
-                if at < known.at {
-                    known.at = at;
+                // The earliest report's commission, or the one a report gives when the other
+                // did not say: the same whatever the arrival order.
+                let earlier = at < known.at;
+                let commission = match (known.commission, commission) {
+                    (Some(kept), Some(repeat)) => Some(if earlier { repeat } else { kept }),
+                    (kept, repeat) => kept.or(repeat),
+                };
+                if earlier || commission != known.commission {
+                    known.at = known.at.min(at);
+                    known.commission = commission;
                     changes.push(FactChange::Other);
                     self.unsaved.0.push(FactKey::Snapshot(cum));
                 }
@@ -598,7 +607,7 @@ impl Order {
                     (known.average_price, average_price)
                 };
                 if repeat_wins {
-                    *known = Snapshot { average_price, at };
+                    *known = Snapshot { average_price, at, commission: commission.or(known.commission) };
                     changes.push(FactChange::Other);
                     self.unsaved.0.push(FactKey::Snapshot(cum));
                 }

@@ -16,8 +16,8 @@ use rust_decimal::Decimal;
 
 use super::decimal::{add, mul};
 use super::fill::{
-    cumulative_execution, cumulative_executions, remainder_execution, trade_executions, Execution, Snapshot,
-    Trade,
+    commission_below, cumulative_execution, cumulative_executions, remainder_execution, trade_executions,
+    Execution, Snapshot, Trade,
 };
 
 /// How one event changed an order's facts.
@@ -170,7 +170,8 @@ impl DerivedFills {
             .range(..cum)
             .next_back()
             .map_or((Decimal::ZERO, Decimal::ZERO), |(c, s)| (*c, s.average_price));
-        let execution = cumulative_execution(below, cum, snapshots.get(&cum)?)?;
+        let execution =
+            cumulative_execution(below, cum, snapshots.get(&cum)?, commission_below(snapshots, cum))?;
         self.executions.push(execution);
         let at = self.executions.len() - 1;
         self.add_to_sums(at);

@@ -76,6 +76,8 @@ fn parse_order(data: &Fields, action: OrderAction) -> Result<OrderEvent, SchemaE
         })?),
         None => None,
     };
+    let trade = parse_trade(data)?;
+    let commission = if trade.is_none() { data.decimal("commission", Sign::Any)? } else { None };
     Ok(OrderEvent {
         action,
         order_id: data.req_str("orderId")?,
@@ -89,7 +91,8 @@ fn parse_order(data: &Fields, action: OrderAction) -> Result<OrderEvent, SchemaE
         status,
         filled_quantity: data.decimal("filledQuantity", Sign::NonNegative)?,
         average_price: data.decimal("averagePrice", Sign::NonNegative)?,
-        trade: parse_trade(data)?,
+        trade,
+        commission,
         sequence: data.u64("sequence")?,
         reduce_only: data.bool("reduceOnly")?,
         origin: data.str("origin")?,

@@ -513,3 +513,36 @@ fn an_older_snapshot_that_names_the_side_is_stored_when_it_arrives_after_a_newer
     assert_eq!(late.positions[&btc()].venue_side, in_order.positions[&btc()].venue_side);
     assert_eq!(late.positions[&btc()].mismatch, in_order.positions[&btc()].mismatch);
 }
+
+#[test]
+fn commission_on_running_totals_is_counted_per_increment_in_any_arrival_order() {
+    let report = |order: &str, side: &str, ts: &str, filled: &str, avg: &str, commission: &str| {
+        ev(
+            "order.updated",
+            ts,
+            None,
+            json!({"orderId": order, "symbol": "BTC/USD", "side": side, "type": "market", "quantity": 1,
+                   "status": if filled == "1" { "filled" } else { "partially_filled" },
+                   "filledQuantity": filled, "averagePrice": avg, "commission": commission}),
+        )
+    };
+    let events = [
+        report("b", "buy", "2024-01-15T10:00:00Z", "0.5", "10", "0.1"),
+        report("b", "buy", "2024-01-15T10:00:01Z", "1", "10", "0.2"),
+        report("s", "sell", "2024-01-15T10:01:00Z", "1", "12", "0.3"),
+    ];
+    let mut views = Vec::new();
+    for order in [[0, 1, 2], [2, 1, 0], [1, 2, 0]] {
+        let mut state = TradingState::new();
+        for i in order {
+            state.apply(&events[i]);
+        }
+        let commissions: Vec<Decimal> = state.orders["b"].fills().iter().map(|f| f.commission).collect();
+        assert_eq!(commissions, [d("0.1"), d("0.1")], "each increment's share of the running commission");
+        let view = state.positions[&btc()].view();
+        // (12 − 10) · 1 − (0.2 + 0.3)
+        assert_eq!(view.realized_pnl, d("1.5"), "{view:?}");
+        views.push(view);
+    }
+    assert!(views.windows(2).all(|w| w[0] == w[1]));
+}
