@@ -350,6 +350,10 @@ async fn gone_disables_the_subscription_and_keeps_its_events_until_it_is_enabled
     })
     .await;
     assert!(shown.json["disabledReason"].as_str().unwrap().contains("410"), "{}", shown.text);
+    // Its health shows the answer that disabled it (lastError and failingSince were null).
+    let health = &shown.json["health"];
+    assert!(health["lastError"].as_str().is_some_and(|e| e.contains("410")), "{}", shown.text);
+    assert!(health["failingSince"].is_string(), "{}", shown.text);
     send(&server, order("e2", "BTC/USD")).await;
     wait_processed(server.addr).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -721,4 +725,18 @@ async fn a_delivery_to_a_subscription_deleted_before_its_batch_commits_is_droppe
     targets.sort_unstable();
     assert_eq!(targets, ["forward:wh_kept", "nats:kept"]);
     store.close().await;
+}
+
+/// Lengths count characters, as the OpenAPI document's `maxLength` does: 129 two-byte
+/// characters were refused as "longer than 256 characters".
+#[tokio::test]
+async fn subscription_text_lengths_count_characters_not_bytes() {
+    let server = TestServer::start_with(local).await;
+    let body = |secret: String, description: String| json!({"url": "https://example.com/hook", "events": ["*"], "secret": secret, "description": description});
+    let created = api_post(server.addr, "/webhooks", body("é".repeat(256), "é".repeat(1000))).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    for (secret, description) in [("é".repeat(257), String::new()), ("é".repeat(8), "é".repeat(1001))] {
+        let refused = api_post(server.addr, "/webhooks", body(secret, description)).await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.text);
+    }
 }

@@ -214,7 +214,8 @@ fn validate(state: &AppState, s: &Subscription) -> Result<(), ApiError> {
     if let Some(bad) = bad {
         return Err(invalid(format!("`{bad}` is not an event type or glob (letters, digits, . _ - and *)")));
     }
-    if s.secret.len() < 8 || s.secret.len() > 256 {
+    // Characters, as the OpenAPI lengths count them (JSON Schema), not bytes.
+    if !(8..=256).contains(&s.secret.chars().count()) {
         return Err(invalid("`secret` must be 8 to 256 characters (omit it to have one generated)"));
     }
     if let Some(name) = &s.name {
@@ -235,7 +236,7 @@ fn validate(state: &AppState, s: &Subscription) -> Result<(), ApiError> {
             ));
         }
     }
-    if s.description.as_ref().is_some_and(|d| d.len() > 1000) {
+    if s.description.as_ref().is_some_and(|d| d.chars().count() > 1000) {
         return Err(invalid("`description` is longer than 1000 characters"));
     }
     Ok(())

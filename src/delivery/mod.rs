@@ -477,7 +477,11 @@ async fn attempt(context: &Context, delivery: &DueDelivery) -> Outcome {
             Verdict::Delivered => delivered(context, delivery, webhook_id, record),
             Verdict::Gone => {
                 let reason = format!("disabled at {}: the endpoint answered 410 Gone", rfc3339(record.at));
-                disable(context, delivery, subscription.id, reason, Some(record))
+                let failed = HealthChange::Failed(record.at, "answered 410 Gone".into());
+                let mut outcome = disable(context, delivery, subscription.id.clone(), reason, Some(record));
+                // The subscription's health shows the answer that disabled it as its last error.
+                outcome.health.insert(0, (subscription.id, failed));
+                outcome
             }
             Verdict::Failed { error, not_before } => {
                 let mut record = record;
