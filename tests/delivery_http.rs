@@ -631,6 +631,8 @@ async fn tradingview_alerts_are_delivered_as_canonical_signals_without_the_passp
     assert_eq!(signal["id"], answer.json["id"], "the envelope names the event: {text}");
     assert_eq!(signal["data"]["symbol"], "BTCUSD");
     assert_eq!(signal["data"]["action"], "buy");
+    // Numbers as seed 001 sends them (they went out as strings), digit for digit.
+    assert!(text.contains(r#""quantity":0.25"#) && text.contains(r#""price":49850.5"#), "{text}");
     assert!(!text.contains("tv-pass"), "the passphrase never leaves: {text}");
 }
 

@@ -58,6 +58,25 @@ pub(crate) fn from_json(field: &str, value: &Value, sign: Sign) -> Result<Decima
     Ok(parsed)
 }
 
+/// Serializes a decimal as a JSON number, digit for digit (no binary float in between).
+pub(crate) fn number<S: serde::Serializer>(value: &Decimal, serializer: S) -> Result<S::Ok, S::Error> {
+    use serde::Serialize;
+    let raw = serde_json::value::RawValue::from_string(value.normalize().to_string())
+        .map_err(serde::ser::Error::custom)?;
+    raw.serialize(serializer)
+}
+
+/// [`number`], or `null`.
+pub(crate) fn optional_number<S: serde::Serializer>(
+    value: &Option<Decimal>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(value) => number(value, serializer),
+        None => serializer.serialize_none(),
+    }
+}
+
 /// Significant digits every decimal of at most this many keeps through an `f64` (`DBL_DIG`).
 const F64_DIGITS: usize = 15;
 

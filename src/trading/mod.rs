@@ -19,7 +19,7 @@
 pub mod actions;
 pub mod alert;
 pub mod balance;
-mod decimal;
+pub(crate) mod decimal;
 pub mod event;
 mod fields;
 pub mod fill;

@@ -158,13 +158,56 @@ pub fn delivery_payload(rules: Option<&SourceRules>, parsed: &Parsed) -> Option<
         return None;
     }
     let crate::trading::EventKind::Signal(signal) = &canonical.kind else { return None };
-    let envelope = serde_json::json!({
-        "id": canonical.id,
-        "event": canonical.event_type(),
-        "timestamp": canonical.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        "data": signal,
-    });
+    let Ok(Value::Object(mut rest)) = serde_json::to_value(signal) else { return None };
+    for key in ["quantity", "price", "stopLossPercent", "takeProfitPercent", "leverage", "confidence"] {
+        rest.remove(key);
+    }
+    let data = OutboundSignal {
+        rest,
+        quantity: signal.quantity,
+        price: signal.price,
+        stop_loss_percent: signal.stop_loss_percent,
+        take_profit_percent: signal.take_profit_percent,
+        leverage: signal.leverage,
+        confidence: signal.confidence,
+    };
+    let envelope = OutboundEvent {
+        id: canonical.id.as_deref(),
+        event: canonical.event_type(),
+        timestamp: canonical.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        data,
+    };
     serde_json::to_vec(&envelope).ok().map(bytes::Bytes::from)
+}
+
+/// Seed 001's envelope around a delivered signal.
+#[derive(Serialize)]
+struct OutboundEvent<'a> {
+    id: Option<&'a str>,
+    event: &'static str,
+    timestamp: String,
+    data: OutboundSignal,
+}
+
+/// A signal as deliveries carry it: its decimals as JSON numbers, as in seed 001's events (the
+/// stored state keeps them as strings).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OutboundSignal {
+    #[serde(flatten)]
+    rest: serde_json::Map<String, Value>,
+    #[serde(serialize_with = "crate::trading::decimal::optional_number")]
+    quantity: Option<Decimal>,
+    #[serde(serialize_with = "crate::trading::decimal::optional_number")]
+    price: Option<Decimal>,
+    #[serde(serialize_with = "crate::trading::decimal::optional_number")]
+    stop_loss_percent: Option<Decimal>,
+    #[serde(serialize_with = "crate::trading::decimal::optional_number")]
+    take_profit_percent: Option<Decimal>,
+    #[serde(serialize_with = "crate::trading::decimal::optional_number")]
+    leverage: Option<Decimal>,
+    #[serde(serialize_with = "crate::trading::decimal::optional_number")]
+    confidence: Option<Decimal>,
 }
 
 fn key_text(value: &Value) -> Option<String> {

@@ -2,24 +2,12 @@
 //! camelCase names, decimals as JSON numbers with their exact digits, times as RFC 3339.
 
 use rust_decimal::Decimal;
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 
 use crate::trading::state::SignalRecord;
 use crate::trading::{Balance, Fill, LedgerEntry, Order, Position};
 
-/// Decimals as JSON numbers, digit for digit (no binary float in between).
-fn number<S: Serializer>(value: &Decimal, serializer: S) -> Result<S::Ok, S::Error> {
-    let raw = serde_json::value::RawValue::from_string(value.normalize().to_string())
-        .map_err(serde::ser::Error::custom)?;
-    raw.serialize(serializer)
-}
-
-fn optional_number<S: Serializer>(value: &Option<Decimal>, serializer: S) -> Result<S::Ok, S::Error> {
-    match value {
-        Some(value) => number(value, serializer),
-        None => serializer.serialize_none(),
-    }
-}
+use crate::trading::decimal::{number, optional_number};
 
 fn time(at: chrono::DateTime<chrono::Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
