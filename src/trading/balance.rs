@@ -121,14 +121,13 @@ impl LedgerEntry {
     /// that disagrees on kind, asset or amount raises an alert. Returns whether the entry changed.
     pub fn merge_repeat(&mut self, repeat: &LedgerEntry) -> (bool, Option<Alert>) {
         let before = self.clone();
-        let identity = |e: &LedgerEntry| (e.kind, e.asset.clone(), e.amount);
-        let conflict = identity(repeat) != identity(self);
+        // The report that says what the transaction is: the earliest, then the smaller values.
+        let rank =
+            |e: &LedgerEntry| (e.at, e.amount, e.asset.clone(), format!("{:?}", e.kind), e.account.clone());
+        let repeat_first = rank(repeat) < rank(self);
+        let conflict = (repeat.kind, &repeat.asset, repeat.amount) != (self.kind, &self.asset, self.amount);
         let alert = conflict.then(|| {
-            let (kept, other) = if (repeat.at, format!("{:?}", identity(repeat))) < (self.at, format!("{:?}", identity(self))) {
-                (repeat, &before)
-            } else {
-                (&before, repeat)
-            };
+            let (kept, other) = if repeat_first { (repeat, &before) } else { (&before, repeat) };
             let message = format!(
                 "transaction {} reported as {:?} {} {} and as {:?} {} {}; kept the earliest report, {:?} {} {}",
                 self.transaction_id,
@@ -144,25 +143,25 @@ impl LedgerEntry {
             );
             Alert::new(AlertKind::ConflictingDuplicate, self.transaction_id.clone(), message, repeat.at)
         });
-        let repeat_earlier =
-            (repeat.at, format!("{:?}", identity(repeat))) < (self.at, format!("{:?}", identity(self)));
-        if repeat_earlier {
+        if repeat_first {
             (self.kind, self.asset, self.amount) = (repeat.kind, repeat.asset.clone(), repeat.amount);
             self.account.clone_from(&repeat.account);
-            self.method = repeat.method.clone().or(self.method.take());
-        } else if self.method.is_none() {
-            self.method.clone_from(&repeat.method);
         }
-        let status_key =
-            |e: &LedgerEntry| (e.status_at.unwrap_or(e.at), is_final(e.status.as_deref()), e.status.clone());
-        self.status_at = Some(self.status_at.unwrap_or(self.at));
-        if repeat.status.is_some() && status_key(repeat) > status_key(self) {
-            self.status.clone_from(&repeat.status);
-            self.status_at = Some(repeat.status_at.unwrap_or(repeat.at));
-        }
+        // The method any report gave (the greatest, should two differ).
+        self.method = self.method.take().max(repeat.method.clone());
+        // The status of the newest report that has one.
+        let status_key = |e: &LedgerEntry| {
+            e.status.as_ref().map(|s| (e.status_at.unwrap_or(e.at), is_final(Some(s)), s.clone()))
+        };
+        let (status, status_at) = if status_key(repeat) > status_key(self) {
+            (repeat.status.clone(), repeat.status_at.unwrap_or(repeat.at))
+        } else {
+            (self.status.clone(), self.status_at.unwrap_or(self.at))
+        };
         self.at = self.at.min(repeat.at);
-        // Kept only when it differs from `at`: one form for one entry.
-        self.status_at = self.status_at.filter(|t| *t != self.at);
+        self.status = status;
+        // Kept only when there is a status and it is not from `at`: one form for one entry.
+        self.status_at = Some(status_at).filter(|t| self.status.is_some() && *t != self.at);
         (*self != before, alert)
     }
 }

@@ -91,10 +91,20 @@ pub struct Snapshot {
     pub commission: Option<Decimal>,
 }
 
-/// The running commission reported below the running total `cum` (by the nearest lower snapshot
-/// that says), zero when none does: what an increment's own commission is counted from.
-pub(crate) fn commission_below(snapshots: &BTreeMap<Decimal, Snapshot>, cum: Decimal) -> Decimal {
-    snapshots.range(..cum).rev().find_map(|(_, s)| s.commission).unwrap_or(Decimal::ZERO)
+/// The running commission reported below the running total `cum` by the nearest lower snapshot
+/// that says and is in the split (not in `skipped`: its increment is not a fill, so its share
+/// goes to the next one), zero when none does: what an increment's own commission counts from.
+pub(crate) fn commission_below(
+    snapshots: &BTreeMap<Decimal, Snapshot>,
+    cum: Decimal,
+    skipped: &[Decimal],
+) -> Decimal {
+    snapshots
+        .range(..cum)
+        .rev()
+        .filter(|(total, _)| !skipped.contains(total))
+        .find_map(|(_, s)| s.commission)
+        .unwrap_or(Decimal::ZERO)
 }
 
 /// An execution not yet attributed to a symbol and side.
@@ -226,7 +236,7 @@ pub(crate) fn cumulative_executions(
             (lo_cum, lo_avg),
             cum,
             snap,
-            commission_below(snapshots, cum),
+            commission_below(snapshots, cum, &skipped),
         ));
         (lo_cum, lo_avg) = (cum, snap.average_price);
     }

@@ -518,10 +518,17 @@ impl Order {
                 self.unsaved.0.push(FactKey::Trade(trade.trade_id.clone()));
                 None
             }
-            // A plain duplicate: keep the earliest report time so arrival order does not matter.
+            // A plain duplicate: the earliest report time, and the largest commission and lowest
+            // sequence any report gave, so arrival order does not matter.
             Some(known) if known.quantity == trade.quantity && known.price == trade.price => {
-                if at < known.at {
-                    known.at = at;
+                let merged = Trade {
+                    at: known.at.min(at),
+                    commission: known.commission.max(trade.commission),
+                    sequence: min_some(known.sequence, sequence),
+                    ..known.clone()
+                };
+                if merged != *known {
+                    *known = merged;
                     changes.push(FactChange::Other);
                     self.unsaved.0.push(FactKey::Trade(trade.trade_id.clone()));
                 }
@@ -536,14 +543,16 @@ impl Order {
                 } else {
                     ((known.quantity, known.price), (trade.quantity, trade.price))
                 };
-                if repeat_wins {
-                    *known = Trade {
-                        quantity: trade.quantity,
-                        price: trade.price,
-                        commission: trade.commission,
-                        at,
-                        sequence,
-                    };
+                // Commission and sequence join over every report of the trade (largest, lowest).
+                let commission = known.commission.max(trade.commission);
+                let sequence = min_some(known.sequence, sequence);
+                let merged = if repeat_wins {
+                    Trade { quantity: trade.quantity, price: trade.price, commission, at, sequence }
+                } else {
+                    Trade { commission, sequence, ..known.clone() }
+                };
+                if merged != *known {
+                    *known = merged;
                     changes.push(FactChange::Other);
                     self.unsaved.0.push(FactKey::Trade(trade.trade_id.clone()));
                 }
@@ -583,16 +592,15 @@ impl Order {
                 None
             }
             Some(known) if known.average_price == average_price => {
-                // The earliest report's commission, or the one a report gives when the other
-                // did not say: the same whatever the arrival order.
-                let earlier = at < known.at;
-                let commission = match (known.commission, commission) {
-                    (Some(kept), Some(repeat)) => Some(if earlier { repeat } else { kept }),
-                    (kept, repeat) => kept.or(repeat),
+                // The earliest report time and the largest commission any report of this total
+                // gave: the same whatever the arrival order.
+                let merged = Snapshot {
+                    at: known.at.min(at),
+                    commission: max_some(known.commission, commission),
+                    ..known.clone()
                 };
-                if earlier || commission != known.commission {
-                    known.at = known.at.min(at);
-                    known.commission = commission;
+                if merged != *known {
+                    *known = merged;
                     changes.push(FactChange::Other);
                     self.unsaved.0.push(FactKey::Snapshot(cum));
                 }
@@ -606,8 +614,15 @@ impl Order {
                 } else {
                     (known.average_price, average_price)
                 };
-                if repeat_wins {
-                    *known = Snapshot { average_price, at, commission: commission.or(known.commission) };
+                // The commission joins over every report of the total (largest).
+                let commission = max_some(known.commission, commission);
+                let merged = if repeat_wins {
+                    Snapshot { average_price, at, commission }
+                } else {
+                    Snapshot { commission, ..known.clone() }
+                };
+                if merged != *known {
+                    *known = merged;
                     changes.push(FactChange::Other);
                     self.unsaved.0.push(FactKey::Snapshot(cum));
                 }
@@ -660,3 +675,16 @@ impl Order {
 #[cfg(test)]
 #[path = "order_tests.rs"]
 mod tests;
+
+/// The larger of two optional values (`None` only when both are).
+fn max_some<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
+    a.max(b)
+}
+
+/// The smaller of two optional values, ignoring `None`.
+fn min_some<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}

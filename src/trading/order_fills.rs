@@ -170,8 +170,12 @@ impl DerivedFills {
             .range(..cum)
             .next_back()
             .map_or((Decimal::ZERO, Decimal::ZERO), |(c, s)| (*c, s.average_price));
-        let execution =
-            cumulative_execution(below, cum, snapshots.get(&cum)?, commission_below(snapshots, cum))?;
+        let execution = cumulative_execution(
+            below,
+            cum,
+            snapshots.get(&cum)?,
+            commission_below(snapshots, cum, &self.skipped),
+        )?;
         self.executions.push(execution);
         let at = self.executions.len() - 1;
         self.add_to_sums(at);

@@ -470,15 +470,7 @@ fn fifty_thousand_in_order_cumulative_fills_across_fifty_orders_fold_to_the_expe
 
 #[test]
 fn a_trade_reported_twice_with_different_values_gives_one_position_in_any_arrival_order() {
-    let trade = |ts: &str, qty: &str, price: &str| {
-        ev(
-            "order.updated",
-            ts,
-            None,
-            json!({"orderId": "c1", "symbol": "BTC/USD", "side": "buy", "type": "market", "quantity": 5,
-                   "status": "partially_filled", "tradeId": "x1", "lastQuantity": qty, "lastPrice": price}),
-        )
-    };
+    let trade = |ts: &str, qty: &str, price: &str| trade_report("c1", "x1", ts, qty, price, "0");
     let (early, late) = (trade("2024-01-15T10:00:00Z", "1", "10"), trade("2024-01-15T10:00:10Z", "2", "9"));
     let mut states = Vec::new();
     for events in [[&early, &late], [&late, &early]] {
@@ -545,4 +537,165 @@ fn commission_on_running_totals_is_counted_per_increment_in_any_arrival_order() 
         views.push(view);
     }
     assert!(views.windows(2).all(|w| w[0] == w[1]));
+}
+
+/// Every arrival order of `events` (each event once) gives the same fills (commission included)
+/// and position; returns the fills.
+fn same_in_every_order(events: &[CanonicalEvent], order_id: &str) -> Vec<crate::trading::Fill> {
+    fn permutations(n: usize) -> Vec<Vec<usize>> {
+        if n == 0 {
+            return vec![Vec::new()];
+        }
+        let mut all = Vec::new();
+        for rest in permutations(n - 1) {
+            for at in 0..=rest.len() {
+                let mut order = rest.clone();
+                order.insert(at, n - 1);
+                all.push(order);
+            }
+        }
+        all
+    }
+    let mut seen: Option<(Vec<crate::trading::Fill>, _)> = None;
+    for order in permutations(events.len()) {
+        let mut state = TradingState::new();
+        for i in &order {
+            state.apply(&events[*i]);
+        }
+        let got = (state.orders[order_id].fills(), state.positions[&btc()].view());
+        match &seen {
+            None => seen = Some(got),
+            Some(first) => assert_eq!(&got, first, "arrival order {order:?}"),
+        }
+    }
+    seen.map(|(fills, _)| fills).unwrap_or_default()
+}
+
+#[test]
+fn commissions_come_out_the_same_in_every_arrival_order() {
+    let total = |ts: &str, filled: &str, avg: &str, commission: Option<&str>| {
+        let mut data = json!({"orderId": "k", "symbol": "BTC/USD", "side": "buy", "type": "market", "quantity": 3,
+                              "status": "partially_filled", "filledQuantity": filled, "averagePrice": avg});
+        if let Some(c) = commission {
+            data["commission"] = json!(c);
+        }
+        ev("order.updated", ts, None, data)
+    };
+    let commissions = |fills: &[crate::trading::Fill]| fills.iter().map(|f| f.commission).collect::<Vec<_>>();
+    // One running total reported three times, with and without commission.
+    let fills = same_in_every_order(
+        &[
+            total("2024-01-15T10:00:00Z", "1", "10", None),
+            total("2024-01-15T10:00:01Z", "1", "10", Some("0.1")),
+            total("2024-01-15T10:00:02Z", "1", "10", Some("0.2")),
+        ],
+        "k",
+    );
+    assert_eq!(commissions(&fills), [d("0.2")], "the largest any report gave");
+    // Conflicting averages: the earliest wins; the commission still joins over all reports.
+    same_in_every_order(
+        &[
+            total("2024-01-15T10:00:00Z", "1", "10", None),
+            total("2024-01-15T10:00:01Z", "1", "11", Some("0.1")),
+            total("2024-01-15T10:00:02Z", "1", "10", Some("0.2")),
+        ],
+        "k",
+    );
+    // A total left out of the split (its increment would cost less than nothing): its share
+    // of the commission goes to the next increment, so the fills carry all the venue reported.
+    let fills = same_in_every_order(
+        &[
+            total("2024-01-15T10:00:00Z", "1", "10", Some("1")),
+            total("2024-01-15T10:00:01Z", "2", "30", Some("2")),
+            total("2024-01-15T10:00:02Z", "3", "10", Some("3")),
+        ],
+        "k",
+    );
+    assert_eq!(fills.iter().map(|f| f.commission).sum::<Decimal>(), d("3"), "{fills:?}");
+    // A trade id reported three times.
+    let trade = |ts: &str, qty: &str, commission: &str| trade_report("k", "t1", ts, qty, "10", commission);
+    let fills = same_in_every_order(
+        &[
+            trade("2024-01-15T10:00:00Z", "1", "0.1"),
+            trade("2024-01-15T10:00:02Z", "1", "0.2"),
+            trade("2024-01-15T10:00:01Z", "2", "0"),
+        ],
+        "k",
+    );
+    assert_eq!((fills[0].quantity, fills[0].commission), (d("1"), d("0.2")));
+}
+
+#[test]
+fn ledger_entries_come_out_the_same_in_every_arrival_order() {
+    let report = |ts: &str, amount: &str, status: Option<&str>, method: Option<&str>| {
+        let mut data = json!({"transactionId": "tx", "asset": "USD", "amount": amount});
+        if let Some(s) = status {
+            data["status"] = json!(s);
+        }
+        if let Some(m) = method {
+            data["method"] = json!(m);
+        }
+        ev("account.withdrawal_processed", ts, None, data)
+    };
+    let cases = [
+        // A newer report without a status does not hide an older one's.
+        vec![
+            report("2024-01-15T09:00:00Z", "5", Some("pending"), None),
+            report("2024-01-15T09:05:00Z", "5", None, None),
+        ],
+        // Methods from several reports.
+        vec![
+            report("2024-01-15T09:00:00Z", "5", None, None),
+            report("2024-01-15T09:01:00Z", "5", Some("pending"), Some("wire")),
+            report("2024-01-15T09:02:00Z", "5", Some("completed"), Some("ach")),
+        ],
+        // Conflicting amounts at one time: the smaller, compared as numbers (not "1000" < "900").
+        vec![
+            report("2024-01-15T09:00:00Z", "1000", None, None),
+            report("2024-01-15T09:00:00Z", "900", None, None),
+        ],
+    ];
+    let mut results = Vec::new();
+    for events in &cases {
+        let orders: Vec<Vec<usize>> = if events.len() == 2 {
+            vec![vec![0, 1], vec![1, 0]]
+        } else {
+            vec![vec![0, 1, 2], vec![2, 1, 0], vec![1, 2, 0], vec![2, 0, 1]]
+        };
+        let mut first = None;
+        for order in orders {
+            let mut state = TradingState::new();
+            for i in &order {
+                state.apply(&events[*i]);
+            }
+            let entry = state.ledger["tx"].clone();
+            match &first {
+                None => first = Some(entry),
+                Some(first) => assert_eq!(&entry, first, "arrival order {order:?}"),
+            }
+        }
+        results.push(first.unwrap());
+    }
+    assert_eq!(results[0].status.as_deref(), Some("pending"));
+    assert_eq!(results[1].status.as_deref(), Some("completed"));
+    assert_eq!(results[2].amount, d("900"));
+}
+
+/// A buy of 5 BTC/USD on `order`, reporting trade `trade_id`.
+fn trade_report(
+    order: &str,
+    trade_id: &str,
+    ts: &str,
+    qty: &str,
+    price: &str,
+    commission: &str,
+) -> CanonicalEvent {
+    ev(
+        "order.updated",
+        ts,
+        None,
+        json!({"orderId": order, "symbol": "BTC/USD", "side": "buy", "type": "market", "quantity": 5,
+               "status": "partially_filled", "tradeId": trade_id, "lastQuantity": qty, "lastPrice": price,
+               "commission": commission}),
+    )
 }
