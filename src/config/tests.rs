@@ -266,7 +266,11 @@ fn settings_that_pass_parsing_but_defeat_their_purpose_are_refused() {
             "source[0].allow_ips",
             "every address",
         ),
-        ("[[source]]\nname = \"x\"\nsecrets = [\"s\"]\ntolerance = \"0s\"\n", "source[0].tolerance", "at least 1s"),
+        (
+            "[[source]]\nname = \"x\"\nsignature = \"stripe\"\nsecrets = [\"whsec_s\"]\ntolerance = \"0s\"\n",
+            "source[0].tolerance",
+            "at least 1s",
+        ),
         (
             "[[source]]\nname = \"x\"\nsignature = \"token\"\nsecrets = [\"long-enough-token\"]\ntoken_field = \" \"\n",
             "source[0].token_field",
@@ -284,4 +288,6 @@ fn settings_that_pass_parsing_but_defeat_their_purpose_are_refused() {
     }
     load_toml("[[source]]\nname = \"x\"\nsignature = \"none\"\nallow_unsigned = true\nallow_ips = [\"10.0.0.0/8\"]\n")
         .unwrap();
+    // A scheme without a signed timestamp does not use the tolerance.
+    load_toml("[[source]]\nname = \"x\"\nsecrets = [\"s\"]\ntolerance = \"0s\"\n").unwrap();
 }

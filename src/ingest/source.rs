@@ -77,21 +77,35 @@ impl Source {
     }
 }
 
-/// Headers never stored: a name with one of these in it carries a credential, not information
-/// about the event (`authorization`, `cookie`, `x-api-key`, `x-auth-token`, `x-gitlab-token`,
-/// `x-webhook-secret`, `x-session-id` …). Names are lower case.
-const CREDENTIAL_WORDS: [&str; 8] =
-    ["auth", "token", "secret", "pass", "cookie", "session", "api-key", "apikey"];
+/// Headers never stored: a name with one of these words in it (between `-` or `_`) carries a
+/// credential, not information about the event (`authorization`, `set-cookie`, `x-api-key`,
+/// `x-auth-token`, `x-gitlab-token`, `x-webhook-secret`, `x-session-id` …; not `x-author` or
+/// `x-bypass-cache`). Names are lower case.
+const CREDENTIAL_WORDS: [&str; 11] = [
+    "auth",
+    "authorization",
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "passphrase",
+    "cookie",
+    "session",
+    "apikey",
+    "credential",
+];
 
-/// Whether a header named `name` is one of [`CREDENTIAL_WORDS`]'s: one pass over the name, a word
-/// compared only where its first letter is (this runs for every header of every request).
+/// Whether a header named `name` carries a credential (see [`CREDENTIAL_WORDS`]; also `api-key`
+/// and `api_key`).
 fn is_credential_header(name: &str) -> bool {
-    let bytes = name.as_bytes();
-    (0..bytes.len()).any(|at| {
-        matches!(bytes[at], b'a' | b't' | b's' | b'p' | b'c')
-            && CREDENTIAL_WORDS.iter().any(|word| bytes[at..].starts_with(word.as_bytes()))
-    })
+    name.split(['-', '_']).any(|word| CREDENTIAL_WORDS.contains(&word))
+        || name.contains("api-key")
+        || name.contains("api_key")
 }
+
+/// Credentials shorter than this are not looked for in header values: a short source token
+/// (`json`, `1234`) would drop `content-type` or `content-length` from every stored event.
+const MASKED_IN_VALUES: usize = 8;
 
 /// The request headers as a JSON object, minus credential headers and any header whose value
 /// contains one of `credentials`. Written straight into one string: this runs on every request.
@@ -110,7 +124,10 @@ pub fn headers_for_storage(headers: &http::HeaderMap, credentials: &[String]) ->
             }
             value.push_str(part);
         }
-        if credentials.iter().any(|c| c.len() <= value.len() && value.contains(c.as_str())) {
+        if credentials
+            .iter()
+            .any(|c| c.len() >= MASKED_IN_VALUES && c.len() <= value.len() && value.contains(c.as_str()))
+        {
             continue;
         }
         if out.len() > 1 {
@@ -158,10 +175,15 @@ mod tests {
         {
             headers.insert(name, "sender-credential".parse().unwrap());
         }
+        // Words inside other words are not credentials; short secrets are not looked for.
+        headers.insert("x-author", "ann".parse().unwrap());
+        headers.insert("x-bypass-cache", "1".parse().unwrap());
+        headers.insert("content-length", "12345".parse().unwrap());
         headers.insert("x-forwarded-by", "other-source-secret and more".parse().unwrap());
         headers.insert("stripe-signature", "t=1,v1=ab".parse().unwrap());
         headers.insert("x-hub-signature-256", "sha256=ab".parse().unwrap());
-        let stored = headers_for_storage(&headers, &["tv-secret".into(), "other-source-secret".into()]);
+        let stored =
+            headers_for_storage(&headers, &["tv-secret".into(), "other-source-secret".into(), "1234".into()]);
         let json: serde_json::Value = serde_json::from_str(&stored).unwrap();
         assert_eq!(json["content-type"], "application/json");
         assert_eq!(json["x-webhook-signature"], "deadbeef");
@@ -170,7 +192,10 @@ mod tests {
         assert!(json.get("authorization").is_none());
         assert!(!stored.contains("tv-secret") && !stored.contains("other-source-secret"), "{stored}");
         assert!(!stored.contains("sender-credential"), "{stored}");
-        assert_eq!(json.as_object().unwrap().len(), 4, "{stored}");
+        assert_eq!(json["x-author"], "ann");
+        assert_eq!(json["x-bypass-cache"], "1");
+        assert_eq!(json["content-length"], "12345");
+        assert_eq!(json.as_object().unwrap().len(), 7, "{stored}");
     }
 
     #[test]

@@ -99,6 +99,9 @@ pub(crate) fn exact_numbers(body: &[u8]) -> std::borrow::Cow<'_, [u8]> {
                         break;
                     }
                     at += 2;
+                    if at >= body.len() {
+                        break;
+                    }
                 }
                 at += 1;
             }
@@ -231,6 +234,10 @@ mod tests {
             "",
         ] {
             assert_eq!(exact_numbers(body.as_bytes()), body.as_bytes(), "{body}");
+        }
+        // Not JSON (the worker reports it as such): no panic on an escape at the very end.
+        for text in [r#"""#, r#""\"#, r#"{"a":"\"#, r#"{"a":1.000000000000000001,"b":"\"#] {
+            let _ = exact_numbers(text.as_bytes());
         }
         // Keys and strings holding digits are never touched, even after escapes.
         let body = r#"{"k\"1.000000000000000001":"\\","v":1.000000000000000001}"#;

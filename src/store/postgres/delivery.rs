@@ -69,7 +69,7 @@ pub(super) async fn queue(tx: &Transaction<'_>, deliveries: &[NewDelivery], now:
         .prepare_cached(&format!(
             "DELETE FROM dead_letters l USING deliveries d,
                  unnest($1::bigint[], $2::text[], $3::bytea[]) AS q(seq, target, payload)
-             WHERE l.delivery_id = d.id AND d.event_seq = q.seq AND d.target = q.target AND d.status = 'dead'
+             WHERE l.event_seq = q.seq AND l.delivery_id = d.id AND d.event_seq = q.seq AND d.target = q.target AND d.status = 'dead'
                AND d.payload IS NOT DISTINCT FROM q.payload AND NOT {}",
             no_waiting_twin("q.seq", "q.target", "q.payload")
         ))

@@ -64,8 +64,6 @@ pub struct PgOptions {
     pub pool_size: usize,
 }
 
-/// Maps a database error: connection trouble, shutdown, overload or a failed transaction is
-/// `Unavailable` (answer 503, try again); the rest is a bug or corruption.
 /// Checks `url` as opening the store does, without connecting (`config check` and start-up
 /// report a malformed URL, an unknown `sslmode` or an unreadable `sslrootcert` as a config error).
 pub fn check_url(url: &str) -> Result<(), String> {
@@ -75,6 +73,8 @@ pub fn check_url(url: &str) -> Result<(), String> {
     })
 }
 
+/// Maps a database error: connection trouble, shutdown, overload or a failed transaction is
+/// `Unavailable` (answer 503, try again); the rest is a bug or corruption.
 pub(super) fn pg_error(error: tokio_postgres::Error) -> StoreError {
     let retriable = match error.code() {
         // 08 connection, 25 transaction state, 40 rollback (serialization, deadlock),

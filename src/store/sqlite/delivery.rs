@@ -101,7 +101,7 @@ pub(super) fn queue(tx: &Connection, deliveries: &[NewDelivery], now: i64) -> ru
     // A delivery of the event that died before is superseded by the chain now waiting: its
     // dead-letter entry goes (replaying it later would send the event a second time).
     let mut superseded = tx.prepare_cached(&format!(
-        "DELETE FROM dead_letters WHERE delivery_id IN (
+        "DELETE FROM dead_letters WHERE event_seq = ?1 AND delivery_id IN (
              SELECT d.id FROM deliveries d
              WHERE d.event_seq = ?1 AND d.target = ?2 AND d.status = 'dead' AND d.payload IS ?3 AND NOT {})",
         no_waiting_twin("?1", "?2", "?3")
