@@ -64,6 +64,18 @@ pub struct PgOptions {
     pub pool_size: usize,
 }
 
+/// Starts a transaction at READ COMMITTED whatever the server's default: the fencing of the
+/// lease, the subscription lock of `delivery::queue` and the delete order of
+/// `delivery::delete_subscription` rely on each statement seeing what committed before it.
+async fn begin(client: &mut Client) -> Result<deadpool_postgres::Transaction<'_>, StoreError> {
+    client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::ReadCommitted)
+        .start()
+        .await
+        .map_err(pg_error)
+}
+
 /// Checks `url` as opening the store does, without connecting (`config check` and start-up
 /// report a malformed URL, an unknown `sslmode` or an unreadable `sslrootcert` as a config error).
 pub fn check_url(url: &str) -> Result<(), String> {
@@ -206,7 +218,7 @@ impl PgStore {
         ) -> futures::future::BoxFuture<'t, Result<T, StoreError>>,
     {
         let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_error)?;
+        let tx = begin(&mut client).await?;
         let value = work(&tx).await?;
         tx.commit().await.map_err(pg_error)?;
         Ok(value)
@@ -500,7 +512,7 @@ impl Store for PgStore {
 
     async fn commit_processed(&self, batch: ProcessedBatch) -> Result<u64, StoreError> {
         let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_error)?;
+        let tx = begin(&mut client).await?;
         // First: renew the lease or find that another node holds it (then nothing commits).
         self.lease.fence(&tx).await?;
         let done = processing::commit_processed(&tx, &batch).await?;
@@ -585,7 +597,7 @@ impl Store for PgStore {
 
     async fn replace_state(&self, entities: Vec<(EntityKind, String, String)>) -> Result<u64, StoreError> {
         let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_error)?;
+        let tx = begin(&mut client).await?;
         // Only the lease holder writes state: a node processing meanwhile would have its work
         // overwritten by a state computed without it (and go on from its own, in memory).
         self.lease.fence(&tx).await?;
