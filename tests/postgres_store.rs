@@ -527,3 +527,54 @@ async fn sslmode_disable_connects_in_the_clear() {
     let (encrypted, all) = encrypted_connections(&db).await;
     assert!(all > 0 && encrypted == 0, "{encrypted} of {all} connections encrypted");
 }
+
+/// A subscription deleted while a processing transaction queues a delivery to it: the
+/// processing commit holds the subscription row (`FOR KEY SHARE`, as `delivery::queue` does),
+/// the delete waits for it, and then also removes what it queued — no orphan delivery (with the
+/// waiting deliveries deleted before the row, the queued one stayed and went to the DLQ).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_waiting_on_a_processing_commit_drops_what_it_queued() {
+    if skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let node = node(dir.path(), Duration::from_secs(5)).await;
+    let subscription = tradehook::delivery::subscription::Subscription::new(
+        "wh_racing".into(),
+        "https://example.com/hook".into(),
+        vec!["*".into()],
+        "whsec_x".into(),
+        now_ms(),
+    );
+    node.create_subscription(subscription).await.unwrap();
+    let mut db = connect(dir.path()).await;
+    // What a processing commit does for a delivery to the subscription, left open.
+    let processing = db.transaction().await.unwrap();
+    let locked = processing
+        .query("SELECT 1 FROM subscriptions WHERE id = 'wh_racing' FOR KEY SHARE", &[])
+        .await
+        .unwrap();
+    assert_eq!(locked.len(), 1);
+    processing
+        .execute(
+            "INSERT INTO deliveries (event_seq, target, webhook_id, status, next_attempt_at, created_at)
+             VALUES (1, 'forward:wh_racing', 'wh_racing', 'pending', 0, 0)",
+            &[],
+        )
+        .await
+        .unwrap();
+    let deleting = {
+        let node = node.clone();
+        tokio::spawn(async move { node.delete_subscription("wh_racing").await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!deleting.is_finished(), "the delete waits for the processing commit");
+    processing.commit().await.unwrap();
+    assert!(deleting.await.unwrap().unwrap(), "deleted");
+    let left: i64 = db
+        .query_one("SELECT count(*) FROM deliveries WHERE webhook_id = 'wh_racing'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0, "no delivery left for the deleted subscription");
+}
