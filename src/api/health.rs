@@ -74,7 +74,7 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     match tokio::time::timeout(CHECK_WITHIN, state.store.check_writable()).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => problems.push(e.to_string()),
-        Err(_) => problems.push("store did not commit a probe write within 2 s".into()),
+        Err(_) => problems.push(format!("store did not commit a probe write within {} s", CHECK_WITHIN.as_secs())),
     }
     let store_answers = problems.is_empty();
     let backlog = state.store.backlog();
@@ -84,7 +84,10 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     // With the store down, the probe said why; another read would only wait or say it again.
     if state.config.worker.enabled && store_answers {
         match tokio::time::timeout(CHECK_WITHIN, state.store.oldest_pending()).await.unwrap_or_else(|_| {
-            Err(crate::store::StoreError::Unavailable("store did not answer within 2 s".into()))
+            Err(crate::store::StoreError::Unavailable(format!(
+                "store did not answer within {} s",
+                CHECK_WITHIN.as_secs()
+            )))
         }) {
             Ok(Some(at)) => {
                 let age =

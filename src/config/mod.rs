@@ -587,19 +587,17 @@ impl Config {
             if !names.insert(source.name.as_str()) {
                 return fail(&format!("{key}.name"), format!("source `{}` is defined twice", source.name));
             }
-            if let Err(problem) = crate::ingest::guard::parse_allow_list(&source.allow_ips) {
-                return fail(&format!("{key}.allow_ips"), problem);
-            }
+            let allowed = match crate::ingest::guard::parse_allow_list(&source.allow_ips) {
+                Ok(nets) => nets,
+                Err(problem) => return fail(&format!("{key}.allow_ips"), problem),
+            };
             if source.signature == Scheme::None && (!source.allow_unsigned || source.allow_ips.is_empty()) {
                 return fail(
                     &format!("{key}.signature"),
                     "`none` needs allow_unsigned = true and a non-empty allow_ips".into(),
                 );
             }
-            if source.signature == Scheme::None
-                && crate::ingest::guard::parse_allow_list(&source.allow_ips)
-                    .is_ok_and(|nets| nets.iter().any(|net| net.prefix_len() == 0))
-            {
+            if source.signature == Scheme::None && allowed.iter().any(|net| net.prefix_len() == 0) {
                 return fail(
                     &format!("{key}.allow_ips"),
                     "an unsigned source's allow-list must not admit every address (0.0.0.0/0, ::/0)".into(),

@@ -129,17 +129,14 @@ impl LedgerEntry {
         let alert = conflict.then(|| {
             let (kept, other) = if repeat_first { (repeat, &before) } else { (&before, repeat) };
             let message = format!(
-                "transaction {} reported as {:?} {} {} and as {:?} {} {}; kept the earliest report, {:?} {} {}",
-                self.transaction_id,
-                kept.kind,
-                kept.amount,
-                kept.asset,
+                "transaction {id} reported as {kind:?} {amount} {asset} and as {:?} {} {}; kept the earliest report, {kind:?} {amount} {asset}",
                 other.kind,
                 other.amount,
                 other.asset,
-                kept.kind,
-                kept.amount,
-                kept.asset
+                id = self.transaction_id,
+                kind = kept.kind,
+                amount = kept.amount,
+                asset = kept.asset,
             );
             Alert::new(AlertKind::ConflictingDuplicate, self.transaction_id.clone(), message, repeat.at)
         });
@@ -151,7 +148,7 @@ impl LedgerEntry {
         self.method = self.method.take().max(repeat.method.clone());
         // The status of the newest report that has one.
         let status_key = |e: &LedgerEntry| {
-            e.status.as_ref().map(|s| (e.status_at.unwrap_or(e.at), is_final(Some(s)), s.clone()))
+            e.status.as_ref().map(|s| (e.status_at.unwrap_or(e.at), is_final(s), s.clone()))
         };
         let (status, status_at) = if status_key(repeat) > status_key(self) {
             (repeat.status.clone(), repeat.status_at.unwrap_or(repeat.at))
@@ -167,8 +164,6 @@ impl LedgerEntry {
 }
 
 /// Whether a transaction status is one it ends in (anything but pending or processing).
-fn is_final(status: Option<&str>) -> bool {
-    status.is_some_and(|s| {
-        !matches!(s.to_ascii_lowercase().as_str(), "pending" | "processing" | "in_progress" | "submitted")
-    })
+fn is_final(status: &str) -> bool {
+    !matches!(status.to_ascii_lowercase().as_str(), "pending" | "processing" | "in_progress" | "submitted")
 }

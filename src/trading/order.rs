@@ -518,32 +518,17 @@ impl Order {
                 self.unsaved.0.push(FactKey::Trade(trade.trade_id.clone()));
                 None
             }
-            // A plain duplicate: the earliest report time, and the largest commission and lowest
-            // sequence any report gave, so arrival order does not matter.
-            Some(known) if known.quantity == trade.quantity && known.price == trade.price => {
-                let merged = Trade {
-                    at: known.at.min(at),
-                    commission: known.commission.max(trade.commission),
-                    sequence: min_some(known.sequence, sequence),
-                    ..known.clone()
-                };
-                if merged != *known {
-                    *known = merged;
-                    changes.push(FactChange::Other);
-                    self.unsaved.0.push(FactKey::Trade(trade.trade_id.clone()));
-                }
-                None
-            }
+            // Another report of a known trade: the earliest report wins (then the smaller
+            // quantity and price) and the commission and sequence join over every report (largest,
+            // lowest), so the fill does not depend on arrival order. Different values also alert.
             Some(known) => {
-                // The earliest report wins (then the smaller quantity and price), whichever
-                // arrives first, so the fills do not depend on arrival order.
+                let conflict = (trade.quantity, trade.price) != (known.quantity, known.price);
                 let repeat_wins = (at, trade.quantity, trade.price) < (known.at, known.quantity, known.price);
                 let (kept, dropped) = if repeat_wins {
                     ((trade.quantity, trade.price), (known.quantity, known.price))
                 } else {
                     ((known.quantity, known.price), (trade.quantity, trade.price))
                 };
-                // Commission and sequence join over every report of the trade (largest, lowest).
                 let commission = known.commission.max(trade.commission);
                 let sequence = min_some(known.sequence, sequence);
                 let merged = if repeat_wins {
@@ -556,11 +541,13 @@ impl Order {
                     changes.push(FactChange::Other);
                     self.unsaved.0.push(FactKey::Trade(trade.trade_id.clone()));
                 }
-                let message = format!(
-                    "trade {} reported as {} @ {} and as {} @ {}; kept the earliest report, {} @ {}",
-                    trade.trade_id, kept.0, kept.1, dropped.0, dropped.1, kept.0, kept.1
-                );
-                Some(self.alert(AlertKind::ConflictingDuplicate, message, at))
+                conflict.then(|| {
+                    let message = format!(
+                        "trade {} reported as {} @ {} and as {} @ {}; kept the earliest report, {} @ {}",
+                        trade.trade_id, kept.0, kept.1, dropped.0, dropped.1, kept.0, kept.1
+                    );
+                    self.alert(AlertKind::ConflictingDuplicate, message, at)
+                })
             }
         }
     }
@@ -591,31 +578,17 @@ impl Order {
                 self.unsaved.0.push(FactKey::Snapshot(cum));
                 None
             }
-            Some(known) if known.average_price == average_price => {
-                // The earliest report time and the largest commission any report of this total
-                // gave: the same whatever the arrival order.
-                let merged = Snapshot {
-                    at: known.at.min(at),
-                    commission: max_some(known.commission, commission),
-                    ..known.clone()
-                };
-                if merged != *known {
-                    *known = merged;
-                    changes.push(FactChange::Other);
-                    self.unsaved.0.push(FactKey::Snapshot(cum));
-                }
-                None
-            }
+            // Another report of a known total: as for trades, the earliest report wins (then the
+            // lower average) and the commission joins over every report (largest).
             Some(known) => {
-                // As for trades: the earliest report wins, then the lower average.
+                let conflict = average_price != known.average_price;
                 let repeat_wins = (at, average_price) < (known.at, known.average_price);
                 let (kept, dropped) = if repeat_wins {
                     (average_price, known.average_price)
                 } else {
                     (known.average_price, average_price)
                 };
-                // The commission joins over every report of the total (largest).
-                let commission = max_some(known.commission, commission);
+                let commission = known.commission.max(commission);
                 let merged = if repeat_wins {
                     Snapshot { average_price, at, commission }
                 } else {
@@ -626,10 +599,12 @@ impl Order {
                     changes.push(FactChange::Other);
                     self.unsaved.0.push(FactKey::Snapshot(cum));
                 }
-                let message = format!(
-                    "cumulative fill {cum} reported at average {kept} and at {dropped}; kept the earliest report, {kept}"
-                );
-                Some(self.alert(AlertKind::ConflictingDuplicate, message, at))
+                conflict.then(|| {
+                    let message = format!(
+                        "cumulative fill {cum} reported at average {kept} and at {dropped}; kept the earliest report, {kept}"
+                    );
+                    self.alert(AlertKind::ConflictingDuplicate, message, at)
+                })
             }
         }
     }
@@ -675,11 +650,6 @@ impl Order {
 #[cfg(test)]
 #[path = "order_tests.rs"]
 mod tests;
-
-/// The larger of two optional values (`None` only when both are).
-fn max_some<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
-    a.max(b)
-}
 
 /// The smaller of two optional values, ignoring `None`.
 fn min_some<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
