@@ -59,6 +59,7 @@ pub(crate) fn from_json(field: &str, value: &Value, sign: Sign) -> Result<Decima
 }
 
 /// Serializes a decimal as a JSON number, digit for digit (no binary float in between).
+#[cfg(feature = "server")] // for the worker and the API; the pure build (fuzz targets) has neither
 pub(crate) fn number<S: serde::Serializer>(value: &Decimal, serializer: S) -> Result<S::Ok, S::Error> {
     use serde::Serialize;
     let raw = serde_json::value::RawValue::from_string(value.normalize().to_string())
@@ -67,6 +68,7 @@ pub(crate) fn number<S: serde::Serializer>(value: &Decimal, serializer: S) -> Re
 }
 
 /// [`number`], or `null`.
+#[cfg(feature = "server")]
 pub(crate) fn optional_number<S: serde::Serializer>(
     value: &Option<Decimal>,
     serializer: S,
@@ -78,12 +80,14 @@ pub(crate) fn optional_number<S: serde::Serializer>(
 }
 
 /// Significant digits every decimal of at most this many keeps through an `f64` (`DBL_DIG`).
+#[cfg(feature = "server")]
 const F64_DIGITS: usize = 15;
 
 /// `body` (JSON) with every number that `serde_json::Value` would not hold exactly — an integer
 /// outside 64 bits, or a fraction or exponent form with more than 15 significant digits — put in
 /// quotes, its text unchanged, so [`from_json`] reads it as the exact numeric string it is. Other
 /// numbers, strings and the layout stay byte for byte; the body itself when nothing changes.
+#[cfg(feature = "server")]
 pub(crate) fn exact_numbers(body: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     let mut out: Option<Vec<u8>> = None;
     let mut copied = 0;
@@ -135,6 +139,7 @@ pub(crate) fn exact_numbers(body: &[u8]) -> std::borrow::Cow<'_, [u8]> {
 
 /// Whether the JSON number `text` survives `serde_json::Value` exactly (as its value: `1.50`
 /// and `1.5` are one decimal).
+#[cfg(feature = "server")]
 fn held_exactly(text: &[u8]) -> bool {
     let Ok(text) = std::str::from_utf8(text) else { return true };
     if !text.contains(['.', 'e', 'E']) {

@@ -43,6 +43,7 @@ pub use actions::{
 };
 pub use alert::{Alert, AlertKind};
 pub use balance::{Balance, BalanceKey, LedgerEntry};
+#[cfg(feature = "server")]
 pub(crate) use decimal::exact_numbers;
 pub use event::{CanonicalEvent, EventKind, SchemaError, Stamp};
 pub use fill::Fill;
