@@ -464,3 +464,56 @@ async fn deposits_and_withdrawals_are_listed_once_per_transaction() {
     );
     assert_eq!(entries[0]["at"], "2024-01-15T09:00:00.000Z");
 }
+
+/// `/readyz` and the status' `oldestPendingAgeSeconds` measure a stalled worker (SPEC §6): an
+/// old event replayed, or one waiting for a later retry, is not a stall. Before, both counted
+/// from the event's arrival: replaying an event of an hour ago made `/readyz` fail, and an event
+/// retried for longer than `max_pending_age` (retries run 12 min by default) made every node of
+/// a cluster "not ready" at once.
+#[tokio::test]
+async fn the_pending_age_counts_from_when_an_event_became_due_not_from_its_arrival() {
+    use tradehook::store::{now_ms, Appended, Lease, NewEvent, ProcessedBatch, Retry};
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(dir.path()).await;
+    let hour = 3_600_000;
+    let mut seqs = Vec::new();
+    for key in ["old-1", "old-2"] {
+        let event = NewEvent {
+            source: "default".into(),
+            event_key: key.into(),
+            event_type: Some("order.created".into()),
+            body: bytes::Bytes::from_static(b"{}"),
+            headers: "{}".into(),
+            client_ip: "127.0.0.1".into(),
+            received_at: now_ms() - hour,
+        };
+        let Appended::Accepted(id) = store.append(event).await.unwrap() else { panic!("{key} stored twice") };
+        seqs.push((id.clone(), id.trim_start_matches("evt_").parse::<i64>().unwrap()));
+    }
+    let age = |at: Option<i64>| at.map(|at| (now_ms() - at) / 1000);
+    assert!(age(store.oldest_pending().await.unwrap()).unwrap() >= 3599, "an unprocessed arrival counts");
+
+    // The first is processed; the second failed and waits for a retry in an hour.
+    let batch = ProcessedBatch {
+        processed: vec![(seqs[0].1, "applied")],
+        retries: vec![Retry {
+            seq: seqs[1].1,
+            attempts: 1,
+            next_attempt_at: now_ms() + hour,
+            ordering_key: None,
+            history: "[]".into(),
+        }],
+        ..ProcessedBatch::default()
+    };
+    assert!(matches!(store.processing_lease().await.unwrap(), Lease::Held { .. }));
+    store.commit_processed(batch).await.unwrap();
+    assert_eq!(store.oldest_pending().await.unwrap(), None, "an event waiting for its retry is not late");
+    assert_eq!(store.stats().await.unwrap().oldest_pending_age_seconds, None);
+
+    // Replayed an hour after it arrived, the first counts from its replay.
+    assert!(store.replay_event(&seqs[0].0).await.unwrap());
+    let waited = age(store.oldest_pending().await.unwrap()).expect("the replayed event is due");
+    assert!(waited < 60, "the replayed event counts from its replay, not its arrival: {waited} s");
+    let status = store.stats().await.unwrap().oldest_pending_age_seconds.expect("due");
+    assert!(status < 60.0, "status agrees: {status} s");
+}

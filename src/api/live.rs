@@ -76,7 +76,8 @@ pub struct IngestHistory {
     samples: Vec<RateSample>,
     /// Events stored and not yet processed.
     backlog: u64,
-    /// Age of the oldest pending event, seconds; absent when nothing waits.
+    /// How long the next event to process has been waiting since it was received, replayed or
+    /// due for its retry, seconds; absent when nothing is due.
     oldest_pending_age_seconds: Option<f64>,
     /// Entries in the dead-letter queue.
     dlq: u64,

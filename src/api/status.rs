@@ -31,7 +31,8 @@ pub struct StatusView {
     lag: LagSummary,
     /// Whether this process runs the worker.
     worker: bool,
-    /// Age of the oldest pending event, seconds; absent when nothing waits.
+    /// How long the next event to process has been waiting since it was received, replayed or
+    /// due for its retry, seconds; absent when nothing is due.
     oldest_pending_age_seconds: Option<f64>,
     /// Events processed.
     processed: u64,

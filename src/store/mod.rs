@@ -135,7 +135,8 @@ pub struct StoreStats {
     pub events: u64,
     /// Events not yet processed.
     pub backlog: u64,
-    /// Age of the oldest unprocessed event, seconds.
+    /// How long the next event the worker would take has been due, seconds
+    /// ([`Store::oldest_pending`]).
     pub oldest_pending_age_seconds: Option<f64>,
     /// Events processed.
     pub processed: u64,
@@ -185,7 +186,8 @@ pub trait Store: Send + Sync + 'static {
     async fn prune(&self, cutoff: i64, limit: u32) -> Result<u64, StoreError>;
     /// Entries in the dead-letter queue.
     async fn dlq_size(&self) -> Result<u64, StoreError>;
-    /// Arrival time (unix ms) of the oldest event still waiting to be processed.
+    /// Since when (unix ms) the next event the worker would take has been due: its arrival, or
+    /// its replay or retry time. An event waiting for a later retry is not counted.
     async fn oldest_pending(&self) -> Result<Option<i64>, StoreError>;
     /// Proves the store can commit a write now (readiness).
     async fn check_writable(&self) -> Result<(), StoreError>;

@@ -401,7 +401,6 @@ impl Store for PgStore {
         let row = client
             .query_one(
                 "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM events WHERE processed_at IS NULL),
-                        (SELECT received_at FROM events WHERE processed_at IS NULL ORDER BY seq LIMIT 1),
                         (SELECT count(*) FROM dead_letters)",
                 &[],
             )
@@ -410,14 +409,13 @@ impl Store for PgStore {
         let events = row.get::<_, i64>(0).max(0) as u64;
         let backlog = row.get::<_, i64>(1).max(0) as u64;
         let now = now_ms();
+        let oldest = processing::oldest_due(&client, now).await?;
         Ok(StoreStats {
             events,
             backlog,
-            oldest_pending_age_seconds: row
-                .get::<_, Option<i64>>(2)
-                .map(|at| crate::store::seconds_since(at, now)),
+            oldest_pending_age_seconds: oldest.map(|at| crate::store::seconds_since(at, now)),
             processed: events.saturating_sub(backlog),
-            dlq: row.get::<_, i64>(3).max(0) as u64,
+            dlq: row.get::<_, i64>(2).max(0) as u64,
         })
     }
 
@@ -457,13 +455,7 @@ impl Store for PgStore {
     }
 
     async fn oldest_pending(&self) -> Result<Option<i64>, StoreError> {
-        let row = self
-            .client()
-            .await?
-            .query_opt("SELECT received_at FROM events WHERE processed_at IS NULL ORDER BY seq LIMIT 1", &[])
-            .await
-            .map_err(pg_error)?;
-        Ok(row.map(|row| row.get(0)))
+        processing::oldest_due(&self.client().await?, now_ms()).await
     }
 
     async fn check_writable(&self) -> Result<(), StoreError> {

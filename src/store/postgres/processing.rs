@@ -13,8 +13,9 @@ use crate::store::{now_ms, rfc3339};
 
 type Result<T> = std::result::Result<T, StoreError>;
 
-const PENDING_COLUMNS: &str = "seq, source, body, received_at, attempts, coalesce(history, '[]'),
-     greatest(received_at, coalesce(next_attempt_at, 0))";
+/// When an event became due: its arrival, or a later replay or retry time.
+const DUE_AT: &str = "greatest(received_at, coalesce(next_attempt_at, 0))";
+
 
 fn pending_from_row(row: &Row) -> PendingEvent {
     PendingEvent {
@@ -28,16 +29,25 @@ fn pending_from_row(row: &Row) -> PendingEvent {
     }
 }
 
+/// The worker's queue at `$1`: the unprocessed events that are due, in arrival order.
+const DUE: &str = "FROM events WHERE processed_at IS NULL AND (next_attempt_at IS NULL OR next_attempt_at <= $1)
+     ORDER BY seq";
+
 /// Up to `limit` unprocessed events due at `now`, in arrival order.
 pub(super) async fn pending(client: &impl GenericClient, limit: u32, now: i64) -> Result<Vec<PendingEvent>> {
-    let sql = format!(
-        "SELECT {PENDING_COLUMNS} FROM events
-         WHERE processed_at IS NULL AND (next_attempt_at IS NULL OR next_attempt_at <= $1)
-         ORDER BY seq LIMIT $2"
-    );
+    let sql = format!("SELECT seq, source, body, received_at, attempts, coalesce(history, '[]'), {DUE_AT} {DUE} LIMIT $2");
     let statement = client.prepare_cached(&sql).await.map_err(pg_error)?;
     let rows = client.query(&statement, &[&now, &i64::from(limit)]).await.map_err(pg_error)?;
     Ok(rows.iter().map(pending_from_row).collect())
+}
+
+/// Since when (unix ms) the first event of the worker's queue has been due at `now`: it
+/// measures a stall (SPEC §6 `/readyz`). An event replayed or retried counts from then, not
+/// from its arrival, and one waiting for a later retry is not late.
+pub(super) async fn oldest_due(client: &impl GenericClient, now: i64) -> Result<Option<i64>> {
+    let statement = client.prepare_cached(&format!("SELECT {DUE_AT} {DUE} LIMIT 1")).await.map_err(pg_error)?;
+    let row = client.query_opt(&statement, &[&now]).await.map_err(pg_error)?;
+    Ok(row.map(|row| row.get(0)))
 }
 
 /// Events processed as `applied` after `after_seq`, in arrival order.

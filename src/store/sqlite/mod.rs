@@ -165,16 +165,6 @@ fn pending_count(conn: &Connection) -> rusqlite::Result<u64> {
     conn.query_row("SELECT count(*) FROM pending", [], |row| row.get(0))
 }
 
-/// Arrival time of the oldest unprocessed event.
-fn oldest_pending(conn: &Connection) -> rusqlite::Result<Option<i64>> {
-    conn.query_row(
-        "SELECT e.received_at FROM pending p CROSS JOIN events e ON e.seq = p.seq ORDER BY p.seq LIMIT 1",
-        [],
-        |row| row.get(0),
-    )
-    .optional()
-}
-
 /// Takes an exclusive lock on `<db>.lock` so only one process uses the database: the
 /// de-duplication index lives in that process's memory. The lock file is named after the real
 /// path (symlinks resolved), so two names for one database still share one lock.
@@ -481,7 +471,7 @@ impl Store for SqliteStore {
         self.read(move |conn| {
             let events: u64 = conn.query_row("SELECT count(*) FROM events", [], |row| row.get(0))?;
             let backlog = pending_count(conn)?;
-            let oldest = oldest_pending(conn)?;
+            let oldest = processing::oldest_due(conn, now)?;
             Ok(StoreStats {
                 events,
                 backlog,
@@ -507,7 +497,8 @@ impl Store for SqliteStore {
     }
 
     async fn oldest_pending(&self) -> Result<Option<i64>, StoreError> {
-        self.read(oldest_pending).await
+        let now = now_ms();
+        self.read(move |conn| processing::oldest_due(conn, now)).await
     }
 
     async fn check_writable(&self) -> Result<(), StoreError> {

@@ -46,17 +46,28 @@ pub(super) const ORDERING_KEY_MIGRATION: &str = r#"
 pub(super) const UNBLOCK_SQL: &str = "UPDATE events SET next_attempt_at = NULL
      WHERE ordering_key = ?1 AND attempts = 0 AND EXISTS (SELECT 1 FROM pending p WHERE p.seq = events.seq)";
 
+/// The worker's queue at `?1`: the unprocessed events that are due, in arrival order.
+const DUE: &str = "FROM pending p CROSS JOIN events e ON e.seq = p.seq
+     WHERE e.next_attempt_at IS NULL OR e.next_attempt_at <= ?1 ORDER BY p.seq";
+
+/// When an event became due: its arrival, or a later replay or retry time.
+const DUE_AT: &str = "max(e.received_at, coalesce(e.next_attempt_at, 0))";
+
 /// Up to `limit` unprocessed events that are due at `now`, in arrival order.
 pub(super) fn pending(conn: &Connection, limit: u32, now: i64) -> rusqlite::Result<Vec<PendingEvent>> {
-    let mut statement = conn.prepare_cached(
-        "SELECT e.seq, e.source, e.body, e.received_at, e.attempts, coalesce(e.history, '[]'),
-                max(e.received_at, coalesce(e.next_attempt_at, 0))
-         FROM pending p CROSS JOIN events e ON e.seq = p.seq
-         WHERE e.next_attempt_at IS NULL OR e.next_attempt_at <= ?1
-         ORDER BY p.seq LIMIT ?2",
-    )?;
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT e.seq, e.source, e.body, e.received_at, e.attempts, coalesce(e.history, '[]'), {DUE_AT}
+         {DUE} LIMIT ?2"
+    ))?;
     let rows = statement.query_map(params![now, limit], pending_from_row)?;
     rows.collect()
+}
+
+/// Since when (unix ms) the first event of the worker's queue has been due at `now`: it
+/// measures a stall (SPEC §6 `/readyz`). An event replayed or retried counts from then, not
+/// from its arrival, and one waiting for a later retry is not late.
+pub(super) fn oldest_due(conn: &Connection, now: i64) -> rusqlite::Result<Option<i64>> {
+    conn.prepare_cached(&format!("SELECT {DUE_AT} {DUE} LIMIT 1"))?.query_row([now], |row| row.get(0)).optional()
 }
 
 /// A `PendingEvent` from `seq, source, body, received_at, attempts, history, due_at`.
