@@ -82,6 +82,14 @@ pub enum Side {
 }
 
 impl Side {
+    /// `buy` or `sell`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Buy => "buy",
+            Self::Sell => "sell",
+        }
+    }
+
     /// Parses `buy`/`sell`, case-insensitively.
     pub fn parse(raw: &str) -> Option<Self> {
         match raw.trim().to_ascii_lowercase().as_str() {
@@ -149,6 +157,9 @@ pub struct Order {
     pub origin: Option<String>,
     /// Cancel or reject reason.
     pub reason: Option<String>,
+    /// When the events that gave the descriptive fields happened (see [`DescribedAt`]).
+    #[serde(default)]
+    pub described_at: DescribedAt,
     /// The strongest status the venue reported (the lattice value, before fills are considered).
     pub reported_status: OrderStatus,
     /// Event time of the terminal status in `reported_status`.
@@ -167,9 +178,8 @@ pub struct Order {
     unsaved: Unsaved,
 }
 
-/// Which of two events naming an order's quantity or price is the newer: by event time; at the
-/// same time (venues often send whole seconds) an update before the creation (an amend cannot
-/// come before the order), then by the venue's sequence number.
+/// The report that gave an order's quantity or price, to tell which of two gives it (see
+/// [`ValueTime::outranks`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ValueTime {
@@ -179,6 +189,70 @@ pub struct ValueTime {
     pub update: bool,
     /// The venue's sequence number, 0 when it sends none.
     pub sequence: u64,
+}
+
+impl ValueTime {
+    /// Whether a report at `self` of `value` gives the field rather than the one at `known` of
+    /// `known_value`. An update (an amend) outranks the creation; of two updates the newer (by
+    /// event time, then the venue's sequence number); of two creations the earlier, since a later
+    /// `order.created` only fills in what is missing (TRADING.md rule 2). Ties go to the larger
+    /// value, so the result never depends on which came first.
+    fn outranks(self, value: Decimal, known: ValueTime, known_value: Decimal) -> bool {
+        match (self.update, known.update) {
+            (true, false) => true,
+            (false, true) => false,
+            (true, true) => (self, value) > (known, known_value),
+            (false, false) => {
+                (std::cmp::Reverse(self.at), self.sequence, value)
+                    > (std::cmp::Reverse(known.at), known.sequence, known_value)
+            }
+        }
+    }
+}
+
+/// Event times of the reports that gave an order's descriptive fields. Reports that disagree
+/// (two `order.created` for one id, or two sources using the same order id) are a conflict: the
+/// earliest report by event time gives the field (ties: the smaller value), so the order and the
+/// position its fills go to do not depend on which came first (TRADING.md rule 2: a later report
+/// only fills in what is missing). A field without a time was given before these were kept: it
+/// counts as the earliest, so it stays as it was.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct DescribedAt {
+    /// Of `client_order_id`.
+    pub client_order_id: Option<DateTime<Utc>>,
+    /// Of `account`.
+    pub account: Option<DateTime<Utc>>,
+    /// Of `symbol`.
+    pub symbol: Option<DateTime<Utc>>,
+    /// Of `side`.
+    pub side: Option<DateTime<Utc>>,
+    /// Of `order_type`.
+    pub order_type: Option<DateTime<Utc>>,
+}
+
+/// Merges one report of a descriptive field: the earliest (`at`, value) gives it. Returns the
+/// two values when they conflict: (kept, the other).
+fn earliest<T: Clone + Ord>(
+    slot: &mut Option<T>,
+    slot_at: &mut Option<DateTime<Utc>>,
+    value: &Option<T>,
+    at: DateTime<Utc>,
+) -> Option<(T, T)> {
+    let value = value.as_ref()?;
+    let Some(known) = slot.as_ref() else {
+        *slot = Some(value.clone());
+        *slot_at = Some(at);
+        return None;
+    };
+    let known_at = slot_at.unwrap_or(DateTime::<Utc>::MIN_UTC);
+    if (at, value) < (known_at, known) {
+        let replaced = known.clone();
+        *slot = Some(value.clone());
+        *slot_at = Some(at);
+        return (replaced != *value).then(|| (value.clone(), replaced));
+    }
+    (known != value).then(|| (known.clone(), value.clone()))
 }
 
 /// Bookkeeping for the store, not part of what an order is: equal whatever it holds.
@@ -274,6 +348,7 @@ impl Order {
             reduce_only: false,
             origin: None,
             reason: None,
+            described_at: DescribedAt::default(),
             reported_status: OrderStatus::Pending,
             terminal_at: None,
             reported_filled: Decimal::ZERO,
@@ -306,7 +381,13 @@ impl Order {
         let guessed_before = self.guessed_remainder();
         let overfill_before = self.overfill_quantity.unwrap_or_default();
 
-        self.merge_description(event, at);
+        for (field, kept, other) in self.merge_description(event, at) {
+            let message = format!(
+                "reports of order {} disagree on {field}: `{kept}` (the earliest report) is kept, `{other}` is not",
+                self.order_id
+            );
+            alerts.push(self.alert(AlertKind::ConflictingDuplicate, message, at));
+        }
         if let Some(status) = event.status {
             (self.reported_status, self.terminal_at) =
                 merge_reported((self.reported_status, self.terminal_at), (status, at));
@@ -317,7 +398,11 @@ impl Order {
         let snapshot_alert = event.filled_quantity.and_then(|cum| {
             self.record_snapshot(cum, event.average_price, event.commission, at, &mut changes)
         });
-        let fills_from = self.derived.update((&self.trades, &self.snapshots), &changes);
+        let mut fills_from = self.derived.update((&self.trades, &self.snapshots), &changes);
+        if before.side.is_some() && before.side != self.side {
+            // An earlier report named the other side: every fill changes direction.
+            fills_from = Some(0);
+        }
         self.refresh();
         // A trade report prices its own fill: its running total needs no average, unless the
         // total is more than the trades known account for.
@@ -437,18 +522,23 @@ impl Order {
             .collect()
     }
 
-    /// Fills in descriptive fields still unknown; known values are never overwritten (rule 2).
+    /// Fills in descriptive fields still unknown (rule 2); a report that disagrees with a known
+    /// one is a conflict, settled by [`DescribedAt`] and returned as (field, kept, other).
     /// Quantity and price are what an amend changes: each is the newest named (see [`newest`]).
-    fn merge_description(&mut self, event: &OrderEvent, at: DateTime<Utc>) {
+    fn merge_description(
+        &mut self,
+        event: &OrderEvent,
+        at: DateTime<Utc>,
+    ) -> Vec<(&'static str, String, String)> {
         fn fill_in<T: Clone>(slot: &mut Option<T>, value: &Option<T>) {
             if slot.is_none() {
                 slot.clone_from(value);
             }
         }
-        /// The newer of (`slot`, `slot_at`) and (`value`, `when`); at the same [`ValueTime`], the
-        /// larger value, so the result does not depend on which event came first. `seen` stands
-        /// in for `slot_at` in a document saved before these times were kept: the newest event
-        /// time of the order, which is no older than the event that gave the value.
+        /// Whichever of (`slot`, `slot_at`) and (`value`, `when`) outranks the other
+        /// ([`ValueTime::outranks`]). `seen` stands in for `slot_at` in a document saved before
+        /// these times were kept: an update at the newest event time of the order, which is no
+        /// older than the event that gave the value.
         fn newest(
             slot: &mut Option<Decimal>,
             slot_at: &mut Option<ValueTime>,
@@ -461,7 +551,7 @@ impl Order {
                 Some(known) => {
                     let known_at =
                         slot_at.unwrap_or(ValueTime { at: seen, update: true, sequence: u64::MAX });
-                    (when, value) > (known_at, known)
+                    when.outranks(value, known_at, known)
                 }
                 None => true,
             };
@@ -470,11 +560,19 @@ impl Order {
                 *slot_at = Some(when);
             }
         }
-        fill_in(&mut self.client_order_id, &event.client_order_id);
-        fill_in(&mut self.account, &event.account);
-        fill_in(&mut self.symbol, &event.symbol);
-        fill_in(&mut self.side, &event.side);
-        fill_in(&mut self.order_type, &event.order_type);
+        let times = &mut self.described_at;
+        let conflicts = [
+            earliest(&mut self.client_order_id, &mut times.client_order_id, &event.client_order_id, at)
+                .map(|(kept, other)| ("clientOrderId", kept, other)),
+            earliest(&mut self.account, &mut times.account, &event.account, at)
+                .map(|(kept, other)| ("account", kept, other)),
+            earliest(&mut self.symbol, &mut times.symbol, &event.symbol, at)
+                .map(|(kept, other)| ("symbol", kept, other)),
+            earliest(&mut self.side, &mut times.side, &event.side, at)
+                .map(|(kept, other)| ("side", kept.as_str().to_owned(), other.as_str().to_owned())),
+            earliest(&mut self.order_type, &mut times.order_type, &event.order_type, at)
+                .map(|(kept, other)| ("type", kept, other)),
+        ];
         // Once the order is over (filled, cancelled, …), a later event cannot amend it: a venue
         // refuses the amend, and one that came back anyway (the paper broker amending a leg that
         // filled meanwhile) must not resize a finished order.
@@ -494,6 +592,7 @@ impl Order {
             (a, b) => a.or(b),
         };
         self.updated_at = self.updated_at.max(at);
+        conflicts.into_iter().flatten().collect()
     }
 
     /// Records an execution by trade id (rules 4 and 5).

@@ -106,12 +106,20 @@ fn rule2_fill_before_order_creates_it_and_created_fills_in_missing_fields_only()
     assert!(order.fills().is_empty(), "fills need symbol and side to affect positions");
 
     let (c, at) = created(0);
-    assert!(order.apply(&c, at).is_empty());
+    let alerts = order.apply(&c, at);
     assert_eq!(
         (order.symbol.as_deref(), order.side, order.quantity),
         (Some("BTC/USD"), Some(Side::Buy), Some(d("1")))
     );
-    assert_eq!(order.order_type.as_deref(), Some("market"), "known fields are never overwritten");
+    // The two disagree on the type: the earliest report (the creation) gives it, as it would had
+    // it come first, and the conflict is an alert.
+    assert_eq!(order.order_type.as_deref(), Some("limit"));
+    assert_eq!(kinds(&alerts), vec![AlertKind::ConflictingDuplicate]);
+    assert!(
+        alerts[0].message.contains("on type: `limit` (the earliest report) is kept, `market` is not"),
+        "{}",
+        alerts[0].message
+    );
     assert_eq!(order.status, OrderStatus::PartiallyFilled);
     assert_eq!(order.created_at, Some(at));
     assert_eq!(order.fills().len(), 1);
@@ -476,4 +484,30 @@ fn a_finished_order_is_not_amended_by_a_later_event() {
     let (order, _) = run(&[created(0), cum(2, "filled", "1", "100"), amend]);
     assert_eq!((order.quantity, order.price), (Some(d("1")), Some(d("100"))));
     assert_eq!(order.status, OrderStatus::Filled);
+}
+
+/// Quantity and price: an amend (an update naming them) outranks the creation, the newer of two
+/// amends wins, and of two creations the earlier (a later `order.created` only fills in what is
+/// missing) — in every arrival order.
+#[test]
+fn rule2_amends_outrank_creations_and_the_earliest_creation_wins() {
+    let second_creation = ev(
+        "order.created",
+        5,
+        json!({"symbol": "BTC/USD", "side": "buy", "type": "limit", "quantity": 3, "price": 300}),
+    );
+    let amend = ev("order.updated", 3, json!({"status": "open", "quantity": 2, "price": 200}));
+    let older_amend = ev("order.updated", 2, json!({"status": "open", "quantity": 4, "price": 400}));
+    let cases: [(&[_], _); 2] = [
+        (&[created(0), second_creation.clone()], (d("1"), d("100"))),
+        (&[created(0), second_creation, amend, older_amend], (d("2"), d("200"))),
+    ];
+    for (events, expected) in cases {
+        let mut arrivals = vec![events.to_vec()];
+        arrivals.push(events.iter().rev().cloned().collect());
+        for arrived in arrivals {
+            let (order, _) = run(&arrived);
+            assert_eq!((order.quantity.unwrap(), order.price.unwrap()), expected);
+        }
+    }
 }

@@ -539,23 +539,25 @@ fn commission_on_running_totals_is_counted_per_increment_in_any_arrival_order() 
     assert!(views.windows(2).all(|w| w[0] == w[1]));
 }
 
+/// Every arrangement of `0..n`.
+fn permutations(n: usize) -> Vec<Vec<usize>> {
+    if n == 0 {
+        return vec![Vec::new()];
+    }
+    let mut all = Vec::new();
+    for rest in permutations(n - 1) {
+        for at in 0..=rest.len() {
+            let mut order = rest.clone();
+            order.insert(at, n - 1);
+            all.push(order);
+        }
+    }
+    all
+}
+
 /// Every arrival order of `events` (each event once) gives the same fills (commission included)
 /// and position; returns the fills.
 fn same_in_every_order(events: &[CanonicalEvent], order_id: &str) -> Vec<crate::trading::Fill> {
-    fn permutations(n: usize) -> Vec<Vec<usize>> {
-        if n == 0 {
-            return vec![Vec::new()];
-        }
-        let mut all = Vec::new();
-        for rest in permutations(n - 1) {
-            for at in 0..=rest.len() {
-                let mut order = rest.clone();
-                order.insert(at, n - 1);
-                all.push(order);
-            }
-        }
-        all
-    }
     let mut seen: Option<(Vec<crate::trading::Fill>, _)> = None;
     for order in permutations(events.len()) {
         let mut state = TradingState::new();
@@ -698,4 +700,72 @@ fn trade_report(
                "status": "partially_filled", "tradeId": trade_id, "lastQuantity": qty, "lastPrice": price,
                "commission": commission}),
     )
+}
+
+/// Two reports of one order id that disagree on what it is (two `order.created`, or two sources
+/// using one id): the earliest report gives symbol, side and type, the position follows in every
+/// arrival order, and the conflict is an alert. Before, the first to arrive gave symbol and side
+/// while the newest gave quantity and price: a mix neither report described, its fills booked to
+/// the first arrival's symbol and side, and no alert.
+#[test]
+fn conflicting_reports_of_one_order_give_the_earliest_description_in_every_arrival_order() {
+    let events = [
+        ev(
+            "order.created",
+            "2024-01-15T10:30:00Z",
+            None,
+            json!({"orderId": "X1", "symbol": "BTC/USD", "side": "buy", "type": "limit", "quantity": 1, "price": 100}),
+        ),
+        ev(
+            "order.created",
+            "2024-01-15T10:30:05Z",
+            None,
+            json!({"orderId": "X1", "symbol": "ETH/USD", "side": "sell", "type": "market", "quantity": 1, "price": 200}),
+        ),
+        ev(
+            "order.updated",
+            "2024-01-15T10:30:10Z",
+            None,
+            json!({"orderId": "X1", "status": "filled", "filledQuantity": 1, "averagePrice": 150}),
+        ),
+    ];
+    let mut seen = None;
+    for order in permutations(events.len()) {
+        let mut state = TradingState::new();
+        let mut alerts = Vec::new();
+        for i in &order {
+            alerts.extend(state.apply(&events[*i]).alerts);
+        }
+        let x1 = &state.orders["X1"];
+        assert_eq!(
+            (x1.symbol.as_deref(), x1.side, x1.order_type.as_deref()),
+            (Some("BTC/USD"), Some(crate::trading::Side::Buy), Some("limit")),
+            "arrival order {order:?}"
+        );
+        assert_eq!((x1.quantity, x1.price), (Some(d("1")), Some(d("100"))), "the earliest creation's");
+        let conflicts: Vec<&str> = alerts
+            .iter()
+            .filter(|a| a.kind == AlertKind::ConflictingDuplicate)
+            .map(|a| a.message.as_str())
+            .collect();
+        assert!(
+            ["symbol", "side", "type"]
+                .iter()
+                .all(|f| conflicts.iter().any(|m| m.contains(&format!("on {f}:")))),
+            "arrival order {order:?}: {conflicts:?}"
+        );
+        let positions: Vec<_> = state
+            .positions
+            .iter()
+            .map(|(key, p)| (key.symbol.clone(), p.view()))
+            .filter(|(_, view)| view.quantity != Decimal::ZERO)
+            .collect();
+        assert_eq!(positions.len(), 1, "arrival order {order:?}: {positions:?}");
+        assert_eq!((positions[0].0.as_str(), positions[0].1.side), ("BTC/USD", PositionSide::Long));
+        let got = (x1.clone(), positions);
+        match &seen {
+            None => seen = Some(got),
+            Some(first) => assert_eq!(&got, first, "arrival order {order:?}"),
+        }
+    }
 }
