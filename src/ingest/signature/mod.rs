@@ -128,6 +128,11 @@ pub enum Verified {
     Redacted(Vec<u8>),
 }
 
+/// Most signatures one header may carry. A sender rotating keys sends two or three; every
+/// Ed25519 (`v1a`) signature costs about 50 µs to check against each public key, so a header of
+/// thousands would let anyone spend the server's CPU before the request is refused.
+pub const MAX_SIGNATURES: usize = 16;
+
 /// Why a request failed verification. Every variant answers 401; the message is safe to return
 /// to the sender (it never contains a secret or an expected signature).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -138,6 +143,9 @@ pub enum SignatureError {
     /// The header is there but cannot be parsed.
     #[error("malformed {0}")]
     Malformed(&'static str),
+    /// More signatures in the header than any sender needs (checking each costs the server).
+    #[error("{0} holds more than {MAX_SIGNATURES} signatures")]
+    TooMany(&'static str),
     /// Parsed fine, but no configured secret produces it.
     #[error("signature does not match")]
     Mismatch,

@@ -17,7 +17,7 @@ use http::HeaderName;
 
 use super::{
     check_timestamp, header, invalid, keyed, tag, tags_equal, HmacSha256, Inbound, Scheme, SecretError,
-    SignContext, SignatureError, Signed, Verified,
+    SignContext, SignatureError, Signed, Verified, MAX_SIGNATURES,
 };
 
 /// Standard base64 that takes values with or without `=` padding, as the reference libraries do.
@@ -151,6 +151,11 @@ pub(super) fn verify(
     let signatures = header(headers, &[&WEBHOOK_SIGNATURE, &SVIX_SIGNATURE], SIGNATURES)?;
     check_timestamp(timestamp, now, tolerance, TIMESTAMP)?;
 
+    // Parsed once, and only so many: checking a `v1a` entry is costly (see MAX_SIGNATURES).
+    let entries: Vec<Entry> = entries(signatures).take(MAX_SIGNATURES + 1).collect();
+    if entries.len() > MAX_SIGNATURES {
+        return Err(SignatureError::TooMany(SIGNATURES));
+    }
     let parts: [&[u8]; 5] = [id.as_bytes(), b".", timestamp.as_bytes(), b".", request.body];
     // Ed25519 needs the message in one piece; build it only if a `v1a` entry meets a `whpk_` key.
     let mut joined: Option<Vec<u8>> = None;
@@ -158,13 +163,14 @@ pub(super) fn verify(
         let matched = match key {
             Key::Hmac(key) => {
                 let computed = tag(key, &parts);
-                entries(signatures)
-                    .any(|entry| matches!(entry, Entry::V1(expected) if tags_equal(&computed, &expected)))
+                entries
+                    .iter()
+                    .any(|entry| matches!(entry, Entry::V1(expected) if tags_equal(&computed, expected)))
             }
-            Key::Ed25519(public) => entries(signatures).any(|entry| match entry {
+            Key::Ed25519(public) => entries.iter().any(|entry| match entry {
                 Entry::V1a(signature) => {
                     let message = joined.get_or_insert_with(|| parts.concat());
-                    public.verify_strict(message, &signature).is_ok()
+                    public.verify_strict(message, signature).is_ok()
                 }
                 _ => false,
             }),
@@ -174,8 +180,8 @@ pub(super) fn verify(
         }
     }
 
-    let usable = entries(signatures).any(|entry| matches!(entry, Entry::V1(_) | Entry::V1a(_)));
-    let broken = entries(signatures).any(|entry| matches!(entry, Entry::Broken));
+    let usable = entries.iter().any(|entry| matches!(entry, Entry::V1(_) | Entry::V1a(_)));
+    let broken = entries.iter().any(|entry| matches!(entry, Entry::Broken));
     if !usable && (broken || signatures.is_empty()) {
         Err(SignatureError::Malformed(SIGNATURES))
     } else {
@@ -218,8 +224,9 @@ mod tests {
     use super::super::tests::{check, headers, verifier};
     use super::super::{
         sign, Scheme, SecretError, SignContext, SignatureError, Verified, Verifier, VerifyOptions,
+        MAX_SIGNATURES,
     };
-    use super::BASE64;
+    use super::{BASE64, SIGNATURES};
 
     // The published example of the Standard Webhooks specification.
     const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
@@ -348,6 +355,22 @@ mod tests {
         let v = verifier(Scheme::StandardWebhooks, &[SECRET]);
         let value = format!("v1,{} v2,unknown-version {SIG}", BASE64.encode([7u8; 32]));
         assert_eq!(check(&v, &spec_headers(&value), None, BODY, TS), Ok(Verified::Intact));
+    }
+
+    #[test]
+    fn a_header_with_more_signatures_than_any_sender_needs_is_refused_before_any_is_checked() {
+        let v = verifier(Scheme::StandardWebhooks, &[SECRET]);
+        let filler = format!("v1,{} ", BASE64.encode([7u8; 32]));
+        // The right one among MAX_SIGNATURES passes; one more and the header is refused unchecked.
+        let fits = format!("{}{SIG}", filler.repeat(MAX_SIGNATURES - 1));
+        assert_eq!(check(&v, &spec_headers(&fits), None, BODY, TS), Ok(Verified::Intact));
+        let over = format!("{}{SIG}", filler.repeat(MAX_SIGNATURES));
+        let refused = check(&v, &spec_headers(&over), None, BODY, TS);
+        assert_eq!(refused, Err(SignatureError::TooMany(SIGNATURES)));
+        assert_eq!(
+            refused.unwrap_err().to_string(),
+            "webhook-signature header holds more than 16 signatures"
+        );
     }
 
     #[test]
