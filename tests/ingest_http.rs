@@ -66,6 +66,42 @@ async fn same_event_id_header_deduplicates_different_bodies() {
     assert_eq!(b.json["status"], "duplicate");
 }
 
+/// No scheme but standard-webhooks signs the id headers: a captured request re-sent under a new
+/// `X-Event-Id` (or `webhook-id`) is a new event by default (SPEC §1 order). A source with
+/// `id_headers = false` takes the id from the signed body, so such a replay is a duplicate.
+#[tokio::test]
+async fn a_source_that_ignores_id_headers_answers_a_replay_under_a_new_id_header_as_a_duplicate() {
+    for (scheme, secret) in [(Scheme::HmacSha256, SECRET), (Scheme::Stripe, "whsec_stripe-test-secret")] {
+        let server = TestServer::start_with(|c| {
+            c.sources[0].signature = scheme;
+            c.sources[0].secrets = vec![secret.into()];
+            c.sources[0].id_headers = false;
+        })
+        .await;
+        let url = server.url("/webhook");
+        for body in [&br#"{"id":"ord-evt-1","a":1}"#[..], br#"{"a":1}"#] {
+            let first = post_signed(&url, scheme, secret, body, &[]).await;
+            assert_eq!(first.json["status"], "accepted", "{scheme:?}: {}", first.json);
+            for (name, value) in [("x-event-id", "attacker-1"), ("webhook-id", "attacker-2")] {
+                let replay = post_signed(&url, scheme, secret, body, &[(name, value)]).await;
+                assert_eq!(
+                    (replay.json["status"].as_str(), &replay.json["id"]),
+                    (Some("duplicate"), &first.json["id"]),
+                    "{scheme:?} with {name}"
+                );
+            }
+        }
+        server.stop().await;
+    }
+    // The default trusts the header, as SPEC §1 orders.
+    let server = TestServer::start().await;
+    let url = server.url("/webhook");
+    let body = br#"{"id":"ord-evt-1"}"#;
+    assert_eq!(post_signed(&url, Scheme::HmacSha256, SECRET, body, &[]).await.json["status"], "accepted");
+    let replay = post_signed(&url, Scheme::HmacSha256, SECRET, body, &[("x-event-id", "other")]).await;
+    assert_eq!(replay.json["status"], "accepted");
+}
+
 #[tokio::test]
 async fn body_without_id_is_deduplicated_by_its_hash() {
     let server = TestServer::start().await;

@@ -221,6 +221,11 @@ pub struct SourceConfig {
     /// JSON pointers tried for the event id after the headers (default `/id`, then `/eventId`).
     #[serde(default = "default_id_fields")]
     pub id_fields: Vec<String>,
+    /// Whether the `webhook-id` / `X-Event-Id` headers give the event id (SPEC §1 order). Only
+    /// standard-webhooks signs its id header; for other schemes `false` takes the id from the
+    /// signed body alone, so a captured request re-sent under a new id header is a duplicate.
+    #[serde(default = "default_id_headers")]
+    pub id_headers: bool,
     /// JSON field holding the token for `signature = "token"`.
     #[serde(default = "default_token_field")]
     pub token_field: String,
@@ -261,6 +266,7 @@ impl SourceConfig {
             max_body: default_max_body(),
             tolerance: default_tolerance(),
             id_fields: default_id_fields(),
+            id_headers: default_id_headers(),
             token_field: default_token_field(),
             ordering_key: Vec::new(),
             tradingview: None,
@@ -451,6 +457,9 @@ fn check_log_level(level: &str) -> Result<(), String> {
 
 pub(crate) fn default_tolerance() -> Duration {
     Duration::from_secs(300)
+}
+fn default_id_headers() -> bool {
+    true
 }
 fn default_id_fields() -> Vec<String> {
     vec!["/id".into(), "/eventId".into()]

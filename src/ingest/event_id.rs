@@ -24,10 +24,12 @@ pub enum IdOrigin {
 }
 
 /// Derives the de-duplication key of an event; `body_id` is what the payload's id fields give
-/// ([`body_field_id`], or the one-pass reader in `payload.rs`).
-pub fn event_id(headers: &HeaderMap, body_id: Option<String>, raw: &[u8]) -> (String, IdOrigin) {
-    let header =
-        |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty());
+/// ([`body_field_id`], or the one-pass reader in `payload.rs`). `headers` is `None` for a source
+/// whose id headers are not trusted (`id_headers = false`).
+pub fn event_id(headers: Option<&HeaderMap>, body_id: Option<String>, raw: &[u8]) -> (String, IdOrigin) {
+    let header = |name: &str| {
+        headers?.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty())
+    };
     if let Some(id) = header("webhook-id").or_else(|| header("svix-id")) {
         return (bounded(id), IdOrigin::WebhookIdHeader);
     }
@@ -98,7 +100,18 @@ mod tests {
         id_fields: &[String],
         raw: &[u8],
     ) -> (String, IdOrigin) {
-        event_id(headers, json.and_then(|json| body_field_id(json, id_fields)), raw)
+        event_id(Some(headers), json.and_then(|json| body_field_id(json, id_fields)), raw)
+    }
+
+    #[test]
+    fn untrusted_id_headers_are_ignored() {
+        let mut headers = HeaderMap::new();
+        headers.insert("webhook-id", "msg_1".parse().unwrap());
+        headers.insert("x-event-id", "evt_2".parse().unwrap());
+        let body = json!({"id": "body_3"});
+        let from_body = event_id(None, body_field_id(&body, &fields()), b"{}");
+        assert_eq!(from_body, ("body_3".into(), IdOrigin::BodyField));
+        assert_eq!(event_id(None, None, b"{}").1, IdOrigin::BodyHash);
     }
 
     #[test]

@@ -260,7 +260,8 @@ async fn check_and_store(
         body: body.clone(),
     })?;
     // The raw bytes identify a TradingView retry even when the token was stripped from them.
-    let (event_key, _) = event_id::event_id(headers, payload.body_id, &raw);
+    let id_headers = source.id_headers.then_some(headers);
+    let (event_key, _) = event_id::event_id(id_headers, payload.body_id, &raw);
     let event = NewEvent {
         source: source.name.clone(),
         event_key,

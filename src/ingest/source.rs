@@ -23,6 +23,8 @@ pub struct Source {
     pub max_body: u64,
     /// JSON pointers tried for the event id.
     pub id_fields: Vec<String>,
+    /// Whether the id headers give the event id (`id_headers`).
+    pub id_headers: bool,
     /// Every credential the gateway knows (this source's secrets, other sources', the admin
     /// token, API key and broker secrets), kept only to keep them out of stored request data.
     pub credentials: Vec<String>,
@@ -64,6 +66,7 @@ impl Source {
             limiter: config.rate_limit.map(SourceLimiter::new),
             max_body: config.max_body,
             id_fields: config.id_fields.clone(),
+            id_headers: config.id_headers,
             credentials: config
                 .secrets
                 .iter()
