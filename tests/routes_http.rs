@@ -1,5 +1,6 @@
 //! Route actions over the whole pipeline: events sent to the gateway over HTTP are published to
-//! the real local NATS server (JetStream, de-duplicated by `Nats-Msg-Id` = event id) and handed
+//! the real local NATS server (JetStream, de-duplicated by `Nats-Msg-Id`: namespace, event id
+//! and subject) and handed
 //! to `exec:` commands on stdin.
 
 mod common;
@@ -33,18 +34,29 @@ async fn send(server: &TestServer, id: &str) -> String {
     answer.json["id"].as_str().unwrap().to_string()
 }
 
+/// JetStream keeps one message per `Nats-Msg-Id`: the id is the store's namespace, the event and
+/// the subject, so a replayed event is stored once while one event published to two subjects of
+/// one stream, and the `evt_1` of a second store (another gateway, or a reset data directory)
+/// publishing into the same stream, are all kept. Before, the id was the event id alone: the
+/// second subject's message and the second store's event were dropped as duplicates, reported
+/// delivered.
 #[tokio::test]
-async fn nats_routes_publish_once_per_event_even_when_the_event_is_replayed() {
+async fn nats_routes_publish_once_per_event_and_subject_even_when_the_event_is_replayed() {
     let unique = ulid::Ulid::new().to_string().to_lowercase();
     let stream = format!("TH_ROUTE_{}", unique.to_uppercase());
-    let subject = format!("th.route.{unique}.orders");
-    let server = TestServer::start_with(|config| {
-        fast_retries(config);
-        config.nats.stream = Some(stream.clone());
-        config.nats.stream_subjects = vec![format!("th.route.{unique}.>")];
-        config.routes = vec![route(&["order.*"], &[format!("nats:{subject}")])];
-    })
-    .await;
+    let subjects = [format!("th.route.{unique}.orders"), format!("th.route.{unique}.fills")];
+    let start = || {
+        TestServer::start_with(|config| {
+            fast_retries(config);
+            config.nats.stream = Some(stream.clone());
+            config.nats.stream_subjects = vec![format!("th.route.{unique}.>")];
+            config.routes = vec![
+                route(&["order.*"], &[format!("nats:{}", subjects[0])]),
+                route(&["order.updated"], &[format!("nats:{}", subjects[1])]),
+            ];
+        })
+    };
+    let server = start().await;
     let event_id = send(&server, "e1").await;
     let nats =
         async_nats::connect("nats://127.0.0.1:4222").await.expect("NATS on 127.0.0.1:4222 (see .ci/run)");
@@ -54,18 +66,31 @@ async fn nats_routes_publish_once_per_event_even_when_the_event_is_replayed() {
         let info = handle.info().await.ok()?;
         Some(info.state.messages)
     };
-    eventually(10, "the event in the stream", || async { count().await.filter(|n| *n == 1) }).await;
-    let message = jetstream.get_stream(&stream).await.unwrap().get_raw_message(1).await.unwrap();
-    let headers = message.headers;
-    assert_eq!(headers.get(async_nats::header::NATS_MESSAGE_ID).unwrap().as_str(), event_id);
-    let payload: serde_json::Value = serde_json::from_slice(&message.payload).unwrap();
-    assert_eq!(payload["id"], "e1");
+    eventually(10, "the event in the stream on both subjects", || async {
+        count().await.filter(|n| *n == 2)
+    })
+    .await;
+    let mut ids = Vec::new();
+    for seq in [1, 2] {
+        let message = jetstream.get_stream(&stream).await.unwrap().get_raw_message(seq).await.unwrap();
+        let id = message.headers.get(async_nats::header::NATS_MESSAGE_ID).unwrap().as_str().to_owned();
+        assert!(id.ends_with(&format!(":{event_id}:{}", message.subject)), "{id} for {}", message.subject);
+        let payload: serde_json::Value = serde_json::from_slice(&message.payload).unwrap();
+        assert_eq!(payload["id"], "e1");
+        ids.push(id);
+    }
+    assert_ne!(ids[0], ids[1]);
 
     let replay = api_post(server.addr, &format!("/events/{event_id}/replay"), json!({})).await;
     assert_eq!(replay.status, StatusCode::ACCEPTED, "{}", replay.text);
     wait_processed(server.addr).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(count().await, Some(1), "JetStream drops the replayed copy by its Nats-Msg-Id");
+    assert_eq!(count().await, Some(2), "JetStream drops the replayed copies by their Nats-Msg-Id");
+
+    // Another store numbers its events from evt_1 too.
+    let other = start().await;
+    assert_eq!(send(&other, "e2").await, event_id);
+    eventually(10, "the second store's event kept", || async { count().await.filter(|n| *n == 4) }).await;
     jetstream.delete_stream(&stream).await.unwrap();
 }
 

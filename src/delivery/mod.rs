@@ -70,6 +70,8 @@ struct Context {
     config: DeliveryConfig,
     /// Start of each subscription's failing streak (unix ms), as far as this process knows.
     failing_since: std::sync::Mutex<HashMap<String, i64>>,
+    /// The store's namespace (`Store::order_id_namespace`), read on the first NATS publish.
+    namespace: tokio::sync::OnceCell<String>,
 }
 
 /// The outbound clients a dispatcher uses.
@@ -113,6 +115,7 @@ impl Dispatcher {
             retry,
             config,
             failing_since: std::sync::Mutex::new(HashMap::new()),
+            namespace: tokio::sync::OnceCell::new(),
         };
         Dispatcher { store, context: Arc::new(context) }
     }
@@ -448,6 +451,29 @@ fn count(next: &DeliveryNext) {
     metrics::counter!("tradehook_deliveries_total", "outcome" => outcome).increment(1);
 }
 
+/// Publishes a delivery's event to NATS under a message id of its own: the store's namespace,
+/// the event and the subject. JetStream drops a second message with one id, so the id must tell
+/// apart what is not a repeat: one event sent to two subjects of one stream, and the `evt_1` of
+/// two stores (two gateways, or one whose data was reset) publishing into one stream. Retries and
+/// replays of one delivery keep it, and JetStream stores them once.
+async fn publish(context: &Context, subject: &str, event_id: &str, delivery: &DueDelivery) -> Result<String, SinkError> {
+    let namespace = context
+        .namespace
+        .get_or_try_init(|| context.store.order_id_namespace())
+        .await
+        .map_err(|e| SinkError::retriable(format!("cannot read the store's namespace: {e}")))?;
+    let msg_id = match namespace.as_str() {
+        "" => format!("{event_id}:{subject}"),
+        namespace => format!("{namespace}:{event_id}:{subject}"),
+    };
+    let published = context.nats.publish(subject, &msg_id, delivery.body.clone()).await?;
+    Ok(match (published.stream, published.sequence) {
+        (Some(stream), Some(seq)) if published.duplicate => format!("stream {stream} already had it as #{seq}"),
+        (Some(stream), Some(seq)) => format!("stored in stream {stream} as #{seq}"),
+        _ => "published".to_owned(),
+    })
+}
+
 /// One attempt of one delivery, decided.
 async fn attempt(context: &Context, delivery: &DueDelivery) -> Outcome {
     let message_id = crate::store::event_id(delivery.seq);
@@ -494,15 +520,7 @@ async fn attempt(context: &Context, delivery: &DueDelivery) -> Outcome {
     let started = Instant::now();
     let at = now_ms();
     let sent = if let Some(subject) = delivery.target.strip_prefix("nats:") {
-        context.nats.publish(subject, &message_id, delivery.body.clone()).await.map(|p| {
-            match (p.stream, p.sequence) {
-                (Some(stream), Some(seq)) if p.duplicate => {
-                    format!("stream {stream} already had it as #{seq}")
-                }
-                (Some(stream), Some(seq)) => format!("stored in stream {stream} as #{seq}"),
-                _ => "published".to_owned(),
-            }
-        })
+        publish(context, subject, &message_id, delivery).await
     } else if matches!(delivery.target.as_str(), "broker:paper" | "broker:http") {
         broker(context, delivery).await
     } else if let Some(command) = delivery.target.strip_prefix("exec:") {
