@@ -19,9 +19,9 @@ pub enum SignalAction {
     Buy,
     /// Sell.
     Sell,
-    /// Be long.
+    /// Buy, as `buy` (it does not reverse a short: `flat` first).
     Long,
-    /// Be short.
+    /// Sell, as `sell` (it does not reverse a long: `flat` first).
     Short,
     /// Open a long position.
     OpenLong,

@@ -12,7 +12,8 @@ use rust_decimal::Decimal;
 
 use super::config::MarginGuardConfig;
 use super::intent::{client_order_id, ActionName, Decision, IntentOp, OrderIntent, OrderType, Role};
-use super::state::{guard_key, GuardEpisode, StrategyState};
+use super::signal_order::pending_reduction;
+use super::state::{guard_key, GuardEpisode, Placement, StrategyState};
 use super::{Context, Decided};
 use crate::trading::event::EventKind;
 use crate::trading::order::Side;
@@ -68,9 +69,39 @@ pub(super) fn decide(
     } else if ratio >= config.threshold && !guard.tripped {
         guard.tripped = true;
         guard.episodes += 1;
-        let quantity = (net.abs().saturating_mul(config.reduce_fraction)).normalize();
-        if quantity > Decimal::ZERO {
-            out.decisions.push(Decision::Intent(reduction(&key, net, quantity, ratio, guard.episodes, cx)));
+        let wanted = (net.abs().saturating_mul(config.reduce_fraction)).normalize();
+        let mut intent = reduction(&key, net, wanted, ratio, guard.episodes, cx);
+        // Closes and reductions already on their way take off part of the position: this one
+        // takes at most what they leave, so together they never flip it.
+        let others: Vec<Placement> = actions
+            .placements
+            .iter()
+            .filter(|p| p.client_order_id != intent.client_order_id)
+            .cloned()
+            .collect();
+        let pending = pending_reduction(cx, &others, &key.symbol, net);
+        intent.quantity = wanted.min(net.abs().saturating_sub(pending)).normalize();
+        if intent.quantity > Decimal::ZERO {
+            if intent.quantity < wanted {
+                intent.reason = format!(
+                    "{} ({} already on its way in closes and reductions)",
+                    intent.reason.replacen(&wanted.to_string(), &intent.quantity.to_string(), 1),
+                    pending.normalize()
+                );
+            }
+            if !actions.placements.iter().any(|p| p.client_order_id == intent.client_order_id) {
+                let signed = if intent.side == Side::Buy { intent.quantity } else { -intent.quantity };
+                actions.placements.push(Placement {
+                    at: cx.now,
+                    client_order_id: intent.client_order_id.clone(),
+                    symbol: Some(key.symbol.clone()),
+                    quantity: Some(signed),
+                    reduce: true,
+                    protective: true,
+                });
+                out.touched.placements = true;
+            }
+            out.decisions.push(Decision::Intent(intent));
         }
     }
     if *guard != before {

@@ -94,7 +94,13 @@ fn check(
         }
     }
     let net = net_position(cx, symbol);
-    let plan = plan(config, actions, signal, net, cx)?;
+    let entry_id = |plan: &Plan| client_order_id(&cx.trigger.key, ACTION, entry_role(signal, plan), "0");
+    let plan = plan(config, actions, signal, net, cx, |plan| {
+        let own = entry_id(plan);
+        let others: Vec<Placement> =
+            actions.placements.iter().filter(|p| p.client_order_id != own).cloned().collect();
+        pending_reduction(cx, &others, symbol, net)
+    })?;
     let signed = if plan.side == Side::Buy { plan.quantity } else { -plan.quantity };
     let after = net.saturating_add(signed);
     if !plan.close && after.abs() > net.abs() && margin_guard::blocks(actions, symbol) {
@@ -104,7 +110,7 @@ fn check(
         return Err(format!("quantity {} is above max_order {}", plan.quantity, config.max_order));
     }
     // A signal processed again (same trigger, same entry id) does not count its own placement.
-    let entry = client_order_id(&cx.trigger.key, ACTION, entry_role(signal, &plan), "0");
+    let entry = entry_id(&plan);
     let others: Vec<Placement> =
         actions.placements.iter().filter(|p| p.client_order_id != entry).cloned().collect();
     let waiting: Vec<(&str, Decimal)> = actions
@@ -126,27 +132,35 @@ fn check(
     let intents = intents(signal, &plan, actions, cx)?;
     let entry = &intents[0].client_order_id;
     if !actions.placements.iter().any(|p| &p.client_order_id == entry) {
-        let recent = actions.placements.iter().filter(|p| within_minute(p, cx)).count();
+        let recent = actions.placements.iter().filter(|p| !p.protective && within_minute(p, cx)).count();
         if recent >= config.max_orders_per_minute as usize {
             return Err(format!(
                 "{recent} signal orders in the last minute, max_orders_per_minute is {}",
                 config.max_orders_per_minute
             ));
         }
-        let (symbol, quantity) =
-            if plan.close { (None, None) } else { (Some(symbol.to_owned()), Some(signed)) };
-        actions.placements.push(Placement { at: cx.now, client_order_id: entry.clone(), symbol, quantity });
+        actions.placements.push(Placement {
+            at: cx.now,
+            client_order_id: entry.clone(),
+            symbol: Some(symbol.to_owned()),
+            quantity: Some(signed),
+            reduce: plan.close,
+            protective: false,
+        });
     }
     Ok(intents)
 }
 
-/// Side, quantity and close-only of what the signal asks.
+/// Side, quantity and close-only of what the signal asks. A close sells (or buys back) at most
+/// what the closes and reductions already on their way leave of the position (`pending`, given
+/// the close's own plan so it does not count itself): two exits close together must not flip it.
 fn plan(
     config: &SignalConfig,
     actions: &StrategyState,
     signal: &Signal,
     net: Decimal,
     cx: &Context<'_>,
+    pending: impl FnOnce(&Plan) -> Decimal,
 ) -> Result<Plan, String> {
     use SignalAction::*;
     let (side, close) = match signal.action {
@@ -159,8 +173,25 @@ fn plan(
             return Err(format!("no matching position on {} to close (net {net})", signal.symbol))
         }
     };
+    // An explicit 0 (TradingView's `{{strategy.market_position_size}}` when flat) is no order,
+    // not "the default size".
+    if signal.quantity.is_some_and(|q| q <= Decimal::ZERO) {
+        return Err("order quantity is zero".to_owned());
+    }
     let quantity = if close {
-        signal.quantity.filter(|q| *q > Decimal::ZERO).map_or(net.abs(), |q| q.min(net.abs()))
+        let mut plan = Plan { side, quantity: net.abs(), close };
+        let pending = pending(&plan);
+        let left = net.abs().saturating_sub(pending);
+        if left <= Decimal::ZERO {
+            return Err(format!(
+                "the position on {} (net {net}) is already being closed: {} in closes and reductions \
+                 decided in the last minute and not yet filled",
+                signal.symbol,
+                pending.normalize()
+            ));
+        }
+        plan.quantity = signal.quantity.map_or(left, |q| q.min(left));
+        plan.quantity
     } else {
         entry_quantity(config, actions, signal, cx)?
     };
@@ -177,7 +208,7 @@ fn entry_quantity(
     signal: &Signal,
     cx: &Context<'_>,
 ) -> Result<Decimal, String> {
-    if let Some(q) = signal.quantity.filter(|q| *q > Decimal::ZERO) {
+    if let Some(q) = signal.quantity {
         return Ok(q);
     }
     if let Some(pct) = percent_size(signal) {
@@ -243,7 +274,7 @@ fn working_quantity(
 ) -> Decimal {
     let mut unreported: BTreeMap<&str, Decimal> = placements
         .iter()
-        .filter(|p| p.symbol.as_deref() == Some(symbol) && within_minute(p, cx))
+        .filter(|p| !p.reduce && p.symbol.as_deref() == Some(symbol) && within_minute(p, cx))
         .filter_map(|p| Some((p.client_order_id.as_str(), p.quantity?)))
         .collect();
     unreported.extend(awaiting.iter().copied());
@@ -266,6 +297,52 @@ fn working_quantity(
         };
     }
     unreported.into_values().fold(sum, Decimal::saturating_add)
+}
+
+/// How much of the position on `symbol` (net `net`) the reduce-only closes and reductions decided
+/// in the last minute will still take off: the whole of one no venue event has reported yet, the
+/// unfilled part of one working, nothing of one filled (the position shows it) or ended. Resting
+/// stop-loss and take-profit legs are not counted: they fill only if the price gets there.
+pub(super) fn pending_reduction(
+    cx: &Context<'_>,
+    placements: &[Placement],
+    symbol: &str,
+    net: Decimal,
+) -> Decimal {
+    let mut signed = Decimal::ZERO;
+    for p in placements {
+        let Some(quantity) = p.quantity.filter(|_| p.reduce && p.symbol.as_deref() == Some(symbol)) else {
+            continue;
+        };
+        if !within_minute(p, cx) {
+            continue;
+        }
+        let reported =
+            cx.trading.orders.values().find(|o| o.client_order_id.as_deref() == Some(&p.client_order_id));
+        let left = match reported {
+            Some(o) if o.status.is_terminal() => Decimal::ZERO,
+            Some(o) => {
+                let open = o
+                    .quantity
+                    .map_or(quantity.abs(), |q| q.saturating_sub(o.filled_quantity).max(Decimal::ZERO));
+                if quantity < Decimal::ZERO {
+                    -open
+                } else {
+                    open
+                }
+            }
+            None => quantity,
+        };
+        signed = signed.saturating_add(left);
+    }
+    // Sells take off a long, buys a short.
+    if net > Decimal::ZERO {
+        (-signed).max(Decimal::ZERO)
+    } else if net < Decimal::ZERO {
+        signed.max(Decimal::ZERO)
+    } else {
+        Decimal::ZERO
+    }
 }
 
 /// Whether a placement falls in the 60 seconds before `now`.

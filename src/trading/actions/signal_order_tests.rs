@@ -173,9 +173,10 @@ fn closes_still_go_while_the_kill_switch_is_on() {
     let close = h.feed(&signal(3, json!({"symbol": "BTCUSDT", "action": "close_long", "quantity": "0.1"})));
     let i = intents(&close.decisions)[0];
     assert_eq!((i.role, i.side, i.quantity, i.reduce_only), (Role::Close, Side::Sell, d("0.1"), true));
+    // The close of 0.1 is on its way: flat sells the rest.
     let flat = h.feed(&signal(4, json!({"symbol": "BTCUSDT", "action": "flat"})));
     let i = intents(&flat.decisions)[0];
-    assert_eq!((i.side, i.quantity, i.reduce_only), (Side::Sell, d("0.3"), true));
+    assert_eq!((i.side, i.quantity, i.reduce_only), (Side::Sell, d("0.2"), true));
 }
 
 #[test]
@@ -319,4 +320,86 @@ fn all_actions_decide_the_same_intents_when_rerun_from_fresh_state() {
     let roles: Vec<Role> = intents(&first).iter().map(|i| i.role).collect();
     use Role::*;
     assert_eq!(roles, vec![Entry, StopLoss, TakeProfit, StopLoss, TakeProfit, Reduce, Close]);
+}
+
+/// The sum of the reduce-only orders decided while none has filled yet.
+fn decided_reductions(decisions: &[Decision]) -> rust_decimal::Decimal {
+    intents(decisions).iter().filter(|i| i.reduce_only).map(|i| i.quantity).sum()
+}
+
+/// Two exits decided before the first one's fill comes back (`flat` then `close_long`, or a
+/// close and a margin-guard reduction, in either order) take off at most the position together:
+/// before, each was sized on the position alone, and the account ended short by the second.
+#[test]
+fn exits_decided_close_together_never_sell_more_than_the_position() {
+    let both = || {
+        let mut h = Harness::new(json!({
+            "signal_to_order": {"symbols": ["BTCUSDT"], "max_position": "2", "max_order": "1",
+                "max_orders_per_minute": 10, "max_signal_age": "30s"},
+            "margin_guard": {"threshold": "0.8", "rearm_below": "0.5", "reduce_fraction": "0.5",
+                "max_alert_age": "30s"}}));
+        h.feed_all(&[created("o1", "BTCUSDT", "buy", "1", 0), filled("o1", "1", "50000", 1)]);
+        h
+    };
+    let flat = || signal(10, json!({"symbol": "BTCUSDT", "action": "flat"}));
+    let close_long = || signal(11, json!({"symbol": "BTCUSDT", "action": "close_long"}));
+    let margin_call = || {
+        ev(
+            "account.margin_call",
+            12,
+            json!({"symbol": "BTCUSDT", "marginRatio": "0.95", "markPrice": "45000"}),
+        )
+    };
+
+    // flat, then close_long: the second has nothing left to close.
+    let mut h = both();
+    let first = h.feed(&flat()).decisions;
+    assert_eq!(decided_reductions(&first), d("1"));
+    let second = h.feed(&close_long());
+    assert!(
+        refusal(&second.decisions).contains("already being closed: 1 in closes"),
+        "{:?}",
+        second.decisions
+    );
+
+    // flat, then a margin call: the guard trips but orders nothing more.
+    let mut h = both();
+    let mut all = h.feed(&flat()).decisions;
+    all.extend(h.feed(&margin_call()).decisions);
+    assert_eq!(decided_reductions(&all), d("1"), "{all:?}");
+
+    // A margin-guard reduction of half, then flat: flat sells the other half.
+    let mut h = both();
+    let mut all = h.feed(&margin_call()).decisions;
+    all.extend(h.feed(&signal(13, json!({"symbol": "BTCUSDT", "action": "flat"}))).decisions);
+    let sizes: Vec<_> = intents(&all).iter().map(|i| (i.role, i.quantity)).collect();
+    assert_eq!(sizes, vec![(Role::Reduce, d("0.5")), (Role::Close, d("0.5"))]);
+
+    // Once the close has filled, the position shows it and nothing is pending any more.
+    let mut h = both();
+    let close = h.feed(&signal(10, json!({"symbol": "BTCUSDT", "action": "close_long", "quantity": "0.4"})));
+    let id = intents(&close.decisions)[0].client_order_id.clone();
+    h.feed_all(&[
+        ev(
+            "order.created",
+            11,
+            json!({"orderId": "c1", "clientOrderId": id, "symbol": "BTCUSDT", "side": "sell",
+            "type": "market", "quantity": "0.4", "status": "open", "reduceOnly": true}),
+        ),
+        filled("c1", "0.4", "50000", 12),
+    ]);
+    let again = h.feed(&close_long());
+    assert_eq!(intents(&again.decisions)[0].quantity, d("0.6"), "the position left after the fill");
+}
+
+/// `contracts: 0` (TradingView's position size when the strategy is flat) is no order: before,
+/// an entry took the default size and a close closed everything.
+#[test]
+fn an_explicit_zero_quantity_is_refused_not_replaced_by_a_default() {
+    let mut h = Harness::new(config(json!({"default_quantity": "0.5"})));
+    let entry = h.feed(&signal(0, json!({"symbol": "BTCUSDT", "action": "sell", "quantity": "0"})));
+    assert_eq!(refusal(&entry.decisions), "order quantity is zero");
+    h.feed_all(&[created("o1", "BTCUSDT", "buy", "0.3", 1), filled("o1", "0.3", "50000", 2)]);
+    let close = h.feed(&signal(3, json!({"symbol": "BTCUSDT", "action": "close_long", "quantity": 0})));
+    assert_eq!(refusal(&close.decisions), "order quantity is zero");
 }

@@ -73,7 +73,8 @@ pub struct GuardEpisode {
 }
 
 /// One order `signal_to_order` placed, for the per-minute limit and, until the venue reports
-/// it, as working quantity for `max_position`.
+/// it, as working quantity for `max_position`; or a close or margin-guard reduction, which until
+/// it fills is taken off what a later close or reduction may sell (see `pending_reduction`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Placement {
@@ -87,6 +88,12 @@ pub struct Placement {
     /// The entry's signed quantity, buys positive (`None` like `symbol`).
     #[serde(default)]
     pub quantity: Option<Decimal>,
+    /// A reduce-only close or reduction (its symbol and quantity kept since these were added).
+    #[serde(default)]
+    pub reduce: bool,
+    /// A margin-guard reduction: protective, not counted by `max_orders_per_minute`.
+    #[serde(default)]
+    pub protective: bool,
 }
 
 /// The manual kill switch (the automatic one is derived from maintenance windows).
@@ -115,7 +122,7 @@ pub struct StrategyState {
     pub brackets: BTreeMap<String, BracketSet>,
     /// Margin-guard episodes by `account|symbol` (see [`guard_key`]).
     pub guards: BTreeMap<String, GuardEpisode>,
-    /// Signal orders of the last 60 seconds, oldest first.
+    /// Signal orders and margin-guard reductions of the last 60 seconds, oldest first.
     pub placements: Vec<Placement>,
     /// The manual kill switch.
     pub kill_switch: KillSwitch,
