@@ -278,6 +278,7 @@ pub async fn run(
             nats: Arc::new(NatsSink::new(state.config.nats.clone())),
             notifier: state.notifier.clone(),
             broker: state.config.broker.clone(),
+            entry_max_age: state.config.actions.signal_to_order.as_ref().map(|s| s.max_signal_age),
         };
         let dispatcher = Dispatcher::new(
             state.store.clone(),

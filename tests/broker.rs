@@ -69,12 +69,17 @@ fn http_broker(receiver: &Receiver) -> BrokerConfig {
 }
 
 fn dispatcher(store: &SharedStore, broker: BrokerConfig) -> Dispatcher {
+    dispatcher_with(store, broker, None)
+}
+
+fn dispatcher_with(store: &SharedStore, broker: BrokerConfig, entry_max_age: Option<Duration>) -> Dispatcher {
     let config = DeliveryConfig { allow_private_targets: true, ..DeliveryConfig::default() };
     let targets = Targets {
         client: DeliveryClient::new(&config).unwrap(),
         nats: Arc::new(NatsSink::new(NatsConfig::default())),
         notifier: Arc::new(Notifier::new(&AlertsConfig::default())),
         broker,
+        entry_max_age,
     };
     let retry = RetryPolicy::new(vec![Duration::from_millis(100); 2]);
     Dispatcher::new(store.clone(), Arc::new(SubscriptionSet::default()), targets, retry, config)
@@ -242,6 +247,52 @@ async fn the_kill_switch_stops_queued_entry_orders_but_not_protective_ones() {
     let intents = store.intents(None, None, None, 10).await.unwrap();
     let held = intents.iter().find(|i| i.client_order_id == "th-in").unwrap();
     assert!(held.reason.as_deref().is_some_and(|r| r.contains("kill switch is on")), "{held:?}");
+    stop.cancel();
+    task.await.unwrap();
+}
+
+/// An entry whose signal is older than `max_signal_age` when it would be sent — after a broker
+/// outage, or replayed from the dead-letter queue long after — is not sent; a close of the same
+/// age still goes. Before, a replayed stale entry was sent whatever the position had become.
+#[tokio::test]
+async fn an_entry_whose_signal_went_stale_before_it_is_sent_is_not_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let broker_http = Receiver::start(Script::Ok).await;
+    let minute_ago = (chrono::Utc::now() - chrono::Duration::seconds(60)).to_rfc3339();
+    let entry = format!(
+        r#"{{"clientOrderId":"th-old","action":"signal_to_order","role":"entry","op":"place","createdAt":"{minute_ago}"}}"#
+    );
+    let close = format!(
+        r#"{{"clientOrderId":"th-cls","action":"signal_to_order","role":"close","op":"place","createdAt":"{minute_ago}"}}"#
+    );
+    let fresh = format!(
+        r#"{{"clientOrderId":"th-new","action":"signal_to_order","role":"entry","op":"place","createdAt":"{}"}}"#,
+        chrono::Utc::now().to_rfc3339()
+    );
+    let intents =
+        vec![("th-old".into(), entry), ("th-cls".into(), close.clone()), ("th-new".into(), fresh.clone())];
+    record(&store, "s1", intents, "broker:http").await;
+    let stop = CancellationToken::new();
+    let dispatcher = dispatcher_with(&store, http_broker(&broker_http), Some(Duration::from_secs(30)));
+    let task = tokio::spawn(dispatcher.run(stop.clone()));
+    eventually(10, "all settled", || async {
+        let mut got = outcomes(&store).await;
+        got.sort();
+        let want = [("th-cls", "sent"), ("th-new", "sent"), ("th-old", "failed")];
+        (got.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect::<Vec<_>>() == want).then_some(())
+    })
+    .await;
+    let mut sent: Vec<String> =
+        broker_http.received().iter().map(|r| String::from_utf8_lossy(&r.body).into_owned()).collect();
+    sent.sort();
+    assert_eq!(sent, [close, fresh]);
+    let intents = store.intents(None, None, None, 10).await.unwrap();
+    let stale = intents.iter().find(|i| i.client_order_id == "th-old").unwrap();
+    assert!(
+        stale.reason.as_deref().is_some_and(|r| r.contains("older than signal_to_order.max_signal_age 30s")),
+        "{stale:?}"
+    );
     stop.cancel();
     task.await.unwrap();
 }

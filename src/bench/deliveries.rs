@@ -116,6 +116,7 @@ async fn run_in(dir: &std::path::Path, options: DeliveryBenchOptions) -> anyhow:
         nats: Arc::new(NatsSink::new(NatsConfig::default())),
         notifier: Arc::new(Notifier::new(&AlertsConfig::default())),
         broker: crate::broker::BrokerConfig::default(),
+        entry_max_age: None,
     };
     let dispatcher = Dispatcher::new(store.clone(), subscriptions, targets, retry, config);
     let stop = CancellationToken::new();

@@ -70,6 +70,8 @@ struct Context {
     config: DeliveryConfig,
     /// Start of each subscription's failing streak (unix ms), as far as this process knows.
     failing_since: std::sync::Mutex<HashMap<String, i64>>,
+    /// See [`Targets::entry_max_age`].
+    entry_max_age: Option<Duration>,
     /// The store's namespace (`Store::order_id_namespace`), read on the first NATS publish.
     namespace: tokio::sync::OnceCell<String>,
 }
@@ -84,6 +86,9 @@ pub struct Targets {
     pub notifier: Arc<Notifier>,
     /// The broker of order intents (`broker:`).
     pub broker: BrokerConfig,
+    /// `signal_to_order.max_signal_age`: an entry order whose signal is older when it would be
+    /// sent (after broker retries, or replayed from the dead-letter queue) is not sent.
+    pub entry_max_age: Option<Duration>,
 }
 
 /// Claims due deliveries, attempts them and commits the results. See the module docs.
@@ -109,6 +114,7 @@ impl Dispatcher {
             nats: targets.nats,
             notifier: targets.notifier,
             broker: targets.broker,
+            entry_max_age: targets.entry_max_age,
             broker_client,
             store: store.clone(),
             subscriptions,
@@ -313,29 +319,44 @@ async fn commit(
 }
 
 /// Refuses to send a new entry order (a `place` of role `entry` or `bracketed_entry`) while the
-/// kill switch is on: one queued before it was turned on, waiting for a retry, or replayed from
-/// the dead-letter queue. Everything that reduces risk still goes: stop-loss and take-profit legs
-/// (a signal's own too), closes, the margin guard's reductions, amends and cancels. The refusal
-/// is final: the intent fails with this reason (replay it once the switch is off).
-async fn held_by_kill_switch(context: &Context, delivery: &DueDelivery) -> Result<(), SinkError> {
+/// kill switch is on, or once its signal is older than `max_signal_age`: one queued before the
+/// switch was turned on, waiting for a retry, or replayed from the dead-letter queue (a stale
+/// signal must not open a position however it comes back). Everything that reduces risk still
+/// goes: stop-loss and take-profit legs (a signal's own too), closes, the margin guard's
+/// reductions, amends and cancels. The refusal is final: the intent fails with this reason.
+async fn held_back(context: &Context, delivery: &DueDelivery) -> Result<(), SinkError> {
     #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
     struct Kind {
         op: Option<crate::trading::actions::IntentOp>,
         role: Option<crate::trading::actions::Role>,
+        created_at: Option<chrono::DateTime<chrono::Utc>>,
     }
     use crate::trading::actions::{IntentOp, Role};
     let Ok(kind) = serde_json::from_slice::<Kind>(&delivery.body) else { return Ok(()) };
-    let entry = kind.op == Some(IntentOp::Place) && kind.role.is_some_and(Role::is_entry);
-    if entry && context.store.kill_switch().await.map_err(|e| SinkError::retriable(e.to_string()))? {
+    if kind.op != Some(IntentOp::Place) || !kind.role.is_some_and(Role::is_entry) {
+        return Ok(());
+    }
+    if context.store.kill_switch().await.map_err(|e| SinkError::retriable(e.to_string()))? {
         return Err(SinkError::permanent("the kill switch is on: this entry order is not sent"));
+    }
+    if let (Some(max_age), Some(at)) = (context.entry_max_age, kind.created_at) {
+        let age = chrono::Utc::now().signed_duration_since(at);
+        if age.to_std().is_ok_and(|age| age > max_age) {
+            return Err(SinkError::permanent(format!(
+                "its signal is {} s old, older than signal_to_order.max_signal_age {}: this entry order is not sent",
+                age.num_seconds(),
+                humantime::format_duration(max_age)
+            )));
+        }
     }
     Ok(())
 }
 
-/// Sends an intent to its broker (`broker:paper` or `broker:http`), unless the kill switch
-/// holds it.
+/// Sends an intent to its broker (`broker:paper` or `broker:http`), unless it is held back
+/// ([`held_back`]).
 async fn broker(context: &Context, delivery: &DueDelivery) -> Result<String, SinkError> {
-    held_by_kill_switch(context, delivery).await?;
+    held_back(context, delivery).await?;
     if delivery.target == "broker:paper" {
         paper_broker(context, delivery).await
     } else {
