@@ -5,6 +5,7 @@
 //! ignored, `null` and empty strings count as absent.
 
 use chrono::DateTime;
+use rust_decimal::Decimal;
 use serde_json::Value;
 
 use super::decimal::Sign;
@@ -78,6 +79,9 @@ fn parse_order(data: &Fields, action: OrderAction) -> Result<OrderEvent, SchemaE
     };
     let trade = parse_trade(data)?;
     let commission = if trade.is_none() { data.decimal("commission", Sign::Any)? } else { None };
+    let filled_quantity = data.decimal("filledQuantity", Sign::NonNegative)?;
+    let average_price = data.decimal("averagePrice", Sign::NonNegative)?;
+    exact_value(data, ("filledQuantity", filled_quantity), ("averagePrice", average_price))?;
     Ok(OrderEvent {
         action,
         order_id: data.req_str("orderId")?,
@@ -89,8 +93,8 @@ fn parse_order(data: &Fields, action: OrderAction) -> Result<OrderEvent, SchemaE
         quantity: data.decimal("quantity", Sign::NonNegative)?,
         price: data.decimal("price", Sign::NonNegative)?,
         status,
-        filled_quantity: data.decimal("filledQuantity", Sign::NonNegative)?,
-        average_price: data.decimal("averagePrice", Sign::NonNegative)?,
+        filled_quantity,
+        average_price,
         trade,
         commission,
         sequence: data.u64("sequence")?,
@@ -117,7 +121,27 @@ fn parse_trade(data: &Fields) -> Result<Option<TradeReport>, SchemaError> {
         .decimal("lastPrice", Sign::NonNegative)?
         .ok_or_else(|| SchemaError::Missing { field: data.path("lastPrice") })?;
     let commission = data.decimal("commission", Sign::Any)?.unwrap_or_default();
+    exact_value(data, ("lastQuantity", Some(quantity)), ("lastPrice", Some(price)))?;
     Ok(Some(TradeReport { trade_id, quantity, price, commission }))
+}
+
+/// Refuses a fill whose value (quantity × price) leaves the decimal range: fill prices, averages
+/// and PnL are computed from such values, and clamped ones would be made-up numbers (on-chain
+/// prices in wei reach it: 2e9 × 3.1e21).
+fn exact_value(
+    data: &Fields,
+    (quantity_field, quantity): (&str, Option<Decimal>),
+    (price_field, price): (&str, Option<Decimal>),
+) -> Result<(), SchemaError> {
+    match (quantity, price) {
+        (Some(quantity), Some(price)) if quantity.checked_mul(price).is_none() => {
+            Err(SchemaError::OutOfRange {
+                field: format!("{} × {}", data.path(quantity_field), data.path(price_field)),
+                value: format!("{quantity} × {price}"),
+            })
+        }
+        _ => Ok(()),
+    }
 }
 
 /// `position.*` data.

@@ -208,6 +208,29 @@ fn schema_error_infinite_price_string_and_out_of_range_number() {
     assert!(matches!(e, SchemaError::OutOfRange { .. }), "{e}");
 }
 
+/// A fill whose value (quantity × price) leaves the decimal range is a schema error, for running
+/// totals and trades alike: before, the value was clamped and the order got a made-up fill price
+/// (1e15 @ 1e15 became 7.9e13) with no alert.
+#[test]
+fn schema_error_fill_value_outside_the_decimal_range() {
+    let e = err(json!({"event": "order.updated", "timestamp": "2024-01-15T10:30:00Z",
+                       "data": {"orderId": "o", "filledQuantity": "1e15", "averagePrice": "1e15"}}));
+    assert_eq!(
+        e.to_string(),
+        "`data.filledQuantity × data.averagePrice` (1000000000000000 × 1000000000000000) is outside the decimal range (at most 28 significant digits)"
+    );
+    let e = err(json!({"event": "order.updated", "timestamp": "2024-01-15T10:30:00Z",
+                       "data": {"orderId": "o", "tradeId": "t1", "lastQuantity": "2000000000", "lastPrice": "3.1e21"}}));
+    assert!(
+        matches!(e, SchemaError::OutOfRange { ref field, .. } if field == "data.lastQuantity × data.lastPrice"),
+        "{e}"
+    );
+    // Large but representable values still parse.
+    let ok = json!({"event": "order.updated", "timestamp": "2024-01-15T10:30:00Z",
+                    "data": {"orderId": "o", "filledQuantity": "1e9", "averagePrice": "3e19"}});
+    assert!(crate::trading::parse_event(&ok).is_ok());
+}
+
 #[test]
 fn schema_error_unknown_status() {
     let e = err(json!({"event": "order.updated", "timestamp": "2024-01-15T10:30:00Z",
