@@ -606,15 +606,19 @@ impl Config {
                     "`none` needs allow_unsigned = true and a non-empty allow_ips".into(),
                 );
             }
-            if source.signature == Scheme::None && allowed.iter().any(|net| net.prefix_len() == 0) {
+            if source.signature == Scheme::None && crate::ingest::guard::admits_every_address(&allowed) {
                 return fail(
                     &format!("{key}.allow_ips"),
-                    "an unsigned source's allow-list must not admit every address (0.0.0.0/0, ::/0)".into(),
+                    "an unsigned source's allow-list must not admit every address (0.0.0.0/0, ::/0, or \
+                     networks that add up to them)"
+                        .into(),
                 );
             }
             // Only the schemes that sign a timestamp use it (a config written for another scheme
-            // keeps starting).
-            if source.tolerance.is_zero() && matches!(source.signature, Scheme::Stripe | Scheme::StandardWebhooks) {
+            // keeps starting). Timestamps are whole seconds: less than 1 s would be 0.
+            if source.tolerance < Duration::from_secs(1)
+                && matches!(source.signature, Scheme::Stripe | Scheme::StandardWebhooks)
+            {
                 return fail(
                     &format!("{key}.tolerance"),
                     "must be at least 1s: a signed timestamp is never exactly now".into(),

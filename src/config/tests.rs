@@ -267,9 +267,24 @@ fn settings_that_pass_parsing_but_defeat_their_purpose_are_refused() {
             "every address",
         ),
         (
+            "[[source]]\nname = \"x\"\nsignature = \"none\"\nallow_unsigned = true\nallow_ips = [\"0.0.0.0/1\", \"128.0.0.0/1\"]\n",
+            "source[0].allow_ips",
+            "every address",
+        ),
+        (
             "[[source]]\nname = \"x\"\nsignature = \"stripe\"\nsecrets = [\"whsec_s\"]\ntolerance = \"0s\"\n",
             "source[0].tolerance",
             "at least 1s",
+        ),
+        (
+            "[[source]]\nname = \"x\"\nsignature = \"standard-webhooks\"\nsecrets = [\"whsec_c2VjcmV0\"]\ntolerance = \"999ms\"\n",
+            "source[0].tolerance",
+            "at least 1s",
+        ),
+        (
+            "[[source]]\nname = \"x\"\nsecrets = [\"s\", \"   \"]\n",
+            "source[0].secrets",
+            "secret #2 is invalid for hmac-sha256: the secret is empty",
         ),
         (
             "[[source]]\nname = \"x\"\nsignature = \"token\"\nsecrets = [\"long-enough-token\"]\ntoken_field = \" \"\n",

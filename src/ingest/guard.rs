@@ -39,6 +39,12 @@ pub fn parse_allow_list(entries: &[String]) -> Result<Vec<IpNet>, String> {
     Ok(nets)
 }
 
+/// Whether `nets` together admit every IPv4 or every IPv6 address (`0.0.0.0/0`, or halves such
+/// as `0.0.0.0/1` + `128.0.0.0/1` that add up to it).
+pub fn admits_every_address(nets: &[IpNet]) -> bool {
+    IpNet::aggregate(&nets.to_vec()).iter().any(|net| net.prefix_len() == 0)
+}
+
 /// Whether `ip` is in any of `nets`; IPv4-mapped IPv6 addresses match their IPv4 form.
 pub fn ip_in(nets: &[IpNet], ip: IpAddr) -> bool {
     let ip = canonical(ip);
@@ -280,6 +286,22 @@ mod tests {
         let mut map = HeaderMap::new();
         map.insert("x-forwarded-for", xff.parse().unwrap());
         map
+    }
+
+    #[test]
+    fn an_allow_list_admits_every_address_when_its_networks_add_up_to_them() {
+        let every = |entries: &[&str]| {
+            admits_every_address(
+                &parse_allow_list(&entries.iter().map(|e| e.to_string()).collect::<Vec<_>>()).unwrap(),
+            )
+        };
+        assert!(every(&["0.0.0.0/0"]));
+        assert!(every(&["::/0"]));
+        assert!(every(&["0.0.0.0/1", "128.0.0.0/1"]));
+        assert!(every(&["10.0.0.0/8", "::/1", "8000::/1"]));
+        assert!(every(&["0.0.0.0/2", "64.0.0.0/2", "128.0.0.0/1"]));
+        assert!(!every(&["0.0.0.0/1", "192.0.0.0/2"]), "128.0.0.0/2 is missing");
+        assert!(!every(&["10.0.0.0/8", "::1", "tradingview"]));
     }
 
     #[test]

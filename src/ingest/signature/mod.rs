@@ -232,8 +232,8 @@ impl Verifier {
             if secrets.is_empty() {
                 return Err(SecretError::NoSecret(scheme));
             }
-            // An empty secret would let anyone sign; it is always a configuration mistake.
-            if let Some(index) = secrets.iter().position(|s| s.is_empty()) {
+            // An empty (or blank) secret would let anyone sign; it is always a configuration mistake.
+            if let Some(index) = secrets.iter().position(|s| s.trim().is_empty()) {
                 return Err(invalid(scheme, index + 1, "the secret is empty"));
             }
         }
