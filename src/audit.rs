@@ -94,6 +94,61 @@ fn masked_prefix(text: &str, masked: &[Range<usize>], max: usize) -> String {
     cut(out, max)
 }
 
+/// `text` with its JSON string escapes (`\"`, `\\`, `\/`, `\b`, `\f`, `\n`, `\r`, `\t`,
+/// `\uXXXX` with surrogate pairs) decoded; `None` when it has no backslash. Anything that is not
+/// a valid escape is kept as written (the body may not be JSON at all: it was refused).
+fn json_unescaped(text: &str) -> Option<String> {
+    if !text.contains('\\') {
+        return None;
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('\\') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        let simple = match rest.as_bytes().get(1) {
+            Some(b'"') => Some('"'),
+            Some(b'\\') => Some('\\'),
+            Some(b'/') => Some('/'),
+            Some(b'b') => Some('\u{8}'),
+            Some(b'f') => Some('\u{c}'),
+            Some(b'n') => Some('\n'),
+            Some(b'r') => Some('\r'),
+            Some(b't') => Some('\t'),
+            _ => None,
+        };
+        if let Some(c) = simple {
+            out.push(c);
+            rest = &rest[2..];
+            continue;
+        }
+        let unit = |s: &str| s.get(2..6).and_then(|hex| u16::from_str_radix(hex, 16).ok()).filter(|_| s.starts_with("\\u"));
+        match unit(rest) {
+            Some(high @ 0xD800..=0xDBFF) => match rest.get(6..).and_then(unit) {
+                Some(low @ 0xDC00..=0xDFFF) => {
+                    let c = 0x10000 + ((u32::from(high) - 0xD800) << 10) + (u32::from(low) - 0xDC00);
+                    out.push(char::from_u32(c).unwrap_or(char::REPLACEMENT_CHARACTER));
+                    rest = &rest[12..];
+                }
+                _ => {
+                    out.push_str(&rest[..6]);
+                    rest = &rest[6..];
+                }
+            },
+            Some(unit) => {
+                out.push(char::from_u32(u32::from(unit)).unwrap_or(char::REPLACEMENT_CHARACTER));
+                rest = &rest[6..];
+            }
+            None => {
+                out.push('\\');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
 /// `ranges` sorted, overlapping ones joined.
 fn merged(mut ranges: Vec<Range<usize>>) -> Vec<Range<usize>> {
     ranges.sort_by_key(|r| r.start);
@@ -147,8 +202,17 @@ impl AuditLog {
         token_field: Option<&str>,
     ) {
         let longest = self.masked.first().map_or(0, String::len);
-        let window = &body[..body.len().min(BODY_PREFIX_LEN + longest)];
-        let text = String::from_utf8_lossy(window);
+        // Up to 6 bytes a character when the sender escaped it (`\u0063`).
+        let window = &body[..body.len().min(BODY_PREFIX_LEN + 6 * longest)];
+        let raw = String::from_utf8_lossy(window);
+        // A secret written with JSON escapes is still the secret: when unescaping reveals one,
+        // the prefix shows the unescaped text, masked.
+        let text = match json_unescaped(&raw) {
+            Some(plain) if self.masked.iter().any(|s| plain.matches(s.as_str()).count() > raw.matches(s.as_str()).count()) => {
+                std::borrow::Cow::Owned(plain)
+            }
+            _ => raw,
+        };
         let mut masked: Vec<Range<usize>> = Vec::new();
         for secret in &self.masked {
             for (at, _) in text.match_indices(secret.as_str()) {
@@ -214,6 +278,25 @@ mod tests {
         log.record("127.0.0.1".into(), "tv", 400, "not JSON", body, None);
         let prefix = &log.recent(1)[0].body_prefix;
         assert!(!prefix.contains("tv-pass-123") && prefix.contains("<redacted>"), "{prefix}");
+    }
+
+    /// A secret written with JSON escapes (`\u0063` for `c`, `\/`) in a refused body is masked
+    /// too: before, only its literal form was, and the escaped one was served by the audit API.
+    #[test]
+    fn a_secret_written_with_json_escapes_is_masked() {
+        let log = AuditLog::new(5).masking(["s3cret-current".to_string(), "a/b-secret-😀".to_string()]);
+        for body in [
+            r#"{"a":"s3cret-\u0063urrent", broken"#,
+            r#"{"a":"s3cret-current","b":"s3cret-\u0063urrent" broken"#,
+            r#"{"a":"a\/b-secret-\ud83d\ude00"}"#,
+        ] {
+            log.record("1.2.3.4".into(), "vibe", 400, "invalid_json", body.as_bytes(), None);
+            let prefix = log.recent(1)[0].body_prefix.clone();
+            assert!(!prefix.contains("urrent") && !prefix.contains("secret-") && prefix.contains("<redacted>"), "{body} → {prefix}");
+        }
+        // Escapes that hide no secret stay as written.
+        log.record("1.2.3.4".into(), "vibe", 400, "invalid_json", br#"{"a":"line\nbreak \u00e9"#, None);
+        assert_eq!(log.recent(1)[0].body_prefix, r#"{"a":"line\nbreak \u00e9"#);
     }
 
     #[test]

@@ -202,7 +202,16 @@ impl AppState {
             .chain(config.sources.iter().flat_map(|s| &s.secrets))
             .chain(&config.broker.secret)
             .chain(&config.alerts.url)
-            .cloned()
+            .flat_map(|credential| {
+                // A `whsec_`/`whsk_` secret's key is what follows the prefix: sent alone, it is
+                // the secret all the same.
+                let key = ["whsec_", "whsk_"]
+                    .iter()
+                    .find_map(|prefix| credential.strip_prefix(prefix))
+                    .filter(|key| key.len() >= 8)
+                    .map(str::to_owned);
+                std::iter::once(credential.clone()).chain(key)
+            })
             .collect();
         let mut sources = HashMap::new();
         for source in &config.sources {

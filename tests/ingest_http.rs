@@ -137,13 +137,21 @@ async fn number_ids_a_float_cannot_hold_keep_different_events_apart() {
 #[tokio::test]
 async fn stored_headers_keep_no_credential_of_the_gateway_or_the_sender() {
     let other_secret = "other-source-secret-7c1d";
+    // A Standard Webhooks secret's key is the base64 after `whsec_`: alone, it is the secret.
+    let svix_key = "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     let server = TestServer::start_with(|config| {
         config.sources.push(SourceConfig::new("other", Scheme::HmacSha256, vec![other_secret.into()]));
+        config.sources.push(SourceConfig::new(
+            "svix",
+            Scheme::StandardWebhooks,
+            vec![format!("whsec_{svix_key}")],
+        ));
     })
     .await;
     let body = order_event("headers-1");
     let headers = [
         ("x-forwarded-note", other_secret),
+        ("x-signing-material", svix_key),
         ("x-admin", ADMIN_TOKEN),
         ("x-auth-token", "sender-credential-1"),
         ("x-gitlab-token", "sender-credential-2"),
@@ -155,7 +163,7 @@ async fn stored_headers_keep_no_credential_of_the_gateway_or_the_sender() {
     assert_eq!(answer.json["status"], "accepted", "{}", answer.text);
     let stored = admin_get(&server, &format!("/api/v1/events/{}", answer.json["id"].as_str().unwrap())).await;
     let text = stored.json["headers"].to_string();
-    for credential in [other_secret, ADMIN_TOKEN, "sender-credential"] {
+    for credential in [other_secret, ADMIN_TOKEN, "sender-credential", svix_key] {
         assert!(!text.contains(credential), "{credential} stored: {text}");
     }
     assert_eq!(stored.json["headers"]["x-request-id"], "req-42", "other headers are kept: {text}");
