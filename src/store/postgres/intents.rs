@@ -54,7 +54,8 @@ pub(super) async fn settle(
     now: i64,
 ) -> Result<()> {
     tx.execute(
-        "UPDATE intents SET outcome = $2, broker_response = $3, reason = coalesce($4, reason), updated_at = $5
+        "UPDATE intents SET outcome = $2, broker_response = $3,
+                reason = CASE WHEN $2 = 'sent' THEN $4 ELSE coalesce($4, reason) END, updated_at = $5
          WHERE id = (SELECT intent_id FROM deliveries WHERE id = $1)",
         &[&delivery_id, &outcome.as_str(), &response, &reason, &now],
     )

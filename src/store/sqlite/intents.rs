@@ -68,7 +68,8 @@ pub(super) fn record(tx: &Connection, intents: &[NewIntent], now: i64) -> rusqli
     Ok(())
 }
 
-/// Marks the intent of a delivery `sent` or `failed` with the broker's answer.
+/// Marks the intent of a delivery `sent` or `failed` with the broker's answer; `sent` clears the
+/// reason an earlier failure left (a dead letter replayed once the broker is back).
 pub(super) fn settle(
     tx: &Connection,
     delivery_id: i64,
@@ -78,7 +79,8 @@ pub(super) fn settle(
     now: i64,
 ) -> rusqlite::Result<()> {
     tx.prepare_cached(
-        "UPDATE intents SET outcome = ?2, broker_response = ?3, reason = coalesce(?4, reason), updated_at = ?5
+        "UPDATE intents SET outcome = ?2, broker_response = ?3,
+                reason = CASE WHEN ?2 = 'sent' THEN ?4 ELSE coalesce(?4, reason) END, updated_at = ?5
          WHERE id = (SELECT intent_id FROM deliveries WHERE id = ?1)",
     )?
     .execute(params![delivery_id, outcome.as_str(), response, reason, now])?;
