@@ -141,6 +141,9 @@ async fn a_broker_refusal_is_a_failed_intent_in_the_dead_letter_queue() {
     })
     .await;
     assert_eq!(broker_http.received().len(), 1, "a 422 is the broker refusing the order: not retried");
+    // What the worker reads to stop counting a refused close as on its way.
+    let outcomes = store.intent_outcomes(vec!["th-x".into(), "th-unknown".into()]).await.unwrap();
+    assert_eq!(outcomes, [("th-x".to_string(), "failed".to_string())]);
     let dead = store.dead_letters(Default::default()).await.unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].target.as_deref(), Some("broker:http"));

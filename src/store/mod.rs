@@ -309,6 +309,9 @@ pub trait Store: Send + Sync + 'static {
     /// `max_position` however long the broker is down.
     /// Each as (client order id, the intent as recorded).
     async fn entries_awaiting_broker(&self) -> Result<Vec<(String, String)>, StoreError>;
+    /// The outcome (`queued`, `sent`, `failed`, …) of each of these intents that is recorded, as
+    /// (client order id, outcome).
+    async fn intent_outcomes(&self, client_order_ids: Vec<String>) -> Result<Vec<(String, String)>, StoreError>;
     /// Whether the manual kill switch is on (no new entry orders from signals).
     async fn kill_switch(&self) -> Result<bool, StoreError>;
     /// Turns the manual kill switch on or off (durably).

@@ -220,6 +220,13 @@ impl Worker {
             let awaiting = self.store.entries_awaiting_broker().await?;
             self.strategy.follow_awaiting_broker(awaiting);
         }
+        if self.routes.has_strategy_actions() {
+            let reductions = self.strategy.state.reduction_ids();
+            if !reductions.is_empty() {
+                let outcomes = self.store.intent_outcomes(reductions).await?;
+                self.strategy.state.follow_failed(outcomes);
+            }
+        }
         // After reading the events: a subscription change committed before any of them was
         // stored is seen by them, whichever node made it.
         self.subscriptions.follow(&self.store).await?;

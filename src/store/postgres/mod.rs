@@ -686,6 +686,19 @@ impl Store for PgStore {
         intents::list(&self.client().await?, before, action.as_deref(), outcome.as_deref(), limit).await
     }
 
+    async fn intent_outcomes(&self, client_order_ids: Vec<String>) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT client_order_id, outcome FROM intents WHERE client_order_id = ANY($1)",
+                &[&client_order_ids],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+    }
+
     async fn entries_awaiting_broker(&self) -> Result<Vec<(String, String)>, StoreError> {
         let rows = self
             .client()

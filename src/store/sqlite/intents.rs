@@ -1,7 +1,7 @@
 //! SQL for order intents: one row per client order id, queued for the broker as a delivery in
 //! the same transaction that processes the triggering event.
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use super::event_id;
 use crate::store::intents::{IntentOutcome, NewIntent, StoredIntent};
@@ -66,6 +66,18 @@ pub(super) fn record(tx: &Connection, intents: &[NewIntent], now: i64) -> rusqli
         }
     }
     Ok(())
+}
+
+/// The recorded outcome of each of `ids` (client order ids), found through their unique index.
+pub(super) fn outcomes(conn: &Connection, ids: &[String]) -> rusqlite::Result<Vec<(String, String)>> {
+    let mut statement = conn.prepare_cached("SELECT outcome FROM intents WHERE client_order_id = ?1")?;
+    let mut found = Vec::new();
+    for id in ids {
+        if let Some(outcome) = statement.query_row([id], |row| row.get::<_, String>(0)).optional()? {
+            found.push((id.clone(), outcome));
+        }
+    }
+    Ok(found)
 }
 
 /// Marks the intent of a delivery `sent` or `failed` with the broker's answer; `sent` clears the

@@ -694,6 +694,10 @@ impl Store for SqliteStore {
         self.read(intents::awaiting_broker).await
     }
 
+    async fn intent_outcomes(&self, client_order_ids: Vec<String>) -> Result<Vec<(String, String)>, StoreError> {
+        self.read(move |conn| intents::outcomes(conn, &client_order_ids)).await
+    }
+
     async fn kill_switch(&self) -> Result<bool, StoreError> {
         self.read(|conn| {
             conn.query_row("SELECT value FROM meta WHERE key = 'kill_switch'", [], |row| {

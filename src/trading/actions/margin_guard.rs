@@ -12,7 +12,7 @@ use rust_decimal::Decimal;
 
 use super::config::MarginGuardConfig;
 use super::intent::{client_order_id, ActionName, Decision, IntentOp, OrderIntent, OrderType, Role};
-use super::signal_order::pending_reduction;
+use super::signal_order::{pending_reduction, prune_placements};
 use super::state::{guard_key, GuardEpisode, Placement, StrategyState};
 use super::{Context, Decided};
 use crate::trading::event::EventKind;
@@ -57,45 +57,35 @@ pub(super) fn decide(
         return;
     }
     let net = net_position(cx, &key, reported);
-    let guard = actions.guards.entry(gkey.clone()).or_insert(GuardEpisode {
-        tripped: false,
-        episodes: 0,
-        last_at: cx.event.at,
-    });
-    let before = guard.clone();
+    let count = actions.placements.len();
+    prune_placements(actions, cx);
+    out.touched.placements |= actions.placements.len() != count;
+    let before = actions.guards.get(&gkey).cloned();
+    let mut guard =
+        before.clone().unwrap_or(GuardEpisode { tripped: false, episodes: 0, last_at: cx.event.at });
     guard.last_at = cx.event.at;
     if net.is_zero() || ratio < config.rearm_below {
         guard.tripped = false;
     } else if ratio >= config.threshold && !guard.tripped {
-        guard.tripped = true;
-        guard.episodes += 1;
-        let wanted = (net.abs().saturating_mul(config.reduce_fraction)).normalize();
-        let mut intent = reduction(&key, net, wanted, ratio, guard.episodes, cx);
+        let episode = guard.episodes + 1;
+        let id = reduction_id(&key, episode, cx);
         // Closes and reductions already on their way take off part of the position: this one
-        // takes at most what they leave, so together they never flip it.
-        let others: Vec<Placement> = actions
-            .placements
-            .iter()
-            .filter(|p| p.client_order_id != intent.client_order_id)
-            .cloned()
-            .collect();
-        let pending = pending_reduction(cx, &others, &key.symbol, net);
-        intent.quantity = wanted.min(net.abs().saturating_sub(pending)).normalize();
-        if intent.quantity > Decimal::ZERO {
-            if intent.quantity < wanted {
-                intent.reason = format!(
-                    "{} ({} already on its way in closes and reductions)",
-                    intent.reason.replacen(&wanted.to_string(), &intent.quantity.to_string(), 1),
-                    pending.normalize()
-                );
-            }
+        // takes at most what they leave, so together they never flip it. When they take it all,
+        // the guard stays armed: should they fail, the next reading still reduces.
+        let pending = pending_reduction(cx, actions, &id, Some(&key.account), &key.symbol, net);
+        let wanted = (net.abs().saturating_mul(config.reduce_fraction)).normalize();
+        let quantity = wanted.min(net.abs().saturating_sub(pending)).normalize();
+        if quantity > Decimal::ZERO {
+            guard.tripped = true;
+            guard.episodes = episode;
+            let intent = reduction(&key, net, (quantity, pending), ratio, (id, episode), cx);
             if !actions.placements.iter().any(|p| p.client_order_id == intent.client_order_id) {
-                let signed = if intent.side == Side::Buy { intent.quantity } else { -intent.quantity };
                 actions.placements.push(Placement {
                     at: cx.now,
                     client_order_id: intent.client_order_id.clone(),
                     symbol: Some(key.symbol.clone()),
-                    quantity: Some(signed),
+                    account: key.account.clone(),
+                    quantity: Some(if intent.side == Side::Buy { quantity } else { -quantity }),
                     reduce: true,
                     protective: true,
                 });
@@ -104,7 +94,8 @@ pub(super) fn decide(
             out.decisions.push(Decision::Intent(intent));
         }
     }
-    if *guard != before {
+    if before.as_ref() != Some(&guard) {
+        actions.guards.insert(gkey.clone(), guard);
         out.touched.guards.insert(gkey);
     }
 }
@@ -119,20 +110,31 @@ fn net_position(cx: &Context<'_>, key: &PositionKey, reported: Option<Decimal>) 
     reported.or_else(|| position.and_then(|p| p.venue_net())).unwrap_or(Decimal::ZERO)
 }
 
-/// The reduce-only market order of one episode.
+/// The client order id of an episode's reduction. Episodes count from 1 in every store: the
+/// namespace keeps two stores' ids apart.
+fn reduction_id(key: &PositionKey, episode: u32, cx: &Context<'_>) -> String {
+    let subject = super::namespaced(cx.namespace, &format!("margin:{}", guard_key(key)));
+    client_order_id(&subject, ACTION, Role::Reduce, &episode.to_string())
+}
+
+/// The reduce-only market order `id` of one episode, for `quantity` (less than the fraction asks
+/// when `pending` closes and reductions are already on their way).
 fn reduction(
     key: &PositionKey,
     net: Decimal,
-    quantity: Decimal,
+    (quantity, pending): (Decimal, Decimal),
     ratio: Decimal,
-    episode: u32,
+    (id, episode): (String, u32),
     cx: &Context<'_>,
 ) -> OrderIntent {
-    // Episodes count from 1 in every store: the namespace keeps two stores' ids apart.
-    let subject = super::namespaced(cx.namespace, &format!("margin:{}", guard_key(key)));
     let side = if net > Decimal::ZERO { Side::Sell } else { Side::Buy };
+    let on_their_way = if pending > Decimal::ZERO {
+        format!(" ({} already on its way in closes and reductions)", pending.normalize())
+    } else {
+        String::new()
+    };
     OrderIntent {
-        client_order_id: client_order_id(&subject, ACTION, Role::Reduce, &episode.to_string()),
+        client_order_id: id,
         target_client_order_id: None,
         parent_client_order_id: None,
         action: ACTION,
@@ -149,7 +151,7 @@ fn reduction(
         account: key.account.clone(),
         trigger: cx.trigger.clone(),
         reason: format!(
-            "margin ratio {ratio} reached the threshold: reduce {quantity} of {} (episode {episode})",
+            "margin ratio {ratio} reached the threshold: reduce {quantity} of {}{on_their_way} (episode {episode})",
             net.abs()
         ),
         created_at: cx.event.at,

@@ -96,12 +96,9 @@ fn check(
     let net = net_position(cx, symbol);
     let entry_id = |plan: &Plan| client_order_id(&cx.trigger.key, ACTION, entry_role(signal, plan), "0");
     let plan = plan(config, actions, signal, net, cx, |plan| {
-        let own = entry_id(plan);
-        let others: Vec<Placement> =
-            actions.placements.iter().filter(|p| p.client_order_id != own).cloned().collect();
-        pending_reduction(cx, &others, symbol, net)
+        pending_reduction(cx, actions, &entry_id(plan), None, symbol, net)
     })?;
-    let signed = if plan.side == Side::Buy { plan.quantity } else { -plan.quantity };
+    let signed = signed(plan.quantity, plan.side == Side::Sell);
     let after = net.saturating_add(signed);
     if !plan.close && after.abs() > net.abs() && margin_guard::blocks(actions, symbol) {
         return Err(format!("margin guard tripped on {symbol}: no new entries until the margin ratio falls"));
@@ -143,6 +140,7 @@ fn check(
             at: cx.now,
             client_order_id: entry.clone(),
             symbol: Some(symbol.to_owned()),
+            account: intents[0].account.clone(),
             quantity: Some(signed),
             reduce: plan.close,
             protective: false,
@@ -299,49 +297,63 @@ fn working_quantity(
     unreported.into_values().fold(sum, Decimal::saturating_add)
 }
 
-/// How much of the position on `symbol` (net `net`) the reduce-only closes and reductions decided
-/// in the last minute will still take off: the whole of one no venue event has reported yet, the
-/// unfilled part of one working, nothing of one filled (the position shows it) or ended. Resting
+/// How much of the position on `symbol` (net `net`) — in `account`, or in every account when
+/// `None` (a signal names none) — the reduce-only closes and reductions decided in the last
+/// minute will still take off: the whole of one no venue event has reported yet, the unfilled
+/// part of one working, nothing of one filled (the position shows it), ended, or failed at the
+/// broker. `own` (the order being sized, when it is decided again) does not count. Resting
 /// stop-loss and take-profit legs are not counted: they fill only if the price gets there.
 pub(super) fn pending_reduction(
     cx: &Context<'_>,
-    placements: &[Placement],
+    actions: &StrategyState,
+    own: &str,
+    account: Option<&Option<String>>,
     symbol: &str,
     net: Decimal,
 ) -> Decimal {
-    let mut signed = Decimal::ZERO;
-    for p in placements {
-        let Some(quantity) = p.quantity.filter(|_| p.reduce && p.symbol.as_deref() == Some(symbol)) else {
-            continue;
-        };
-        if !within_minute(p, cx) {
-            continue;
-        }
-        let reported =
-            cx.trading.orders.values().find(|o| o.client_order_id.as_deref() == Some(&p.client_order_id));
-        let left = match reported {
-            Some(o) if o.status.is_terminal() => Decimal::ZERO,
-            Some(o) => {
-                let open = o
-                    .quantity
-                    .map_or(quantity.abs(), |q| q.saturating_sub(o.filled_quantity).max(Decimal::ZERO));
-                if quantity < Decimal::ZERO {
-                    -open
-                } else {
-                    open
-                }
-            }
-            None => quantity,
-        };
-        signed = signed.saturating_add(left);
+    let pending: BTreeMap<&str, Decimal> = actions
+        .placements
+        .iter()
+        .filter(|p| p.reduce && p.client_order_id != own && p.symbol.as_deref() == Some(symbol))
+        .filter(|p| account.is_none_or(|account| &p.account == account))
+        .filter(|p| within_minute(p, cx) && !actions.failed.contains(&p.client_order_id))
+        .filter_map(|p| Some((p.client_order_id.as_str(), p.quantity?)))
+        .collect();
+    if pending.is_empty() || net.is_zero() {
+        return Decimal::ZERO;
     }
+    let mut left = pending.clone();
+    for order in cx.trading.orders.values() {
+        let Some(quantity) = order.client_order_id.as_deref().and_then(|id| pending.get(id)) else {
+            continue;
+        };
+        let open = if order.status.is_terminal() {
+            Decimal::ZERO
+        } else {
+            order
+                .quantity
+                .map_or(quantity.abs(), |q| q.saturating_sub(order.filled_quantity).max(Decimal::ZERO))
+        };
+        left.insert(
+            order.client_order_id.as_deref().unwrap_or_default(),
+            signed(open, *quantity < Decimal::ZERO),
+        );
+    }
+    let total = left.into_values().fold(Decimal::ZERO, Decimal::saturating_add);
     // Sells take off a long, buys a short.
     if net > Decimal::ZERO {
-        (-signed).max(Decimal::ZERO)
-    } else if net < Decimal::ZERO {
-        signed.max(Decimal::ZERO)
+        (-total).max(Decimal::ZERO)
     } else {
-        Decimal::ZERO
+        total.max(Decimal::ZERO)
+    }
+}
+
+/// `quantity` negative when `sells`.
+fn signed(quantity: Decimal, sells: bool) -> Decimal {
+    if sells {
+        -quantity
+    } else {
+        quantity
     }
 }
 
@@ -351,7 +363,7 @@ fn within_minute(p: &Placement, cx: &Context<'_>) -> bool {
 }
 
 /// Drops placements older than a minute.
-fn prune_placements(actions: &mut StrategyState, cx: &Context<'_>) {
+pub(super) fn prune_placements(actions: &mut StrategyState, cx: &Context<'_>) {
     actions.placements.retain(|p| within_minute(p, cx));
 }
 

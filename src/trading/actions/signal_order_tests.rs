@@ -362,11 +362,32 @@ fn exits_decided_close_together_never_sell_more_than_the_position() {
         second.decisions
     );
 
-    // flat, then a margin call: the guard trips but orders nothing more.
+    // flat, then a margin call: nothing more is ordered, and the guard stays armed...
     let mut h = both();
-    let mut all = h.feed(&flat()).decisions;
-    all.extend(h.feed(&margin_call()).decisions);
-    assert_eq!(decided_reductions(&all), d("1"), "{all:?}");
+    let closing = h.feed(&flat()).decisions;
+    let close_id = intents(&closing)[0].client_order_id.clone();
+    let nothing = h.feed(&margin_call()).decisions;
+    assert_eq!(decided_reductions(&nothing), d("0"), "{nothing:?}");
+    // ... so when the venue rejects the close, the next reading reduces.
+    h.feed(&ev(
+        "order.created",
+        13,
+        json!({"orderId": "c1", "clientOrderId": close_id, "symbol": "BTCUSDT",
+        "side": "sell", "type": "market", "quantity": "1", "status": "rejected", "reduceOnly": true}),
+    ));
+    let reading = ev(
+        "account.margin_call",
+        14,
+        json!({"symbol": "BTCUSDT", "marginRatio": "0.95", "markPrice": "45000"}),
+    );
+    assert_eq!(decided_reductions(&h.feed(&reading).decisions), d("0.5"));
+
+    // A close the broker refused (its intent failed, no venue event) takes nothing off either.
+    let mut h = both();
+    let closing = h.feed(&flat()).decisions;
+    let close_id = intents(&closing)[0].client_order_id.clone();
+    h.actions.follow_failed(vec![(close_id, "failed".into())]);
+    assert_eq!(intents(&h.feed(&close_long()).decisions)[0].quantity, d("1"));
 
     // A margin-guard reduction of half, then flat: flat sells the other half.
     let mut h = both();
@@ -402,4 +423,38 @@ fn an_explicit_zero_quantity_is_refused_not_replaced_by_a_default() {
     h.feed_all(&[created("o1", "BTCUSDT", "buy", "0.3", 1), filled("o1", "0.3", "50000", 2)]);
     let close = h.feed(&signal(3, json!({"symbol": "BTCUSDT", "action": "close_long", "quantity": 0})));
     assert_eq!(refusal(&close.decisions), "order quantity is zero");
+}
+
+/// The margin guard sizes against the closes of its own account's position: another account's
+/// reduction on the same symbol does not count (before, account B's guard tripped and ordered
+/// nothing because account A's reduction was on its way).
+#[test]
+fn a_reduction_in_one_account_leaves_another_accounts_guard_alone() {
+    let mut h = Harness::new(json!({"margin_guard": {"threshold": "0.8", "rearm_below": "0.5",
+        "reduce_fraction": "1", "max_alert_age": "30s"}}));
+    for (account, id) in [("A", "oa"), ("B", "ob")] {
+        h.feed_all(&[
+            ev(
+                "order.created",
+                0,
+                json!({"orderId": id, "account": account, "symbol": "BTCUSDT", "side": "buy",
+                "type": "limit", "quantity": "1", "status": "open"}),
+            ),
+            filled(id, "1", "50000", 1),
+        ]);
+    }
+    let call = |account: &str, sec| {
+        ev(
+            "account.margin_call",
+            sec,
+            json!({"account": account, "symbol": "BTCUSDT", "marginRatio": "0.95"}),
+        )
+    };
+    let a = h.feed(&call("A", 10)).decisions;
+    let b = h.feed(&call("B", 11)).decisions;
+    let sizes: Vec<_> = [a, b]
+        .iter()
+        .flat_map(|d| intents(d).into_iter().map(|i| (i.account.clone(), i.quantity)).collect::<Vec<_>>())
+        .collect();
+    assert_eq!(sizes, vec![(Some("A".into()), d("1")), (Some("B".into()), d("1"))]);
 }

@@ -82,9 +82,12 @@ pub struct Placement {
     pub at: DateTime<Utc>,
     /// Its client order id, so a reprocessed signal is not counted twice.
     pub client_order_id: String,
-    /// The entry's symbol (`None` for a close, and in placements stored before it was kept).
+    /// The order's symbol (`None` in placements stored before it was kept).
     #[serde(default)]
     pub symbol: Option<String>,
+    /// The order's account, when it names one.
+    #[serde(default)]
+    pub account: Option<String>,
     /// The entry's signed quantity, buys positive (`None` like `symbol`).
     #[serde(default)]
     pub quantity: Option<Decimal>,
@@ -134,6 +137,11 @@ pub struct StrategyState {
     /// worker reads them from the store before each round.
     #[serde(skip)]
     pub awaiting_broker: BTreeMap<String, AwaitingEntry>,
+    /// Closes and reductions among `placements` whose intent failed (the broker refused it, or
+    /// it went to the dead-letter queue): they take nothing off the position. As the store last
+    /// said, before each round; not stored with the state.
+    #[serde(skip)]
+    pub failed: std::collections::BTreeSet<String>,
 }
 
 /// An entry order waiting for the broker: its symbol and signed quantity (buys positive).
@@ -178,6 +186,19 @@ pub fn guard_key(key: &PositionKey) -> String {
 }
 
 impl StrategyState {
+    /// Client order ids of the closes and reductions in `placements`, whose outcome
+    /// [`StrategyState::follow_failed`] wants.
+    pub fn reduction_ids(&self) -> Vec<String> {
+        self.placements.iter().filter(|p| p.reduce).map(|p| p.client_order_id.clone()).collect()
+    }
+
+    /// Takes the recorded outcomes of the closes and reductions: the failed ones stop counting
+    /// as on their way.
+    pub fn follow_failed(&mut self, outcomes: Vec<(String, String)>) {
+        self.failed =
+            outcomes.into_iter().filter(|(_, outcome)| outcome == "failed").map(|(id, _)| id).collect();
+    }
+
     /// An empty state: no brackets, guards armed, kill switch off.
     pub fn new() -> Self {
         Self::default()
