@@ -279,23 +279,50 @@ async fn an_entry_whose_signal_went_stale_before_it_is_sent_is_not_sent() {
         r#"{{"clientOrderId":"th-new","action":"signal_to_order","role":"entry","op":"place","createdAt":"{}"}}"#,
         chrono::Utc::now().to_rfc3339()
     );
-    let intents =
-        vec![("th-old".into(), entry), ("th-cls".into(), close.clone()), ("th-new".into(), fresh.clone())];
+    // The stale entry's own stop-loss: its entry is not sent, so neither is it.
+    let old_leg = format!(
+        r#"{{"clientOrderId":"th-old-sl","role":"stop_loss","op":"place","parentClientOrderId":"th-old","createdAt":"{minute_ago}"}}"#
+    );
+    let intents = vec![
+        ("th-old".into(), entry),
+        ("th-old-sl".into(), old_leg),
+        ("th-cls".into(), close.clone()),
+        ("th-new".into(), fresh.clone()),
+    ];
     record(&store, "s1", intents, "broker:http").await;
     let stop = CancellationToken::new();
     let dispatcher = dispatcher_with(&store, http_broker(&broker_http), Some(Duration::from_secs(30)));
     let task = tokio::spawn(dispatcher.run(stop.clone()));
-    eventually(10, "all settled", || async {
-        let mut got = outcomes(&store).await;
-        got.sort();
-        let want = [("th-cls", "sent"), ("th-new", "sent"), ("th-old", "failed")];
-        (got.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect::<Vec<_>>() == want).then_some(())
-    })
+    let settled = |want: Vec<(&'static str, &'static str)>| {
+        let store = store.clone();
+        async move {
+            eventually(10, "all settled", || async {
+                let mut got = outcomes(&store).await;
+                got.sort();
+                (got.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect::<Vec<_>>() == want).then_some(())
+            })
+            .await
+        }
+    };
+    settled(vec![("th-cls", "sent"), ("th-new", "sent"), ("th-old", "failed"), ("th-old-sl", "failed")])
+        .await;
+    // A stale leg of an entry that was sent still goes: it protects that position.
+    let new_leg = format!(
+        r#"{{"clientOrderId":"th-new-sl","role":"stop_loss","op":"place","parentClientOrderId":"th-new","createdAt":"{minute_ago}"}}"#
+    );
+    record(&store, "s2", vec![("th-new-sl".into(), new_leg.clone())], "broker:http").await;
+    settled(vec![
+        ("th-cls", "sent"),
+        ("th-new", "sent"),
+        ("th-new-sl", "sent"),
+        ("th-old", "failed"),
+        ("th-old-sl", "failed"),
+    ])
     .await;
     let mut sent: Vec<String> =
         broker_http.received().iter().map(|r| String::from_utf8_lossy(&r.body).into_owned()).collect();
     sent.sort();
-    assert_eq!(sent, [close, fresh]);
+    assert_eq!(sent, [close, fresh, new_leg]);
     let intents = store.intents(None, None, None, 10).await.unwrap();
     let stale = intents.iter().find(|i| i.client_order_id == "th-old").unwrap();
     assert!(

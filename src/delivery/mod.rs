@@ -321,9 +321,10 @@ async fn commit(
 /// Refuses to send a new entry order (a `place` of role `entry` or `bracketed_entry`) while the
 /// kill switch is on, or once its signal is older than `max_signal_age`: one queued before the
 /// switch was turned on, waiting for a retry, or replayed from the dead-letter queue (a stale
-/// signal must not open a position however it comes back). Everything that reduces risk still
-/// goes: stop-loss and take-profit legs (a signal's own too), closes, the margin guard's
-/// reductions, amends and cancels. The refusal is final: the intent fails with this reason.
+/// signal must not open a position however it comes back), and then a signal's own stop-loss and
+/// take-profit too unless their entry was sent. Everything else that reduces risk still goes:
+/// legs, closes, the margin guard's reductions, amends and cancels. The refusal is final: the
+/// intent fails with this reason.
 async fn held_back(context: &Context, delivery: &DueDelivery) -> Result<(), SinkError> {
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "camelCase")]
@@ -331,22 +332,36 @@ async fn held_back(context: &Context, delivery: &DueDelivery) -> Result<(), Sink
         op: Option<crate::trading::actions::IntentOp>,
         role: Option<crate::trading::actions::Role>,
         created_at: Option<chrono::DateTime<chrono::Utc>>,
+        parent_client_order_id: Option<String>,
     }
     use crate::trading::actions::{IntentOp, Role};
     let Ok(kind) = serde_json::from_slice::<Kind>(&delivery.body) else { return Ok(()) };
-    if kind.op != Some(IntentOp::Place) || !kind.role.is_some_and(Role::is_entry) {
+    if kind.op != Some(IntentOp::Place) {
         return Ok(());
     }
-    if context.store.kill_switch().await.map_err(|e| SinkError::retriable(e.to_string()))? {
+    let entry = kind.role.is_some_and(Role::is_entry);
+    if entry && context.store.kill_switch().await.map_err(|e| SinkError::retriable(e.to_string()))? {
         return Err(SinkError::permanent("the kill switch is on: this entry order is not sent"));
     }
-    if let (Some(max_age), Some(at)) = (context.entry_max_age, kind.created_at) {
+    let stale = context.entry_max_age.zip(kind.created_at).and_then(|(max_age, at)| {
         let age = chrono::Utc::now().signed_duration_since(at);
-        if age.to_std().is_ok_and(|age| age > max_age) {
+        age.to_std().is_ok_and(|age| age > max_age).then(|| (age.num_seconds(), humantime::format_duration(max_age)))
+    });
+    let Some((age, max_age)) = stale else { return Ok(()) };
+    if entry {
+        return Err(SinkError::permanent(format!(
+            "its signal is {age} s old, older than signal_to_order.max_signal_age {max_age}: this entry order is not sent"
+        )));
+    }
+    // A signal's own stop-loss or take-profit, as stale as its entry: it protects that entry's
+    // position, so it goes only if the entry went (before it grew stale).
+    if let Some(parent) = kind.parent_client_order_id {
+        let outcomes =
+            context.store.intent_outcomes(vec![parent.clone()]).await.map_err(|e| SinkError::retriable(e.to_string()))?;
+        if !outcomes.iter().any(|(_, outcome)| outcome == "sent") {
             return Err(SinkError::permanent(format!(
-                "its signal is {} s old, older than signal_to_order.max_signal_age {}: this entry order is not sent",
-                age.num_seconds(),
-                humantime::format_duration(max_age)
+                "its entry order {parent} was not sent (the signal is {age} s old, older than \
+                 signal_to_order.max_signal_age {max_age}): this leg is not sent either"
             )));
         }
     }
