@@ -77,7 +77,7 @@ fn field_values(text: &str, field: &str) -> Vec<Range<usize>> {
 /// among them replaced whole by [`REDACTED`]: positions are those of the text as received, so a
 /// masked secret that is shorter than the secret never pulls later bytes into the prefix.
 fn masked_prefix(text: &str, masked: &[Range<usize>], max: usize) -> String {
-    let mut out = String::with_capacity(max + REDACTED.len());
+    let mut out = String::with_capacity(max.min(text.len()) + REDACTED.len());
     let mut kept = 0;
     for range in masked.iter().take_while(|r| r.start < max) {
         out.push_str(&text[kept..range.start]);
@@ -204,14 +204,19 @@ impl AuditLog {
         let longest = self.masked.first().map_or(0, String::len);
         // Up to 6 bytes a character when the sender escaped it (`\u0063`).
         let window = &body[..body.len().min(BODY_PREFIX_LEN + 6 * longest)];
-        let raw = String::from_utf8_lossy(window);
+        let mut raw = String::from_utf8_lossy(window).into_owned();
+        // The token field's value first, found in the text as sent (an escaped `\"` in it must
+        // not end it early), whole.
+        if let Some(field) = token_field {
+            raw = masked_prefix(&raw, &merged(field_values(&raw, field)), usize::MAX);
+        }
         // A secret written with JSON escapes is still the secret: when unescaping reveals one,
         // the prefix shows the unescaped text, masked.
         let text = match json_unescaped(&raw) {
             Some(plain) if self.masked.iter().any(|s| plain.matches(s.as_str()).count() > raw.matches(s.as_str()).count()) => {
                 std::borrow::Cow::Owned(plain)
             }
-            _ => raw,
+            _ => std::borrow::Cow::Borrowed(raw.as_str()),
         };
         let mut masked: Vec<Range<usize>> = Vec::new();
         for secret in &self.masked {
@@ -221,9 +226,6 @@ impl AuditLog {
                     masked.push(range);
                 }
             }
-        }
-        if let Some(field) = token_field {
-            masked.extend(field_values(&text, field));
         }
         let body_prefix = masked_prefix(&text, &merged(masked), BODY_PREFIX_LEN);
         let entry = Rejection {
@@ -294,6 +296,18 @@ mod tests {
             let prefix = log.recent(1)[0].body_prefix.clone();
             assert!(!prefix.contains("urrent") && !prefix.contains("secret-") && prefix.contains("<redacted>"), "{body} → {prefix}");
         }
+        // A token field's value is masked whole, an escaped quote in it included, also when an
+        // escaped secret elsewhere makes the prefix show the unescaped text.
+        log.record(
+            "1.2.3.4".into(),
+            "tv",
+            401,
+            "token_mismatch",
+            br#"{"passphrase":"old\"tok-x-12345","b":"s3cret-\u0063urrent"}"#,
+            Some("passphrase"),
+        );
+        let prefix = log.recent(1)[0].body_prefix.clone();
+        assert_eq!(prefix, r#"{"passphrase":<redacted>,"b":"<redacted>"}"#);
         // Escapes that hide no secret stay as written.
         log.record("1.2.3.4".into(), "vibe", 400, "invalid_json", br#"{"a":"line\nbreak \u00e9"#, None);
         assert_eq!(log.recent(1)[0].body_prefix, r#"{"a":"line\nbreak \u00e9"#);
