@@ -189,6 +189,9 @@ pub struct ValueTime {
     pub update: bool,
     /// The venue's sequence number, 0 when it sends none.
     pub sequence: u64,
+    /// [`ReportRank::report`] of the report.
+    #[serde(default)]
+    pub report: u64,
 }
 
 impl ValueTime {
@@ -203,8 +206,8 @@ impl ValueTime {
             (false, true) => false,
             (true, true) => (self, value) > (known, known_value),
             (false, false) => {
-                (std::cmp::Reverse(self.at), self.sequence, value)
-                    > (std::cmp::Reverse(known.at), known.sequence, known_value)
+                let rank = |t: ValueTime| std::cmp::Reverse((t.at, t.sequence, t.report));
+                (rank(self), value) > (rank(known), known_value)
             }
         }
     }
@@ -220,36 +223,74 @@ impl ValueTime {
 #[serde(rename_all = "camelCase", default)]
 pub struct DescribedAt {
     /// Of `client_order_id`.
-    pub client_order_id: Option<DateTime<Utc>>,
+    pub client_order_id: Option<ReportRank>,
     /// Of `account`.
-    pub account: Option<DateTime<Utc>>,
+    pub account: Option<ReportRank>,
     /// Of `symbol`.
-    pub symbol: Option<DateTime<Utc>>,
+    pub symbol: Option<ReportRank>,
     /// Of `side`.
-    pub side: Option<DateTime<Utc>>,
+    pub side: Option<ReportRank>,
     /// Of `order_type`.
-    pub order_type: Option<DateTime<Utc>>,
+    pub order_type: Option<ReportRank>,
 }
 
-/// Merges one report of a descriptive field: the earliest (`at`, value) gives it. Returns the
+/// The order of reports for descriptive fields, the first winning: by event time, then the
+/// venue's sequence number, then a digest of what the report says. So of two reports that tie
+/// on time and sequence, one gives every field it names and the other none: never a mix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportRank {
+    /// Event time.
+    pub at: DateTime<Utc>,
+    /// The venue's sequence number, 0 when it sends none.
+    pub sequence: u64,
+    /// The first 8 bytes of the SHA-256 of the report's description.
+    pub report: u64,
+}
+
+impl ReportRank {
+    /// The rank of `event`, timed `at`.
+    fn of(event: &OrderEvent, at: DateTime<Utc>) -> Self {
+        use sha2::Digest;
+        let description = format!(
+            "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+            event.client_order_id,
+            event.account,
+            event.symbol,
+            event.side,
+            event.order_type,
+            event.quantity,
+            event.price,
+            event.action
+        );
+        let hash = sha2::Sha256::digest(description.as_bytes());
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&hash[..8]);
+        ReportRank { at, sequence: event.sequence.unwrap_or(0), report: u64::from_be_bytes(first) }
+    }
+}
+
+/// Merges one report of a descriptive field: the first by (`rank`, value) gives it. Returns the
 /// two values when they conflict: (kept, the other).
 fn earliest<T: Clone + Ord>(
     slot: &mut Option<T>,
-    slot_at: &mut Option<DateTime<Utc>>,
+    slot_rank: &mut Option<ReportRank>,
     value: &Option<T>,
-    at: DateTime<Utc>,
+    rank: ReportRank,
 ) -> Option<(T, T)> {
     let value = value.as_ref()?;
     let Some(known) = slot.as_ref() else {
         *slot = Some(value.clone());
-        *slot_at = Some(at);
+        *slot_rank = Some(rank);
         return None;
     };
-    let known_at = slot_at.unwrap_or(DateTime::<Utc>::MIN_UTC);
-    if (at, value) < (known_at, known) {
+    // A value given before ranks were kept counts as the first: it stays.
+    let first = ReportRank { at: DateTime::<Utc>::MIN_UTC, sequence: 0, report: 0 };
+    let known_rank = slot_rank.unwrap_or(first);
+    if (rank, value) < (known_rank, known) {
         let replaced = known.clone();
         *slot = Some(value.clone());
-        *slot_at = Some(at);
+        *slot_rank = Some(rank);
         return (replaced != *value).then(|| (value.clone(), replaced));
     }
     (known != value).then(|| (known.clone(), value.clone()))
@@ -549,8 +590,12 @@ impl Order {
             let Some(value) = value else { return };
             let newer = match *slot {
                 Some(known) => {
-                    let known_at =
-                        slot_at.unwrap_or(ValueTime { at: seen, update: true, sequence: u64::MAX });
+                    let known_at = slot_at.unwrap_or(ValueTime {
+                        at: seen,
+                        update: true,
+                        sequence: u64::MAX,
+                        report: 0,
+                    });
                     when.outranks(value, known_at, known)
                 }
                 None => true,
@@ -560,17 +605,18 @@ impl Order {
                 *slot_at = Some(when);
             }
         }
+        let rank = ReportRank::of(event, at);
         let times = &mut self.described_at;
         let conflicts = [
-            earliest(&mut self.client_order_id, &mut times.client_order_id, &event.client_order_id, at)
+            earliest(&mut self.client_order_id, &mut times.client_order_id, &event.client_order_id, rank)
                 .map(|(kept, other)| ("clientOrderId", kept, other)),
-            earliest(&mut self.account, &mut times.account, &event.account, at)
+            earliest(&mut self.account, &mut times.account, &event.account, rank)
                 .map(|(kept, other)| ("account", kept, other)),
-            earliest(&mut self.symbol, &mut times.symbol, &event.symbol, at)
+            earliest(&mut self.symbol, &mut times.symbol, &event.symbol, rank)
                 .map(|(kept, other)| ("symbol", kept, other)),
-            earliest(&mut self.side, &mut times.side, &event.side, at)
+            earliest(&mut self.side, &mut times.side, &event.side, rank)
                 .map(|(kept, other)| ("side", kept.as_str().to_owned(), other.as_str().to_owned())),
-            earliest(&mut self.order_type, &mut times.order_type, &event.order_type, at)
+            earliest(&mut self.order_type, &mut times.order_type, &event.order_type, rank)
                 .map(|(kept, other)| ("type", kept, other)),
         ];
         // Once the order is over (filled, cancelled, …), a later event cannot amend it: a venue
@@ -579,7 +625,7 @@ impl Order {
         let over = self.terminal_at.is_some_and(|end| at > end);
         if !over {
             let update = event.action != OrderAction::Created;
-            let when = ValueTime { at, update, sequence: event.sequence.unwrap_or(0) };
+            let when = ValueTime { at, update, sequence: rank.sequence, report: rank.report };
             newest(&mut self.quantity, &mut self.quantity_at, event.quantity, when, self.updated_at);
             newest(&mut self.price, &mut self.price_at, event.price, when, self.updated_at);
         }

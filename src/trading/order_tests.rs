@@ -511,3 +511,33 @@ fn rule2_amends_outrank_creations_and_the_earliest_creation_wins() {
         }
     }
 }
+
+/// Two creations at the same second that disagree: one report gives every field, in either
+/// arrival order — the lower venue sequence, else whichever the digest of its description ranks
+/// first. Before, each field broke the tie on its own value, mixing the two (BTC/USD buy, from a
+/// BTC/USD sell and an ETH/USD buy).
+#[test]
+fn rule2_creations_that_tie_on_time_give_one_reports_description_not_a_mix() {
+    let report = |symbol: &str, side: &str, quantity: u32, price: u32, sequence: Option<u32>| {
+        let mut data =
+            json!({"symbol": symbol, "side": side, "type": "limit", "quantity": quantity, "price": price});
+        if let Some(sequence) = sequence {
+            data["sequence"] = json!(sequence);
+        }
+        ev("order.created", 0, data)
+    };
+    let describe = |o: &Order| (o.symbol.clone(), o.side, o.quantity, o.price);
+    for (a, b) in [
+        (report("BTC/USD", "sell", 1, 100, Some(2)), report("ETH/USD", "buy", 5, 50, Some(1))),
+        (report("BTC/USD", "sell", 1, 100, None), report("ETH/USD", "buy", 5, 50, None)),
+    ] {
+        let (first, _) = run(&[a.clone(), b.clone()]);
+        let (second, _) = run(&[b.clone(), a.clone()]);
+        assert_eq!(describe(&first), describe(&second));
+        let whole = |e: &(OrderEvent, DateTime<Utc>)| (e.0.symbol.clone(), e.0.side, e.0.quantity, e.0.price);
+        assert!(describe(&first) == whole(&a) || describe(&first) == whole(&b), "{:?}", describe(&first));
+        if a.0.sequence.is_some() {
+            assert_eq!(describe(&first), whole(&b), "the lower sequence");
+        }
+    }
+}

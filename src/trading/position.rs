@@ -339,6 +339,11 @@ impl Position {
         snapshot_net(&self.venue.as_ref()?.event, self.venue_side.as_ref().map(|(_, side)| *side))
     }
 
+    /// Whether nothing is known of this position: no fills and no venue report.
+    pub fn is_empty(&self) -> bool {
+        self.fills.is_empty() && self.venue.is_none() && self.venue_side.is_none() && self.margin.is_none()
+    }
+
     /// Takes a margin call if it is the newest; returns whether it was taken.
     pub fn apply_margin(&mut self, event: &MarginCallEvent, stamp: Stamp) -> bool {
         if self.margin.as_ref().is_some_and(|m| m.stamp >= stamp) {

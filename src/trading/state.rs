@@ -204,11 +204,16 @@ impl TradingState {
         }
         applied.touched.orders.insert(id.to_owned());
         let new_key = position_key(order);
-        // The account can become known after fills were booked without one: move them.
+        // The account can become known after fills were booked without one, or an earlier report
+        // name another symbol: move them. A position left with nothing goes, as if the fills had
+        // never been booked there (the state does not depend on the arrival order).
         if let Some(old_key) = old_key.filter(|k| Some(k) != new_key.as_ref()) {
             if let Some(position) = self.positions.get_mut(&old_key) {
                 if position.replace_order_fills(id, Vec::new()) {
                     applied.alerts.extend(position.reconcile());
+                    if position.is_empty() {
+                        self.positions.remove(&old_key);
+                    }
                     applied.touched.positions.insert(old_key);
                 }
             }
