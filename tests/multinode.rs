@@ -237,7 +237,10 @@ async fn a_stalled_processing_node_makes_the_others_not_ready_until_one_takes_ov
         (status == 503).then_some(reason)
     })
     .await;
-    assert!(reason.contains("oldest pending event") && reason.contains("stalled"), "{reason}");
+    assert!(
+        reason.contains("the next event to process has waited") && reason.contains("stalled"),
+        "{reason}"
+    );
 
     // Once the hung node's lease runs out, the other one processes, and is ready again.
     let status = wait_processed(second.addr).await;

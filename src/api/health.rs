@@ -94,7 +94,7 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
                     std::time::Duration::from_millis(u64::try_from(crate::store::now_ms() - at).unwrap_or(0));
                 if age > state.config.store.max_pending_age {
                     problems.push(format!(
-                        "the oldest pending event is {} s old (limit {} s): is the worker stalled?",
+                        "the next event to process has waited {} s (limit {} s): is the worker stalled?",
                         age.as_secs(),
                         state.config.store.max_pending_age.as_secs()
                     ));

@@ -129,11 +129,12 @@ pub(super) async fn commit_processed(tx: &Transaction<'_>, batch: &ProcessedBatc
         .await
         .map_err(pg_error)?;
         if let Some(key) = &dead.ordering_key {
-            // Events that waited behind this one go ahead now.
+            // Events that waited behind this one go ahead now (due from now: /readyz counts
+            // their wait from then, not from their arrival).
             tx.execute(
-                "UPDATE events SET next_attempt_at = NULL
+                "UPDATE events SET next_attempt_at = $2
                  WHERE processed_at IS NULL AND ordering_key = $1 AND attempts = 0",
-                &[key],
+                &[key, &now],
             )
             .await
             .map_err(pg_error)?;

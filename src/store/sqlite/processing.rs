@@ -41,9 +41,10 @@ pub(super) const ORDERING_KEY_MIGRATION: &str = r#"
     CREATE INDEX events_ordering_key ON events (ordering_key) WHERE ordering_key IS NOT NULL;
 "#;
 
-/// Lets the not yet failed events of an ordering key (`?1`) go ahead: the one they waited behind
-/// is dead-lettered. Driven by `events_ordering_key`, not by a scan of the whole backlog.
-pub(super) const UNBLOCK_SQL: &str = "UPDATE events SET next_attempt_at = NULL
+/// Lets the not yet failed events of an ordering key (`?1`) go ahead, due from `?2` (so
+/// `/readyz` counts their wait from then, not from their arrival): the one they waited behind is
+/// dead-lettered. Driven by `events_ordering_key`, not by a scan of the whole backlog.
+pub(super) const UNBLOCK_SQL: &str = "UPDATE events SET next_attempt_at = ?2
      WHERE ordering_key = ?1 AND attempts = 0 AND EXISTS (SELECT 1 FROM pending p WHERE p.seq = events.seq)";
 
 /// The worker's queue at `?1`: the unprocessed events that are due, in arrival order.
@@ -132,7 +133,7 @@ pub(super) fn commit_processed(batch: ProcessedBatch) -> ExecFn {
             )?;
             if let Some(key) = &dead.ordering_key {
                 // Events that waited behind this one go ahead now.
-                tx.execute(UNBLOCK_SQL, params![key])?;
+                tx.execute(UNBLOCK_SQL, params![key, now])?;
             }
         }
         {

@@ -374,7 +374,7 @@ async fn unblocking_an_ordering_key_uses_its_index() {
     let plan: Vec<String> = conn
         .prepare(&format!("EXPLAIN QUERY PLAN {}", super::processing::UNBLOCK_SQL))
         .unwrap()
-        .query_map(["BTCUSDT"], |row| row.get(3))
+        .query_map(rusqlite::params!["BTCUSDT", 0], |row| row.get(3))
         .unwrap()
         .collect::<rusqlite::Result<_>>()
         .unwrap();
