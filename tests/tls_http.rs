@@ -34,6 +34,32 @@ fn new_pair() -> Pair {
     }
 }
 
+/// A self-signed certificate marked CA:TRUE, as `openssl req -x509` (OpenSSL 3) makes them.
+fn new_ca_pair() -> Pair {
+    let mut params =
+        rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    Pair { cert_pem: cert.pem(), key_pem: key.serialize_pem(), der: cert.der().to_vec() }
+}
+
+/// `tradehook send order.created` to `url`, trusting `cacert` when given.
+fn send(url: &str, cacert: Option<&Path>) -> std::process::Output {
+    let client_dir = tempfile::tempdir().unwrap();
+    let mut command = std::process::Command::new(common::binary());
+    command.current_dir(client_dir.path()).env("TRADEHOOK_SECRET", SECRET).args([
+        "send",
+        "order.created",
+        "--url",
+        url,
+    ]);
+    if let Some(cacert) = cacert {
+        command.arg("--cacert").arg(cacert);
+    }
+    command.output().unwrap()
+}
+
 /// Writes `pair` as `dir/cert.pem` and `dir/key.pem`, each replaced whole (rename), as a
 /// certificate renewal tool would.
 fn install(dir: &Path, pair: &Pair) -> (PathBuf, PathBuf) {
@@ -161,30 +187,42 @@ fn tradehook_send_with_cacert_reaches_an_https_gateway() {
     let (_, cert) = install(dir.path(), &pair);
     let server = start_tls(dir.path(), &[]);
     let url = format!("https://127.0.0.1:{}/webhook", server.addr.port());
-    let send = |cacert: Option<&Path>| {
-        let client_dir = tempfile::tempdir().unwrap();
-        let mut command = std::process::Command::new(common::binary());
-        command.current_dir(client_dir.path()).env("TRADEHOOK_SECRET", SECRET).args([
-            "send",
-            "order.created",
-            "--url",
-            &url,
-        ]);
-        if let Some(cacert) = cacert {
-            command.arg("--cacert").arg(cacert);
-        }
-        command.output().unwrap()
-    };
 
-    let output = send(Some(&cert));
+    let output = send(&url, Some(&cert));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout.contains("\"accepted\""), "{stdout}");
 
-    let untrusted = send(None);
+    // Without it: one line saying what is wrong and what to do, not a rustls debug struct.
+    let untrusted = send(&url, None);
     assert!(!untrusted.status.success());
     let stderr = String::from_utf8_lossy(&untrusted.stderr);
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("the server's certificate is not trusted: it is not signed"), "{stderr}");
+    assert!(stderr.contains("pass --cacert <file>") && !stderr.contains('{'), "{stderr}");
+
+    // A certificate the gateway does not present: the chain is checked as before, and refused.
+    let other = dir.path().join("other.pem");
+    std::fs::write(&other, new_ca_pair().cert_pem).unwrap();
+    let refused = send(&url, Some(&other));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(stderr.contains("other.pem holds neither it nor the CA that signed it"), "{stderr}");
+}
+
+/// OpenSSL 3's `req -x509` marks a self-signed certificate CA:TRUE, which webpki refuses as a
+/// server's own (`CaUsedAsEndEntity`); given with `--cacert`, it is trusted as that very
+/// certificate, as curl does.
+#[test]
+fn tradehook_send_with_cacert_trusts_a_self_signed_certificate_marked_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, cert) = install(dir.path(), &new_ca_pair());
+    let server = start_tls(dir.path(), &[]);
+    let url = format!("https://127.0.0.1:{}/webhook", server.addr.port());
+    let output = send(&url, Some(&cert));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.starts_with("200 OK") && stdout.contains("\"accepted\""), "{stdout}");
 }
 
 #[tokio::test]

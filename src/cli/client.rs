@@ -1,7 +1,7 @@
 //! A small HTTP client for the commands that talk to a running gateway (`send`, `events`,
 //! `dlq`, `replay`): where the gateway is and how to authenticate, taken from the same
 //! configuration the gateway uses. Speaks HTTP and HTTPS; `--cacert` trusts a given CA or
-//! self-signed certificate instead of the system's roots.
+//! self-signed certificate instead of the system's roots (see `cacert`).
 
 use std::path::{Path, PathBuf};
 
@@ -54,19 +54,21 @@ pub async fn request(
     crate::tls::install_crypto_provider();
     let mut builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).no_proxy();
     if let Some(path) = cacert {
-        let pem = std::fs::read(path).with_context(|| format!("--cacert: cannot read {}", path.display()))?;
-        let roots = reqwest::Certificate::from_pem_bundle(&pem)
-            .ok()
-            .filter(|roots| !roots.is_empty())
-            .with_context(|| format!("--cacert: no PEM certificate in {}", path.display()))?;
-        builder = builder.tls_certs_only(roots);
+        builder = builder.tls_backend_preconfigured(super::cacert::client_config(path)?);
     }
     let client = builder.build().context("cannot build the HTTP client")?;
     let mut request = client.request(method, url).body(body);
     for (name, value) in headers {
         request = request.header(name.as_str(), value.as_str());
     }
-    let response = request.send().await.with_context(|| format!("cannot reach {url}"))?;
+    let response = request.send().await.map_err(|error| {
+        // A refused certificate in words; any other failure with reqwest's chain of causes.
+        match super::cacert::refusal(&error, cacert) {
+            Some(reason) => anyhow::anyhow!(reason),
+            None => error.into(),
+        }
+        .context(format!("cannot reach {url}"))
+    })?;
     let status = response.status();
     let body = response.bytes().await.context("cannot read the answer")?;
     Ok((status, body))

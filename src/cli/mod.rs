@@ -3,6 +3,7 @@
 //! Errors reach the user as one line on stderr and a non-zero exit.
 
 mod bench;
+mod cacert;
 mod client;
 mod config_check;
 mod dlq;
