@@ -8,6 +8,7 @@ mod client;
 mod config_check;
 mod dlq;
 mod events;
+mod logging;
 mod rebuild;
 pub mod samples;
 mod send;
@@ -19,7 +20,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{Config, LogFormat};
+use crate::config::Config;
+pub use logging::init_logging;
 
 /// tradehook: a resilient webhook gateway for trading systems.
 #[derive(Debug, Parser)]
@@ -146,30 +148,4 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn load(path: &Option<PathBuf>) -> anyhow::Result<Config> {
     Ok(Config::load(path.as_deref())?)
-}
-
-/// Sets up logging to stderr as the configuration says; `RUST_LOG` overrides the level.
-pub fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // tokio-postgres logs every statement's parameters at debug level — event bodies, subscription
-    // secrets: never below info, whatever the filter asks for.
-    let filter = match "tokio_postgres=info".parse() {
-        Ok(cap) => filter.add_directive(cap),
-        Err(_) => filter,
-    };
-    // A log line that cannot be written is dropped: tracing's fallback, an `eprintln!` of the
-    // failure, panics on a closed stderr pipe (a log shipper restarted, `serve 2>&1 | head`) and
-    // would kill the task that logged — the signal handler's, leaving SIGTERM without effect.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // Colour codes only for a terminal: in a file or a log shipper they are noise.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .log_internal_errors(false);
-    let _ = match config.log.format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
 }
