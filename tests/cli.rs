@@ -404,6 +404,34 @@ fn bench_fails_when_every_request_is_refused_and_refuses_impossible_connection_c
     }
 }
 
+/// `bench --admin-token` on a store with history: the end-to-end figures count this run's
+/// events, not every event the store ever processed.
+#[test]
+fn bench_with_the_admin_token_counts_only_the_events_of_this_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path());
+    let url = format!("http://{}/webhook", server.addr);
+    let bench = |count: &str, admin: bool| {
+        let mut command = tradehook(dir.path());
+        command
+            .args(["bench", "--url", &url, "--secret", SECRET, "--connections", "2", "--count", count])
+            .args(["--warmup", "0s", "--json"]);
+        if admin {
+            command.args(["--admin-token", ADMIN_TOKEN]);
+        }
+        let output = command.output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
+    };
+    // History: 30 events processed before the measured run.
+    assert_eq!(bench("30", true)["processing"]["processed"], 30);
+    let report = bench("20", true);
+    assert_eq!(report["ok"], 20, "{report}");
+    assert_eq!(report["processing"]["processed"], 20, "{report}");
+    // Without the admin token there is nothing to wait for.
+    assert!(bench("5", false).get("processing").is_none());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_with_an_id_shows_de_duplication_on_a_standard_webhooks_source_too() {
     const WHSEC: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";

@@ -99,6 +99,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         (None, None) => Some(bench::DEFAULT_DURATION),
         (duration, _) => duration,
     };
+    // The target's store counts every event it ever processed: this run's are those beyond it.
+    let processed_before = match &args.admin_token {
+        Some(token) => Some(processed(&status(&args.url, token).await?)),
+        None => None,
+    };
     let started = std::time::Instant::now();
     let options = BenchOptions {
         url: args.url.clone(),
@@ -130,9 +135,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         );
         bench::plot::write_svg(&report, &title, path)?;
     }
-    let processing = match &args.admin_token {
-        Some(token) => Some(drain(&args.url, token, started).await?),
-        None => None,
+    let processing = match (&args.admin_token, processed_before) {
+        (Some(token), Some(before)) => Some(drain(&args.url, token, started, before).await?),
+        _ => None,
     };
     if args.json {
         let mut json = report.to_json();
@@ -157,21 +162,18 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 }
 
 /// Waits (up to 5 minutes) until the target has processed its whole backlog, then reads its
-/// processing figures from `/api/v1/status`.
-async fn drain(url: &str, token: &str, started: std::time::Instant) -> anyhow::Result<serde_json::Value> {
-    let base = url.split("/webhook").next().unwrap_or(url).trim_end_matches('/');
-    let status_url = format!("{base}/api/v1/status");
-    let headers = [("authorization".to_string(), format!("Bearer {token}"))];
+/// processing figures from `/api/v1/status`; `processed_before` is its count before the load.
+async fn drain(
+    url: &str,
+    token: &str,
+    started: std::time::Instant,
+    processed_before: u64,
+) -> anyhow::Result<serde_json::Value> {
     let load_ended = std::time::Instant::now();
     loop {
-        let (code, body) =
-            super::client::request(http::Method::GET, &status_url, &headers, Vec::new(), None).await?;
-        if !code.is_success() {
-            anyhow::bail!("{status_url} answered {code}; is --admin-token right?");
-        }
-        let status: serde_json::Value = serde_json::from_slice(&body)?;
+        let status = status(url, token).await?;
         if status["backlog"] == 0 {
-            let processed = status["processed"].as_u64().unwrap_or(0);
+            let processed = processed(&status).saturating_sub(processed_before);
             let total = started.elapsed().as_secs_f64();
             return Ok(serde_json::json!({
                 "processed": processed,
@@ -185,4 +187,21 @@ async fn drain(url: &str, token: &str, started: std::time::Instant) -> anyhow::R
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// `/api/v1/status` of the tradehook whose webhook URL is `url`.
+async fn status(url: &str, token: &str) -> anyhow::Result<serde_json::Value> {
+    let base = url.split("/webhook").next().unwrap_or(url).trim_end_matches('/');
+    let status_url = format!("{base}/api/v1/status");
+    let headers = [("authorization".to_string(), format!("Bearer {token}"))];
+    let (code, body) = super::client::request(http::Method::GET, &status_url, &headers, Vec::new(), None).await?;
+    if !code.is_success() {
+        anyhow::bail!("{status_url} answered {code}; is --admin-token right?");
+    }
+    Ok(serde_json::from_slice(&body)?)
+}
+
+/// The events the store has processed in its lifetime, as `/api/v1/status` counts them.
+fn processed(status: &serde_json::Value) -> u64 {
+    status["processed"].as_u64().unwrap_or(0)
 }
