@@ -89,6 +89,14 @@ pub struct Setup {
     pub secret_from_env: bool,
 }
 
+/// The zero-config `default` source's secret from `TRADEHOOK_SECRET`: trimmed, `None` when unset
+/// or blank. Every command reads the variable here, so `serve` keys the source with exactly what
+/// `send`, `sign` and `bench` sign with: a value with a stray space or newline works on both
+/// sides, and a blank one means "generate one" to `serve` and "not set" to the others.
+pub fn secret_from_env_var() -> Option<String> {
+    std::env::var("TRADEHOOK_SECRET").ok().map(|secret| secret.trim().to_owned()).filter(|s| !s.is_empty())
+}
+
 /// File names of generated secrets inside the data directory.
 pub const DEFAULT_SECRET_FILE: &str = "default-source.secret";
 /// File name of the generated admin token inside the data directory.
@@ -126,10 +134,10 @@ impl Setup {
         let mut local_secrets = Vec::new();
         let mut secret_from_env = false;
         if config.sources.is_empty() {
-            let secret = match std::env::var("TRADEHOOK_SECRET").ok().filter(|s| !s.trim().is_empty()) {
+            let secret = match secret_from_env_var() {
                 Some(secret) => {
                     secret_from_env = true;
-                    secret.trim().to_string()
+                    secret
                 }
                 None => {
                     let path = data_dir.join(DEFAULT_SECRET_FILE);

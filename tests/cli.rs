@@ -337,6 +337,55 @@ fn zero_config_serve_generates_a_secret_once_and_send_uses_it() {
     let _ = fourth.wait();
 }
 
+/// `TRADEHOOK_SECRET` reads alike in every command: trimmed, and blank as unset. `serve` keyed
+/// the source with the trimmed value (or generated a secret for a blank one) while `send` and
+/// `sign` signed with the value as written: 401.
+#[test]
+fn every_command_reads_tradehook_secret_trimmed_and_blank_as_unset() {
+    let dir = tempfile::tempdir().unwrap();
+    let send = |url: &str, secret: &str| {
+        let output = tradehook(dir.path())
+            .args(["send", "order.created", "--url", url])
+            .env("TRADEHOOK_SECRET", secret)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr)
+    };
+    // Each server is stopped before anything is asserted, so a failure leaves none running.
+    let (mut child, banner) = serve_with_env(dir.path(), &[("TRADEHOOK_SECRET", " spaced-secret-1\n")]);
+    let url = banner.split("--url ").nth(1).unwrap().trim().to_string();
+    let spaced = send(&url, " spaced-secret-1\n");
+    let _ = child.kill();
+    let _ = child.wait();
+    // Blank: `serve` generates a secret, and `send` signs with it (not with the blank).
+    let (mut child, banner) = serve_with_env(dir.path(), &[("TRADEHOOK_SECRET", "  ")]);
+    let url = banner.split("--url ").nth(1).unwrap().trim().to_string();
+    let blank = send(&url, "  ");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(spaced.starts_with("200 OK"), "{spaced}");
+    assert!(dir.path().join("data/default-source.secret").exists(), "{banner}");
+    assert!(blank.starts_with("200 OK"), "{blank}");
+
+    // `sign` gives the signature of the trimmed secret, and with a blank one has none.
+    let sign = |secret: Option<&str>, env: &str| {
+        let mut command = tradehook(dir.path());
+        command.args(["sign", "--body", "{}", "--timestamp", "1700000000"]).env("TRADEHOOK_SECRET", env);
+        if let Some(secret) = secret {
+            command.args(["--secret", secret]);
+        }
+        command.output().unwrap()
+    };
+    let from_env = sign(None, "\tspaced-secret-1 ");
+    let given = sign(Some("spaced-secret-1"), "");
+    assert!(from_env.status.success(), "{}", String::from_utf8_lossy(&from_env.stderr));
+    assert_eq!(String::from_utf8_lossy(&from_env.stdout), String::from_utf8_lossy(&given.stdout));
+    let output = sign(None, " ");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("--secret") && stderr.trim().lines().count() == 1, "{stderr}");
+}
+
 #[test]
 fn bench_plots_the_latency_distribution_as_svg() {
     let dir = tempfile::tempdir().unwrap();

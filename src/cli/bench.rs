@@ -11,8 +11,8 @@ pub struct BenchArgs {
     /// Target URL (plain http).
     #[arg(long, default_value = "http://127.0.0.1:8080/webhook")]
     pub url: String,
-    /// Signing secret.
-    #[arg(long, env = "TRADEHOOK_SECRET", hide_env_values = true)]
+    /// Signing secret; default: TRADEHOOK_SECRET (trimmed, as `serve` reads it).
+    #[arg(long)]
     pub secret: Option<String>,
     /// Signature scheme.
     #[arg(long, default_value = "hmac-sha256")]
@@ -109,6 +109,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         url: args.url.clone(),
         secret: args
             .secret
+            .or_else(crate::server::secret_from_env_var)
             .ok_or_else(|| anyhow::anyhow!("bench needs --secret (or TRADEHOOK_SECRET) to sign requests"))?,
         scheme: args.scheme,
         connections: args.connections,

@@ -9,7 +9,7 @@ use super::samples;
 use crate::config::Config;
 use crate::ingest::signature::{self, Scheme, SignContext};
 use crate::ingest::DEFAULT_SOURCE;
-use crate::server::DEFAULT_SECRET_FILE;
+use crate::server::{secret_from_env_var, DEFAULT_SECRET_FILE};
 
 /// Arguments of `send`.
 #[derive(Debug, clap::Args)]
@@ -29,8 +29,9 @@ pub struct SendArgs {
     /// Signature scheme; default: the source's, else hmac-sha256.
     #[arg(long)]
     pub scheme: Option<Scheme>,
-    /// Signing secret; default: TRADEHOOK_SECRET, the source's first secret, or the generated one.
-    #[arg(long, env = "TRADEHOOK_SECRET", hide_env_values = true)]
+    /// Signing secret; default: TRADEHOOK_SECRET (trimmed, as `serve` reads it), the source's
+    /// first secret, or the generated one.
+    #[arg(long)]
     pub secret: Option<String>,
     /// Event id: the sample's `id`, and the `webhook-id` of a standard-webhooks request (same id
     /// twice shows de-duplication); default: random.
@@ -131,6 +132,9 @@ fn default_url(config: &Config, source: &str) -> String {
 fn resolve_secret(args: &SendArgs, configured: Option<&String>, config: &Config) -> anyhow::Result<String> {
     if let Some(secret) = args.secret.as_ref().filter(|s| !s.is_empty()) {
         return Ok(secret.clone());
+    }
+    if let Some(secret) = secret_from_env_var() {
+        return Ok(secret);
     }
     if let Some(secret) = configured {
         return Ok(secret.clone());

@@ -18,9 +18,9 @@ pub struct SignArgs {
     /// Signature scheme.
     #[arg(long, default_value = "hmac-sha256")]
     pub scheme: Scheme,
-    /// Signing secret.
-    #[arg(long, env = "TRADEHOOK_SECRET", hide_env_values = true)]
-    pub secret: String,
+    /// Signing secret; default: TRADEHOOK_SECRET (trimmed, as `serve` reads it).
+    #[arg(long)]
+    pub secret: Option<String>,
     /// Unix timestamp to sign (schemes with a timestamp); default now.
     #[arg(long)]
     pub timestamp: Option<i64>,
@@ -46,7 +46,12 @@ pub fn run(args: SignArgs) -> anyhow::Result<()> {
         message_id: args.id.clone().unwrap_or_else(|| format!("msg_{}", ulid::Ulid::new())),
         token_field: None,
     };
-    let signed = signature::sign(args.scheme, &args.secret, &body, &context)?;
+    let secret = args
+        .secret
+        .clone()
+        .or_else(crate::server::secret_from_env_var)
+        .context("sign needs --secret (or TRADEHOOK_SECRET)")?;
+    let signed = signature::sign(args.scheme, &secret, &body, &context)?;
     for (name, value) in &signed.headers {
         if args.curl {
             println!("-H '{name}: {value}' \\");
