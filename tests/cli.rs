@@ -178,6 +178,34 @@ fn config_check_refuses_a_postgres_url_the_store_cannot_use() {
     }
 }
 
+/// `config check` refuses the store URLs `serve` then refused or misread (a directory, a file
+/// named `t.db?mode=ro`, a PostgreSQL URL without a host), and quotes a URL as written.
+#[test]
+fn config_check_refuses_a_store_url_serve_would_misread() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    for (url, expected) in [
+        ("sqlite://data/", "is a directory, not a database file"),
+        ("sqlite://data", "is a directory, not a database file"),
+        ("sqlite://data/t.db?mode=ro", "takes no `?` parameters"),
+        ("postgres://", "no host"),
+        ("SQLITE://data/t.db", "`SQLITE://data/t.db` must start with sqlite:// or postgres://"),
+    ] {
+        let output = tradehook(dir.path())
+            .args(["config", "check"])
+            .env("TRADEHOOK_STORE__URL", url)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{url}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{url}: {stderr}");
+        assert!(stderr.contains("store.url") && stderr.contains(expected), "{url}: {stderr}");
+    }
+    // Nothing was created for them.
+    let entries: Vec<_> = std::fs::read_dir(dir.path().join("data")).unwrap().collect();
+    assert!(entries.is_empty(), "{entries:?}");
+}
+
 #[test]
 fn the_store_given_as_a_url_keeps_it_when_variables_set_other_store_keys() {
     let dir = tempfile::tempdir().unwrap();

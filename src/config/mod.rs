@@ -464,19 +464,23 @@ fn default_id_headers() -> bool {
 fn default_id_fields() -> Vec<String> {
     vec!["/id".into(), "/eventId".into()]
 }
-/// `store.url` fit to print: a password, in the user part or a `password` parameter, shows as
-/// `***`. SQLite URLs (a file path) are printed as they are.
+/// `store.url` fit to print: as written, but a password, in the user part or a `password`
+/// parameter, shows as `***`. SQLite URLs (a file path) are printed as they are.
 pub fn printable_store_url(url: &str) -> String {
     if url.trim_start().starts_with("sqlite://") {
         return url.to_owned();
     }
-    let Ok(mut parsed) = reqwest::Url::parse(url.trim()) else {
+    let written = url.trim();
+    let Ok(mut parsed) = reqwest::Url::parse(written) else {
         return "<not a URL>".into();
     };
+    let is_password = |key: &str| key.eq_ignore_ascii_case("password");
+    if parsed.password().is_none() && !parsed.query_pairs().any(|(key, _)| is_password(&key)) {
+        return written.to_owned();
+    }
     if parsed.password().is_some() {
         let _ = parsed.set_password(Some("***"));
     }
-    let is_password = |key: &str| key.eq_ignore_ascii_case("password");
     if parsed.query_pairs().any(|(key, _)| is_password(&key)) {
         let pairs: Vec<(String, String)> = parsed
             .query_pairs()
@@ -487,7 +491,15 @@ pub fn printable_store_url(url: &str) -> String {
             .collect();
         parsed.query_pairs_mut().clear().extend_pairs(pairs);
     }
-    parsed.to_string()
+    // The scheme as written (`POSTGRES://`): the parser lower-cases it.
+    let masked = parsed.to_string();
+    let scheme = parsed.scheme().len();
+    match (written.get(..scheme), masked.get(scheme..)) {
+        (Some(as_written), Some(rest)) if as_written.eq_ignore_ascii_case(parsed.scheme()) => {
+            format!("{as_written}{rest}")
+        }
+        _ => masked,
+    }
 }
 
 fn default_token_field() -> String {
@@ -534,6 +546,13 @@ impl Config {
                 if let Err(problem) = crate::store::postgres::check_url(&url) {
                     return fail("store.url", problem);
                 }
+            }
+            Ok(StoreLocation::Sqlite(path)) if path.is_dir() => {
+                let path = path.display();
+                return fail(
+                    "store.url",
+                    format!("`{path}` is a directory, not a database file: name the file, e.g. sqlite://{path}/tradehook.db"),
+                );
             }
             Ok(StoreLocation::Sqlite(_)) => {}
         }
@@ -760,6 +779,17 @@ impl Config {
             if path == ":memory:" || path.starts_with("file:") {
                 return Err(format!(
                     "`{path}` is not a file path: an in-memory or URI database would lose acknowledged events; use e.g. sqlite://data/tradehook.db"
+                ));
+            }
+            // The path is opened as written: `t.db?mode=ro` would be a file of that name.
+            if path.contains('?') {
+                return Err(format!(
+                    "`{path}`: a SQLite store URL takes no `?` parameters, only a file path, e.g. sqlite://data/tradehook.db"
+                ));
+            }
+            if path.ends_with('/') {
+                return Err(format!(
+                    "`{path}` is a directory, not a database file: name the file, e.g. sqlite://{path}tradehook.db"
                 ));
             }
             Ok(StoreLocation::Sqlite(PathBuf::from(path)))

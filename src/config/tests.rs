@@ -306,3 +306,35 @@ fn settings_that_pass_parsing_but_defeat_their_purpose_are_refused() {
     // A scheme without a signed timestamp does not use the tolerance.
     load_toml("[[source]]\nname = \"x\"\nsecrets = [\"s\"]\ntolerance = \"0s\"\n").unwrap();
 }
+
+/// Store URLs that `config check` passed and `serve` then refused or misread: a directory for
+/// the SQLite file, a `?` query taken as part of the file name, a PostgreSQL URL without a host.
+#[test]
+fn store_urls_serve_would_refuse_or_misread_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let existing = dir.path().display().to_string();
+    for (url, problem) in [
+        ("sqlite://data/".to_owned(), "`data/` is a directory, not a database file"),
+        (format!("sqlite://{existing}"), "is a directory, not a database file"),
+        ("sqlite://data/t.db?mode=ro".to_owned(), "takes no `?` parameters"),
+        ("postgres://".to_owned(), "no host"),
+        ("postgresql://u:pw-s3cret@/db".to_owned(), "no host"),
+    ] {
+        let err = load_toml(&format!("[store]\nurl = \"{url}\"\n")).unwrap_err().to_string();
+        assert!(err.contains("`store.url`") && err.contains(problem), "{url}: {err}");
+        assert!(!err.contains("pw-s3cret") && !err.contains('\n'), "{url}: {err}");
+    }
+    assert!(load_toml(&format!("[store]\nurl = \"sqlite://{existing}/t.db\"\n")).is_ok());
+    assert!(load_toml("[store]\nurl = \"postgres:///db?host=/var/run/postgresql\"\n").is_ok());
+}
+
+/// A URL with an unknown scheme is quoted as written (the URL parser lower-cases the scheme),
+/// with its password still masked.
+#[test]
+fn an_unknown_store_scheme_is_quoted_as_written() {
+    let err = load_toml("[store]\nurl = \"SQLITE://data/t.db\"\n").unwrap_err().to_string();
+    assert!(err.contains("`SQLITE://data/t.db` must start with"), "{err}");
+    let err = load_toml("[store]\nurl = \"POSTGRESS://u:pw-s3cret@db.internal/th\"\n").unwrap_err().to_string();
+    assert!(err.contains("`POSTGRESS://u:***@db.internal/th` must start with"), "{err}");
+    assert_eq!(printable_store_url("Postgres://u@h/db?password=pw-s3cret"), "Postgres://u@h/db?password=***");
+}

@@ -51,6 +51,12 @@ pub(super) fn connection(url: &str) -> Result<(tokio_postgres::Config, MakeRustl
         let cause = std::error::Error::source(&e).map(|cause| format!(" ({cause})")).unwrap_or_default();
         StoreError::Internal(format!("not a PostgreSQL connection URL: {e}{cause}"))
     })?;
+    // tokio-postgres has no default host (libpq's local socket): it would fail at connect time.
+    if config.get_hosts().is_empty() && config.get_hostaddrs().is_empty() {
+        return Err(bad("no host: name the server, e.g. postgres://tradehook@db.example.com/tradehook \
+             (or host=/var/run/postgresql for a local socket)"
+            .to_owned()));
+    }
     // As libpq: the system's roots only with the host name checked (any public certificate
     // leads to them), and a chain check needs a CA file to check against.
     let system = root.as_deref() == Some("system");
