@@ -260,6 +260,65 @@ async fn the_kill_switch_stops_queued_entry_orders_but_not_protective_ones() {
     task.await.unwrap();
 }
 
+/// A signal's own stop-loss and take-profit (`parentClientOrderId`) go only once their entry
+/// went: when the broker refuses the entry, or the kill switch holds it, they are not sent (they
+/// fail with the reason); while it is on its way they wait. Before, they were sent anyway and
+/// could rest on the venue against another position.
+#[tokio::test]
+async fn legs_go_only_after_their_entry_was_sent() {
+    let leg = |id: &str, parent: &str| {
+        format!(
+            r#"{{"clientOrderId":"{id}","role":"stop_loss","op":"place","parentClientOrderId":"{parent}"}}"#
+        )
+    };
+    let entry = |id: &str| format!(r#"{{"clientOrderId":"{id}","role":"entry","op":"place"}}"#);
+    let run = |script: Script, kill_switch: bool| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path()).await;
+        let broker_http = Receiver::start(script).await;
+        record(
+            &store,
+            "s1",
+            vec![("th-e".into(), entry("th-e")), ("th-l".into(), leg("th-l", "th-e"))],
+            "broker:http",
+        )
+        .await;
+        store.set_kill_switch(kill_switch).await.unwrap();
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(dispatcher(&store, http_broker(&broker_http)).run(stop.clone()));
+        eventually(10, "both settled", || async {
+            outcomes(&store).await.iter().all(|(_, outcome)| outcome != "queued").then_some(())
+        })
+        .await;
+        stop.cancel();
+        task.await.unwrap();
+        let mut got = outcomes(&store).await;
+        got.sort();
+        let sent: Vec<String> =
+            broker_http.received().iter().map(|r| String::from_utf8_lossy(&r.body).into_owned()).collect();
+        let reasons: Vec<Option<String>> =
+            store.intents(None, None, None, 10).await.unwrap().into_iter().map(|i| i.reason).collect();
+        (got, sent, reasons)
+    };
+    let failed = |got: &[(String, String)]| got.iter().all(|(_, outcome)| outcome == "failed");
+
+    // The broker refuses the entry: the leg never reaches it.
+    let (got, sent, reasons) = run(Script::Always(422), false).await;
+    assert!(failed(&got), "{got:?}");
+    assert_eq!(sent, [entry("th-e")], "only the entry was sent");
+    assert!(reasons.iter().flatten().any(|r| r.contains("its entry order th-e was not sent")), "{reasons:?}");
+
+    // The kill switch holds the entry: the leg is not sent either.
+    let (got, sent, _) = run(Script::Ok, true).await;
+    assert!(failed(&got), "{got:?}");
+    assert!(sent.is_empty(), "{sent:?}");
+
+    // The entry goes: the leg follows it.
+    let (got, sent, _) = run(Script::Ok, false).await;
+    assert_eq!(got, [("th-e".to_string(), "sent".to_string()), ("th-l".to_string(), "sent".to_string())]);
+    assert_eq!(sent, [entry("th-e"), leg("th-l", "th-e")], "the leg after its entry");
+}
+
 /// An entry whose signal is older than `max_signal_age` when it would be sent — after a broker
 /// outage, or replayed from the dead-letter queue long after — is not sent; a close of the same
 /// age still goes. Before, a replayed stale entry was sent whatever the position had become.

@@ -321,10 +321,10 @@ async fn commit(
 /// Refuses to send a new entry order (a `place` of role `entry` or `bracketed_entry`) while the
 /// kill switch is on, or once its signal is older than `max_signal_age`: one queued before the
 /// switch was turned on, waiting for a retry, or replayed from the dead-letter queue (a stale
-/// signal must not open a position however it comes back), and then a signal's own stop-loss and
-/// take-profit too unless their entry was sent. Everything else that reduces risk still goes:
-/// legs, closes, the margin guard's reductions, amends and cancels. The refusal is final: the
-/// intent fails with this reason.
+/// signal must not open a position however it comes back). A signal's own stop-loss and
+/// take-profit wait for their entry and go only once it was sent. Everything else that reduces
+/// risk still goes: other legs, closes, the margin guard's reductions, amends and cancels. A
+/// refusal is final: the intent fails with this reason.
 async fn held_back(context: &Context, delivery: &DueDelivery) -> Result<(), SinkError> {
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "camelCase")]
@@ -347,22 +347,27 @@ async fn held_back(context: &Context, delivery: &DueDelivery) -> Result<(), Sink
         let age = chrono::Utc::now().signed_duration_since(at);
         age.to_std().is_ok_and(|age| age > max_age).then(|| (age.num_seconds(), humantime::format_duration(max_age)))
     });
-    let Some((age, max_age)) = stale else { return Ok(()) };
-    if entry {
+    if let (true, Some((age, max_age))) = (entry, stale) {
         return Err(SinkError::permanent(format!(
             "its signal is {age} s old, older than signal_to_order.max_signal_age {max_age}: this entry order is not sent"
         )));
     }
-    // A signal's own stop-loss or take-profit, as stale as its entry: it protects that entry's
-    // position, so it goes only if the entry went (before it grew stale).
+    // A signal's own stop-loss or take-profit protects the position its entry opens: it goes
+    // once the entry went, never when the entry did not (refused by the broker, held by the
+    // kill switch or its age, dead-lettered), and waits while the entry is still on its way.
     if let Some(parent) = kind.parent_client_order_id {
         let outcomes =
             context.store.intent_outcomes(vec![parent.clone()]).await.map_err(|e| SinkError::retriable(e.to_string()))?;
-        if !outcomes.iter().any(|(_, outcome)| outcome == "sent") {
-            return Err(SinkError::permanent(format!(
-                "its entry order {parent} was not sent (the signal is {age} s old, older than \
-                 signal_to_order.max_signal_age {max_age}): this leg is not sent either"
-            )));
+        match outcomes.first().map(|(_, outcome)| outcome.as_str()) {
+            Some("sent") => {}
+            Some("queued") => {
+                return Err(SinkError::retriable(format!("waiting for its entry order {parent} to be sent")));
+            }
+            _ => {
+                return Err(SinkError::permanent(format!(
+                    "its entry order {parent} was not sent: this leg is not sent either"
+                )))
+            }
         }
     }
     Ok(())
