@@ -5,7 +5,8 @@
 //!
 //! Reduce-only, as a venue enforces it: such an order never increases or flips a position. The
 //! intent carries `positionQuantity`, the signed net position of its account and symbol when the
-//! worker decided it; a reduce-only fill is capped at the opposite of it. What the cap leaves
+//! worker decided it, less the reduce-only orders already on their way to this broker (see
+//! `Strategy::reducible`); a reduce-only fill is capped at the opposite of it. What the cap leaves
 //! over is cancelled (a resting order that fills in part) or the order is rejected (nothing to
 //! reduce). An intent without `positionQuantity` (queued by an older version) is not capped.
 //!

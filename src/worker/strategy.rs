@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::Utc;
+use rust_decimal::Decimal;
 
 use crate::store::{EntityChange, EntityKind, NewDelivery, NewIntent};
 use crate::trading::actions::{
@@ -135,8 +136,8 @@ impl Strategy {
                     doc["referencePrice"] = serde_json::Value::String(price.to_string());
                 }
                 if intent.reduce_only && self.broker == Some("broker:paper") {
-                    let net = net_position(trading, intent.account.clone(), &intent.symbol);
-                    doc["positionQuantity"] = serde_json::Value::String(net.to_string());
+                    let position = self.reducible(trading, &intent.account, &intent.symbol, &intent.client_order_id);
+                    doc["positionQuantity"] = serde_json::Value::String(position.to_string());
                 }
                 NewIntent {
                     seq,
@@ -207,7 +208,7 @@ impl Strategy {
                     .client_order_id
                     .clone()
                     .unwrap_or_else(|| id.trim_start_matches("paper-").to_owned());
-                let position = net_position(trading, order.account.clone(), symbol);
+                let position = self.reducible(trading, &order.account, symbol, &client);
                 let fill = serde_json::json!({ "op": "fill", "clientOrderId": client, "symbol": symbol,
                     "side": side, "quantity": quantity.to_string(), "fillPrice": fill_at.to_string(),
                     "reduceOnly": order.reduce_only, "positionQuantity": position.to_string() });
@@ -222,6 +223,35 @@ impl Strategy {
             }
         }
         out
+    }
+
+    /// The position of `account` and `symbol` a reduce-only paper order `own` may reduce, as a
+    /// venue would see it when it executes: net of the reduce-only orders already on their way
+    /// to the paper broker — the closes and reductions of the last minute, and the resting legs
+    /// the price triggered whose fill has not come back. So two exits decided before the first
+    /// one's fill returns (a stop-loss the price ran through and a margin reduction, say) never
+    /// flip the position between them.
+    fn reducible(&self, trading: &TradingState, account: &Option<String>, symbol: &str, own: &str) -> Decimal {
+        let net = net_position(trading, account.clone(), symbol);
+        let closing = self.state.reductions_on_their_way(trading, Utc::now(), own, account, symbol, net);
+        let triggered = self
+            .triggered
+            .iter()
+            .filter_map(|id| trading.orders.get(id))
+            .filter(|o| o.reduce_only && o.client_order_id.as_deref() != Some(own))
+            .filter(|o| &o.account == account && o.symbol.as_deref() == Some(symbol))
+            .map(|o| {
+                let open = o.quantity.unwrap_or_default().saturating_sub(o.filled_quantity).max(Decimal::ZERO);
+                if o.side == Some(Side::Sell) { -open } else { open }
+            })
+            .fold(Decimal::ZERO, Decimal::saturating_add);
+        // Sells take off a long, buys a short.
+        let taken = closing.saturating_add(if net > Decimal::ZERO { -triggered } else { triggered }.max(Decimal::ZERO));
+        if net > Decimal::ZERO {
+            net.saturating_sub(taken).max(Decimal::ZERO)
+        } else {
+            net.saturating_add(taken).min(Decimal::ZERO)
+        }
     }
 
     /// Forgets which resting paper orders were sent a fill: after a failed or rolled-back round
@@ -262,5 +292,69 @@ fn reduces(trading: &TradingState, order: &crate::trading::Order, side: Side) ->
     match side {
         Side::Sell => net > rust_decimal::Decimal::ZERO,
         Side::Buy => net < rust_decimal::Decimal::ZERO,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::trading::parse_event;
+
+    fn event(kind: &str, sec: u32, data: serde_json::Value) -> CanonicalEvent {
+        parse_event(&json!({"event": kind, "timestamp": format!("2024-01-15T10:30:{sec:02}Z"), "data": data})).unwrap()
+    }
+
+    fn leg(id: &str, kind: &str, level: u32) -> CanonicalEvent {
+        event(
+            "order.created",
+            2,
+            json!({"orderId": format!("paper-{id}"), "clientOrderId": id, "symbol": "BTCUSDT", "side": "sell",
+                "type": kind, "quantity": "1", "price": level.to_string(), "status": "open", "reduceOnly": true}),
+        )
+    }
+
+    /// Long 1 with a stop-loss at 98 and a take-profit at 104 resting on the paper broker; the
+    /// mark jumps to 105 (take-profit triggered) and, before that fill comes back, to 90 (stop
+    /// triggered). The second fill may reduce nothing: the paper broker, like a venue, must not
+    /// let the two flip the position. Before, each was capped at the position alone (1), and the
+    /// account ended short 1.
+    #[test]
+    fn paper_exits_triggered_before_the_first_fill_returns_never_flip_the_position() {
+        let config: ActionsConfig = serde_json::from_value(json!({"margin_guard": {"threshold": "0.99",
+            "rearm_below": "0.5", "reduce_fraction": "0.5", "max_alert_age": "3650d"}}))
+        .unwrap();
+        let mut strategy = Strategy::load(Vec::new(), config, Some("broker:paper")).unwrap();
+        let mut trading = TradingState::new();
+        for e in [
+            event("order.created", 0, json!({"orderId": "e1", "symbol": "BTCUSDT", "side": "buy", "type": "market",
+                "quantity": "1", "status": "open"})),
+            event("order.updated", 1, json!({"orderId": "e1", "status": "filled", "filledQuantity": "1", "averagePrice": "100"})),
+            leg("sl", "stop", 98),
+            leg("tp", "limit", 104),
+        ] {
+            trading.apply(&e);
+        }
+        let mut position_quantities = Vec::new();
+        for (sec, mark) in [(3, "105"), (4, "90")] {
+            let moved = event("position.updated", sec, json!({"symbol": "BTCUSDT", "side": "long", "quantity": "1",
+                "markPrice": mark, "marginRatio": "0.1"}));
+            trading.apply(&moved);
+            let decided = strategy.decide(&["margin_guard"], &trading, &moved, i64::from(sec)).unwrap();
+            for fill in strategy.paper_fills(&decided, &trading, i64::from(sec)) {
+                let fill: serde_json::Value = serde_json::from_slice(&fill.payload.unwrap()).unwrap();
+                position_quantities.push((fill["clientOrderId"].clone(), fill["positionQuantity"].clone()));
+            }
+        }
+        assert_eq!(position_quantities, [(json!("tp"), json!("1")), (json!("sl"), json!("0"))]);
+
+        // A margin reduction decided now (the fills still out) has nothing left to reduce either.
+        let call = event("account.margin_call", 5, json!({"symbol": "BTCUSDT", "marginRatio": "0.995"}));
+        trading.apply(&call);
+        let decided = strategy.decide(&["margin_guard"], &trading, &call, 5).unwrap();
+        let rows = strategy.rows(decided, &trading, 5, &mut BTreeMap::new()).unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&rows[0].doc).unwrap();
+        assert_eq!((doc["role"].as_str(), doc["positionQuantity"].as_str()), (Some("reduce"), Some("0")));
     }
 }

@@ -72,7 +72,8 @@ pub(super) fn decide(
         // Closes and reductions already on their way take off part of the position: this one
         // takes at most what they leave, so together they never flip it. When they take it all,
         // the guard stays armed: should they fail, the next reading still reduces.
-        let pending = pending_reduction(cx, actions, &id, Some(&key.account), &key.symbol, net);
+        let pending =
+            pending_reduction((cx.trading, cx.now), actions, &id, Some(&key.account), &key.symbol, net);
         let wanted = (net.abs().saturating_mul(config.reduce_fraction)).normalize();
         let quantity = wanted.min(net.abs().saturating_sub(pending)).normalize();
         if quantity > Decimal::ZERO {

@@ -96,7 +96,7 @@ fn check(
     let net = net_position(cx, symbol);
     let entry_id = |plan: &Plan| client_order_id(&cx.trigger.key, ACTION, entry_role(signal, plan), "0");
     let plan = plan(config, actions, signal, net, cx, |plan| {
-        pending_reduction(cx, actions, &entry_id(plan), None, symbol, net)
+        pending_reduction((cx.trading, cx.now), actions, &entry_id(plan), None, symbol, net)
     })?;
     let signed = signed(plan.quantity, plan.side == Side::Sell);
     let after = net.saturating_add(signed);
@@ -304,7 +304,7 @@ fn working_quantity(
 /// broker. `own` (the order being sized, when it is decided again) does not count. Resting
 /// stop-loss and take-profit legs are not counted: they fill only if the price gets there.
 pub(super) fn pending_reduction(
-    cx: &Context<'_>,
+    (trading, now): (&crate::trading::TradingState, chrono::DateTime<chrono::Utc>),
     actions: &StrategyState,
     own: &str,
     account: Option<&Option<String>>,
@@ -316,14 +316,15 @@ pub(super) fn pending_reduction(
         .iter()
         .filter(|p| p.reduce && p.client_order_id != own && p.symbol.as_deref() == Some(symbol))
         .filter(|p| account.is_none_or(|account| &p.account == account))
-        .filter(|p| within_minute(p, cx) && !actions.failed.contains(&p.client_order_id))
+        .filter(|p| now.signed_duration_since(p.at) < ChronoDuration::seconds(60))
+        .filter(|p| !actions.failed.contains(&p.client_order_id))
         .filter_map(|p| Some((p.client_order_id.as_str(), p.quantity?)))
         .collect();
     if pending.is_empty() || net.is_zero() {
         return Decimal::ZERO;
     }
     let mut left = pending.clone();
-    for order in cx.trading.orders.values() {
+    for order in trading.orders.values() {
         let Some(quantity) = order.client_order_id.as_deref().and_then(|id| pending.get(id)) else {
             continue;
         };

@@ -192,6 +192,21 @@ impl StrategyState {
         self.placements.iter().filter(|p| p.reduce).map(|p| p.client_order_id.clone()).collect()
     }
 
+    /// How much of the position of `account` and `symbol` (net `net`) the closes and reductions
+    /// decided in the last minute before `now` will still take off, but `own`'s (see
+    /// `signal_order::pending_reduction`).
+    pub fn reductions_on_their_way(
+        &self,
+        trading: &crate::trading::TradingState,
+        now: DateTime<Utc>,
+        own: &str,
+        account: &Option<String>,
+        symbol: &str,
+        net: Decimal,
+    ) -> Decimal {
+        super::signal_order::pending_reduction((trading, now), self, own, Some(account), symbol, net)
+    }
+
     /// Takes the recorded outcomes of the closes and reductions: the failed ones stop counting
     /// as on their way.
     pub fn follow_failed(&mut self, outcomes: Vec<(String, String)>) {
