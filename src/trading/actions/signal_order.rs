@@ -13,7 +13,8 @@
 //! capped at (and defaulting to) the open position. Stop-loss/take-profit percents attach
 //! reduce-only legs to the entry, priced from the signal's (or last known) price.
 //!
-//! Positions here are summed over accounts: signals carry no account.
+//! Positions here are summed over accounts: signals carry no account. A close closes the one
+//! account that holds the symbol (its intent names that account); with several, it is refused.
 
 use std::collections::BTreeMap;
 
@@ -39,6 +40,9 @@ struct Plan {
     quantity: Decimal,
     /// Whether it only closes.
     close: bool,
+    /// The account of the position a close closes (signals name none: the one account that
+    /// holds the symbol); `None` for entries.
+    account: Option<String>,
 }
 
 /// Runs `signal_to_order` on one event.
@@ -96,7 +100,7 @@ fn check(
     let net = net_position(cx, symbol);
     let entry_id = |plan: &Plan| client_order_id(&cx.trigger.key, ACTION, entry_role(signal, plan), "0");
     let plan = plan(config, actions, signal, net, cx, |plan| {
-        pending_reduction((cx.trading, cx.now), actions, &entry_id(plan), None, symbol, net)
+        pending_reduction((cx.trading, cx.now), actions, &entry_id(plan), Some(&plan.account), symbol, net)
     })?;
     let signed = signed(plan.quantity, plan.side == Side::Sell);
     let after = net.saturating_add(signed);
@@ -176,8 +180,20 @@ fn plan(
     if signal.quantity.is_some_and(|q| q <= Decimal::ZERO) {
         return Err("order quantity is zero".to_owned());
     }
-    let quantity = if close {
-        let mut plan = Plan { side, quantity: net.abs(), close };
+    let (quantity, account) = if close {
+        let mut holders = cx
+            .trading
+            .positions
+            .iter()
+            .filter(|(key, p)| key.symbol == signal.symbol && !p.net_quantity.is_zero());
+        let account = holders.next().and_then(|(key, _)| key.account.clone());
+        if holders.next().is_some() {
+            return Err(format!(
+                "positions on {} are held in several accounts: a signal names no account, so it cannot close them",
+                signal.symbol
+            ));
+        }
+        let mut plan = Plan { side, quantity: net.abs(), close, account };
         let pending = pending(&plan);
         let left = net.abs().saturating_sub(pending);
         if left <= Decimal::ZERO {
@@ -189,14 +205,14 @@ fn plan(
             ));
         }
         plan.quantity = signal.quantity.map_or(left, |q| q.min(left));
-        plan.quantity
+        (plan.quantity, plan.account)
     } else {
-        entry_quantity(config, actions, signal, cx)?
+        (entry_quantity(config, actions, signal, cx)?, None)
     };
     if quantity <= Decimal::ZERO {
         return Err("order quantity is zero".to_owned());
     }
-    Ok(Plan { side, quantity: quantity.normalize(), close })
+    Ok(Plan { side, quantity: quantity.normalize(), close, account })
 }
 
 /// The size of an entry: quantity, else percent of equity, else the configured default.
@@ -413,7 +429,7 @@ fn intents(
         stop_price: None,
         reduce_only: plan.close,
         leverage: signal.leverage,
-        account: None,
+        account: plan.account.clone(),
         trigger: cx.trigger.clone(),
         reason: format!("signal {:?} on {}", signal.action, signal.symbol),
         created_at: cx.event.at,

@@ -458,3 +458,40 @@ fn a_reduction_in_one_account_leaves_another_accounts_guard_alone() {
         .collect();
     assert_eq!(sizes, vec![(Some("A".into()), d("1")), (Some("B".into()), d("1"))]);
 }
+
+/// A close names the account of the position it closes (signals carry none): the paper broker
+/// books it there, and the margin guard of that account counts it as on its way. Before, the
+/// close went out without an account: the paper broker rejected it against the account-less
+/// position (0), and a margin call on the account sold on top of it (3 sold against a long 2).
+/// With positions in several accounts, a close is refused: it could not tell which to close.
+#[test]
+fn a_close_names_the_one_account_that_holds_the_symbol() {
+    let mut h = Harness::new(json!({
+        "signal_to_order": {"symbols": ["BTCUSDT"], "max_position": "5", "max_order": "5",
+            "max_orders_per_minute": 10, "max_signal_age": "30s"},
+        "margin_guard": {"threshold": "0.8", "rearm_below": "0.5", "reduce_fraction": "0.5", "max_alert_age": "30s"}}));
+    let long = |account: &str, id: &str, quantity: &str| {
+        [
+            ev(
+                "order.created",
+                0,
+                json!({"orderId": id, "account": account, "symbol": "BTCUSDT", "side": "buy",
+                "type": "limit", "quantity": quantity, "status": "open"}),
+            ),
+            filled(id, quantity, "50000", 1),
+        ]
+    };
+    h.feed_all(&long("A", "oa", "2"));
+    let close = h.feed(&signal(10, json!({"symbol": "BTCUSDT", "action": "flat"}))).decisions;
+    let i = intents(&close)[0];
+    assert_eq!((i.account.as_deref(), i.quantity), (Some("A"), d("2")));
+    let call =
+        ev("account.margin_call", 11, json!({"account": "A", "symbol": "BTCUSDT", "marginRatio": "0.95"}));
+    assert!(intents(&h.feed(&call).decisions).is_empty(), "the close of A's 2 is on its way");
+
+    let mut h = Harness::new(config(json!({})));
+    h.feed_all(&long("A", "oa", "0.3"));
+    h.feed_all(&long("B", "ob", "0.2"));
+    let refused = h.feed(&signal(10, json!({"symbol": "BTCUSDT", "action": "flat"})));
+    assert!(refusal(&refused.decisions).contains("held in several accounts"), "{:?}", refused.decisions);
+}
