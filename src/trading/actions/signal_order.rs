@@ -226,6 +226,10 @@ fn entry_quantity(
         return Ok(q);
     }
     if let Some(pct) = percent_size(signal) {
+        if pct.is_zero() {
+            // `0%` is no order, as an explicit quantity 0 is.
+            return Err("order quantity is zero".to_owned());
+        }
         let equity = config.equity.or_else(|| {
             let balances = cx.trading.balances.values().filter(|b| b.asset == config.equity_asset);
             balances.map(|b| b.total).reduce(Decimal::saturating_add)
@@ -258,7 +262,7 @@ fn entry_quantity(
 fn percent_size(signal: &Signal) -> Option<Decimal> {
     let raw = ["position_size", "positionSize"].iter().find_map(|k| signal.raw.get(*k))?;
     let text = raw.as_str()?.trim().strip_suffix('%')?;
-    Decimal::from_str_exact(text.trim()).ok().filter(|p| *p > Decimal::ZERO)
+    Decimal::from_str_exact(text.trim()).ok().filter(|p| *p >= Decimal::ZERO)
 }
 
 /// The signal's price, else the last known one.

@@ -420,6 +420,8 @@ fn an_explicit_zero_quantity_is_refused_not_replaced_by_a_default() {
     let mut h = Harness::new(config(json!({"default_quantity": "0.5"})));
     let entry = h.feed(&signal(0, json!({"symbol": "BTCUSDT", "action": "sell", "quantity": "0"})));
     assert_eq!(refusal(&entry.decisions), "order quantity is zero");
+    let percent = h.feed(&signal(0, json!({"symbol": "BTCUSDT", "action": "buy", "position_size": "0%"})));
+    assert_eq!(refusal(&percent.decisions), "order quantity is zero");
     h.feed_all(&[created("o1", "BTCUSDT", "buy", "0.3", 1), filled("o1", "0.3", "50000", 2)]);
     let close = h.feed(&signal(3, json!({"symbol": "BTCUSDT", "action": "close_long", "quantity": 0})));
     assert_eq!(refusal(&close.decisions), "order quantity is zero");
