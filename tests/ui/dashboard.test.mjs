@@ -46,6 +46,14 @@ async function api(method, path, body) {
   return text ? JSON.parse(text) : null;
 }
 
+/** GETs `path` and answers its body as text: the numbers as the gateway wrote them. */
+async function apiText(path) {
+  const response = await fetch(`${BASE}/api/v1${path}`, { headers: { authorization: `Bearer ${TOKEN}` } });
+  const text = await response.text();
+  assert.ok(response.ok, `GET ${path}: ${response.status} ${text}`);
+  return text;
+}
+
 /** Polls `check` until it returns something truthy (or throws after `seconds`). */
 async function eventually(what, check, seconds = 15) {
   const deadline = Date.now() + seconds * 1000;
@@ -88,7 +96,8 @@ before(async () => {
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
       '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   });
-  const context = await browser.newContext({ viewport: { width: 1366, height: 900 } });
+  // A fixed locale: the numbers asserted below are grouped the en-US way.
+  const context = await browser.newContext({ viewport: { width: 1366, height: 900 }, locale: 'en-US' });
   page = await context.newPage();
   page.setDefaultTimeout(15000);
   // Script errors only: the browser also logs refused requests (the wrong token's 401) as errors.
@@ -316,5 +325,58 @@ describe('dashboard', () => {
     await page.getByRole('link', { name: 'Trading', exact: true }).click();
     await shoot('trading-phone.png', { width: 390, height: 844 });
     assert.deepEqual(consoleErrors, []);
+  });
+
+  test('decimals show every digit the API holds: never rounded, never a non-zero value shown as 0', async () => {
+    // End to end: a balance, an order and a mark price with more digits than a float holds.
+    const asset = `EXACT${RUN}`;
+    const symbol = `MARK-${RUN}`;
+    const orderId = `exact-${RUN}`;
+    await sendEvent('account.balance_updated', {
+      asset, available: '0.000000000123', locked: '1.123456789012345678', total: '12345678901234567.123456789',
+    });
+    await sendEvent('position.updated', { symbol, side: 'long', quantity: '0.5', markPrice: '0.0000000123' });
+    await sendEvent('order.created', {
+      orderId, symbol, side: 'buy', type: 'limit', quantity: '12345678901234567.123456789', price: '0.0000000123', status: 'pending',
+    });
+    await eventually('the gateway to hold the exact figures', async () => {
+      const [balances, positions, order] = await Promise.all([apiText('/balances?limit=1000'),
+        apiText(`/positions?symbol=${encodeURIComponent(symbol)}`), fetch(`${BASE}/api/v1/orders/${orderId}`,
+          { headers: { authorization: `Bearer ${TOKEN}` } }).then((r) => r.text())]);
+      return balances.includes('"available":0.000000000123') && balances.includes('"total":12345678901234567.123456789')
+        && positions.includes('"markPrice":0.0000000123') && order.includes('"quantity":12345678901234567.123456789');
+    });
+
+    await page.getByRole('link', { name: 'Trading', exact: true }).click();
+    const balance = page.locator('#balances tr', { hasText: asset });
+    await balance.waitFor();
+    assert.deepEqual(await balance.locator('td').allTextContents(),
+      [asset, '0.000000000123', '1.123456789012345678', '12,345,678,901,234,567.123456789']);
+    const position = page.locator('#positions tr', { hasText: symbol });
+    await position.waitFor();
+    assert.equal(await position.locator('td').nth(6).textContent(), '0.0000000123', 'mark price');
+    const order = page.locator('#orders tr', { hasText: orderId });
+    await order.waitFor();
+    assert.equal(await order.locator('td').nth(5).textContent(), '12,345,678,901,234,567.123456789', 'order quantity');
+    assert.equal(await order.locator('td').nth(6).textContent(), '0.0000000123', 'order price');
+    // Still right-aligned in tabular figures.
+    assert.equal(await balance.locator('td').nth(1).evaluate((td) => getComputedStyle(td).textAlign), 'right');
+    assert.equal(await balance.locator('td').nth(1).evaluate((td) => getComputedStyle(td).fontVariantNumeric), 'tabular-nums');
+
+    // The formatting itself, in the page: exact strings in, every digit out.
+    const formatted = await page.evaluate(async () => {
+      const { num, signed, parseExact } = await import('/ui/core.js');
+      const pnl = (value) => { const span = signed(value); return [span.textContent, span.className]; };
+      return {
+        nums: ['0.000000000123', '12345678901234567.123456789', '1.123456789012345678', '0.0000000123', '-2.50', '-0', '1e-12']
+          .map((value) => num(value)),
+        pnl: [pnl('-0.000000001'), pnl('0.00000000000001'), pnl('0')],
+        parsed: parseExact('{"a":12345678901234567.123456789,"b":"1.5 \\" 2","c":[-0.000000000123,true,null]}'),
+      };
+    });
+    assert.deepEqual(formatted.nums, ['0.000000000123', '12,345,678,901,234,567.123456789', '1.123456789012345678',
+      '0.0000000123', '-2.5', '0', '0.000000000001']);
+    assert.deepEqual(formatted.pnl, [['-0.000000001', 'neg'], ['+0.00000000000001', 'pos'], ['0', '']]);
+    assert.deepEqual(formatted.parsed, { a: '12345678901234567.123456789', b: '1.5 " 2', c: ['-0.000000000123', true, null] });
   });
 });

@@ -50,17 +50,63 @@ export function fill(container, ...nodes) {
 
 export const dash = '–';
 
+// Decimals (quantities, prices, balances, PnL) arrive as JSON numbers carrying every digit the
+// gateway holds, more than a float keeps: views that show them read the API with `exact`, which
+// keeps each number as the string of its digits (parseExact), and num() shows that string
+// without float arithmetic: never rounded, never a non-zero value shown as 0.
+const DECIMAL = /^([+-]?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?$/;
+
+/** `text` as {negative, int, frac}: digits without leading or trailing zeros; null if not a decimal. */
+export function decimalParts(text) {
+  const match = DECIMAL.exec(String(text).trim());
+  if (!match || !(match[2] || match[3])) return null;
+  const exponent = Number(match[4] || 0);
+  if (Math.abs(exponent) > 1000) return null;
+  const digits = (match[2] || '') + (match[3] || '');
+  let point = (match[2] || '').length + exponent;
+  let padded = digits;
+  if (point < 0) { padded = '0'.repeat(-point) + padded; point = 0; }
+  if (point > padded.length) padded += '0'.repeat(point - padded.length);
+  const int = padded.slice(0, point).replace(/^0+/, '') || '0';
+  const frac = padded.slice(point).replace(/0+$/, '');
+  const zero = int === '0' && frac === '';
+  return { negative: match[1] === '-' && !zero, int, frac, zero };
+}
+
+let decimalSeparator = null;
+function separator() {
+  if (decimalSeparator === null) {
+    const part = new Intl.NumberFormat().formatToParts(1.5).find((p) => p.type === 'decimal');
+    decimalSeparator = part ? part.value : '.';
+  }
+  return decimalSeparator;
+}
+
+/**
+ * A number for a table cell. A string (an exact decimal) keeps every digit: the integer part
+ * grouped the locale's way (through BigInt, so exact), the fraction as given without trailing
+ * zeros. A JS number (counts and rates) shows at most `digits` decimals.
+ */
 export function num(value, digits = 8) {
   if (value === null || value === undefined || value === '') return dash;
+  if (typeof value === 'string') {
+    const parts = decimalParts(value);
+    if (!parts) return value;
+    const int = BigInt(parts.int).toLocaleString();
+    return (parts.negative ? '-' : '') + int + (parts.frac ? separator() + parts.frac : '');
+  }
   const n = Number(value);
   if (!Number.isFinite(n)) return String(value);
   return n.toLocaleString(undefined, { maximumFractionDigits: digits });
 }
 
+/** A profit or loss: green with a `+` when above zero, red when below. */
 export function signed(value) {
   if (value === null || value === undefined) return dash;
-  const n = Number(value);
-  return h('span', { class: n > 0 ? 'pos' : n < 0 ? 'neg' : '' }, (n > 0 ? '+' : '') + num(n, 4));
+  const parts = decimalParts(value);
+  if (!parts) return String(value);
+  const cls = parts.zero ? '' : parts.negative ? 'neg' : 'pos';
+  return h('span', { class: cls }, (cls === 'pos' ? '+' : '') + num(typeof value === 'number' ? value : String(value), 4));
 }
 
 export function time(text, withDate) {
@@ -150,7 +196,7 @@ class ApiError extends Error {
   }
 }
 
-export async function api(method, path, body) {
+export async function api(method, path, body, options = {}) {
   const headers = { Authorization: 'Bearer ' + session.token };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   let response;
@@ -171,8 +217,17 @@ export async function api(method, path, body) {
       `${method} ${path}: ${(answer && answer.reason) || response.statusText}`);
   }
   if (response.status === 204) return null;
-  return response.json();
+  return options.exact ? parseExact(await response.text()) : response.json();
 }
+
+// A JSON string literal (escapes included), or a number literal outside of one.
+const JSON_TOKEN = /"[^"\\]*(?:\\.[^"\\]*)*"|-?\d[\d.eE+-]*/g;
+
+/** Parses the JSON `text` with every number as the string of its digits, so none loses any. */
+export function parseExact(text) {
+  return JSON.parse(text.replace(JSON_TOKEN, (token) => (token[0] === '"' ? token : `"${token}"`)));
+}
+
 
 // Runs a loader; shows its failure in `container` (when given) and as a toast.
 export async function guarded(what, work, container) {

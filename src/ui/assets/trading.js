@@ -43,7 +43,7 @@ export async function loadTrading() {
     ['intents', '/intents?limit=50', renderIntents],
   ];
   await Promise.all(sections.map(async ([name, path, render]) => {
-    const data = await guarded(name, () => api('GET', path), $(name));
+    const data = await guarded(name, () => api('GET', path, undefined, { exact: true }), $(name));
     if (data && changed(name, data)) render(data);
   }));
 }
@@ -54,14 +54,14 @@ function renderPositions(data) {
     { label: 'Side', get: (p) => pill(p.side, p.side === 'long' ? 'ok' : p.side === 'short' ? 'danger' : '') },
     // The venue's newest snapshot disagrees with the fills: show its figure beside ours.
     { label: 'Quantity', cls: 'num', get: (p) => p.mismatch
-      ? h('span', { title: `venue reports ${p.mismatch.venue}, fills hold ${p.mismatch.held}` },
-        num(p.quantity), ' ', pill('venue ' + p.mismatch.venue, 'danger'))
+      ? h('span', { title: `venue reports ${num(p.mismatch.venue)}, fills hold ${num(p.mismatch.held)}` },
+        num(p.quantity), ' ', pill('venue ' + num(p.mismatch.venue), 'danger'))
       : num(p.quantity) },
     { label: 'Unrealized PnL', cls: 'num', get: (p) => signed(p.unrealizedPnl) },
     { label: 'Realized PnL', cls: 'num', get: (p) => signed(p.realizedPnl) },
     { label: 'Avg price', cls: 'num', get: (p) => num(p.averagePrice) },
     { label: 'Mark', cls: 'num', get: (p) => num(p.markPrice) },
-    { label: 'Margin ratio', cls: 'num hide-narrow', get: (p) => num(p.marginRatio, 4) },
+    { label: 'Margin ratio', cls: 'num hide-narrow', get: (p) => num(p.marginRatio) },
     { label: 'Account', cls: 'hide-narrow', get: (p) => p.account || dash },
   ], data.positions, { empty: 'No positions: fills and position events build them.' }));
 }
@@ -92,7 +92,7 @@ async function showFills(orderId, quiet) {
   for (const row of document.querySelectorAll('#orders tbody tr')) {
     row.classList.toggle('selected', row.firstChild.textContent === orderId);
   }
-  const order = await guarded('order ' + orderId, () => api('GET', '/orders/' + encodeURIComponent(orderId)), quiet ? undefined : $('order-fills'));
+  const order = await guarded('order ' + orderId, () => api('GET', '/orders/' + encodeURIComponent(orderId), undefined, { exact: true }), quiet ? undefined : $('order-fills'));
   if (!order) return;
   fill($('order-fills'), h('h3', {}, `Fills of ${orderId}`), table([
     { label: 'Fill', get: (f) => h('span', { class: 'mono' }, f.key) },
