@@ -379,4 +379,29 @@ describe('dashboard', () => {
     assert.deepEqual(formatted.pnl, [['-0.000000001', 'neg'], ['+0.00000000000001', 'pos'], ['0', '']]);
     assert.deepEqual(formatted.parsed, { a: '12345678901234567.123456789', b: '1.5 " 2', c: ['-0.000000000123', true, null] });
   });
+
+  test("a position the venue reports without fills shows the venue's side and quantity, marked as the venue's", async () => {
+    const long = `VENUE-L-${RUN}`;
+    const short = `VENUE-S-${RUN}`;
+    await sendEvent('position.updated', { symbol: long, side: 'long', quantity: 1000000 });
+    await sendEvent('position.updated', { symbol: short, side: 'short', quantity: 250 });
+    const reported = await eventually('both venue positions', async () => {
+      const { positions } = await api('GET', '/positions?limit=1000');
+      const found = [long, short].map((symbol) => positions.find((p) => p.symbol === symbol));
+      return found.every(Boolean) ? found : null;
+    });
+    // What the API says: no fills, so nothing held and nothing to compare; the venue's figure.
+    assert.deepEqual(reported.map((p) => [p.side, p.netQuantity, p.venueQuantity, p.mismatch]),
+      [['flat', 0, 1000000, null], ['flat', 0, -250, null]]);
+
+    await page.getByRole('link', { name: 'Trading', exact: true }).click();
+    for (const [symbol, side, quantity] of [[long, 'long', '1,000,000'], [short, 'short', '250']]) {
+      const row = page.locator('#positions tr', { hasText: symbol });
+      await row.waitFor();
+      const cells = await row.locator('td').allTextContents();
+      assert.equal(cells[1], `${side} venue`, `${symbol}: the venue's side, labelled`);
+      assert.equal(cells[2], `${quantity} venue`, `${symbol}: the venue's quantity, labelled`);
+      assert.match(await row.locator('td').nth(2).locator('[title]').first().getAttribute('title'), /venue reports/);
+    }
+  });
 });

@@ -1,7 +1,7 @@
 // Trading: the kill switch (behind a confirmation), positions with PnL, orders and their fills,
 // balances, alerts, and the order intents the strategy actions decided with their outcome.
 import {
-  $, api, changed, confirmAction, dash, fill, guarded, h, num, pill, showDone, signed, table, time,
+  $, api, changed, confirmAction, dash, decimalParts, fill, guarded, h, num, pill, showDone, signed, table, time,
 } from './core.js';
 
 let killOn = null;
@@ -48,15 +48,38 @@ export async function loadTrading() {
   }));
 }
 
+const isZero = (value) => { const parts = decimalParts(value); return !parts || parts.zero; };
+const SIDE_CLASS = { long: 'ok', short: 'danger' };
+
+// The venue reports a position the fills do not hold (a source that sends position snapshots but
+// no fills): nothing to compare, so no mismatch, but the position is the venue's figure.
+function venueOnly(p) {
+  return !p.mismatch && isZero(p.netQuantity) && p.venueQuantity !== null && p.venueQuantity !== undefined
+    && !isZero(p.venueQuantity);
+}
+
 function renderPositions(data) {
+  const venueMark = () => h('span', { class: 'muted small' }, ' venue');
   fill($('positions'), table([
     { label: 'Symbol', get: (p) => h('strong', {}, p.symbol) },
-    { label: 'Side', get: (p) => pill(p.side, p.side === 'long' ? 'ok' : p.side === 'short' ? 'danger' : '') },
-    // The venue's newest snapshot disagrees with the fills: show its figure beside ours.
-    { label: 'Quantity', cls: 'num', get: (p) => p.mismatch
-      ? h('span', { title: `venue reports ${num(p.mismatch.venue)}, fills hold ${num(p.mismatch.held)}` },
-        num(p.quantity), ' ', pill('venue ' + num(p.mismatch.venue), 'danger'))
-      : num(p.quantity) },
+    { label: 'Side', get: (p) => {
+      if (!venueOnly(p)) return pill(p.side, SIDE_CLASS[p.side] || '');
+      const side = decimalParts(p.venueQuantity).negative ? 'short' : 'long';
+      return h('span', { title: 'the venue reports this side; no fills hold this position' }, pill(side, SIDE_CLASS[side]), venueMark());
+    } },
+    // When the venue's newest snapshot disagrees with the fills, its figure shows beside ours;
+    // when only the venue holds the position, the figure is the venue's, marked so.
+    { label: 'Quantity', cls: 'num', get: (p) => {
+      if (p.mismatch) {
+        return h('span', { title: `venue reports ${num(p.mismatch.venue)}, fills hold ${num(p.mismatch.held)}` },
+          num(p.quantity), ' ', pill('venue ' + num(p.mismatch.venue), 'danger'));
+      }
+      if (venueOnly(p)) {
+        return h('span', { title: 'the venue reports this quantity; no fills hold this position' },
+          num(String(p.venueQuantity).replace(/^-/, '')), ' ', pill('venue', 'info'));
+      }
+      return num(p.quantity);
+    } },
     { label: 'Unrealized PnL', cls: 'num', get: (p) => signed(p.unrealizedPnl) },
     { label: 'Realized PnL', cls: 'num', get: (p) => signed(p.realizedPnl) },
     { label: 'Avg price', cls: 'num', get: (p) => num(p.averagePrice) },
