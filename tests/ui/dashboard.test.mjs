@@ -54,6 +54,27 @@ async function apiText(path) {
   return text;
 }
 
+/** Every item of a paged list, following `next` (passed back as `cursor`). */
+async function listAll(path, key, cursor) {
+  const items = [];
+  let next = null;
+  do {
+    const page = await api('GET', `${path}?limit=1000${next === null ? '' : `&${cursor}=${encodeURIComponent(next)}`}`);
+    items.push(...page[key]);
+    next = page.next ?? null;
+  } while (next !== null);
+  return items;
+}
+
+/** Runs the `sends` (functions returning promises), 16 at a time. */
+async function sendAll(sends) {
+  const results = [];
+  for (let at = 0; at < sends.length; at += 16) {
+    results.push(...await Promise.all(sends.slice(at, at + 16).map((send) => send())));
+  }
+  return results;
+}
+
 /** Polls `check` until it returns something truthy (or throws after `seconds`). */
 async function eventually(what, check, seconds = 15) {
   const deadline = Date.now() + seconds * 1000;
@@ -403,5 +424,53 @@ describe('dashboard', () => {
       assert.equal(cells[2], `${quantity} venue`, `${symbol}: the venue's quantity, labelled`);
       assert.match(await row.locator('td').nth(2).locator('[title]').first().getAttribute('title'), /venue reports/);
     }
+  });
+
+  test('orders, positions and balances read every page: entries past the API page size show', async () => {
+    const orderIds = Array.from({ length: 205 }, (_, i) => `zz-page-${RUN}-${String(i).padStart(3, '0')}`);
+    const symbols = Array.from({ length: 101 }, (_, i) => `ZZ-PAGE-${RUN}-${String(i).padStart(3, '0')}`);
+    const assets = Array.from({ length: 101 }, (_, i) => `ZZPAGE${RUN}${String(i).padStart(3, '0')}`);
+    await sendAll([
+      ...orderIds.map((orderId) => () => sendEvent('order.created', {
+        orderId, symbol: 'PAGE/USD', side: 'buy', type: 'limit', quantity: 1, price: 10, status: 'pending',
+      })),
+      ...symbols.map((symbol) => () => sendEvent('position.updated', { symbol, side: 'long', quantity: 1 })),
+      ...assets.map((asset) => () => sendEvent('account.balance_updated', { asset, available: 1, locked: 0, total: 1 })),
+    ]);
+    const lists = await eventually('every order, position and balance to be applied', async () => {
+      const [orders, positions, balances] = await Promise.all([listAll('/orders', 'orders', 'after'),
+        listAll('/positions', 'positions', 'after'), listAll('/balances', 'balances', 'after')]);
+      const has = (items, field, wanted) => { const seen = new Set(items.map((i) => i[field])); return wanted.every((w) => seen.has(w)); };
+      const done = has(orders, 'orderId', orderIds) && has(positions, 'symbol', symbols) && has(balances, 'asset', assets);
+      return done ? { orders, positions, balances } : null;
+    }, 60);
+    // More than the old requests read (orders: 200; positions and balances: the API's default 100).
+    assert.ok(lists.orders.length > 200 && lists.positions.length > 100 && lists.balances.length > 100);
+
+    await page.getByRole('link', { name: 'Trading', exact: true }).click();
+    const names = ['orders', 'positions', 'balances'];
+    const want = Object.fromEntries(names.map((name) => [name, lists[name].length]));
+    let rows = null;
+    await eventually('every order, position and balance to be a row', async () => {
+      rows = Object.fromEntries(await Promise.all(names.map(async (name) => [name, await page.locator(`#${name} tbody tr`).count()])));
+      return JSON.stringify(rows) === JSON.stringify(want);
+    }).catch(() => {});
+    assert.deepEqual(rows, want, 'rows shown for each list, and the entries the API has');
+    await page.locator('#orders td', { hasText: orderIds.at(-1) }).waitFor();
+    await page.locator('#positions td', { hasText: symbols.at(-1) }).waitFor();
+    await page.locator('#balances td', { hasText: assets.at(-1) }).waitFor();
+    assert.equal(await page.locator('#view-trading .more').count(), 0, 'nothing cut, so no "more" line');
+
+    // The paging stops at its bound and says whether more follow, looking one entry ahead.
+    const cut = await page.evaluate(async () => {
+      const { pages } = await import('/ui/core.js');
+      const read = async (bound) => {
+        const { items, more } = await pages('/orders', 'orders', { cursor: 'after', bound, pageSize: 100 });
+        return { count: items.length, distinct: new Set(items.map((o) => o.orderId)).size, more };
+      };
+      return [await read(150), await read(100000)];
+    });
+    assert.deepEqual(cut, [{ count: 150, distinct: 150, more: true },
+      { count: lists.orders.length, distinct: lists.orders.length, more: false }]);
   });
 });

@@ -228,6 +228,31 @@ export function parseExact(text) {
   return JSON.parse(text.replace(JSON_TOKEN, (token) => (token[0] === '"' ? token : `"${token}"`)));
 }
 
+/**
+ * Every item of a paged list (`GET path` answers `{[key]: [...], next}`), following `next` (sent
+ * back as the `cursor` parameter) until the list ends or `bound` items are read. `more` says
+ * whether the list goes on past them: read one entry ahead, so it is never a guess.
+ */
+export async function pages(path, key, { cursor, bound, pageSize = 1000, exact = false }) {
+  const items = [];
+  const url = (limit, next) => `${path}${path.includes('?') ? '&' : '?'}limit=${limit}`
+    + (next === null ? '' : `&${cursor}=${encodeURIComponent(next)}`);
+  let next = null;
+  do {
+    const page = await api('GET', url(Math.min(pageSize, bound - items.length), next), undefined, { exact });
+    items.push(...page[key]);
+    next = page.next ?? null;
+    if (next === null) return { items, more: false };
+  } while (items.length < bound);
+  const ahead = await api('GET', url(1, next), undefined, { exact });
+  return { items, more: ahead[key].length > 0 || (ahead.next ?? null) !== null };
+}
+
+/** The line under a list cut at its bound: what is shown, and a button that reads further. */
+export function moreNote(text, onMore) {
+  return h('p', { class: 'more muted small' }, text + ' ',
+    h('button', { type: 'button', class: 'small', onclick: onMore }, 'Load more'));
+}
 
 // Runs a loader; shows its failure in `container` (when given) and as a toast.
 export async function guarded(what, work, container) {

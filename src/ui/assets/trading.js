@@ -1,7 +1,8 @@
 // Trading: the kill switch (behind a confirmation), positions with PnL, orders and their fills,
 // balances, alerts, and the order intents the strategy actions decided with their outcome.
 import {
-  $, api, changed, confirmAction, dash, decimalParts, fill, guarded, h, num, pill, showDone, signed, table, time,
+  $, api, changed, confirmAction, dash, decimalParts, fill, forget, guarded, h, moreNote, num, pages, pill, showDone,
+  signed, table, time,
 } from './core.js';
 
 let killOn = null;
@@ -34,18 +35,43 @@ export async function toggleKill() {
   }
 }
 
+// Positions, orders and balances are read page by page up to a bound, which "Load more" raises
+// by another step: the API sorts them by key (orders by order id), so a list cut short could
+// hide the newest entries, and a cut list always says so.
+const LIST_STEP = 5000;
+const bounds = { positions: LIST_STEP, orders: LIST_STEP, balances: LIST_STEP };
+
+function paged(name, noun, key) {
+  return {
+    load: () => pages('/' + name, name, { cursor: 'after', bound: bounds[name], exact: true }),
+    more: (data) => data.more && moreNote(`Showing the first ${data.items.length.toLocaleString()} ${noun} (by ${key}); there are more.`,
+      () => { bounds[name] += LIST_STEP; forget(name); loadSection(name); }),
+  };
+}
+
+// How each list loads and renders; alerts and intents are the newest 50 (the API answers newest
+// first). A re-rendered order list also refreshes the fills of the selected order.
+const SECTIONS = {
+  positions: { ...paged('positions', 'positions', 'account and symbol'), render: renderPositions },
+  orders: {
+    ...paged('orders', 'orders', 'order id'), render: renderOrders,
+    after: () => selectedOrder && showFills(selectedOrder, true),
+  },
+  balances: { ...paged('balances', 'balances', 'account and asset'), render: renderBalances },
+  alerts: { load: () => api('GET', '/alerts?limit=50', undefined, { exact: true }), render: renderAlerts },
+  intents: { load: () => api('GET', '/intents?limit=50', undefined, { exact: true }), render: renderIntents },
+};
+
+async function loadSection(name) {
+  const section = SECTIONS[name];
+  const data = await guarded(name, section.load, $(name));
+  if (!data || !changed(name, data)) return;
+  fill($(name), section.more && section.more(data), section.render(data));
+  if (section.after) section.after();
+}
+
 export async function loadTrading() {
-  const sections = [
-    ['positions', '/positions', renderPositions],
-    ['orders', '/orders?limit=200', renderOrders],
-    ['balances', '/balances', renderBalances],
-    ['alerts', '/alerts?limit=50', renderAlerts],
-    ['intents', '/intents?limit=50', renderIntents],
-  ];
-  await Promise.all(sections.map(async ([name, path, render]) => {
-    const data = await guarded(name, () => api('GET', path, undefined, { exact: true }), $(name));
-    if (data && changed(name, data)) render(data);
-  }));
+  await Promise.all(Object.keys(SECTIONS).map(loadSection));
 }
 
 const isZero = (value) => { const parts = decimalParts(value); return !parts || parts.zero; };
@@ -60,7 +86,7 @@ function venueOnly(p) {
 
 function renderPositions(data) {
   const venueMark = () => h('span', { class: 'muted small' }, ' venue');
-  fill($('positions'), table([
+  return table([
     { label: 'Symbol', get: (p) => h('strong', {}, p.symbol) },
     { label: 'Side', get: (p) => {
       if (!venueOnly(p)) return pill(p.side, SIDE_CLASS[p.side] || '');
@@ -86,11 +112,11 @@ function renderPositions(data) {
     { label: 'Mark', cls: 'num', get: (p) => num(p.markPrice) },
     { label: 'Margin ratio', cls: 'num hide-narrow', get: (p) => num(p.marginRatio) },
     { label: 'Account', cls: 'hide-narrow', get: (p) => p.account || dash },
-  ], data.positions, { empty: 'No positions: fills and position events build them.' }));
+  ], data.items, { empty: 'No positions: fills and position events build them.' });
 }
 
 function renderOrders(data) {
-  fill($('orders'), table([
+  return table([
     { label: 'Order', get: (o) => h('span', { class: 'mono' }, o.orderId) },
     { label: 'Status', get: (o) => pill(o.status) },
     { label: 'Symbol', get: (o) => o.symbol || dash },
@@ -102,12 +128,11 @@ function renderOrders(data) {
     { label: 'Avg fill', cls: 'num', get: (o) => num(o.averagePrice) },
     { label: 'Origin', cls: 'hide-narrow', get: (o) => o.origin || dash },
     { label: 'Updated', cls: 'hide-narrow', get: (o) => time(o.updatedAt) },
-  ], data.orders, {
+  ], data.items, {
     empty: 'No orders yet: order events and strategy actions create them.',
     onRow: (o) => showFills(o.orderId),
     rowClass: (o) => (o.orderId === selectedOrder ? 'selected' : ''),
-  }));
-  if (selectedOrder) showFills(selectedOrder, true);
+  });
 }
 
 async function showFills(orderId, quiet) {
@@ -127,25 +152,25 @@ async function showFills(orderId, quiet) {
 }
 
 function renderBalances(data) {
-  fill($('balances'), table([
+  return table([
     { label: 'Asset', get: (b) => h('strong', {}, b.asset) },
     { label: 'Available', cls: 'num', get: (b) => num(b.available) },
     { label: 'Locked', cls: 'num', get: (b) => num(b.locked) },
     { label: 'Total', cls: 'num', get: (b) => num(b.total) },
-  ], data.balances, { empty: 'No balances: account.balance_updated events fill this in.' }));
+  ], data.items, { empty: 'No balances: account.balance_updated events fill this in.' });
 }
 
 function renderAlerts(data) {
-  fill($('alerts'), table([
+  return table([
     { label: 'At', get: (a) => time(a.at) },
     { label: 'Kind', get: (a) => pill(a.kind, a.kind === 'system' ? 'info' : 'warn') },
     { label: 'Subject', get: (a) => a.subject },
     { label: 'Message', cls: 'wrap', get: (a) => a.message },
-  ], data.alerts, { empty: 'No alerts: overfills, conflicting duplicates and margin calls would show here.' }));
+  ], data.alerts, { empty: 'No alerts: overfills, conflicting duplicates and margin calls would show here.' });
 }
 
 function renderIntents(data) {
-  fill($('intents'), table([
+  return table([
     { label: 'At', get: (i) => time(i.createdAt) },
     { label: 'Action', get: (i) => i.action },
     { label: 'Symbol', get: (i) => i.symbol || dash },
@@ -153,7 +178,7 @@ function renderIntents(data) {
     { label: 'Outcome', get: (i) => pill(i.outcome) },
     { label: 'Reason / broker', cls: 'wrap', get: (i) => i.reason || i.brokerResponse || dash },
     { label: 'Client order id', cls: 'hide-narrow', get: (i) => h('span', { class: 'mono' }, i.clientOrderId) },
-  ], data.intents, { empty: 'No order intents: routes to signal_to_order, bracket_on_fill or margin_guard create them.' }));
+  ], data.intents, { empty: 'No order intents: routes to signal_to_order, bracket_on_fill or margin_guard create them.' });
 }
 
 // "place take profit: sell 0.25 limit @ 52000", "cancel stop loss: …".
