@@ -473,4 +473,31 @@ describe('dashboard', () => {
     assert.deepEqual(cut, [{ count: 150, distinct: 150, more: true },
       { count: lists.orders.length, distinct: lists.orders.length, more: false }]);
   });
+
+  test('dead letters: every entry is listed and "Select all" reaches every one the badge counts', async () => {
+    const bad = await sendAll(Array.from({ length: 505 }, (_, i) => () => sendEvent('order.created', {
+      orderId: `ui-bad-page-${RUN}-${i}`, symbol: 'BTC/USD', side: 'buy', type: 'market', quantity: -1, price: 0, status: 'pending',
+    })));
+    const entries = await eventually('505 dead letters', async () => {
+      const list = await listAll('/dlq', 'deadLetters', 'before');
+      const ids = new Set(list.map((d) => d.eventId));
+      return bad.every((id) => ids.has(id)) ? list : null;
+    }, 60);
+    assert.ok(entries.length > 500, 'more than the old request read');
+
+    await page.getByRole('link', { name: /Dead letters/ }).click();
+    await eventually('every dead letter to be a row', async () =>
+      (await page.locator('#dlq tbody tr').count()) === entries.length, 30);
+    await eventually('the badge to count them all', async () =>
+      (await page.locator('#dlq-badge').textContent()) === String(entries.length), 30);
+    assert.equal(await page.locator('#dlq .more').count(), 0, 'nothing cut, so no "more" line');
+
+    await page.locator('#dlq thead input[type=checkbox]').check();
+    await page.locator('#dlq-discard-selected', { hasText: `Discard ${entries.length} selected` }).waitFor();
+    await page.locator('#dlq-discard-selected').click();
+    await page.locator('#confirm').getByRole('button', { name: 'Discard' }).click();
+    await page.getByText('The dead-letter queue is empty').waitFor({ timeout: 120000 });
+    assert.equal((await api('GET', '/dlq')).deadLetters.length, 0, 'every one discarded');
+    assert.deepEqual(consoleErrors, [], 'no script errors');
+  });
 });

@@ -1,9 +1,14 @@
 // Dead letters: reason, attempts and last error; inspect, replay or discard one or a selection.
 import {
-  $, api, changed, confirmAction, dash, eventLink, facts, fill, forget, guarded, h, inspect, json, pill, showDone, table, time,
+  $, api, changed, confirmAction, dash, eventLink, facts, fill, forget, guarded, h, inspect, json, moreNote, pages, pill,
+  showDone, table, time,
 } from './core.js';
 
 const selected = new Set();
+// The list is read page by page (newest first) up to this many entries; "Load more" raises it,
+// and a list cut short says so, so "Select all" never silently misses entries.
+const STEP = 5000;
+let bound = STEP;
 
 /** Replays the selected entries. */
 export function replaySelected() { return replay([...selected]); }
@@ -11,11 +16,11 @@ export function replaySelected() { return replay([...selected]); }
 export function discardSelected() { return discard([...selected]); }
 
 export async function loadDlq() {
-  const data = await guarded('dead letters', () => api('GET', '/dlq?limit=500'), $('dlq'));
+  const data = await guarded('dead letters', () => pages('/dlq', 'deadLetters', { cursor: 'before', bound }), $('dlq'));
   if (!data || !changed('dlq', data)) return;
-  const ids = new Set(data.deadLetters.map((d) => d.id));
+  const ids = new Set(data.items.map((d) => d.id));
   for (const id of [...selected]) if (!ids.has(id)) selected.delete(id);
-  renderDlq(data.deadLetters);
+  renderDlq(data.items, data.more);
 }
 
 function updateDlqButtons() {
@@ -25,7 +30,7 @@ function updateDlqButtons() {
   $('dlq-discard-selected').textContent = selected.size ? `Discard ${selected.size} selected` : 'Discard selected';
 }
 
-function renderDlq(entries) {
+function renderDlq(entries, more) {
   const all = h('input', { type: 'checkbox', 'aria-label': 'Select all', checked: entries.length > 0 && entries.every((d) => selected.has(d.id)) });
   all.addEventListener('change', () => {
     for (const d of entries) { if (all.checked) selected.add(d.id); else selected.delete(d.id); }
@@ -54,7 +59,9 @@ function renderDlq(entries) {
   });
   const head = view.querySelector && view.querySelector('thead th');
   if (head) head.append(all);
-  fill($('dlq'), view);
+  fill($('dlq'), more && moreNote(
+    `Showing the newest ${entries.length.toLocaleString()} dead letters; there are more, which "Select all" does not reach.`,
+    () => { bound += STEP; forget('dlq'); loadDlq(); }), view);
   updateDlqButtons();
 }
 
