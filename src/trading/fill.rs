@@ -47,10 +47,7 @@ pub struct Fill {
 impl Fill {
     /// Quantity with the sign of its effect on a position: buys add, sells subtract.
     pub fn signed_quantity(&self) -> Decimal {
-        match self.side {
-            Side::Buy => self.quantity,
-            Side::Sell => -self.quantity,
-        }
+        self.side.signed(self.quantity)
     }
 
     /// The canonical order positions fold fills in: time, then order id, then key.

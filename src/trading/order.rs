@@ -82,6 +82,14 @@ pub enum Side {
 }
 
 impl Side {
+    /// `quantity` as a position counts it: buys add, sells subtract.
+    pub fn signed(self, quantity: Decimal) -> Decimal {
+        match self {
+            Self::Buy => quantity,
+            Self::Sell => -quantity,
+        }
+    }
+
     /// `buy` or `sell`.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -84,7 +84,7 @@ impl Strategy {
             .filter_map(|(id, doc)| {
                 let intent: OrderIntent = serde_json::from_str(&doc).ok()?;
                 let entry = intent.op == IntentOp::Place && intent.role.is_entry() && !intent.reduce_only;
-                let quantity = if intent.side == Side::Buy { intent.quantity } else { -intent.quantity };
+                let quantity = intent.side.signed(intent.quantity);
                 entry.then_some((id, AwaitingEntry { symbol: intent.symbol, quantity }))
             })
             .collect();
@@ -242,7 +242,7 @@ impl Strategy {
             .filter(|o| &o.account == account && o.symbol.as_deref() == Some(symbol))
             .map(|o| {
                 let open = o.quantity.unwrap_or_default().saturating_sub(o.filled_quantity).max(Decimal::ZERO);
-                if o.side == Some(Side::Sell) { -open } else { open }
+                o.side.map_or(open, |side| side.signed(open))
             })
             .fold(Decimal::ZERO, Decimal::saturating_add);
         // Sells take off a long, buys a short.

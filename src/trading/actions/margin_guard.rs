@@ -86,7 +86,7 @@ pub(super) fn decide(
                     client_order_id: intent.client_order_id.clone(),
                     symbol: Some(key.symbol.clone()),
                     account: key.account.clone(),
-                    quantity: Some(if intent.side == Side::Buy { quantity } else { -quantity }),
+                    quantity: Some(intent.side.signed(quantity)),
                     reduce: true,
                     protective: true,
                 });

@@ -102,7 +102,7 @@ fn check(
     let plan = plan(config, actions, signal, net, cx, |plan| {
         pending_reduction((cx.trading, cx.now), actions, &entry_id(plan), Some(&plan.account), symbol, net)
     })?;
-    let signed = signed(plan.quantity, plan.side == Side::Sell);
+    let signed = plan.side.signed(plan.quantity);
     let after = net.saturating_add(signed);
     if !plan.close && after.abs() > net.abs() && margin_guard::blocks(actions, symbol) {
         return Err(format!("margin guard tripped on {symbol}: no new entries until the margin ratio falls"));
@@ -357,7 +357,7 @@ pub(super) fn pending_reduction(
         };
         left.insert(
             order.client_order_id.as_deref().unwrap_or_default(),
-            signed(open, *quantity < Decimal::ZERO),
+            if *quantity < Decimal::ZERO { -open } else { open },
         );
     }
     let total = left.into_values().fold(Decimal::ZERO, Decimal::saturating_add);
@@ -366,15 +366,6 @@ pub(super) fn pending_reduction(
         (-total).max(Decimal::ZERO)
     } else {
         total.max(Decimal::ZERO)
-    }
-}
-
-/// `quantity` negative when `sells`.
-fn signed(quantity: Decimal, sells: bool) -> Decimal {
-    if sells {
-        -quantity
-    } else {
-        quantity
     }
 }
 
